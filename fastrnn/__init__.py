@@ -1,0 +1,39 @@
+"""fastrnn: recurrent neural networks (SimpleRNN, LSTM, GRU) made fast on the CPU for NumPy users.
+
+The forward pass and backpropagation through time run in compiled kernels
+(a Cython/OpenMP extension when it was built, Numba otherwise), checked against
+a plain NumPy reference that is also shipped as the ``"python"`` backend.
+
+Importing fastrnn compiles nothing and does not import Numba.
+"""
+
+__version__ = "0.1.0"
+
+from fastrnn._backends import available_backends, show_config, use_backend
+from fastrnn.exceptions import (
+    ArgumentError,
+    BackendUnavailableError,
+    DTypeError,
+    FastRNNError,
+    NonFiniteError,
+    ShapeError,
+    StaleCacheError,
+    UnknownBackendError,
+)
+from fastrnn.functional import rnn_backward, rnn_forward
+
+__all__ = [
+    "rnn_forward",
+    "rnn_backward",
+    "available_backends",
+    "use_backend",
+    "show_config",
+    "FastRNNError",
+    "ShapeError",
+    "DTypeError",
+    "NonFiniteError",
+    "ArgumentError",
+    "UnknownBackendError",
+    "BackendUnavailableError",
+    "StaleCacheError",
+]

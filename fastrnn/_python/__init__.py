@@ -1,0 +1,10 @@
+"""The reference backend: every kernel in plain NumPy, one equation per line.
+
+It is the oracle the compiled backends are tested against (run in float64) and
+the fallback when nothing compiled loads. Its kernels have exactly the
+signatures of the compiled ones (see :mod:`fastrnn._python.rnn`).
+"""
+
+from fastrnn._python.rnn import rnn_backward, rnn_forward
+
+__all__ = ["rnn_forward", "rnn_backward"]

@@ -1,0 +1,94 @@
+"""Checks on what a caller passes in, each raising a fastrnn exception that names the
+argument, what was expected and what was given. Everything here runs before any
+kernel, so compiled code only ever sees consistent, C-contiguous float arrays.
+
+The dtype rule: a call computes in float32 or float64. Every array argument
+must be a floating-point array (or something ``numpy.asarray`` turns into one);
+float16 is computed in float32; the computation dtype is that of ``x``, and a
+float32/float64 mix among the inputs is an error rather than a silent cast,
+so that the caller chooses the precision.
+"""
+
+import numbers
+
+import numpy as np
+
+from fastrnn.exceptions import ArgumentError, DTypeError, NonFiniteError, ShapeError
+
+_COMPUTE_DTYPES = {np.dtype(np.float16): np.dtype(np.float32)}
+
+
+def as_float_array(name, value):
+    """``numpy.asarray(value)``, required to hold floating-point numbers.
+
+    Returns
+    -------
+    ndarray
+        The array, not copied.
+    """
+    array = np.asarray(value)
+    if array.dtype.kind != "f":
+        raise DTypeError(f"{name} must be a float32 or float64 array; got dtype {array.dtype}")
+    return array
+
+
+def compute_dtype(named_arrays):
+    """The one dtype a call computes in, from its ``(name, array)`` pairs (the first is ``x``).
+
+    Raises
+    ------
+    DTypeError
+        When the arrays mix float32 and float64 (after float16 counts as float32).
+    """
+    first_name, first = named_arrays[0]
+    dtype = _COMPUTE_DTYPES.get(first.dtype, first.dtype)
+    for name, array in named_arrays[1:]:
+        other = _COMPUTE_DTYPES.get(array.dtype, array.dtype)
+        if other != dtype:
+            raise DTypeError(
+                f"all arrays must share one dtype: {first_name} is {first.dtype} but {name} is "
+                f"{array.dtype}; cast them to float32 or float64 first"
+            )
+    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise DTypeError(f"{first_name} must be float32 or float64; got dtype {first.dtype}")
+    return dtype
+
+
+def check_ndim(name, array, ndim, layout):
+    """Require ``array.ndim == ndim``; ``layout`` spells the expected shape, e.g. ``"(T, B, D)"``."""
+    if array.ndim != ndim:
+        raise ShapeError(
+            f"{name} must be {ndim}-dimensional with shape {layout}; got shape {array.shape}"
+        )
+
+
+def check_shape(name, array, expected, why):
+    """Require ``array.shape == expected``; ``why`` says where the sizes come from."""
+    if array.shape != tuple(expected):
+        raise ShapeError(f"{name} must have shape {tuple(expected)} ({why}); got shape {array.shape}")
+
+
+def check_finite(name, array):
+    """Require no NaN or infinity in ``array``."""
+    if not np.isfinite(array).all():
+        bad = np.count_nonzero(~np.isfinite(array))
+        raise NonFiniteError(f"{name} must be finite; it holds {bad} NaN or infinite value(s)")
+
+
+def check_choice(name, value, choices):
+    """Require ``value`` to be one of ``choices``."""
+    if value not in choices:
+        raise ArgumentError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+
+
+def check_n_threads(n_threads):
+    """Require ``None`` or a positive integer."""
+    if n_threads is None:
+        return
+    if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral) or n_threads < 1:
+        raise ArgumentError(f"n_threads must be None or a positive integer; got {n_threads!r}")
+
+
+def kernel_array(array, dtype):
+    """``array`` as a C-contiguous array of ``dtype``, copied only when it is not one already."""
+    return np.ascontiguousarray(array, dtype=dtype)

@@ -1,0 +1,54 @@
+"""Exceptions raised by fastrnn for errors a caller can make.
+
+Every class derives from :class:`ValueError` or :class:`TypeError`, so code that
+already catches those keeps working, and from :class:`FastRNNError`, so code that
+wants to catch only fastrnn's errors can.
+"""
+
+
+class FastRNNError(Exception):
+    """Base class of every error fastrnn raises on purpose."""
+
+
+class ShapeError(FastRNNError, ValueError):
+    """An array has the wrong number of dimensions or a size that does not match."""
+
+
+class DTypeError(FastRNNError, TypeError):
+    """An array has a dtype fastrnn cannot compute in, or the inputs mix dtypes."""
+
+
+class NonFiniteError(FastRNNError, ValueError):
+    """A weight or an initial state holds NaN or infinity."""
+
+
+class ArgumentError(FastRNNError, ValueError):
+    """An option has a value outside the ones it accepts (nonlinearity, n_threads, ...)."""
+
+
+class UnknownBackendError(ArgumentError):
+    """A backend name that fastrnn does not know."""
+
+
+class BackendUnavailableError(FastRNNError, ValueError):
+    """A known backend that could not be loaded on this machine.
+
+    Attributes
+    ----------
+    backend : str
+        The backend that was asked for.
+    reason : str
+        Why it did not load (the import error, or the build banner).
+    """
+
+    def __init__(self, backend, reason):
+        self.backend = backend
+        self.reason = reason
+        super().__init__(
+            f"backend {backend!r} is not available: {reason}. "
+            f"See fastrnn.show_config() for every backend and its state."
+        )
+
+
+class StaleCacheError(FastRNNError, ValueError):
+    """A forward cache whose arrays no longer match what the forward pass stored."""
