@@ -10,8 +10,8 @@ call it (libm's scalar ``tanhf`` was the largest cost of the small-shape loops):
 
 with ``P`` of degree 6 and ``Q`` of degree 3 in :math:`x^2`, fitted by weighted
 least squares on relative error (max 1.6e-9 in exact arithmetic; at most
-5 ulp, mean 2 ulp, when evaluated in float32). Beyond ``c``, ``tanh`` rounds to
-``±1`` in float32, so the input is clamped there. The same coefficients are in
+5 ulp, mean 2 ulp, when evaluated in float32). From ``c`` on, ``tanh`` rounds to
+``±1`` in float32, which is what the function returns there. The same coefficients are in
 ``csrc/activations.pxd``; ``tests/test_activations.py`` checks both.
 """
 
@@ -42,14 +42,17 @@ _C = np.float32(TANH_CLAMP)
 _P0, _P1, _P2, _P3, _P4, _P5, _P6 = (np.float32(c) for c in TANH_P)
 _Q0, _Q1, _Q2, _Q3 = (np.float32(c) for c in TANH_Q)
 _HALF = np.float32(0.5)
+_ONE = np.float32(1.0)
 
 
 def _tanh_float32(x):
-    x = min(max(x, -_C), _C)
-    s = x * x
+    clamped = min(max(x, -_C), _C)
+    s = clamped * clamped
     p = ((((((_P6 * s + _P5) * s + _P4) * s + _P3) * s + _P2) * s + _P1) * s + _P0)
     q = (((_Q3 * s + _Q2) * s + _Q1) * s + _Q0)
-    return x * p / q
+    approx = clamped * p / q
+    # past the clamp tanh rounds to +-1 exactly; NaN fails both tests and stays NaN
+    return _ONE if x >= _C else (-_ONE if x <= -_C else approx)
 
 
 def tanh(x):

@@ -28,7 +28,7 @@ def _forward_loop(w_hh, h0, relu, y, h_n, b0, b1):
             for b in range(b1 - b0):
                 for j in range(H):
                     v = z[b, j] + recurrent[b, j]
-                    v = v if v > zero else zero
+                    v = zero if v < zero else v  # keeps NaN, like the reference
                     z[b, j] = v
                     h[b, j] = v
         else:
@@ -78,8 +78,9 @@ def rnn_forward(x, w_ih, w_hh, bias, h0, relu, y, h_n, n_threads):
 
     def project(k):  # 1. input projection for every step: y = x W_ih^T + b
         t0, t1 = blocks[k], blocks[k + 1]
-        y_rows = y[t0:t1].reshape(-1, H)
-        np.matmul(x[t0:t1].reshape(-1, D), w_ih.T, out=y_rows)
+        rows = (t1 - t0) * B
+        y_rows = y[t0:t1].reshape(rows, H)
+        np.matmul(x[t0:t1].reshape(rows, D), w_ih.T, out=y_rows)
         y_rows += bias
 
     def recur(k):  # 2. the recurrence, one batch chunk for all steps
@@ -106,20 +107,21 @@ def rnn_backward(x, w_ih, w_hh, h0, y, dy, dh_n, relu, dz, dx, dh0, dw_ih, dw_hh
 
     def gemms(k):  # 2. GEMMs over the rows of the steps of block k
         t0, t1 = blocks[k], blocks[k + 1]
-        dz_rows = dz[t0:t1].reshape(-1, H)
-        np.matmul(dz_rows.T, x[t0:t1].reshape(-1, D), out=dw_ih_part[k])
+        rows = (t1 - t0) * B
+        dz_rows = dz[t0:t1].reshape(rows, H)
+        np.matmul(dz_rows.T, x[t0:t1].reshape(rows, D), out=dw_ih_part[k])
         # h_{t-1} for the block's steps: h0 for t = 0, else y[t - 1]
         if t0 == 0:
             np.matmul(dz[0].T, h0, out=dw_hh_part[k])
             if t1 > 1:
-                dw_hh_part[k] += dz[1:t1].reshape(-1, H).T @ y[0 : t1 - 1].reshape(-1, H)
+                dw_hh_part[k] += dz[1:t1].reshape(rows - B, H).T @ y[0 : t1 - 1].reshape(rows - B, H)
         else:
-            np.matmul(dz_rows.T, y[t0 - 1 : t1 - 1].reshape(-1, H), out=dw_hh_part[k])
-        np.matmul(dz_rows, w_ih, out=dx[t0:t1].reshape(-1, D))
+            np.matmul(dz_rows.T, y[t0 - 1 : t1 - 1].reshape(rows, H), out=dw_hh_part[k])
+        np.matmul(dz_rows, w_ih, out=dx[t0:t1].reshape(rows, D))
 
     with blas_threads.limit(1):
         run_pieces(recur, len(chunks) - 1, n_threads)
         run_pieces(gemms, n_blocks, n_threads)
     np.sum(dw_ih_part, axis=0, out=dw_ih)
     np.sum(dw_hh_part, axis=0, out=dw_hh)
-    np.sum(dz.reshape(-1, H), axis=0, out=db)
+    np.sum(dz.reshape(T * B, H), axis=0, out=db)

@@ -58,7 +58,7 @@ def rnn_forward(x, w_ih, w_hh, bias, h0, relu, y, h_n, n_threads):
     T, B, D = x.shape
     H = w_hh.shape[0]
     # 1. input projection for every step at once, one GEMM over T*B rows
-    np.matmul(x.reshape(-1, D), w_ih.T, out=y.reshape(-1, H))
+    np.matmul(x.reshape(T * B, D), w_ih.T, out=y.reshape(T * B, H))
     y += bias
     # 2. the recurrence
     h = h0
@@ -115,9 +115,9 @@ def rnn_backward(x, w_ih, w_hh, h0, y, dy, dh_n, relu, dz, dx, dh0, dw_ih, dw_hh
         dh = dz[t] @ w_hh
     dh0[...] = dh
     # 2. everything else is a GEMM over all T*B rows
-    dz_rows = dz.reshape(-1, H)                                       # (T*B, H)
-    h_prev_rows = np.concatenate([h0[None], y[:-1]]).reshape(-1, H)   # h_{t-1} for every t
-    np.matmul(dz_rows.T, x.reshape(-1, D), out=dw_ih)
+    dz_rows = dz.reshape(T * B, H)
+    h_prev_rows = np.concatenate([h0[None], y[:-1]]).reshape(T * B, H)  # h_{t-1} for every t
+    np.matmul(dz_rows.T, x.reshape(T * B, D), out=dw_ih)
     np.matmul(dz_rows.T, h_prev_rows, out=dw_hh)
     db[...] = dz_rows.sum(axis=0)
-    np.matmul(dz_rows, w_ih, out=dx.reshape(-1, D))
+    np.matmul(dz_rows, w_ih, out=dx.reshape(T * B, D))

@@ -1,0 +1,31 @@
+"""pytest configuration of the benchmark suite: which backends to time, and what to record with the results."""
+
+import importlib.util
+import os
+import sys
+
+# Let the suite run from a source checkout that is not installed (the compiled
+# extension is then whatever was built in place); an installed fastrnn wins.
+if importlib.util.find_spec("fastrnn") is None:
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--fastrnn-backends",
+        default=None,
+        metavar="NAMES",
+        help="comma-separated fastrnn backends to time (default: every compiled backend; "
+             "one that does not load here is reported as skipped; add 'python' to time the "
+             "reference)",
+    )
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    """Record the CPU and the versions of everything timed, so saved runs can be compared."""
+    from fastrnn import benchmark
+
+    machine_info["cpu_model_name"] = benchmark._cpu_name()
+    machine_info["fastrnn_available_backends"] = benchmark.fastrnn.available_backends()
+    for package in ("fastrnn", "numpy", "scipy", "numba", "torch", "onnxruntime"):
+        machine_info[f"{package}_version"] = benchmark._version(package)

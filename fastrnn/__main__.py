@@ -1,0 +1,87 @@
+"""The command line: ``python -m fastrnn <command>`` (also installed as ``fastrnn``).
+
+Commands
+--------
+bench
+    Time fastrnn against torch.nn.RNN and ONNX Runtime (see :mod:`fastrnn.benchmark`).
+info
+    Print the configuration: backends and why one is missing, OpenMP, threads, BLAS.
+
+Each command imports what it needs only when it runs, so ``--help`` and
+``info`` stay fast.
+"""
+
+import argparse
+import sys
+
+
+def _info(args):
+    import fastrnn
+
+    fastrnn.show_config()
+    return 0
+
+
+def _bench(args):
+    from fastrnn import benchmark
+
+    return benchmark.run(args)
+
+
+def build_parser():
+    """The argument parser of ``python -m fastrnn``, one sub-command per command.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
+    from fastrnn import benchmark
+
+    parser = argparse.ArgumentParser(
+        prog="python -m fastrnn",
+        description="fastrnn: fast recurrent neural networks on the CPU for NumPy users.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    bench = commands.add_parser(
+        "bench",
+        help="time fastrnn against torch.nn.RNN and ONNX Runtime",
+        description="Time forward and forward+backward of every fastrnn backend against "
+                    "torch.nn.RNN (and ONNX Runtime's RNN operator, forward) with the same "
+                    "weights and thread count, float32, on the shape grid of bench/README.md. "
+                    "Implementations are warmed up, then alternated round after round; the "
+                    "table gives medians and the median per-round ratio peer/fastrnn.",
+    )
+    benchmark.add_arguments(bench)
+    bench.set_defaults(func=_bench)
+
+    info = commands.add_parser(
+        "info",
+        help="print backends, OpenMP, threads and BLAS",
+        description="Print every backend (available or not, and why), OpenMP, threads and BLAS.",
+    )
+    info.set_defaults(func=_info)
+
+    # a `demo` command will be added here, with its code in fastrnn/demo/
+    return parser
+
+
+def main(argv=None):
+    """Run the command line.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments without the program name; ``sys.argv[1:]`` by default.
+
+    Returns
+    -------
+    int
+        Exit status.
+    """
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,731 @@
+"""Speed of fastrnn against PyTorch and ONNX Runtime: the shape grid, the peers and the timing loop.
+
+This module is what ``python -m fastrnn bench`` runs, and what the
+pytest-benchmark suite in ``bench/`` imports its grid and builders from, so both
+time exactly the same work. It needs nothing beyond fastrnn itself; PyTorch and
+ONNX Runtime are imported only when a peer is built, and a missing one is
+reported rather than fatal.
+
+Every timed call is one pass over a whole sequence, float32:
+
+* ``"fwd"``: forward only (fastrnn with ``requires_grad=False``, PyTorch under
+  ``torch.no_grad()``, ONNX Runtime's ``RNN`` operator);
+* ``"fwdbwd"``: forward and backpropagation through time, with gradients for the
+  input, the initial state and every parameter (the work ``rnn_backward`` does).
+
+The machine these numbers come from is noisy (±30 % between runs), so a speed
+claim is a ratio measured in one process: the command-line runner warms every
+implementation up (compiling its JIT kernels), then alternates them round after
+round and reports medians, and the ratio is the median of the per-round ratios.
+"""
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+import fastrnn
+from fastrnn import _backends
+from fastrnn.exceptions import BackendUnavailableError
+
+__all__ = [
+    "Shape",
+    "SHAPES",
+    "PASSES",
+    "TARGETS",
+    "ORT_TARGETS",
+    "Problem",
+    "make_problem",
+    "COMPILED_BACKENDS",
+    "compiled_backends",
+    "check_backend",
+    "fastrnn_runner",
+    "torch_runner",
+    "onnxruntime_runner",
+    "time_paired",
+    "add_arguments",
+    "run",
+    "main",
+]
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One point of the benchmark grid.
+
+    Attributes
+    ----------
+    name : str
+        ``"S1"`` ... ``"S5"``; the name benchmark ids and ``--shapes`` use.
+    T, B, D, H : int
+        Sequence length, batch, input features, hidden units.
+    note : str
+        What the shape stands for.
+    """
+
+    name: str
+    T: int
+    B: int
+    D: int
+    H: int
+    note: str
+
+    def __str__(self):
+        return f"{self.name} (T={self.T}, B={self.B}, D={self.D}, H={self.H})"
+
+
+#: The grid, smallest problem first (dict order is the order of the tables).
+SHAPES = {
+    shape.name: shape
+    for shape in [
+        Shape("S1", 500, 32, 32, 32, "the seeds' Keras model"),
+        Shape("S3", 1000, 1, 64, 64, "streaming, batch 1"),
+        Shape("S4", 100, 32, 128, 128, "medium"),
+        Shape("S2", 100, 64, 512, 512, "PyTorch's fastrnns default"),
+        Shape("S5", 50, 16, 512, 1024, "large hidden"),
+    ]
+}
+
+#: Passes and how tables print them.
+PASSES = {"fwd": "fwd", "fwdbwd": "fwd+bwd"}
+
+#: Speed targets: minimum ``torch time / fastrnn time`` (best compiled backend,
+#: float32), keyed by ``(pass, n_threads)`` then shape name.
+TARGETS = {
+    ("fwd", 1): {"S1": 3.0, "S3": 5.0, "S4": 1.3, "S2": 1.1, "S5": 1.0},
+    ("fwdbwd", 1): {"S1": 5.0, "S3": 20.0, "S4": 1.5, "S2": 1.2, "S5": 1.3},
+    ("fwd", 2): dict.fromkeys(SHAPES, 1.0),
+    ("fwdbwd", 2): dict.fromkeys(SHAPES, 1.0),
+}
+
+#: Minimum ``ONNX Runtime time / fastrnn time``, keyed like :data:`TARGETS`.
+ORT_TARGETS = {("fwd", 1): {"S3": 2.0}}
+
+#: Limits of the import-time and first-call targets, in seconds.
+IMPORT_TARGET_S = 0.3
+FIRST_CALL_TARGET_S = 1.5
+
+
+# --------------------------------------------------------------------------- problems
+
+
+@dataclass
+class Problem:
+    """Inputs, weights and upstream gradients for one shape, in PyTorch's layout.
+
+    Attributes
+    ----------
+    shape : Shape
+    x : ndarray of shape (T, B, D)
+    w_ih : ndarray of shape (H, D)
+    w_hh : ndarray of shape (H, H)
+    b_ih, b_hh : ndarray of shape (H,)
+    h0 : ndarray of shape (B, H)
+    dy : ndarray of shape (T, B, H)
+        Gradient of the loss with respect to the output sequence.
+    dh_n : ndarray of shape (B, H)
+        Gradient of the loss with respect to the final state.
+    """
+
+    shape: Shape
+    x: np.ndarray
+    w_ih: np.ndarray
+    w_hh: np.ndarray
+    b_ih: np.ndarray
+    b_hh: np.ndarray
+    h0: np.ndarray
+    dy: np.ndarray
+    dh_n: np.ndarray
+
+
+@lru_cache(maxsize=None)
+def make_problem(name, seed=0):
+    """Build the float32 inputs and weights of shape ``name``.
+
+    Weights are drawn like ``torch.nn.RNN`` initialises them (uniform in
+    ``±1/sqrt(H)``), so activations stay in tanh's working range; every peer
+    is then given these same arrays.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`SHAPES`.
+    seed : int
+
+    Returns
+    -------
+    Problem
+        Cached: the arrays are shared between calls and must not be modified.
+    """
+    shape = SHAPES[name]
+    T, B, D, H = shape.T, shape.B, shape.D, shape.H
+    rng = np.random.default_rng(seed)
+    bound = 1.0 / np.sqrt(H)
+
+    def uniform(*dims, scale=bound):
+        return rng.uniform(-scale, scale, dims).astype(np.float32)
+
+    problem = Problem(
+        shape=shape,
+        x=rng.standard_normal((T, B, D)).astype(np.float32),
+        w_ih=uniform(H, D),
+        w_hh=uniform(H, H),
+        b_ih=uniform(H),
+        b_hh=uniform(H),
+        h0=uniform(B, H, scale=0.5),
+        dy=rng.standard_normal((T, B, H)).astype(np.float32),
+        dh_n=rng.standard_normal((B, H)).astype(np.float32),
+    )
+    for array in vars(problem).values():
+        if isinstance(array, np.ndarray):
+            array.flags.writeable = False
+    return problem
+
+
+# --------------------------------------------------------------------------- implementations
+
+
+#: Every compiled backend fastrnn knows, loadable here or not, fastest first.
+COMPILED_BACKENDS = tuple(name for name in _backends.BACKENDS if name != "python")
+
+
+def compiled_backends():
+    """The backends that load here, fastest first, without the slow ``"python"`` reference.
+
+    Returns
+    -------
+    list of str
+    """
+    return [name for name in fastrnn.available_backends() if name != "python"]
+
+
+def check_backend(name):
+    """Raise :class:`fastrnn.BackendUnavailableError` (saying why) unless ``name`` loads."""
+    _backends.resolve(name)
+
+
+def fastrnn_runner(problem, backend, pass_, n_threads):
+    """A no-argument callable running one pass of fastrnn on ``problem``.
+
+    Parameters
+    ----------
+    problem : Problem
+    backend : str
+        A backend name, e.g. ``"numba"``.
+    pass_ : {"fwd", "fwdbwd"}
+    n_threads : int
+
+    Returns
+    -------
+    callable
+    """
+    p = problem
+    args = (p.x, p.w_ih, p.w_hh, p.b_ih, p.b_hh, p.h0)
+    if pass_ == "fwd":
+
+        def forward():
+            return fastrnn.rnn_forward(*args, backend=backend, n_threads=n_threads,
+                                       requires_grad=False)
+
+        return forward
+
+    def forward_backward():
+        _, _, cache = fastrnn.rnn_forward(*args, backend=backend, n_threads=n_threads)
+        return fastrnn.rnn_backward(cache, p.dy, p.dh_n)
+
+    return forward_backward
+
+
+def torch_runner(problem, pass_, n_threads):
+    """A no-argument callable running one pass of ``torch.nn.RNN`` with the weights of ``problem``.
+
+    Parameters
+    ----------
+    problem : Problem
+    pass_ : {"fwd", "fwdbwd"}
+    n_threads : int
+        Passed to ``torch.set_num_threads`` now and before every call (the
+        setting is process-wide, and other runners may change it).
+
+    Returns
+    -------
+    callable
+
+    Raises
+    ------
+    ImportError
+        If PyTorch is not installed.
+    """
+    import torch
+
+    p = problem
+    torch.set_num_threads(n_threads)
+    rnn = torch.nn.RNN(p.shape.D, p.shape.H, nonlinearity="tanh")
+    with torch.no_grad():
+        for name, value in [("weight_ih_l0", p.w_ih), ("weight_hh_l0", p.w_hh),
+                            ("bias_ih_l0", p.b_ih), ("bias_hh_l0", p.b_hh)]:
+            getattr(rnn, name).copy_(torch.tensor(value))
+    x = torch.tensor(p.x)
+    h0 = torch.tensor(p.h0)[None]
+
+    def set_threads():
+        if torch.get_num_threads() != n_threads:
+            torch.set_num_threads(n_threads)
+
+    if pass_ == "fwd":
+
+        def forward():
+            set_threads()
+            with torch.no_grad():
+                return rnn(x, h0)
+
+        return forward
+
+    # fastrnn returns the gradients of the input, the initial state and the
+    # weights, so torch is asked for the same ones
+    x.requires_grad_(True)
+    h0.requires_grad_(True)
+    dy = torch.tensor(p.dy)
+    dh_n = torch.tensor(p.dh_n)[None]
+    leaves = [x, h0, *rnn.parameters()]
+
+    def forward_backward():
+        set_threads()
+        for leaf in leaves:  # fresh gradients, as fastrnn returns, rather than accumulating
+            leaf.grad = None
+        y, h_n = rnn(x, h0)
+        torch.autograd.backward([y, h_n], [dy, dh_n])
+        return [leaf.grad for leaf in leaves]
+
+    return forward_backward
+
+
+def onnx_rnn_model(problem):
+    """A one-node ONNX model computing ``problem``'s layer with the ``RNN`` operator.
+
+    Inputs ``X`` [T, B, D] and ``initial_h`` [1, B, H]; weights as initializers
+    in ONNX's layout: ``W`` [1, H, D], ``R`` [1, H, H], ``B`` [1, 2H] = [Wb, Rb].
+
+    Returns
+    -------
+    onnx.ModelProto
+
+    Raises
+    ------
+    ImportError
+        If the ``onnx`` package is not installed.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    p = problem
+    T, B, D, H = p.shape.T, p.shape.B, p.shape.D, p.shape.H
+    initializers = [
+        numpy_helper.from_array(p.w_ih[None], "W"),
+        numpy_helper.from_array(p.w_hh[None], "R"),
+        numpy_helper.from_array(np.concatenate([p.b_ih, p.b_hh])[None], "B"),
+    ]
+    node = helper.make_node("RNN", ["X", "W", "R", "B", "", "initial_h"], ["Y", "Y_h"],
+                            hidden_size=H)
+    graph = helper.make_graph(
+        [node], "fastrnn_bench_rnn",
+        inputs=[helper.make_tensor_value_info("X", TensorProto.FLOAT, [T, B, D]),
+                helper.make_tensor_value_info("initial_h", TensorProto.FLOAT, [1, B, H])],
+        outputs=[helper.make_tensor_value_info("Y", TensorProto.FLOAT, [T, 1, B, H]),
+                 helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, [1, B, H])],
+        initializer=initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    # a recent onnx writes an IR version older runtimes refuse; opset 14 needs only IR 7
+    model.ir_version = min(model.ir_version, 8)
+    onnx.checker.check_model(model)
+    return model
+
+
+def onnxruntime_runner(problem, n_threads):
+    """A no-argument callable running ONNX Runtime's ``RNN`` operator forward on ``problem``.
+
+    Parameters
+    ----------
+    problem : Problem
+    n_threads : int
+        ``intra_op_num_threads``; ``inter_op_num_threads`` is 1.
+
+    Returns
+    -------
+    callable
+
+    Raises
+    ------
+    ImportError
+        If ``onnx`` or ``onnxruntime`` is not installed.
+    """
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = n_threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3  # no warnings about unused initializers and the like
+    session = onnxruntime.InferenceSession(
+        onnx_rnn_model(problem).SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    feeds = {"X": problem.x, "initial_h": problem.h0[None]}
+
+    def forward():
+        return session.run(None, feeds)
+
+    return forward
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def time_paired(runners, *, time_budget=1.5, rounds=None, min_rounds=5, max_rounds=500):
+    """Time several implementations of the same work, alternating them round after round.
+
+    Each runner is first called twice (the first call compiles JIT kernels and
+    fills caches; the second estimates its cost). Then, in every round, each
+    runner is called once, in an order rotated from round to round, so slow
+    drifts of the machine hit all of them alike.
+
+    Parameters
+    ----------
+    runners : dict of str to callable
+        No-argument callables doing the same work.
+    time_budget : float
+        Seconds the timed rounds should take in all; sets the number of rounds
+        when ``rounds`` is not given.
+    rounds : int, optional
+        Exact number of timed rounds.
+    min_rounds, max_rounds : int
+        Bounds on the number of rounds chosen from ``time_budget``.
+
+    Returns
+    -------
+    dict of str to ndarray of shape (rounds,)
+        Seconds per call, round by round (index ``i`` of every runner is round ``i``).
+    """
+    names = list(runners)
+    round_cost = 0.0
+    for name in names:
+        runners[name]()
+        start = time.perf_counter()
+        runners[name]()
+        round_cost += time.perf_counter() - start
+    if rounds is None:
+        rounds = int(np.clip(time_budget / max(round_cost, 1e-9), min_rounds, max_rounds))
+    times = {name: np.empty(rounds) for name in names}
+    for i in range(rounds):
+        shift = i % len(names)
+        for name in names[shift:] + names[:shift]:
+            start = time.perf_counter()
+            runners[name]()
+            times[name][i] = time.perf_counter() - start
+    return times
+
+
+def paired_ratio(peer_times, own_times):
+    """Median over rounds of ``peer / own``: the speed-up, robust to drifts of the machine."""
+    return float(np.median(np.asarray(peer_times) / np.asarray(own_times)))
+
+
+# --------------------------------------------------------------------------- start-up cost
+
+_FIRST_CALL_SCRIPT = """\
+import time
+start = time.perf_counter()
+import numpy as np
+import fastrnn
+rng = np.random.default_rng(0)
+T, B, D, H = {T}, {B}, {D}, {H}
+x = rng.standard_normal((T, B, D)).astype(np.float32)
+w_ih = (0.1 * rng.standard_normal((H, D))).astype(np.float32)
+w_hh = (0.1 * rng.standard_normal((H, H))).astype(np.float32)
+y, h_n, cache = fastrnn.rnn_forward(x, w_ih, w_hh)
+fastrnn.rnn_backward(cache, np.ones_like(y))
+print(cache.backend, time.perf_counter() - start)
+"""
+
+
+def _subprocess_env():
+    """The environment for child interpreters: they must import this very fastrnn."""
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fastrnn.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    return env
+
+
+def _run_python(code):
+    """Run ``code`` in a new interpreter; return (wall seconds, its stdout)."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code], env=_subprocess_env(),
+                          capture_output=True, text=True, check=True)
+    return time.perf_counter() - start, done.stdout.strip()
+
+
+def startup_times(repeat=5, shape="S1"):
+    """Wall time of new processes: bare interpreter, ``import fastrnn``, one forward+backward.
+
+    Parameters
+    ----------
+    repeat : int
+        Runs of the two import measurements (the median is kept).
+    shape : str
+        Shape of the forward+backward run.
+
+    Returns
+    -------
+    dict
+        ``"python"``, ``"import"``: median seconds of ``python -c pass`` and
+        ``python -c "import fastrnn"``; ``"first_call"``: list of two
+        (seconds, backend) for the forward+backward process, run twice so the
+        second finds the Numba cache warm whatever the first found.
+    """
+    bare = statistics.median(_run_python("pass")[0] for _ in range(repeat))
+    imported = statistics.median(_run_python("import fastrnn")[0] for _ in range(repeat))
+    s = SHAPES[shape]
+    script = _FIRST_CALL_SCRIPT.format(T=s.T, B=s.B, D=s.D, H=s.H)
+    first_call = []
+    for _ in range(2):
+        wall, out = _run_python(script)
+        first_call.append((wall, out.split()[0]))
+    return {"python": bare, "import": imported, "first_call": first_call}
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(package):
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _format_ms(seconds):
+    """Milliseconds with three significant digits, without exponent notation."""
+    if seconds is None:
+        return "-"
+    ms = seconds * 1e3
+    for limit, digits in ((100, 0), (10, 1), (1, 2)):
+        if ms >= limit:
+            return f"{ms:.{digits}f}"
+    return f"{ms:.3f}"
+
+
+def _format_table(header, rows, markdown):
+    """Rows of cells as aligned plain text, or as Markdown; numbers are right-aligned."""
+    left = [i < 4 or name in ("best", "target") for i, name in enumerate(header)]
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |",
+                 "|" + "|".join("---" if is_left else "---:" for is_left in left) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        return "\n".join(lines)
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
+    fmt = "  ".join(f"{{:{'<' if is_left else '>'}{w}}}" for is_left, w in zip(left, widths))
+    lines = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
+    lines += [fmt.format(*row) for row in rows]
+    return "\n".join(lines)
+
+
+def _target_note(value, target, label):
+    if target is None or value is None:
+        return None
+    return f"{label}>={target:g} {'ok' if value >= target else 'MISS'}"
+
+
+def _bench_row(shape, pass_, n_threads, backends, peers, args):
+    """Time one table row; return its cells."""
+    problem = make_problem(shape.name)
+    runners = {name: fastrnn_runner(problem, name, pass_, n_threads) for name in backends}
+    for peer, build in peers.items():
+        if peer == "ORT" and pass_ != "fwd":
+            continue
+        runners[peer] = build(problem, pass_, n_threads)
+    times = time_paired(runners, time_budget=args.time_per_shape, rounds=args.repeat)
+    medians = {name: float(np.median(t)) for name, t in times.items()}
+    best = min(backends, key=medians.__getitem__)
+    ratios = {peer: paired_ratio(times[peer], times[best]) if peer in times else None
+              for peer in peers}
+    key = (pass_, n_threads)
+    notes = [_target_note(ratios.get("torch"), TARGETS.get(key, {}).get(shape.name), "torch"),
+             _target_note(ratios.get("ORT"), ORT_TARGETS.get(key, {}).get(shape.name), "ORT")]
+    cells = [shape.name, f"{shape.T},{shape.B},{shape.D},{shape.H}", str(n_threads), PASSES[pass_]]
+    cells += [_format_ms(medians[name]) for name in backends]
+    cells += [_format_ms(medians.get(peer)) for peer in peers]
+    cells += [f"{ratios[peer]:.2f}" if ratios[peer] is not None else "-" for peer in peers]
+    cells += [best, ", ".join(n for n in notes if n) or "-", str(len(times[best]))]
+    return cells
+
+
+def _peers(args, out):
+    """The peers to compare with, as name -> runner builder; say which ones are missing."""
+    peers = {}
+    if not args.no_torch:
+        try:
+            import torch  # noqa: F401
+
+            peers["torch"] = torch_runner
+        except ImportError as error:
+            print(f"# torch not available, skipped ({error})", file=out)
+    if not args.no_onnx:
+        try:
+            import onnx  # noqa: F401
+            import onnxruntime  # noqa: F401
+
+            peers["ORT"] = lambda problem, pass_, n_threads: onnxruntime_runner(problem, n_threads)
+        except ImportError as error:
+            print(f"# onnxruntime not available, skipped ({error})", file=out)
+    return peers
+
+
+def _parse_list(text, kind=str):
+    return [kind(item.strip()) for item in text.split(",") if item.strip()]
+
+
+def add_arguments(parser):
+    """Add the options of ``python -m fastrnn bench`` to an :class:`argparse.ArgumentParser`."""
+    grid = "; ".join(f"{s.name}=(T={s.T}, B={s.B}, D={s.D}, H={s.H}) {s.note}" for s in SHAPES.values())
+    parser.add_argument("--shapes", type=lambda t: _parse_list(t.upper()), default=list(SHAPES),
+                        metavar="S1,S3", help=f"comma-separated shapes to run (default: all). {grid}")
+    parser.add_argument("--threads", type=lambda t: _parse_list(t, int), default=[1, 2],
+                        metavar="1,2", help="comma-separated thread counts (default: 1,2)")
+    parser.add_argument("--backends", type=_parse_list, default=None, metavar="numba,cython",
+                        help="comma-separated fastrnn backends (default: every available compiled "
+                             "backend; 'python' only when named)")
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--repeat", type=int, default=None, metavar="N",
+                        help="timed rounds per row (default: chosen from --time-per-shape)")
+    budget.add_argument("--time-per-shape", type=float, default=1.5, metavar="SECONDS",
+                        help="seconds of timed rounds for each shape, thread count and pass; the "
+                             "number of rounds follows (at least 5) (default: 1.5)")
+    parser.add_argument("--no-torch", action="store_true", help="do not compare with torch.nn.RNN")
+    parser.add_argument("--no-onnx", action="store_true",
+                        help="do not compare with ONNX Runtime's RNN operator")
+    parser.add_argument("--no-startup", action="store_true",
+                        help="skip the new-process measurements (import time, first call)")
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    return parser
+
+
+def run(args, out=None):
+    """Run the benchmarks described by parsed ``args`` and print the report.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        From a parser given :func:`add_arguments`.
+    out : file-like, optional
+        Where to print; standard output by default.
+
+    Returns
+    -------
+    int
+        Exit status: 0, or 2 for an unknown shape or an unavailable backend.
+    """
+    out = out or sys.stdout
+    unknown = [name for name in args.shapes if name not in SHAPES]
+    if unknown:
+        print(f"error: unknown shape(s) {', '.join(unknown)}; known: {', '.join(SHAPES)}",
+              file=sys.stderr)
+        return 2
+    backends = args.backends if args.backends is not None else compiled_backends()
+    try:
+        for name in backends:
+            check_backend(name)
+    except (BackendUnavailableError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not backends:
+        print("error: no compiled backend is available; try --backends python", file=sys.stderr)
+        return 2
+    if any(n < 1 for n in args.threads):
+        print("error: --threads must be positive integers", file=sys.stderr)
+        return 2
+
+    print(f"# fastrnn {fastrnn.__version__} benchmark, float32, times are medians in ms", file=out)
+    print(f"# cpu: {_cpu_name()} ({os.cpu_count()} logical cores); Python "
+          f"{platform.python_version()}", file=out)
+    print("# " + ", ".join(f"{pkg} {_version(pkg)}"
+                           for pkg in ("numpy", "scipy", "numba", "torch", "onnxruntime")), file=out)
+    print(f"# backends: {', '.join(backends)} (available: {', '.join(fastrnn.available_backends())}); "
+          f"threads: {', '.join(map(str, args.threads))} (fastrnn n_threads, "
+          f"torch.set_num_threads, ORT intra_op_num_threads)", file=out)
+    peers = _peers(args, out)
+    print("# ratios = median over paired rounds of peer time / best fastrnn backend time "
+          "(> 1: fastrnn faster); n = rounds", file=out)
+    out.flush()
+
+    header = ["shape", "T,B,D,H", "thr", "pass", *backends, *peers,
+              *(f"{peer}/fastrnn" for peer in peers), "best", "target", "n"]
+    rows = []
+    for name in args.shapes:
+        for n_threads in args.threads:
+            for pass_ in PASSES:
+                if sys.stderr.isatty():  # the table prints at the end: show progress meanwhile
+                    print(f"\r# timing {name}, {n_threads} thread(s), {PASSES[pass_]} ...",
+                          end="", file=sys.stderr, flush=True)
+                rows.append(_bench_row(SHAPES[name], pass_, n_threads, backends, peers, args))
+    if sys.stderr.isatty():
+        print("\r\033[K", end="", file=sys.stderr, flush=True)
+    print(_format_table(header, rows, args.markdown), file=out)
+    out.flush()
+
+    if not args.no_startup:
+        startup = startup_times()
+        (cold, backend), (warm, _) = startup["first_call"]
+        print(f"\n# new process (wall time; bare `python -c pass`: {startup['python']:.3f} s)", file=out)
+        verdict = "ok" if startup["import"] < IMPORT_TARGET_S else "MISS"
+        print(f"python -c 'import fastrnn': {startup['import']:.3f} s "
+              f"(target < {IMPORT_TARGET_S} s: {verdict})", file=out)
+        verdict = "ok" if warm < FIRST_CALL_TARGET_S else "MISS"
+        print(f"import + one forward+backward on S1 ({backend}): "
+              f"first run {cold:.3f} s, second run (warm caches) {warm:.3f} s "
+              f"(target < {FIRST_CALL_TARGET_S} s: {verdict})", file=out)
+    return 0
+
+
+def main(argv=None):
+    """Entry point of ``python -m fastrnn.benchmark``; ``python -m fastrnn bench`` is the same.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments; ``sys.argv[1:]`` by default.
+
+    Returns
+    -------
+    int
+        Exit status.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m fastrnn bench",
+        description=__doc__.split("\n\n")[0] + " Prints a table of medians and ratios.",
+    )
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Every numerical tolerance of the test suite, in one place, keyed by dtype.
+
+How a comparison reads: ``actual`` agrees with ``expected`` when, element by element,
+
+    |actual - expected| <= atol * scale + rtol * |expected|,    scale = max(1, max |expected|)
+
+The absolute part is scaled by the largest entry of the expected array because
+gradients are sums over ``T*B`` rows: an entry that cancels to nearly zero still
+carries the rounding error of its largest terms.
+"""
+
+import numpy as np
+
+#: A compiled backend against the reference run in float64 on the same inputs.
+#: float64 differs only by summation order; float32 also by its rounding and by
+#: the vectorised float32 tanh (within ~5 ulp) of the compiled kernels, which the
+#: recurrence and the T*B-row gradient sums accumulate.
+BACKEND_VS_REFERENCE = {
+    np.dtype(np.float64): dict(rtol=1e-10, atol=1e-12),
+    np.dtype(np.float32): dict(rtol=1e-4, atol=1e-5),
+}
+
+#: Two computations in the same dtype that differ only in the order of summation:
+#: a backend against itself after an exact rewriting of the problem (sequence fed in
+#: chunks with the state carried, batch rows run one by one), or two backends'
+#: backward passes on one cache (BPTT has no tanh to approximate).
+INVARIANT = {
+    np.dtype(np.float64): dict(rtol=1e-12, atol=1e-13),
+    np.dtype(np.float32): dict(rtol=2e-5, atol=2e-6),
+}
+
+#: fastrnn against torch.nn.RNN given the same weights, in the same dtype.
+TORCH_PARITY = {
+    np.dtype(np.float64): dict(rtol=1e-10, atol=1e-12),
+    np.dtype(np.float32): dict(rtol=2e-4, atol=2e-5),
+}
+
+#: Values worked out by hand with math.tanh in float64: a few roundings apart.
+HAND_CHECKED = dict(rtol=1e-14, atol=1e-15)
+
+#: Central finite differences of the float64 reference: step and agreement.
+#: The truncation error is O(step**2) and the rounding error O(eps * |loss| / step).
+FINITE_DIFFERENCE_STEP = 1e-6
+FINITE_DIFFERENCE = dict(rtol=1e-6, atol=1e-8)
+#: For relu, a finite difference is only valid if no pre-activation is closer to 0 than this.
+RELU_KINK_MARGIN = 1e-3
+
+#: The float32 tanh of the compiled backends against float64 tanh rounded to float32, in ulp.
+TANH_FLOAT32_ULP = 8
+#: The float64 tanh of the compiled backends (libm) against numpy's float64 tanh, in ulp.
+TANH_FLOAT64_ULP = 2
+
+
+def scaled(tolerance, expected):
+    """``tolerance`` (a dict with ``rtol`` and ``atol``) with ``atol`` scaled by ``max(1, max |expected|)``."""
+    expected = np.asarray(expected)
+    scale = max(1.0, float(np.max(np.abs(expected)))) if expected.size else 1.0
+    return dict(rtol=tolerance["rtol"], atol=tolerance["atol"] * scale)
