@@ -1,0 +1,303 @@
+# Elman (SimpleRNN) cell, Cython backend; included by _cy.pyx.
+#
+# The steps, names and workspace are those of fastrnn._python.rnn, whose
+# docstring has the equations and the kernel contract, and the layout follows
+# fastrnn._numba.rnn so the two read side by side. The GEMMs over all steps run
+# in fixed time blocks, the time loop runs on fixed batch chunks, both under
+# ``prange``. The GEMMs over all steps call SciPy's BLAS (row-major, through
+# gemm_rowmajor); the per-step recurrent product uses the weights packed once
+# per sequence (packed_gemm), as a BLAS call would repack them at every step.
+# Pieces never depend on n_threads, so neither do the results.
+
+
+cdef enum:
+    SMALL_LAYER_UNITS = 256    # up to this hidden size, weight gradients use gemm_at_b
+    PROJECTION_SLAB_ROWS = 64  # rows of x that stay in cache while W_ih^T passes over them
+
+
+# ---- pointwise loops: one pass each, written over flat pointers so gcc vectorises them
+
+cdef inline void _tanh_inplace(floating* z, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(n):
+        z[j] = tanh(z[j])
+
+
+cdef inline void _relu_inplace(floating* z, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef floating v, zero = 0
+    for j in range(n):
+        v = z[j]
+        z[j] = zero if v < zero else v  # keeps NaN, like the reference
+
+
+cdef inline void _tanh_grad(const floating* dy_t, const floating* dh, const floating* h_t,
+                            floating* dz_t, Py_ssize_t n) noexcept nogil:
+    # dz = g * (1 - h^2), written as the Numba kernel does
+    cdef Py_ssize_t j
+    cdef floating g
+    for j in range(n):
+        g = dy_t[j] + dh[j]
+        dz_t[j] = g - g * (h_t[j] * h_t[j])
+
+
+cdef inline void _relu_grad(const floating* dy_t, const floating* dh, const floating* h_t,
+                            floating* dz_t, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef floating g, zero = 0
+    for j in range(n):
+        g = dy_t[j] + dh[j]
+        dz_t[j] = g if h_t[j] > zero else zero
+
+
+cdef inline void _add_rows(const floating* a, Py_ssize_t rows, Py_ssize_t n,
+                           floating* out) noexcept nogil:
+    """``out[j] += a[r, j]`` for every row ``r`` of the (rows, n) array ``a``, in row order."""
+    cdef Py_ssize_t r, j
+    for r in range(rows):
+        for j in range(n):
+            out[j] += a[r * n + j]
+
+
+# ---- the pieces of work: one time block or one batch chunk each
+
+cdef void _project(const floating* x, const floating* w_ih_t_packed, const floating* bias,
+                   floating* y, Py_ssize_t B, Py_ssize_t D, Py_ssize_t H,
+                   Py_ssize_t t0, Py_ssize_t t1) noexcept nogil:
+    """Input projection of steps ``t0:t1``: ``y = x W_ih^T + b`` over their rows."""
+    cdef Py_ssize_t rows = (t1 - t0) * B, r, j, r0, slab
+    cdef floating* y_rows = y + t0 * B * H
+    for r in range(rows):
+        for j in range(H):
+            y_rows[r * H + j] = bias[j]
+    # slabs of rows small enough to stay in cache while every panel of W_ih^T passes over them
+    r0 = 0
+    while r0 < rows:
+        slab = min(<Py_ssize_t>PROJECTION_SLAB_ROWS, rows - r0)
+        gemm_packed(slab, H, D, x + (t0 * B + r0) * D, D, w_ih_t_packed, y_rows + r0 * H, H)
+        r0 += slab
+
+
+cdef void _forward_loop(const floating* w_hh_t_packed,
+                        const floating* h0, bint relu, floating* y, floating* h_n,
+                        Py_ssize_t T, Py_ssize_t B, Py_ssize_t H,
+                        Py_ssize_t b0, Py_ssize_t b1) noexcept nogil:
+    """Time loop for batch rows ``b0:b1``; ``y`` holds the input projection on entry."""
+    cdef Py_ssize_t t, rows = b1 - b0, n = (b1 - b0) * H
+    cdef const floating* h = h0 + b0 * H
+    cdef floating* z
+    for t in range(T):
+        # the chunk's rows of y[t] and of h_{t-1} (h0 or y[t-1]) are contiguous (rows, H) blocks
+        z = y + (t * B + b0) * H
+        gemm_packed(rows, H, H, h, H, w_hh_t_packed, z, H)  # z += h_{t-1} W_hh^T
+        if relu:
+            _relu_inplace(z, n)
+        else:
+            _tanh_inplace(z, n)
+        h = z
+    memcpy(h_n + b0 * H, h, n * sizeof(floating))
+
+
+cdef void _backward_loop(const floating* w_hh_packed, const floating* y, const floating* dy,
+                         const floating* dh_n, bint relu, floating* dz, floating* dh0,
+                         Py_ssize_t T, Py_ssize_t B, Py_ssize_t H,
+                         Py_ssize_t b0, Py_ssize_t b1) noexcept nogil:
+    """BPTT time loop for batch rows ``b0:b1``: fills ``dz`` and ``dh0``."""
+    cdef Py_ssize_t t, offset, rows = b1 - b0, n = (b1 - b0) * H
+    # dh lives in the chunk's rows of dh0: no scratch, and it ends there as dh_0
+    cdef floating* dh = dh0 + b0 * H
+    cdef floating* dz_t
+    memcpy(dh, dh_n + b0 * H, n * sizeof(floating))
+    for t in range(T - 1, -1, -1):
+        offset = (t * B + b0) * H
+        dz_t = dz + offset
+        if relu:
+            _relu_grad(dy + offset, dh, y + offset, dz_t, n)
+        else:
+            _tanh_grad(dy + offset, dh, y + offset, dz_t, n)
+        memset(dh, 0, n * sizeof(floating))
+        gemm_packed(rows, H, H, dz_t, H, w_hh_packed, dh, H)  # dh_{t-1} = dz_t W_hh
+
+
+cdef void _weight_gradient(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a,
+                           const floating* b, floating beta, floating* c) noexcept nogil:
+    """``C (m, n) = A^T B + beta C`` for row-major ``A`` (k, m), ``B`` (k, n), ``beta`` 0 or 1.
+
+    BLAS is slow for small layers here (few output rows, a long reduction over
+    every row of a block of steps: 10-16 GFLOP/s measured at H <= 128), so
+    those use the packed kernel (22-27 GFLOP/s); large layers keep BLAS.
+    """
+    cdef Py_ssize_t i
+    if m <= SMALL_LAYER_UNITS:
+        if beta == 0:
+            memset(c, 0, m * n * sizeof(floating))
+        gemm_at_b(m, n, k, a, m, b, n, c, n)
+    else:
+        gemm_rowmajor(c'T', c'N', m, n, k, 1, a, m, b, n, beta, c, n)
+
+
+cdef void _backward_gemms(const floating* x, const floating* w_ih, const floating* h0,
+                          const floating* y, const floating* dz, floating* dx,
+                          floating* dw_ih_k, floating* dw_hh_k,
+                          Py_ssize_t B, Py_ssize_t D, Py_ssize_t H,
+                          Py_ssize_t t0, Py_ssize_t t1) noexcept nogil:
+    """GEMMs over the rows of steps ``t0:t1``: partial ``dW_ih``, ``dW_hh``, and ``dx``."""
+    cdef Py_ssize_t rows = (t1 - t0) * B
+    cdef const floating* dz_rows = dz + t0 * B * H
+    _weight_gradient(H, D, rows, dz_rows, x + t0 * B * D, 0, dw_ih_k)
+    # h_{t-1} for the block's steps: h0 for t = 0, else y[t - 1]
+    if t0 == 0:
+        _weight_gradient(H, H, B, dz, h0, 0, dw_hh_k)
+        if t1 > 1:
+            _weight_gradient(H, H, (t1 - 1) * B, dz + B * H, y, 1, dw_hh_k)
+    else:
+        _weight_gradient(H, H, rows, dz_rows, y + (t0 - 1) * B * H, 0, dw_hh_k)
+    gemm_rowmajor(c'N', c'N', rows, D, H, 1, dz_rows, H, w_ih, D, 0, dx + t0 * B * D, D)
+
+
+# ---- the kernels
+
+def rnn_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
+                const floating[:, ::1] w_hh, const floating[::1] bias,
+                const floating[:, ::1] h0, bint relu,
+                floating[:, :, ::1] y, floating[:, ::1] h_n, int n_threads):
+    """Cython Elman forward; arguments as :func:`fastrnn._python.rnn.rnn_forward`.
+
+    Parameters
+    ----------
+    x : ndarray of shape (T, B, D)
+        IN. Input sequence.
+    w_ih : ndarray of shape (H, D)
+        IN. Input-to-hidden weights.
+    w_hh : ndarray of shape (H, H)
+        IN. Hidden-to-hidden weights.
+    bias : ndarray of shape (H,)
+        IN. ``b_ih + b_hh``.
+    h0 : ndarray of shape (B, H)
+        IN. Initial hidden state.
+    relu : bool
+        IN. ``True`` for ``relu``, ``False`` for ``tanh``.
+    y : ndarray of shape (T, B, H)
+        OUT. Hidden state of every step; also the workspace of BPTT.
+    h_n : ndarray of shape (B, H)
+        OUT. Hidden state after the last step.
+    n_threads : int
+        IN. OpenMP threads; results do not depend on it.
+    """
+    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = w_hh.shape[0]
+    cdef Py_ssize_t[::1] blocks = time_blocks(T, B, D * H)
+    cdef Py_ssize_t[::1] chunks = batch_chunks(B, H)
+    cdef Py_ssize_t k, n_blocks = blocks.shape[0] - 1, n_chunks = chunks.shape[0] - 1
+    cdef int project_threads = _threads_for(n_threads, n_blocks)
+    cdef int recur_threads = _threads_for(n_threads, n_chunks)
+    cdef floating[::1] w_hh_t_packed = np.empty(packed_size(<floating>0, H, H), dtype=np.asarray(y).dtype)
+    cdef floating[::1] w_ih_t_packed = np.empty(packed_size(<floating>0, D, H), dtype=np.asarray(y).dtype)
+    cdef const floating* x_p = &x[0, 0, 0]
+    cdef const floating* w_ih_p = &w_ih[0, 0]
+    cdef const floating* w_hh_p = &w_hh[0, 0]
+    cdef const floating* bias_p = &bias[0]
+    cdef const floating* h0_p = &h0[0, 0]
+    cdef floating* y_p = &y[0, 0, 0]
+    cdef floating* h_n_p = &h_n[0, 0]
+    with blas_threads.limit(1), nogil:
+        # W_hh^T, element (i, j) = W_hh[j, i], packed once for all steps
+        pack(w_hh_p, H, H, 1, H, &w_hh_t_packed[0])
+        pack(w_ih_p, D, H, 1, D, &w_ih_t_packed[0])  # W_ih^T: element (i, j) = W_ih[j, i]
+        # 1. input projection for every step: y = x W_ih^T + b
+        for k in prange(n_blocks, num_threads=project_threads, schedule='static'):
+            _project(x_p, &w_ih_t_packed[0], bias_p, y_p, B, D, H, blocks[k], blocks[k + 1])
+        # 2. the recurrence, one batch chunk for all steps
+        for k in prange(n_chunks, num_threads=recur_threads, schedule='static'):
+            _forward_loop(&w_hh_t_packed[0], h0_p, relu, y_p, h_n_p, T, B, H,
+                          chunks[k], chunks[k + 1])
+
+
+def rnn_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
+                 const floating[:, ::1] w_hh, const floating[:, ::1] h0,
+                 const floating[:, :, ::1] y, const floating[:, :, ::1] dy,
+                 const floating[:, ::1] dh_n, bint relu,
+                 floating[:, :, ::1] dz, floating[:, :, ::1] dx, floating[:, ::1] dh0,
+                 floating[:, ::1] dw_ih, floating[:, ::1] dw_hh, floating[::1] db,
+                 int n_threads):
+    """Cython Elman BPTT; arguments as :func:`fastrnn._python.rnn.rnn_backward`.
+
+    Parameters
+    ----------
+    x : ndarray of shape (T, B, D)
+        IN. Input of the forward pass.
+    w_ih : ndarray of shape (H, D)
+        IN.
+    w_hh : ndarray of shape (H, H)
+        IN.
+    h0 : ndarray of shape (B, H)
+        IN. Initial state of the forward pass.
+    y : ndarray of shape (T, B, H)
+        IN. Output (and workspace) of the forward pass.
+    dy : ndarray of shape (T, B, H)
+        IN. Gradient of the loss with respect to ``y``.
+    dh_n : ndarray of shape (B, H)
+        IN. Gradient of the loss with respect to the final state.
+    relu : bool
+        IN. The nonlinearity of the forward pass.
+    dz : ndarray of shape (T, B, H)
+        OUT. Workspace: gradient with respect to the pre-activations.
+    dx : ndarray of shape (T, B, D)
+        OUT. Gradient with respect to ``x``.
+    dh0 : ndarray of shape (B, H)
+        OUT. Gradient with respect to ``h0``.
+    dw_ih : ndarray of shape (H, D)
+        OUT.
+    dw_hh : ndarray of shape (H, H)
+        OUT.
+    db : ndarray of shape (H,)
+        OUT. Gradient with respect to ``b_ih`` (equal to that of ``b_hh``).
+    n_threads : int
+        IN. OpenMP threads; results do not depend on it.
+    """
+    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = w_hh.shape[0]
+    cdef Py_ssize_t[::1] chunks = batch_chunks(B, H)
+    cdef Py_ssize_t[::1] blocks = time_blocks(T, B, (2 * D + H) * H)
+    cdef Py_ssize_t k, n_chunks = chunks.shape[0] - 1, n_blocks = blocks.shape[0] - 1
+    cdef int recur_threads = _threads_for(n_threads, n_chunks)
+    cdef int gemm_threads = _threads_for(n_threads, n_blocks)
+    cdef floating[::1] w_hh_packed = np.empty(packed_size(<floating>0, H, H), dtype=np.asarray(dz).dtype)
+    # per-block partial sums, reduced in block order so n_threads cannot change the result;
+    # a single block writes straight into the outputs
+    cdef floating[:, :, ::1] dw_ih_part = None
+    cdef floating[:, :, ::1] dw_hh_part = None
+    cdef floating* dw_ih_part_p = &dw_ih[0, 0]
+    cdef floating* dw_hh_part_p = &dw_hh[0, 0]
+    if n_blocks > 1:
+        dtype = np.float32 if floating is float else np.float64
+        dw_ih_part = np.empty((n_blocks, H, D), dtype=dtype)
+        dw_hh_part = np.empty((n_blocks, H, H), dtype=dtype)
+        dw_ih_part_p = &dw_ih_part[0, 0, 0]
+        dw_hh_part_p = &dw_hh_part[0, 0, 0]
+    cdef const floating* x_p = &x[0, 0, 0]
+    cdef const floating* w_ih_p = &w_ih[0, 0]
+    cdef const floating* w_hh_p = &w_hh[0, 0]
+    cdef const floating* h0_p = &h0[0, 0]
+    cdef const floating* y_p = &y[0, 0, 0]
+    cdef const floating* dy_p = &dy[0, 0, 0]
+    cdef const floating* dh_n_p = &dh_n[0, 0]
+    cdef floating* dz_p = &dz[0, 0, 0]
+    cdef floating* dx_p = &dx[0, 0, 0]
+    cdef floating* dh0_p = &dh0[0, 0]
+    with blas_threads.limit(1), nogil:
+        pack(w_hh_p, H, H, H, 1, &w_hh_packed[0])  # W_hh as it is, packed once for all steps
+        # 1. the recurrence backwards, one batch chunk for all steps
+        for k in prange(n_chunks, num_threads=recur_threads, schedule='static'):
+            _backward_loop(&w_hh_packed[0], y_p, dy_p, dh_n_p, relu, dz_p, dh0_p, T, B, H,
+                           chunks[k], chunks[k + 1])
+        # 2. GEMMs over the rows of the steps of each block
+        for k in prange(n_blocks, num_threads=gemm_threads, schedule='static'):
+            _backward_gemms(x_p, w_ih_p, h0_p, y_p, dz_p, dx_p,
+                            dw_ih_part_p + k * H * D, dw_hh_part_p + k * H * H,
+                            B, D, H, blocks[k], blocks[k + 1])
+        if n_blocks > 1:
+            memcpy(&dw_ih[0, 0], dw_ih_part_p, H * D * sizeof(floating))
+            memcpy(&dw_hh[0, 0], dw_hh_part_p, H * H * sizeof(floating))
+            _add_rows(dw_ih_part_p + H * D, n_blocks - 1, H * D, &dw_ih[0, 0])
+            _add_rows(dw_hh_part_p + H * H, n_blocks - 1, H * H, &dw_hh[0, 0])
+        memset(&db[0], 0, H * sizeof(floating))
+        _add_rows(dz_p, T * B, H, &db[0])
