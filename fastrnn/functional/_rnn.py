@@ -1,121 +1,15 @@
-"""The functional API: one recurrent layer's forward pass and its BPTT, NumPy in, NumPy out.
-
-Each function validates its arguments (raising before any kernel runs),
-converts them once to the kernel layout (time-major, C-contiguous, one dtype),
-allocates the outputs and workspace, picks the backend and calls its kernel.
-Weights use PyTorch's layout: ``w_ih`` of shape (G*H, D), ``w_hh`` of shape
-(G*H, H), biases of shape (G*H,), with G gates per cell.
-
-Do not modify the arrays passed to a forward call in place before the matching
-backward call: the cache refers to them rather than copying them.
-"""
+"""Functional API of the Elman (SimpleRNN) layer: :func:`rnn_forward` and :func:`rnn_backward`."""
 
 import numpy as np
 
 from fastrnn import _backends
-from fastrnn._parallel import batch_chunks, default_n_threads, time_blocks
-from fastrnn._validation import (
-    as_float_array,
-    check_choice,
-    check_finite,
-    check_n_threads,
-    check_ndim,
-    check_shape,
-    compute_dtype,
-    kernel_array,
-)
-from fastrnn.exceptions import ShapeError, StaleCacheError
+from fastrnn._validation import check_choice, check_n_threads
+from fastrnn.exceptions import StaleCacheError
+from fastrnn.functional._layer import Layer, gradient_input, read_only_view
 
 __all__ = ["rnn_forward", "rnn_backward", "RNNCache"]
 
 NONLINEARITIES = ("tanh", "relu")
-
-
-class _Layer:
-    """A layer's inputs after validation, in kernel layout.
-
-    Attributes
-    ----------
-    x : ndarray of shape (T, B, D)
-    w_ih : ndarray of shape (G*H, D)
-    w_hh : ndarray of shape (G*H, H)
-    b_ih, b_hh : ndarray of shape (G*H,) or None
-    states : list of ndarray of shape (B, H)
-        Initial states (zeros where the caller gave none).
-    """
-
-    def __init__(self, x, w_ih, w_hh, b_ih, b_hh, states, *, gates, cell, batch_first):
-        named = [("x", as_float_array("x", x)), ("w_ih", as_float_array("w_ih", w_ih)),
-                 ("w_hh", as_float_array("w_hh", w_hh))]
-        for name, value in [("b_ih", b_ih), ("b_hh", b_hh), *states]:
-            if value is not None:
-                named.append((name, as_float_array(name, value)))
-        arrays = dict(named)
-        self.dtype = compute_dtype(named)
-
-        x, w_ih, w_hh = arrays["x"], arrays["w_ih"], arrays["w_hh"]
-        check_ndim("x", x, 3, "(B, T, D) with batch_first=True" if batch_first else "(T, B, D)")
-        check_ndim("w_hh", w_hh, 2, f"({gates}*H, H)" if gates > 1 else "(H, H)")
-        check_ndim("w_ih", w_ih, 2, f"({gates}*H, D)" if gates > 1 else "(H, D)")
-        rows = w_hh.shape[0]
-        if gates > 1 and rows % gates:
-            raise ShapeError(
-                f"w_hh must have {gates}*H rows for a {cell} ({gates} gates); got shape {w_hh.shape}"
-            )
-        H = rows // gates
-        if batch_first:
-            x = x.transpose(1, 0, 2)
-        T, B, D = x.shape
-        check_shape("w_hh", w_hh, (gates * H, H), f"{gates}*H rows and H columns, H = hidden size"
-                    if gates > 1 else "H x H, H = hidden size from w_hh")
-        check_shape("w_ih", w_ih, (gates * H, D),
-                    f"{gates * H} rows like w_hh, and D = {D} columns like the features of x")
-        for name in ("b_ih", "b_hh"):
-            if name in arrays:
-                check_ndim(name, arrays[name], 1, f"({gates * H},)")
-                check_shape(name, arrays[name], (gates * H,), "one entry per row of w_hh")
-        for name, _ in states:
-            if name in arrays:
-                check_ndim(name, arrays[name], 2, "(B, H)")
-                check_shape(name, arrays[name], (B, H), f"B = {B} batch rows of x, H = {H} hidden units")
-        for name in ("w_ih", "w_hh", "b_ih", "b_hh", *(name for name, _ in states)):
-            if name in arrays:
-                check_finite(name, arrays[name])
-
-        self.T, self.B, self.D, self.H = T, B, D, H
-        self.gates = gates
-        self.batch_first = batch_first
-        self.x = kernel_array(x, self.dtype)
-        self.w_ih = kernel_array(w_ih, self.dtype)
-        self.w_hh = kernel_array(w_hh, self.dtype)
-        self.b_ih = kernel_array(arrays["b_ih"], self.dtype) if "b_ih" in arrays else None
-        self.b_hh = kernel_array(arrays["b_hh"], self.dtype) if "b_hh" in arrays else None
-        self.states = [
-            kernel_array(arrays[name], self.dtype) if name in arrays else np.zeros((B, H), self.dtype)
-            for name, _ in states
-        ]
-
-    def summed_bias(self):
-        """``b_ih + b_hh`` (zeros for a missing one): the kernels take the sum."""
-        bias = np.zeros(self.gates * self.H, self.dtype)
-        for b in (self.b_ih, self.b_hh):
-            if b is not None:
-                bias += b
-        return bias
-
-    def n_threads(self, n_threads):
-        """The caller's thread count, or one chosen from the problem size."""
-        if n_threads is not None:
-            return int(n_threads)
-        pieces = max(
-            len(batch_chunks(self.B, self.H, self.gates)) - 1,
-            len(time_blocks(self.T, self.B, self.D * self.gates * self.H)) - 1,
-        )
-        return default_n_threads(pieces)
-
-    def to_user_layout(self, array):
-        """A time-major result in the caller's layout (a view)."""
-        return array.transpose(1, 0, 2) if self.batch_first else array
 
 
 class RNNCache:
@@ -160,12 +54,6 @@ class RNNCache:
                     f"the cache's {name} was changed after the forward pass: expected an array of "
                     f"shape {shape} and dtype {dtype}, found {given}; run rnn_forward again"
                 )
-
-
-def _read_only_view(array):
-    view = array.view()
-    view.flags.writeable = False
-    return view
 
 
 def rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, nonlinearity="tanh",
@@ -214,7 +102,7 @@ def rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, nonlinearity="t
     check_choice("nonlinearity", nonlinearity, NONLINEARITIES)
     check_n_threads(n_threads)
     backend_name, kernels = _backends.resolve(backend)
-    layer = _Layer(x, w_ih, w_hh, b_ih, b_hh, [("h0", h0)], gates=1, cell="RNN",
+    layer = Layer(x, w_ih, w_hh, b_ih, b_hh, [("h0", h0)], gates=1, cell="RNN",
                    batch_first=batch_first)
     T, B, H = layer.T, layer.B, layer.H
     h0 = layer.states[0]
@@ -230,18 +118,7 @@ def rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, nonlinearity="t
     if not requires_grad:
         return layer.to_user_layout(y), h_n, None
     cache = RNNCache(layer, y, nonlinearity, backend_name, threads)
-    return layer.to_user_layout(_read_only_view(y)), h_n, cache
-
-
-def _gradient_input(name, value, shape, user_shape, dtype, batch_first):
-    """A gradient argument (``dy``, ``dh_n``): zeros when ``None``, else validated and converted."""
-    if value is None:
-        return np.zeros(shape, dtype)
-    array = as_float_array(name, value)
-    check_shape(name, array, user_shape, "the shape of the matching forward output")
-    if batch_first and array.ndim == 3:
-        array = array.transpose(1, 0, 2)
-    return kernel_array(array, dtype)
+    return layer.to_user_layout(read_only_view(y)), h_n, cache
 
 
 def rnn_backward(cache, dy=None, dh_n=None):
@@ -273,8 +150,8 @@ def rnn_backward(cache, dy=None, dh_n=None):
     H = cache.w_hh.shape[0]
     dtype = cache.x.dtype
     user_y_shape = (B, T, H) if cache.batch_first else (T, B, H)
-    dy = _gradient_input("dy", dy, (T, B, H), user_y_shape, dtype, cache.batch_first)
-    dh_n = _gradient_input("dh_n", dh_n, (B, H), (B, H), dtype, False)
+    dy = gradient_input("dy", dy, (T, B, H), user_y_shape, dtype, cache.batch_first)
+    dh_n = gradient_input("dh_n", dh_n, (B, H), (B, H), dtype, False)
 
     dx = np.empty((T, B, D), dtype)
     dh0 = np.empty((B, H), dtype)

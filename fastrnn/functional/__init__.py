@@ -1,0 +1,16 @@
+"""The functional API: one recurrent layer's forward pass and its BPTT, NumPy in, NumPy out.
+
+Each function validates its arguments (raising before any kernel runs),
+converts them once to the kernel layout (time-major, C-contiguous, one dtype),
+allocates the outputs and workspace, picks the backend and calls its kernel.
+Weights use PyTorch's layout: ``w_ih`` of shape (G*H, D), ``w_hh`` of shape
+(G*H, H), biases of shape (G*H,), with G gates per cell. One module per cell;
+what they share is in :mod:`fastrnn.functional._layer`.
+
+Do not modify the arrays passed to a forward call in place before the matching
+backward call: the cache refers to them rather than copying them.
+"""
+
+from fastrnn.functional._rnn import RNNCache, rnn_backward, rnn_forward
+
+__all__ = ["rnn_forward", "rnn_backward", "RNNCache"]
