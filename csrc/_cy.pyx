@@ -20,11 +20,11 @@ from libc.string cimport memcpy, memset
 from activations cimport tanh
 from blas cimport gemm_rowmajor
 cimport openmp_shim
-from packed_gemm cimport gemm_at_b, gemm_packed, pack, packed_size
+from packed_gemm cimport gemm_at_b, gemm_packed, pack, packed_size, panel_width
 
 import numpy as np
 
-from fastrnn._parallel import batch_chunks, blas_threads, time_blocks
+from fastrnn._parallel import batch_chunks, blas_threads, step_column_threads, time_blocks
 
 
 cdef inline int _threads_for(int n_threads, Py_ssize_t n_pieces) noexcept nogil:

@@ -41,6 +41,14 @@ cdef inline Py_ssize_t packed_size(floating dummy, Py_ssize_t k, Py_ssize_t n) n
         return pg_packed_size(k, n, PG_NR_DOUBLE)
 
 
+cdef inline Py_ssize_t panel_width(floating dummy) noexcept nogil:
+    """Columns per packed panel for ``floating`` (``dummy`` only picks the type)."""
+    if floating is float:
+        return PG_NR_FLOAT
+    else:
+        return PG_NR_DOUBLE
+
+
 cdef inline void pack(const floating* b, Py_ssize_t k, Py_ssize_t n, Py_ssize_t stride_k,
                       Py_ssize_t stride_n, floating* packed) noexcept nogil:
     """Pack B (k, n), element (i, j) at ``b[i*stride_k + j*stride_n]``, into ``packed``."""

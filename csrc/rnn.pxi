@@ -78,10 +78,31 @@ cdef void _project(const floating* x, const floating* w_ih_t_packed, const float
         r0 += slab
 
 
+cdef void _recurrent_product(Py_ssize_t rows, Py_ssize_t n, Py_ssize_t k, const floating* a,
+                             const floating* packed, floating* c,
+                             int column_threads) noexcept nogil:
+    """``c (rows, n) += a (rows, k) . B`` with B packed; rows are contiguous (lda = k, ldc = n).
+
+    With ``column_threads > 1`` the columns are shared among threads: used when
+    the batch is too small to cut into chunks but the layer is large. Each
+    element's sum is the same whoever computes it, so results do not change.
+    """
+    cdef Py_ssize_t piece, j0, j1, width = panel_width(c[0])
+    cdef Py_ssize_t panels = (n + width - 1) // width
+    if column_threads <= 1:
+        gemm_packed(rows, n, k, a, k, packed, c, n)
+        return
+    for piece in prange(column_threads, num_threads=column_threads, schedule='static'):
+        j0 = panels * piece // column_threads * width
+        j1 = min(panels * (piece + 1) // column_threads * width, n)
+        if j1 > j0:
+            gemm_packed(rows, j1 - j0, k, a, k, packed + j0 * k, c + j0, n)
+
+
 cdef void _forward_loop(const floating* w_hh_t_packed,
                         const floating* h0, bint relu, floating* y, floating* h_n,
                         Py_ssize_t T, Py_ssize_t B, Py_ssize_t H,
-                        Py_ssize_t b0, Py_ssize_t b1) noexcept nogil:
+                        Py_ssize_t b0, Py_ssize_t b1, int column_threads) noexcept nogil:
     """Time loop for batch rows ``b0:b1``; ``y`` holds the input projection on entry."""
     cdef Py_ssize_t t, rows = b1 - b0, n = (b1 - b0) * H
     cdef const floating* h = h0 + b0 * H
@@ -89,7 +110,7 @@ cdef void _forward_loop(const floating* w_hh_t_packed,
     for t in range(T):
         # the chunk's rows of y[t] and of h_{t-1} (h0 or y[t-1]) are contiguous (rows, H) blocks
         z = y + (t * B + b0) * H
-        gemm_packed(rows, H, H, h, H, w_hh_t_packed, z, H)  # z += h_{t-1} W_hh^T
+        _recurrent_product(rows, H, H, h, w_hh_t_packed, z, column_threads)  # z += h_{t-1} W_hh^T
         if relu:
             _relu_inplace(z, n)
         else:
@@ -101,7 +122,7 @@ cdef void _forward_loop(const floating* w_hh_t_packed,
 cdef void _backward_loop(const floating* w_hh_packed, const floating* y, const floating* dy,
                          const floating* dh_n, bint relu, floating* dz, floating* dh0,
                          Py_ssize_t T, Py_ssize_t B, Py_ssize_t H,
-                         Py_ssize_t b0, Py_ssize_t b1) noexcept nogil:
+                         Py_ssize_t b0, Py_ssize_t b1, int column_threads) noexcept nogil:
     """BPTT time loop for batch rows ``b0:b1``: fills ``dz`` and ``dh0``."""
     cdef Py_ssize_t t, offset, rows = b1 - b0, n = (b1 - b0) * H
     # dh lives in the chunk's rows of dh0: no scratch, and it ends there as dh_0
@@ -116,7 +137,7 @@ cdef void _backward_loop(const floating* w_hh_packed, const floating* y, const f
         else:
             _tanh_grad(dy + offset, dh, y + offset, dz_t, n)
         memset(dh, 0, n * sizeof(floating))
-        gemm_packed(rows, H, H, dz_t, H, w_hh_packed, dh, H)  # dh_{t-1} = dz_t W_hh
+        _recurrent_product(rows, H, H, dz_t, w_hh_packed, dh, column_threads)  # dh_{t-1} = dz_t W_hh
 
 
 cdef void _weight_gradient(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a,
@@ -190,6 +211,7 @@ def rnn_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     cdef Py_ssize_t k, n_blocks = blocks.shape[0] - 1, n_chunks = chunks.shape[0] - 1
     cdef int project_threads = _threads_for(n_threads, n_blocks)
     cdef int recur_threads = _threads_for(n_threads, n_chunks)
+    cdef int column_threads = step_column_threads(B, H, 1, n_threads)
     cdef floating[::1] w_hh_t_packed = np.empty(packed_size(<floating>0, H, H), dtype=np.asarray(y).dtype)
     cdef floating[::1] w_ih_t_packed = np.empty(packed_size(<floating>0, D, H), dtype=np.asarray(y).dtype)
     cdef const floating* x_p = &x[0, 0, 0]
@@ -207,9 +229,13 @@ def rnn_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
         for k in prange(n_blocks, num_threads=project_threads, schedule='static'):
             _project(x_p, &w_ih_t_packed[0], bias_p, y_p, B, D, H, blocks[k], blocks[k + 1])
         # 2. the recurrence, one batch chunk for all steps
-        for k in prange(n_chunks, num_threads=recur_threads, schedule='static'):
-            _forward_loop(&w_hh_t_packed[0], h0_p, relu, y_p, h_n_p, T, B, H,
-                          chunks[k], chunks[k + 1])
+        if n_chunks == 1:  # no batch to cut: large layers share each step's columns instead
+            _forward_loop(&w_hh_t_packed[0], h0_p, relu, y_p, h_n_p, T, B, H, 0, B,
+                          column_threads)
+        else:
+            for k in prange(n_chunks, num_threads=recur_threads, schedule='static'):
+                _forward_loop(&w_hh_t_packed[0], h0_p, relu, y_p, h_n_p, T, B, H,
+                              chunks[k], chunks[k + 1], 1)
 
 
 def rnn_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
@@ -259,6 +285,7 @@ def rnn_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     cdef Py_ssize_t[::1] blocks = time_blocks(T, B, (2 * D + H) * H)
     cdef Py_ssize_t k, n_chunks = chunks.shape[0] - 1, n_blocks = blocks.shape[0] - 1
     cdef int recur_threads = _threads_for(n_threads, n_chunks)
+    cdef int column_threads = step_column_threads(B, H, 1, n_threads)
     cdef int gemm_threads = _threads_for(n_threads, n_blocks)
     cdef floating[::1] w_hh_packed = np.empty(packed_size(<floating>0, H, H), dtype=np.asarray(dz).dtype)
     # per-block partial sums, reduced in block order so n_threads cannot change the result;
@@ -286,9 +313,13 @@ def rnn_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     with blas_threads.limit(1), nogil:
         pack(w_hh_p, H, H, H, 1, &w_hh_packed[0])  # W_hh as it is, packed once for all steps
         # 1. the recurrence backwards, one batch chunk for all steps
-        for k in prange(n_chunks, num_threads=recur_threads, schedule='static'):
+        if n_chunks == 1:  # no batch to cut: large layers share each step's columns instead
             _backward_loop(&w_hh_packed[0], y_p, dy_p, dh_n_p, relu, dz_p, dh0_p, T, B, H,
-                           chunks[k], chunks[k + 1])
+                           0, B, column_threads)
+        else:
+            for k in prange(n_chunks, num_threads=recur_threads, schedule='static'):
+                _backward_loop(&w_hh_packed[0], y_p, dy_p, dh_n_p, relu, dz_p, dh0_p, T, B, H,
+                               chunks[k], chunks[k + 1], 1)
         # 2. GEMMs over the rows of the steps of each block
         for k in prange(n_blocks, num_threads=gemm_threads, schedule='static'):
             _backward_gemms(x_p, w_ih_p, h0_p, y_p, dz_p, dx_p,

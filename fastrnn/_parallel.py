@@ -59,6 +59,24 @@ def batch_chunks(batch, hidden, gates=1):
     return _bounds(batch, max(int(pieces), 1))
 
 
+def step_column_threads(batch, hidden, gates, n_threads):
+    """Threads that share the columns of each step's recurrent product.
+
+    Used only when :func:`batch_chunks` leaves the whole batch in one chunk:
+    then a large layer (as much work per step as a chunk must carry) still
+    gets ``n_threads``, at the cost of one synchronisation per step. Every
+    output element is computed the same way by whichever thread, so results
+    still do not depend on ``n_threads``.
+
+    Returns
+    -------
+    int
+    """
+    if batch * hidden * hidden * gates < MIN_CHUNK_WORK:
+        return 1
+    return max(1, min(n_threads, hidden // 16))
+
+
 def time_blocks(steps, batch, work_per_row):
     """Fixed split of the steps for GEMMs over all ``steps * batch`` rows.
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import fastrnn
-from cases import MULTI_CHUNK, MULTI_CHUNK_RELU, SMALL_CASES, case_params
-from fastrnn._parallel import batch_chunks, time_blocks
+from cases import COLUMN_SPLIT, MULTI_CHUNK, MULTI_CHUNK_RELU, SMALL_CASES, case_params
+from fastrnn._parallel import batch_chunks, step_column_threads, time_blocks
 from helpers import assert_close, assert_results_identical, forward_kwargs, run_case
 from tolerances import INVARIANT
 
@@ -96,11 +96,14 @@ def test_multi_chunk_cases_really_cut_the_work():
     T, B, D, H = MULTI_CHUNK.shape
     assert len(time_blocks(T, B, D * H)) - 1 >= 2, f"{MULTI_CHUNK.describe()}: the input projection is one block"
     assert len(time_blocks(T, B, (2 * D + H) * H)) - 1 >= 2, f"{MULTI_CHUNK.describe()}: the BPTT GEMMs are one block"
+    T, B, D, H = COLUMN_SPLIT.shape
+    assert len(batch_chunks(B, H)) - 1 == 1, f"{COLUMN_SPLIT.describe()}: the batch is cut into chunks"
+    assert step_column_threads(B, H, 1, 2) == 2, f"{COLUMN_SPLIT.describe()}: steps are not split by columns"
 
 
 @pytest.mark.compiled
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("case", case_params([MULTI_CHUNK, MULTI_CHUNK_RELU] + SMALL_CASES[:5]))
+@pytest.mark.parametrize("case", case_params([MULTI_CHUNK, MULTI_CHUNK_RELU, COLUMN_SPLIT] + SMALL_CASES[:5]))
 def test_n_threads_bit_identical(case, compiled_backend, dtype):
     """Results do not depend on n_threads: 1, 2 and 3 threads and the default agree bit for bit."""
     context = case.describe(compiled_backend, dtype)
