@@ -21,10 +21,16 @@ from fastrnn.exceptions import (
     UnknownBackendError,
 )
 from fastrnn.functional import rnn_backward, rnn_forward
+from fastrnn.functional import lstm_backward, lstm_forward
+from fastrnn.functional import gru_backward, gru_forward
 
 __all__ = [
     "rnn_forward",
+    "gru_forward",
+    "gru_backward",
     "rnn_backward",
+    "lstm_forward",
+    "lstm_backward",
     "available_backends",
     "use_backend",
     "show_config",

@@ -92,13 +92,16 @@ def use_backend(name):
         _requested.reset(token)
 
 
-def resolve(backend=None):
+def resolve(backend=None, kernel=None):
     """The backend module a call runs on.
 
     Parameters
     ----------
     backend : str or None
         The call's ``backend=`` argument.
+    kernel : str, optional
+        A kernel the backend must have (e.g. ``"lstm_forward"``): ``auto`` then
+        skips backends without it, and naming such a backend is an error.
 
     Returns
     -------
@@ -124,10 +127,12 @@ def resolve(backend=None):
         module = _load(name)
         if module is None:
             raise BackendUnavailableError(name, _failed[name])
+        if kernel is not None and not hasattr(module, kernel):
+            raise BackendUnavailableError(name, f"it has no {kernel} kernel yet")
         return name, module
     for candidate in BACKENDS:
         module = _load(candidate)
-        if module is not None:
+        if module is not None and (kernel is None or hasattr(module, kernel)):
             if candidate == "python":
                 _warn_python_fallback()
             return candidate, module

@@ -75,5 +75,5 @@ def _tanh_overload(x):
 @overload(sigmoid, inline="always")
 def _sigmoid_overload(x):
     if x == types.float32:
-        return lambda x: _HALF + _HALF * _tanh_float32(_HALF * x)
+        return lambda x: _HALF + _HALF * tanh(_HALF * x)
     return lambda x: 0.5 + 0.5 * math.tanh(0.5 * x)

@@ -5,6 +5,8 @@ the fallback when nothing compiled loads. Its kernels have exactly the
 signatures of the compiled ones (see :mod:`fastrnn._python.rnn`).
 """
 
+from fastrnn._python.gru import gru_backward, gru_forward
+from fastrnn._python.lstm import lstm_backward, lstm_forward
 from fastrnn._python.rnn import rnn_backward, rnn_forward
 
-__all__ = ["rnn_forward", "rnn_backward"]
+__all__ = ["rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "gru_forward", "gru_backward"]

@@ -11,6 +11,9 @@ Do not modify the arrays passed to a forward call in place before the matching
 backward call: the cache refers to them rather than copying them.
 """
 
+from fastrnn.functional._gru import GRUCache, gru_backward, gru_forward
+from fastrnn.functional._lstm import LSTMCache, lstm_backward, lstm_forward
 from fastrnn.functional._rnn import RNNCache, rnn_backward, rnn_forward
 
-__all__ = ["rnn_forward", "rnn_backward", "RNNCache"]
+__all__ = ["rnn_forward", "rnn_backward", "RNNCache", "lstm_forward", "lstm_backward", "LSTMCache", "gru_forward", "gru_backward",
+           "GRUCache"]

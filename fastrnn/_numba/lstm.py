@@ -1,0 +1,152 @@
+"""LSTM cell, Numba backend.
+
+The steps, names and workspace are those of :mod:`fastrnn._python.lstm`, whose
+docstring has the equations and the kernel contract. What differs is how the
+work is done: the GEMMs over all steps run through NumPy's BLAS in fixed time
+blocks, and the time loop is a ``nogil`` kernel run on fixed batch chunks, with
+the gate math of a step fused into one pass (no temporary per gate).
+"""
+
+import numpy as np
+
+from fastrnn._numba._options import jit
+from fastrnn._numba.activations import tanh
+from fastrnn._parallel import batch_chunks, blas_threads, run_pieces, time_blocks
+
+GATES = 4
+
+
+@jit
+def _forward_loop(w_hh, h0, c0, y, h_n, c_n, gates, c_all, b0, b1):
+    """Time loop for batch rows ``b0:b1``; ``gates`` holds the input projection on entry."""
+    T, _, H = y.shape
+    # sigmoid(v) = 1/2 + tanh(v/2)/2, written out: ``activations.sigmoid`` does not compile for
+    # float32 (its overload calls a plain Python function), and the ``tanh`` overload is exact in
+    # float64 and vectorisable in float32, so this is what that sigmoid means in both dtypes
+    half = y.dtype.type(0.5)
+    keep_cells = c_all.shape[0] == T
+    w_hh_t = w_hh.T
+    h = h0[b0:b1].copy()
+    c = c0[b0:b1].copy()
+    for t in range(T):
+        recurrent = np.dot(h, w_hh_t)
+        z = gates[t, b0:b1]
+        y_t = y[t, b0:b1]
+        for b in range(b1 - b0):
+            for j in range(H):
+                i = half + half * tanh(half * (z[b, j] + recurrent[b, j]))
+                f = half + half * tanh(half * (z[b, H + j] + recurrent[b, H + j]))
+                g = tanh(z[b, 2 * H + j] + recurrent[b, 2 * H + j])
+                o = half + half * tanh(half * (z[b, 3 * H + j] + recurrent[b, 3 * H + j]))
+                z[b, j] = i
+                z[b, H + j] = f
+                z[b, 2 * H + j] = g
+                z[b, 3 * H + j] = o
+                c_j = f * c[b, j] + i * g
+                h_j = o * tanh(c_j)
+                c[b, j] = c_j
+                h[b, j] = h_j
+                y_t[b, j] = h_j
+        if keep_cells:
+            c_all[t, b0:b1] = c
+    h_n[b0:b1] = h
+    c_n[b0:b1] = c
+
+
+@jit
+def _backward_loop(w_hh, c0, gates, c_all, dy, dh_n, dc_n, dz, dh0, dc0, b0, b1):
+    """BPTT time loop for batch rows ``b0:b1``: fills ``dz``, ``dh0`` and ``dc0``."""
+    T, _, H = c_all.shape
+    one = c_all.dtype.type(1)
+    dh = dh_n[b0:b1].copy()
+    dc = dc_n[b0:b1].copy()
+    dz_t = np.empty((b1 - b0, GATES * H), dtype=c_all.dtype)
+    for t in range(T - 1, -1, -1):
+        a = gates[t, b0:b1]
+        c_t = c_all[t, b0:b1]
+        c_prev = c0[b0:b1] if t == 0 else c_all[t - 1, b0:b1]
+        dy_t = dy[t, b0:b1]
+        dz_out = dz[t, b0:b1]
+        for b in range(b1 - b0):
+            for j in range(H):
+                i = a[b, j]
+                f = a[b, H + j]
+                g = a[b, 2 * H + j]
+                o = a[b, 3 * H + j]
+                dh_j = dh[b, j] + dy_t[b, j]
+                tc = tanh(c_t[b, j])
+                do = dh_j * tc
+                dc_j = dc[b, j] + dh_j * o * (one - tc * tc)
+                di = dc_j * g
+                dg = dc_j * i
+                df = dc_j * c_prev[b, j]
+                dz_t[b, j] = di * i * (one - i)
+                dz_t[b, H + j] = df * f * (one - f)
+                dz_t[b, 2 * H + j] = dg * (one - g * g)
+                dz_t[b, 3 * H + j] = do * o * (one - o)
+                dc[b, j] = dc_j * f
+        dz_out[:, :] = dz_t
+        dh = np.dot(dz_t, w_hh)
+    dh0[b0:b1] = dh
+    dc0[b0:b1] = dc
+
+
+def lstm_forward(x, w_ih, w_hh, bias, h0, c0, y, h_n, c_n, gates, c_all, n_threads):
+    """Numba LSTM forward; arguments as :func:`fastrnn._python.lstm.lstm_forward`."""
+    T, B, D = x.shape
+    H = w_hh.shape[1]
+    G = GATES * H
+    blocks = time_blocks(T, B, D * G)
+    chunks = batch_chunks(B, H, GATES)
+
+    def project(k):  # 1. input projection for every step: gates = x W_ih^T + b
+        t0, t1 = blocks[k], blocks[k + 1]
+        rows = (t1 - t0) * B
+        gate_rows = gates[t0:t1].reshape(rows, G)
+        np.matmul(x[t0:t1].reshape(rows, D), w_ih.T, out=gate_rows)
+        gate_rows += bias
+
+    def recur(k):  # 2. the recurrence, one batch chunk for all steps
+        _forward_loop(w_hh, h0, c0, y, h_n, c_n, gates, c_all, chunks[k], chunks[k + 1])
+
+    with blas_threads.limit(1):
+        run_pieces(project, len(blocks) - 1, n_threads)
+        run_pieces(recur, len(chunks) - 1, n_threads)
+
+
+def lstm_backward(x, w_ih, w_hh, h0, c0, y, gates, c_all, dy, dh_n, dc_n, dz, dx, dh0, dc0,
+                  dw_ih, dw_hh, db, n_threads):
+    """Numba LSTM BPTT; arguments as :func:`fastrnn._python.lstm.lstm_backward`."""
+    T, B, D = x.shape
+    H = w_hh.shape[1]
+    G = GATES * H
+    chunks = batch_chunks(B, H, GATES)
+    blocks = time_blocks(T, B, (2 * D + H) * G)
+    n_blocks = len(blocks) - 1
+    # per-block partial sums, reduced in block order so n_threads cannot change the result
+    dw_ih_part = np.empty((n_blocks, G, D), dtype=x.dtype)
+    dw_hh_part = np.empty((n_blocks, G, H), dtype=x.dtype)
+
+    def recur(k):  # 1. the recurrence backwards, one batch chunk for all steps
+        _backward_loop(w_hh, c0, gates, c_all, dy, dh_n, dc_n, dz, dh0, dc0, chunks[k], chunks[k + 1])
+
+    def gemms(k):  # 2. GEMMs over the rows of the steps of block k
+        t0, t1 = blocks[k], blocks[k + 1]
+        rows = (t1 - t0) * B
+        dz_rows = dz[t0:t1].reshape(rows, G)
+        np.matmul(dz_rows.T, x[t0:t1].reshape(rows, D), out=dw_ih_part[k])
+        # h_{t-1} for the block's steps: h0 for t = 0, else y[t - 1]
+        if t0 == 0:
+            np.matmul(dz[0].T, h0, out=dw_hh_part[k])
+            if t1 > 1:
+                dw_hh_part[k] += dz[1:t1].reshape(rows - B, G).T @ y[0 : t1 - 1].reshape(rows - B, H)
+        else:
+            np.matmul(dz_rows.T, y[t0 - 1 : t1 - 1].reshape(rows, H), out=dw_hh_part[k])
+        np.matmul(dz_rows, w_ih, out=dx[t0:t1].reshape(rows, D))
+
+    with blas_threads.limit(1):
+        run_pieces(recur, len(chunks) - 1, n_threads)
+        run_pieces(gemms, n_blocks, n_threads)
+    np.sum(dw_ih_part, axis=0, out=dw_ih)
+    np.sum(dw_hh_part, axis=0, out=dw_hh)
+    np.sum(dz.reshape(T * B, G), axis=0, out=db)

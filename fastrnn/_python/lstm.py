@@ -1,0 +1,187 @@
+r"""LSTM cell: reference forward pass and backpropagation through time.
+
+Equations, in row-vector form for one step (``x_t`` of shape (B, D), ``h`` and
+``c`` of shape (B, H)), with PyTorch's gate packing ``i, f, g, o`` in blocks of
+``H`` columns of the ``4H`` pre-activations:
+
+.. math::
+
+    z_t &= x_t W_{ih}^T + b + h_{t-1} W_{hh}^T        \qquad b = b_{ih} + b_{hh} \\
+    i_t &= \sigma(z_i), \quad f_t = \sigma(z_f), \quad g_t = \tanh(z_g), \quad o_t = \sigma(z_o) \\
+    c_t &= f_t \odot c_{t-1} + i_t \odot g_t \\
+    h_t &= o_t \odot \tanh(c_t)
+
+BPTT, with ``dh`` and ``dc`` arriving from step ``t+1`` (``dh_n``, ``dc_n`` at
+the last step) and ``dy_t`` from the output:
+
+.. math::
+
+    dh &\leftarrow dh + dy_t, \qquad \tau = \tanh(c_t) \\
+    do &= dh \odot \tau, \qquad dc \leftarrow dc + dh \odot o_t \odot (1 - \tau^2) \\
+    di &= dc \odot g_t, \quad dg = dc \odot i_t, \quad df = dc \odot c_{t-1} \\
+    dz_t &= [di \odot i_t (1 - i_t),\; df \odot f_t (1 - f_t),\; dg \odot (1 - g_t^2),\; do \odot o_t (1 - o_t)] \\
+    dc_{t-1} &= dc \odot f_t, \qquad dh_{t-1} = dz_t W_{hh} \\
+    dW_{ih} &= \textstyle\sum_t dz_t^T x_t, \quad dW_{hh} = \sum_t dz_t^T h_{t-1}, \quad db = \sum_t \sum_b dz_t \\
+    dx_t &= dz_t W_{ih}
+
+Kernel contract (shared by every backend)
+-----------------------------------------
+All arrays are C-contiguous, time-major and of one dtype (float32 or float64).
+``T`` steps, ``B`` batch rows, ``D`` input features, ``H`` hidden units.
+
+Workspace. The forward pass fills, besides its outputs ``y`` (``y[t] = h_t``),
+``h_n`` and ``c_n``:
+
+* ``gates`` of shape (T, B, 4H): first the input projection ``x_t W_ih^T + b``
+  of every step (one GEMM over ``T*B`` rows before the loop), then, step by
+  step, the *activated* gates ``[i_t, f_t, g_t, o_t]`` written over it in place;
+* ``c_all`` of shape (T, B, H): the cell state ``c_t`` of every step.
+
+BPTT needs exactly ``gates``, ``c_all``, ``y`` (for ``h_{t-1}``), ``h0`` and
+``c0``; every derivative above is a function of them (``\tanh(c_t)`` is
+recomputed). In inference ``c_all`` may have shape (0, B, H): the kernel then
+keeps only the running cell state and stores no step of it.
+
+The reference computes ``\sigma(z) = (1 + \tanh(z/2)) / 2``, which is exact and
+cannot overflow, as the compiled backends do.
+"""
+
+import numpy as np
+
+
+def sigmoid(z):
+    """Logistic function, through ``tanh`` (no overflow for large negative ``z``)."""
+    return 0.5 + 0.5 * np.tanh(0.5 * z)
+
+
+def lstm_forward(x, w_ih, w_hh, bias, h0, c0, y, h_n, c_n, gates, c_all, n_threads):
+    """Run an LSTM layer over a whole sequence.
+
+    Parameters
+    ----------
+    x : ndarray of shape (T, B, D)
+        IN. Input sequence.
+    w_ih : ndarray of shape (4*H, D)
+        IN. Input-to-hidden weights, blocks ``i, f, g, o``.
+    w_hh : ndarray of shape (4*H, H)
+        IN. Hidden-to-hidden weights, blocks ``i, f, g, o``.
+    bias : ndarray of shape (4*H,)
+        IN. ``b_ih + b_hh`` (zeros for a layer without bias).
+    h0 : ndarray of shape (B, H)
+        IN. Initial hidden state.
+    c0 : ndarray of shape (B, H)
+        IN. Initial cell state.
+    y : ndarray of shape (T, B, H)
+        OUT. Hidden state of every step, ``y[t] = h_{t+1}``.
+    h_n : ndarray of shape (B, H)
+        OUT. Hidden state after the last step.
+    c_n : ndarray of shape (B, H)
+        OUT. Cell state after the last step.
+    gates : ndarray of shape (T, B, 4*H)
+        OUT. Workspace: the activated gates ``[i, f, g, o]`` of every step.
+    c_all : ndarray of shape (T, B, H) or (0, B, H)
+        OUT. Workspace: the cell state of every step; with shape (0, B, H)
+        (inference) nothing is stored.
+    n_threads : int
+        Unused by the reference (NumPy's BLAS decides).
+    """
+    T, B, D = x.shape
+    H = w_hh.shape[1]
+    keep_cells = c_all.shape[0] == T
+    # 1. input projection for every step at once, one GEMM over T*B rows
+    np.matmul(x.reshape(T * B, D), w_ih.T, out=gates.reshape(T * B, 4 * H))
+    gates += bias
+    # 2. the recurrence
+    h = h0
+    c = c0
+    for t in range(T):
+        z = gates[t] + h @ w_hh.T
+        i = sigmoid(z[:, 0 * H:1 * H])
+        f = sigmoid(z[:, 1 * H:2 * H])
+        g = np.tanh(z[:, 2 * H:3 * H])
+        o = sigmoid(z[:, 3 * H:4 * H])
+        c = f * c + i * g
+        h = o * np.tanh(c)
+        gates[t, :, 0 * H:1 * H] = i
+        gates[t, :, 1 * H:2 * H] = f
+        gates[t, :, 2 * H:3 * H] = g
+        gates[t, :, 3 * H:4 * H] = o
+        y[t] = h
+        if keep_cells:
+            c_all[t] = c
+    h_n[...] = h
+    c_n[...] = c
+
+
+def lstm_backward(x, w_ih, w_hh, h0, c0, y, gates, c_all, dy, dh_n, dc_n, dz, dx, dh0, dc0,
+                  dw_ih, dw_hh, db, n_threads):
+    """Backpropagate through an LSTM layer run by :func:`lstm_forward`.
+
+    Parameters
+    ----------
+    x : ndarray of shape (T, B, D)
+        IN. Input of the forward pass.
+    w_ih : ndarray of shape (4*H, D)
+        IN.
+    w_hh : ndarray of shape (4*H, H)
+        IN.
+    h0, c0 : ndarray of shape (B, H)
+        IN. Initial states of the forward pass.
+    y : ndarray of shape (T, B, H)
+        IN. Output of the forward pass.
+    gates : ndarray of shape (T, B, 4*H)
+        IN. Activated gates kept by the forward pass.
+    c_all : ndarray of shape (T, B, H)
+        IN. Cell states kept by the forward pass.
+    dy : ndarray of shape (T, B, H)
+        IN. Gradient of the loss with respect to ``y``.
+    dh_n, dc_n : ndarray of shape (B, H)
+        IN. Gradients of the loss with respect to the final states.
+    dz : ndarray of shape (T, B, 4*H)
+        OUT. Workspace: gradient with respect to the pre-activations ``z_t``.
+    dx : ndarray of shape (T, B, D)
+        OUT. Gradient with respect to ``x``.
+    dh0, dc0 : ndarray of shape (B, H)
+        OUT. Gradients with respect to ``h0`` and ``c0``.
+    dw_ih : ndarray of shape (4*H, D)
+        OUT.
+    dw_hh : ndarray of shape (4*H, H)
+        OUT.
+    db : ndarray of shape (4*H,)
+        OUT. Gradient with respect to ``b_ih`` (equal to that of ``b_hh``).
+    n_threads : int
+        Unused by the reference.
+    """
+    T, B, D = x.shape
+    H = w_hh.shape[1]
+    # 1. the recurrence, backwards: only dh_{t-1} = dz_t W_hh is sequential
+    dh = dh_n
+    dc = dc_n
+    for t in range(T - 1, -1, -1):
+        i = gates[t, :, 0 * H:1 * H]
+        f = gates[t, :, 1 * H:2 * H]
+        g = gates[t, :, 2 * H:3 * H]
+        o = gates[t, :, 3 * H:4 * H]
+        c_prev = c0 if t == 0 else c_all[t - 1]
+        dh = dh + dy[t]
+        tc = np.tanh(c_all[t])
+        do = dh * tc
+        dc = dc + dh * o * (1 - tc * tc)
+        di = dc * g
+        dg = dc * i
+        df = dc * c_prev
+        dz[t, :, 0 * H:1 * H] = di * i * (1 - i)
+        dz[t, :, 1 * H:2 * H] = df * f * (1 - f)
+        dz[t, :, 2 * H:3 * H] = dg * (1 - g * g)
+        dz[t, :, 3 * H:4 * H] = do * o * (1 - o)
+        dc = dc * f
+        dh = dz[t] @ w_hh
+    dh0[...] = dh
+    dc0[...] = dc
+    # 2. everything else is a GEMM over all T*B rows
+    dz_rows = dz.reshape(T * B, 4 * H)
+    h_prev_rows = np.concatenate([h0[None], y[:-1]]).reshape(T * B, H)  # h_{t-1} for every t
+    np.matmul(dz_rows.T, x.reshape(T * B, D), out=dw_ih)
+    np.matmul(dz_rows.T, h_prev_rows, out=dw_hh)
+    db[...] = dz_rows.sum(axis=0)
+    np.matmul(dz_rows, w_ih, out=dx.reshape(T * B, D))

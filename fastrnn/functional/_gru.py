@@ -1,0 +1,191 @@
+"""Functional API of the GRU layer: :func:`gru_forward` and :func:`gru_backward`."""
+
+import numpy as np
+
+from fastrnn import _backends
+from fastrnn._validation import check_n_threads
+from fastrnn.exceptions import ArgumentError, StaleCacheError
+from fastrnn.functional._layer import Layer, gradient_input, read_only_view
+
+__all__ = ["gru_forward", "gru_backward", "GRUCache"]
+
+
+class GRUCache:
+    """What :func:`gru_forward` keeps for :func:`gru_backward`.
+
+    Attributes
+    ----------
+    backend : str
+        The backend that ran the forward pass; the backward pass uses it too.
+    n_threads : int
+    reset_after : bool
+    batch_first : bool
+    has_b_ih, has_b_hh : bool
+    x : ndarray of shape (T, B, D)
+    w_ih : ndarray of shape (3*H, D)
+    w_hh : ndarray of shape (3*H, H)
+    h0 : ndarray of shape (B, H)
+    y : ndarray of shape (T, B, H)
+    gates : ndarray of shape (T, B, 4*H)
+        The BPTT workspace ``[r, z, n, hn]`` of every step (see :mod:`fastrnn._python.gru`).
+    """
+
+    def __init__(self, layer, y, gates, reset_after, backend, n_threads):
+        self.backend = backend
+        self.n_threads = n_threads
+        self.reset_after = reset_after
+        self.batch_first = layer.batch_first
+        self.has_b_ih = layer.b_ih is not None
+        self.has_b_hh = layer.b_hh is not None
+        self.x, self.w_ih, self.w_hh, self.h0 = layer.x, layer.w_ih, layer.w_hh, layer.states[0]
+        self.y, self.gates = y, gates
+        self._shapes = {name: (a.shape, a.dtype) for name, a in self._arrays()}
+
+    def _arrays(self):
+        return [("x", self.x), ("w_ih", self.w_ih), ("w_hh", self.w_hh), ("h0", self.h0), ("y", self.y),
+                ("gates", self.gates)]
+
+    def check_unchanged(self):
+        """Raise :class:`StaleCacheError` if an array was replaced by one of another shape or dtype."""
+        for name, array in self._arrays():
+            shape, dtype = self._shapes[name]
+            if not isinstance(array, np.ndarray) or array.shape != shape or array.dtype != dtype:
+                given = getattr(array, "shape", type(array).__name__)
+                raise StaleCacheError(
+                    f"the cache's {name} was changed after the forward pass: expected an array of "
+                    f"shape {shape} and dtype {dtype}, found {given}; run gru_forward again"
+                )
+
+
+def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, reset_after=True, batch_first=False,
+                backend=None, n_threads=None, requires_grad=True):
+    r"""Run a GRU layer over a sequence (PyTorch's gate packing ``r, z, n``).
+
+    .. math::
+
+        r_t &= \sigma(x_t W_{ir}^T + b_{ir} + h_{t-1} W_{hr}^T + b_{hr}), \quad
+        z_t = \sigma(x_t W_{iz}^T + b_{iz} + h_{t-1} W_{hz}^T + b_{hz}) \\
+        n_t &= \tanh(x_t W_{in}^T + b_{in} + r_t \odot (h_{t-1} W_{hn}^T + b_{hn})) \quad
+        \text{(reset\_after=True)} \\
+        n_t &= \tanh(x_t W_{in}^T + b_{in} + (r_t \odot h_{t-1}) W_{hn}^T + b_{hn}) \quad
+        \text{(reset\_after=False)} \\
+        h_t &= (1 - z_t) \odot n_t + z_t \odot h_{t-1}
+
+    Parameters
+    ----------
+    x : array_like of shape (T, B, D), or (B, T, D) if ``batch_first``
+        Input sequence.
+    w_ih : array_like of shape (3*H, D)
+        Input-to-hidden weights, blocks ``r, z, n`` (PyTorch's ``weight_ih_l0``).
+    w_hh : array_like of shape (3*H, H)
+        Hidden-to-hidden weights (``weight_hh_l0``).
+    b_ih, b_hh : array_like of shape (3*H,), optional
+        Biases; a missing one counts as zero.
+    h0 : array_like of shape (B, H), optional
+        Initial hidden state; zeros by default.
+    reset_after : bool
+        ``True`` (PyTorch; Keras ``reset_after=True``; ONNX ``linear_before_reset=1``) applies
+        the reset gate after the recurrent product; ``False`` (Keras ``reset_after=False``; ONNX
+        ``linear_before_reset=0``) applies it to ``h_{t-1}`` before.
+    batch_first : bool
+        ``x`` and ``y`` have the batch first.
+    backend : {"cython", "numba", "python", "auto"}, optional
+        Overrides :func:`fastrnn.use_backend` and ``FASTRNN_BACKEND``.
+    n_threads : int, optional
+        Threads to use; by default chosen from the problem size. Results do not depend on it.
+    requires_grad : bool
+        Keep a cache for :func:`gru_backward`.
+
+    Returns
+    -------
+    y : ndarray of shape (T, B, H), or (B, T, H) if ``batch_first``
+        Hidden state at every step. Read-only while a cache refers to it.
+    h_n : ndarray of shape (B, H)
+        Hidden state after the last step.
+    cache : GRUCache or None
+        ``None`` when ``requires_grad`` is false.
+    """
+    if not isinstance(reset_after, (bool, np.bool_)):
+        raise ArgumentError(f"reset_after must be True or False; got {reset_after!r}")
+    reset_after = bool(reset_after)
+    check_n_threads(n_threads)
+    backend_name, kernels = _backends.resolve(backend, kernel="gru_forward")
+    layer = Layer(x, w_ih, w_hh, b_ih, b_hh, [("h0", h0)], gates=3, cell="GRU", batch_first=batch_first)
+    T, B, H = layer.T, layer.B, layer.H
+    h0 = layer.states[0]
+    threads = layer.n_threads(n_threads)
+
+    y = np.empty((T, B, H), layer.dtype)
+    gates = np.empty((T, B, 4 * H), layer.dtype)
+    if T == 0 or B == 0:
+        h_n = h0.copy()
+    else:
+        bias_x = np.zeros(3 * H, layer.dtype)
+        b_hn = np.zeros(H, layer.dtype)
+        if layer.b_ih is not None:
+            bias_x += layer.b_ih
+        if layer.b_hh is not None:
+            bias_x[: 2 * H] += layer.b_hh[: 2 * H]
+            b_hn[...] = layer.b_hh[2 * H :]
+        h_n = np.empty((B, H), layer.dtype)
+        kernels.gru_forward(layer.x, layer.w_ih, layer.w_hh, bias_x, b_hn, h0, reset_after, y, h_n, gates,
+                            threads)
+    if not requires_grad:
+        return layer.to_user_layout(y), h_n, None
+    cache = GRUCache(layer, y, gates, reset_after, backend_name, threads)
+    return layer.to_user_layout(read_only_view(y)), h_n, cache
+
+
+def gru_backward(cache, dy=None, dh_n=None):
+    """Backpropagate through the layer run by :func:`gru_forward`.
+
+    Parameters
+    ----------
+    cache : GRUCache
+        From ``gru_forward(..., requires_grad=True)``.
+    dy : array_like of shape like ``y``, optional
+        Gradient of the loss with respect to ``y``; zeros by default.
+    dh_n : array_like of shape (B, H), optional
+        Gradient of the loss with respect to ``h_n``; zeros by default.
+
+    Returns
+    -------
+    dict of str to ndarray
+        ``"x"``, ``"h0"``, ``"w_ih"``, ``"w_hh"``, and ``"b_ih"`` / ``"b_hh"`` for the biases
+        the forward pass was given, each shaped like its input (``"x"`` batch-first if the
+        forward pass was).
+    """
+    if not isinstance(cache, GRUCache):
+        raise TypeError(
+            f"cache must be the GRUCache returned by gru_forward(..., requires_grad=True); "
+            f"got {type(cache).__name__}"
+        )
+    cache.check_unchanged()
+    T, B, D = cache.x.shape
+    H = cache.w_hh.shape[1]
+    dtype = cache.x.dtype
+    user_y_shape = (B, T, H) if cache.batch_first else (T, B, H)
+    dy = gradient_input("dy", dy, (T, B, H), user_y_shape, dtype, cache.batch_first)
+    dh_n = gradient_input("dh_n", dh_n, (B, H), (B, H), dtype, False)
+
+    dx = np.empty((T, B, D), dtype)
+    dh0 = np.empty((B, H), dtype)
+    dw_ih = np.zeros((3 * H, D), dtype)
+    dw_hh = np.zeros((3 * H, H), dtype)
+    db_ih = np.zeros(3 * H, dtype)
+    db_hh = np.zeros(3 * H, dtype)
+    if T == 0 or B == 0:
+        dh0[...] = dh_n
+        dx[...] = 0
+    else:
+        _, kernels = _backends.resolve(cache.backend)
+        dz_x = np.empty((T, B, 3 * H), dtype)
+        dz_h = np.empty((T, B, 3 * H), dtype)
+        kernels.gru_backward(cache.x, cache.w_ih, cache.w_hh, cache.h0, cache.reset_after, cache.y, cache.gates,
+                             dy, dh_n, dz_x, dz_h, dx, dh0, dw_ih, dw_hh, db_ih, db_hh, cache.n_threads)
+    grads = {"x": dx.transpose(1, 0, 2) if cache.batch_first else dx, "h0": dh0, "w_ih": dw_ih, "w_hh": dw_hh}
+    if cache.has_b_ih:
+        grads["b_ih"] = db_ih
+    if cache.has_b_hh:
+        grads["b_hh"] = db_hh
+    return grads

@@ -1,0 +1,184 @@
+"""Functional API of the LSTM layer: :func:`lstm_forward` and :func:`lstm_backward`."""
+
+import numpy as np
+
+from fastrnn import _backends
+from fastrnn._validation import check_n_threads
+from fastrnn.exceptions import StaleCacheError
+from fastrnn.functional._layer import Layer, gradient_input, read_only_view
+
+__all__ = ["lstm_forward", "lstm_backward", "LSTMCache"]
+
+GATES = 4
+
+
+class LSTMCache:
+    """What :func:`lstm_forward` keeps for :func:`lstm_backward`.
+
+    Attributes
+    ----------
+    backend : str
+        The backend that ran the forward pass; the backward pass uses it too.
+    n_threads : int
+    batch_first : bool
+    has_b_ih, has_b_hh : bool
+    x : ndarray of shape (T, B, D)
+    w_ih : ndarray of shape (4*H, D)
+    w_hh : ndarray of shape (4*H, H)
+    h0, c0 : ndarray of shape (B, H)
+    y : ndarray of shape (T, B, H)
+    gates : ndarray of shape (T, B, 4*H)
+        Activated gates of every step (workspace, see :mod:`fastrnn._python.lstm`).
+    c_all : ndarray of shape (T, B, H)
+        Cell state of every step (workspace).
+    """
+
+    def __init__(self, layer, y, gates, c_all, backend, n_threads):
+        self.backend = backend
+        self.n_threads = n_threads
+        self.batch_first = layer.batch_first
+        self.has_b_ih = layer.b_ih is not None
+        self.has_b_hh = layer.b_hh is not None
+        self.x, self.w_ih, self.w_hh = layer.x, layer.w_ih, layer.w_hh
+        self.h0, self.c0 = layer.states
+        self.y, self.gates, self.c_all = y, gates, c_all
+        self._shapes = {name: (a.shape, a.dtype) for name, a in self._arrays()}
+
+    def _arrays(self):
+        return [("x", self.x), ("w_ih", self.w_ih), ("w_hh", self.w_hh), ("h0", self.h0),
+                ("c0", self.c0), ("y", self.y), ("gates", self.gates), ("c_all", self.c_all)]
+
+    def check_unchanged(self):
+        """Raise :class:`StaleCacheError` if an array was replaced by one of another shape or dtype."""
+        for name, array in self._arrays():
+            shape, dtype = self._shapes[name]
+            if not isinstance(array, np.ndarray) or array.shape != shape or array.dtype != dtype:
+                given = getattr(array, "shape", type(array).__name__)
+                raise StaleCacheError(
+                    f"the cache's {name} was changed after the forward pass: expected an array of "
+                    f"shape {shape} and dtype {dtype}, found {given}; run lstm_forward again"
+                )
+
+
+def lstm_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, batch_first=False,
+                 backend=None, n_threads=None, requires_grad=True):
+    r"""Run an LSTM layer over a sequence (PyTorch's gate packing ``i, f, g, o``).
+
+    .. math::
+
+        [i, f, g, o] &= [\sigma, \sigma, \tanh, \sigma](x_t W_{ih}^T + b_{ih} + h_{t-1} W_{hh}^T + b_{hh}) \\
+        c_t &= f \odot c_{t-1} + i \odot g, \qquad h_t = o \odot \tanh(c_t)
+
+    Parameters
+    ----------
+    x : array_like of shape (T, B, D), or (B, T, D) if ``batch_first``
+        Input sequence.
+    w_ih : array_like of shape (4*H, D)
+        Input-to-hidden weights (PyTorch's ``weight_ih_l0``).
+    w_hh : array_like of shape (4*H, H)
+        Hidden-to-hidden weights (``weight_hh_l0``).
+    b_ih, b_hh : array_like of shape (4*H,), optional
+        Biases; a missing one counts as zero.
+    h0, c0 : array_like of shape (B, H), optional
+        Initial hidden and cell states; zeros by default.
+    batch_first : bool
+        ``x`` and ``y`` have the batch first.
+    backend : {"cython", "numba", "python", "auto"}, optional
+        Overrides :func:`fastrnn.use_backend` and ``FASTRNN_BACKEND``.
+    n_threads : int, optional
+        Threads to use; by default chosen from the problem size. Results do
+        not depend on it.
+    requires_grad : bool
+        Keep a cache for :func:`lstm_backward`. With ``False`` the cell state
+        of every step is not stored.
+
+    Returns
+    -------
+    y : ndarray of shape (T, B, H), or (B, T, H) if ``batch_first``
+        Hidden state at every step. Read-only while a cache refers to it.
+    (h_n, c_n) : tuple of ndarray of shape (B, H)
+        Hidden and cell states after the last step.
+    cache : LSTMCache or None
+        ``None`` when ``requires_grad`` is false.
+    """
+    check_n_threads(n_threads)
+    backend_name, kernels = _backends.resolve(backend, kernel="lstm_forward")
+    layer = Layer(x, w_ih, w_hh, b_ih, b_hh, [("h0", h0), ("c0", c0)], gates=GATES, cell="LSTM",
+                  batch_first=batch_first)
+    T, B, H = layer.T, layer.B, layer.H
+    h0, c0 = layer.states
+    threads = layer.n_threads(n_threads)
+
+    y = np.empty((T, B, H), layer.dtype)
+    gates = np.empty((T, B, GATES * H), layer.dtype)
+    c_all = np.empty((T if requires_grad else 0, B, H), layer.dtype)
+    if T == 0 or B == 0:
+        h_n, c_n = h0.copy(), c0.copy()
+    else:
+        h_n = np.empty((B, H), layer.dtype)
+        c_n = np.empty((B, H), layer.dtype)
+        kernels.lstm_forward(layer.x, layer.w_ih, layer.w_hh, layer.summed_bias(), h0, c0,
+                             y, h_n, c_n, gates, c_all, threads)
+    if not requires_grad:
+        return layer.to_user_layout(y), (h_n, c_n), None
+    cache = LSTMCache(layer, y, gates, c_all, backend_name, threads)
+    return layer.to_user_layout(read_only_view(y)), (h_n, c_n), cache
+
+
+def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
+    """Backpropagate through the layer run by :func:`lstm_forward`.
+
+    Parameters
+    ----------
+    cache : LSTMCache
+        From ``lstm_forward(..., requires_grad=True)``.
+    dy : array_like of shape like ``y``, optional
+        Gradient of the loss with respect to ``y``; zeros by default.
+    dh_n, dc_n : array_like of shape (B, H), optional
+        Gradients of the loss with respect to ``h_n`` and ``c_n``; zeros by default.
+
+    Returns
+    -------
+    dict of str to ndarray
+        ``"x"``, ``"h0"``, ``"c0"``, ``"w_ih"``, ``"w_hh"``, and ``"b_ih"`` /
+        ``"b_hh"`` for the biases the forward pass was given, each shaped like
+        its input (``"x"`` batch-first if the forward pass was).
+    """
+    if not isinstance(cache, LSTMCache):
+        raise TypeError(
+            f"cache must be the LSTMCache returned by lstm_forward(..., requires_grad=True); "
+            f"got {type(cache).__name__}"
+        )
+    cache.check_unchanged()
+    T, B, D = cache.x.shape
+    H = cache.w_hh.shape[1]
+    G = GATES * H
+    dtype = cache.x.dtype
+    user_y_shape = (B, T, H) if cache.batch_first else (T, B, H)
+    dy = gradient_input("dy", dy, (T, B, H), user_y_shape, dtype, cache.batch_first)
+    dh_n = gradient_input("dh_n", dh_n, (B, H), (B, H), dtype, False)
+    dc_n = gradient_input("dc_n", dc_n, (B, H), (B, H), dtype, False)
+
+    dx = np.empty((T, B, D), dtype)
+    dh0 = np.empty((B, H), dtype)
+    dc0 = np.empty((B, H), dtype)
+    dw_ih = np.zeros((G, D), dtype)
+    dw_hh = np.zeros((G, H), dtype)
+    db = np.zeros(G, dtype)
+    if T == 0 or B == 0:
+        dx[...] = 0
+        dh0[...] = dh_n
+        dc0[...] = dc_n
+    else:
+        _, kernels = _backends.resolve(cache.backend)
+        dz = np.empty((T, B, G), dtype)
+        kernels.lstm_backward(cache.x, cache.w_ih, cache.w_hh, cache.h0, cache.c0, cache.y,
+                              cache.gates, cache.c_all, dy, dh_n, dc_n, dz, dx, dh0, dc0,
+                              dw_ih, dw_hh, db, cache.n_threads)
+    grads = {"x": dx.transpose(1, 0, 2) if cache.batch_first else dx, "h0": dh0, "c0": dc0,
+             "w_ih": dw_ih, "w_hh": dw_hh}
+    if cache.has_b_ih:
+        grads["b_ih"] = db
+    if cache.has_b_hh:
+        grads["b_hh"] = db.copy() if cache.has_b_ih else db
+    return grads
