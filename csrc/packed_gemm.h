@@ -13,9 +13,9 @@
  *
  * A is read through two strides, so the same kernel serves A and A^T. B is
  * given packed: panel p holds columns p*NR .. p*NR+NR-1 of B, k rows of NR
- * contiguous values, zero-padded past column n. Each output element is a sum
- * over k in increasing order, whatever m, the row block or the thread, so
- * results never depend on how the batch is cut.
+ * contiguous values, zero-padded past column n. Each output element is summed
+ * in an order fixed by whether its row falls in a block of four rows, never by
+ * the thread or the column range that computes it.
  *
  * pg_gemm_at_b_* computes the weight gradients C += A^T B (A of shape (k, m),
  * k = all the rows of a block of steps): it packs B a slab of PG_KC rows at a
@@ -77,6 +77,42 @@ static void NAME(const T *b, ptrdiff_t k, ptrdiff_t n, ptrdiff_t stride_k,      
         for (int j = 0; j < ncols; j++) c[r * ldc + j] += sums[j];                      \
     }
 
+/* One row of A times one panel. With a single row the two accumulators of
+   PG_BLOCK_BODY would wait on each other's FMA latency, so even and odd k go
+   to separate accumulators, added at the end (a fixed order: the result of a
+   row depends only on whether it falls in a block of four or not, which the
+   batch chunks, fixed by the shapes, decide). */
+#define PG_ROW_BODY(T, V, NR)                                                           \
+    V even0 = (V){0}, even1 = (V){0}, odd0 = (V){0}, odd1 = (V){0};                     \
+    ptrdiff_t i = 0;                                                                    \
+    for (; i + 2 <= k; i += 2) {                                                        \
+        V b0, b1, b2, b3;                                                               \
+        memcpy(&b0, panel + i * NR, sizeof(V));                                         \
+        memcpy(&b1, panel + i * NR + NR / 2, sizeof(V));                                \
+        memcpy(&b2, panel + (i + 1) * NR, sizeof(V));                                   \
+        memcpy(&b3, panel + (i + 1) * NR + NR / 2, sizeof(V));                          \
+        T a_even = a[i * a_col], a_odd = a[(i + 1) * a_col];                            \
+        even0 += a_even * b0;                                                           \
+        even1 += a_even * b1;                                                           \
+        odd0 += a_odd * b2;                                                             \
+        odd1 += a_odd * b3;                                                             \
+    }                                                                                   \
+    if (i < k) {                                                                        \
+        V b0, b1;                                                                       \
+        memcpy(&b0, panel + i * NR, sizeof(V));                                         \
+        memcpy(&b1, panel + i * NR + NR / 2, sizeof(V));                                \
+        even0 += a[i * a_col] * b0;                                                     \
+        even1 += a[i * a_col] * b1;                                                     \
+    }                                                                                   \
+    even0 += odd0;                                                                      \
+    even1 += odd1;                                                                      \
+    {                                                                                   \
+        T sums[NR];                                                                     \
+        memcpy(sums, &even0, sizeof(V));                                                \
+        memcpy(sums + NR / 2, &even1, sizeof(V));                                       \
+        for (int j = 0; j < ncols; j++) c[j] += sums[j];                                \
+    }
+
 /* A's element (r, i) is a[r * a_row + i * a_col]. */
 #define PG_DEFINE_GEMM(T, V, NR, NAME, ATTR)                                            \
 ATTR static void NAME##_rows4(const T *a, ptrdiff_t a_row, ptrdiff_t a_col,             \
@@ -84,7 +120,7 @@ ATTR static void NAME##_rows4(const T *a, ptrdiff_t a_row, ptrdiff_t a_col,     
                               int ncols) { PG_BLOCK_BODY(T, V, NR, 4) }                  \
 ATTR static void NAME##_rows1(const T *a, ptrdiff_t a_row, ptrdiff_t a_col,             \
                               const T *panel, ptrdiff_t k, T *c, ptrdiff_t ldc,         \
-                              int ncols) { PG_BLOCK_BODY(T, V, NR, 1) }                  \
+                              int ncols) { PG_ROW_BODY(T, V, NR) }                       \
 ATTR static void NAME(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const T *a, ptrdiff_t a_row, \
                       ptrdiff_t a_col, const T *packed, T *c, ptrdiff_t ldc)            \
 {                                                                                       \

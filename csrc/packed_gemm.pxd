@@ -4,8 +4,8 @@
 ``gemm_packed`` then adds ``A . B`` to ``C`` at every step without repacking.
 ``gemm_at_b`` adds ``A^T B`` for weight gradients of small layers, where
 BLAS is slow (few output rows and columns, a long reduction).
-Each output element is summed over k in increasing order whatever the number
-of rows, so results never depend on how the batch is cut.
+Each output element is summed in an order fixed by the row blocking, which the
+shapes decide, never by the thread or column range that computes it.
 """
 
 from cython cimport floating

@@ -221,7 +221,7 @@ def rnn_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     cdef const floating* h0_p = &h0[0, 0]
     cdef floating* y_p = &y[0, 0, 0]
     cdef floating* h_n_p = &h_n[0, 0]
-    with blas_threads.limit(1), nogil:
+    with nogil:  # no BLAS call in the forward pass: nothing to hold to one thread
         # W_hh^T, element (i, j) = W_hh[j, i], packed once for all steps
         pack(w_hh_p, H, H, 1, H, &w_hh_t_packed[0])
         pack(w_ih_p, D, H, 1, D, &w_ih_t_packed[0])  # W_ih^T: element (i, j) = W_ih[j, i]

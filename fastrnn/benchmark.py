@@ -394,7 +394,12 @@ def time_paired(runners, *, time_budget=1.5, rounds=None, min_rounds=5, max_roun
     Each runner is first called twice (the first call compiles JIT kernels and
     fills caches; the second estimates its cost). Then, in every round, each
     runner is called once, in an order rotated from round to round, so slow
-    drifts of the machine hit all of them alike.
+    drifts of the machine hit all of them alike. Each timed call follows an
+    untimed one of the same runner: after a call, the thread pools of OpenMP,
+    MKL and ONNX Runtime keep spinning for a while, and on a machine with few
+    cores they would otherwise slow down whichever implementation runs next
+    (measured: fastrnn's S5 forward on 2 threads took 96 ms right after torch,
+    40 ms on its own).
 
     Parameters
     ----------
@@ -421,11 +426,12 @@ def time_paired(runners, *, time_budget=1.5, rounds=None, min_rounds=5, max_roun
         runners[name]()
         round_cost += time.perf_counter() - start
     if rounds is None:
-        rounds = int(np.clip(time_budget / max(round_cost, 1e-9), min_rounds, max_rounds))
+        rounds = int(np.clip(time_budget / max(2 * round_cost, 1e-9), min_rounds, max_rounds))
     times = {name: np.empty(rounds) for name in names}
     for i in range(rounds):
         shift = i % len(names)
         for name in names[shift:] + names[:shift]:
+            runners[name]()  # settle: the previous runner's threads go idle meanwhile
             start = time.perf_counter()
             runners[name]()
             times[name][i] = time.perf_counter() - start
