@@ -2,14 +2,13 @@
 
 ``pack(B)`` lays a (k, n) matrix out in panels once, before a time loop;
 ``gemm_packed`` then adds ``A . B`` to ``C`` at every step without repacking.
-``gemm_at_b`` adds ``A^T B`` for weight gradients of small layers, where
-BLAS is slow (few output rows and columns, a long reduction).
+``gemm_at_b`` adds ``A^T B``: the weight gradients, a long reduction over
+every row of a block of steps.
 Each output element is summed in an order fixed by the row blocking, which the
 shapes decide, never by the thread or column range that computes it.
 """
 
 from cython cimport floating
-from libc.stdlib cimport abort, free, malloc
 
 
 cdef extern from "packed_gemm.h" nogil:
@@ -25,6 +24,7 @@ cdef extern from "packed_gemm.h" nogil:
     void pg_gemm_double(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* a,
                         Py_ssize_t lda, const double* packed, double* c, Py_ssize_t ldc)
     int PG_KC
+    Py_ssize_t pg_at_b_work_size(Py_ssize_t m, Py_ssize_t n, Py_ssize_t nr)
     void pg_gemm_at_b_float(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
                             Py_ssize_t lda, const float* b, Py_ssize_t ldb, float* c,
                             Py_ssize_t ldc, float* work)
@@ -68,15 +68,17 @@ cdef inline void gemm_packed(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const flo
         pg_gemm_double(m, n, k, a, lda, packed, c, ldc)
 
 
+cdef inline Py_ssize_t at_b_work_size(floating dummy, Py_ssize_t m, Py_ssize_t n) noexcept nogil:
+    """Elements of work space :func:`gemm_at_b` needs for an (m, n) result."""
+    return pg_at_b_work_size(m, n, panel_width(<floating>0))
+
+
 cdef inline void gemm_at_b(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a,
                            Py_ssize_t lda, const floating* b, Py_ssize_t ldb, floating* c,
-                           Py_ssize_t ldc) noexcept nogil:
-    """Row-major ``C (m, n) += A^T B`` with ``A`` (k, m) and ``B`` (k, n), summed over k in order."""
-    cdef floating* work = <floating*>malloc(packed_size(<floating>0, PG_KC, n) * sizeof(floating))
-    if work == NULL:
-        abort()
+                           Py_ssize_t ldc, floating* work) noexcept nogil:
+    """Row-major ``C (m, n) += A^T B`` with ``A`` (k, m) and ``B`` (k, n); ``work`` holds
+    :func:`at_b_work_size` elements."""
     if floating is float:
         pg_gemm_at_b_float(m, n, k, a, lda, b, ldb, c, ldc, work)
     else:
         pg_gemm_at_b_double(m, n, k, a, lda, b, ldb, c, ldc, work)
-    free(work)

@@ -4,15 +4,13 @@
 # docstring has the equations and the kernel contract, and the layout follows
 # fastrnn._numba.rnn so the two read side by side. The GEMMs over all steps run
 # in fixed time blocks, the time loop runs on fixed batch chunks, both under
-# ``prange``. The GEMMs over all steps call SciPy's BLAS (row-major, through
-# gemm_rowmajor); the per-step recurrent product uses the weights packed once
-# per sequence (packed_gemm), as a BLAS call would repack them at every step.
+# ``prange``. Every product runs on the packed micro-kernel (packed_gemm), the
+# weights packed once per call: a BLAS call would repack them at every step.
 # Pieces never depend on n_threads, so neither do the results.
 
 
 cdef enum:
-    SMALL_LAYER_UNITS = 256    # up to this hidden size, weight gradients use gemm_at_b
-    PROJECTION_SLAB_ROWS = 64  # rows of x that stay in cache while W_ih^T passes over them
+    SLAB_ROWS = 64             # rows that stay in cache while packed weights pass over them
 
 
 # ---- pointwise loops: one pass each, written over flat pointers so gcc vectorises them
@@ -61,21 +59,29 @@ cdef inline void _add_rows(const floating* a, Py_ssize_t rows, Py_ssize_t n,
 
 # ---- the pieces of work: one time block or one batch chunk each
 
+cdef void _rows_times_packed(Py_ssize_t rows, Py_ssize_t n, Py_ssize_t k, const floating* a,
+                             const floating* packed, floating* c) noexcept nogil:
+    """``c (rows, n) += a (rows, k) . B`` with B packed, for many rows (lda = k, ldc = n).
+
+    Slabs of rows small enough to stay in cache while every panel of B passes over them.
+    """
+    cdef Py_ssize_t r0 = 0, slab
+    while r0 < rows:
+        slab = min(<Py_ssize_t>SLAB_ROWS, rows - r0)
+        gemm_packed(slab, n, k, a + r0 * k, k, packed, c + r0 * n, n)
+        r0 += slab
+
+
 cdef void _project(const floating* x, const floating* w_ih_t_packed, const floating* bias,
                    floating* y, Py_ssize_t B, Py_ssize_t D, Py_ssize_t H,
                    Py_ssize_t t0, Py_ssize_t t1) noexcept nogil:
     """Input projection of steps ``t0:t1``: ``y = x W_ih^T + b`` over their rows."""
-    cdef Py_ssize_t rows = (t1 - t0) * B, r, j, r0, slab
+    cdef Py_ssize_t rows = (t1 - t0) * B, r, j
     cdef floating* y_rows = y + t0 * B * H
     for r in range(rows):
         for j in range(H):
             y_rows[r * H + j] = bias[j]
-    # slabs of rows small enough to stay in cache while every panel of W_ih^T passes over them
-    r0 = 0
-    while r0 < rows:
-        slab = min(<Py_ssize_t>PROJECTION_SLAB_ROWS, rows - r0)
-        gemm_packed(slab, H, D, x + (t0 * B + r0) * D, D, w_ih_t_packed, y_rows + r0 * H, H)
-        r0 += slab
+    _rows_times_packed(rows, H, D, x + t0 * B * D, w_ih_t_packed, y_rows)
 
 
 cdef void _recurrent_product(Py_ssize_t rows, Py_ssize_t n, Py_ssize_t k, const floating* a,
@@ -141,39 +147,32 @@ cdef void _backward_loop(const floating* w_hh_packed, const floating* y, const f
 
 
 cdef void _weight_gradient(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a,
-                           const floating* b, floating beta, floating* c) noexcept nogil:
-    """``C (m, n) = A^T B + beta C`` for row-major ``A`` (k, m), ``B`` (k, n), ``beta`` 0 or 1.
-
-    BLAS is slow for small layers here (few output rows, a long reduction over
-    every row of a block of steps: 10-16 GFLOP/s measured at H <= 128), so
-    those use the packed kernel (22-27 GFLOP/s); large layers keep BLAS.
-    """
-    cdef Py_ssize_t i
-    if m <= SMALL_LAYER_UNITS:
-        if beta == 0:
-            memset(c, 0, m * n * sizeof(floating))
-        gemm_at_b(m, n, k, a, m, b, n, c, n)
-    else:
-        gemm_rowmajor(c'T', c'N', m, n, k, 1, a, m, b, n, beta, c, n)
+                           const floating* b, bint accumulate, floating* c,
+                           floating* work) noexcept nogil:
+    """``C (m, n) = A^T B`` (or ``+=`` if ``accumulate``) for row-major ``A`` (k, m), ``B`` (k, n)."""
+    if not accumulate:
+        memset(c, 0, m * n * sizeof(floating))
+    gemm_at_b(m, n, k, a, m, b, n, c, n, work)
 
 
-cdef void _backward_gemms(const floating* x, const floating* w_ih, const floating* h0,
+cdef void _backward_gemms(const floating* x, const floating* w_ih_packed, const floating* h0,
                           const floating* y, const floating* dz, floating* dx,
-                          floating* dw_ih_k, floating* dw_hh_k,
+                          floating* dw_ih_k, floating* dw_hh_k, floating* work,
                           Py_ssize_t B, Py_ssize_t D, Py_ssize_t H,
                           Py_ssize_t t0, Py_ssize_t t1) noexcept nogil:
     """GEMMs over the rows of steps ``t0:t1``: partial ``dW_ih``, ``dW_hh``, and ``dx``."""
     cdef Py_ssize_t rows = (t1 - t0) * B
     cdef const floating* dz_rows = dz + t0 * B * H
-    _weight_gradient(H, D, rows, dz_rows, x + t0 * B * D, 0, dw_ih_k)
+    _weight_gradient(H, D, rows, dz_rows, x + t0 * B * D, False, dw_ih_k, work)
     # h_{t-1} for the block's steps: h0 for t = 0, else y[t - 1]
     if t0 == 0:
-        _weight_gradient(H, H, B, dz, h0, 0, dw_hh_k)
+        _weight_gradient(H, H, B, dz, h0, False, dw_hh_k, work)
         if t1 > 1:
-            _weight_gradient(H, H, (t1 - 1) * B, dz + B * H, y, 1, dw_hh_k)
+            _weight_gradient(H, H, (t1 - 1) * B, dz + B * H, y, True, dw_hh_k, work)
     else:
-        _weight_gradient(H, H, rows, dz_rows, y + (t0 - 1) * B * H, 0, dw_hh_k)
-    gemm_rowmajor(c'N', c'N', rows, D, H, 1, dz_rows, H, w_ih, D, 0, dx + t0 * B * D, D)
+        _weight_gradient(H, H, rows, dz_rows, y + (t0 - 1) * B * H, False, dw_hh_k, work)
+    memset(dx + t0 * B * D, 0, rows * D * sizeof(floating))
+    _rows_times_packed(rows, D, H, dz_rows, w_ih_packed, dx + t0 * B * D)  # dx = dz W_ih
 
 
 # ---- the kernels
@@ -221,7 +220,7 @@ def rnn_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     cdef const floating* h0_p = &h0[0, 0]
     cdef floating* y_p = &y[0, 0, 0]
     cdef floating* h_n_p = &h_n[0, 0]
-    with nogil:  # no BLAS call in the forward pass: nothing to hold to one thread
+    with nogil:
         # W_hh^T, element (i, j) = W_hh[j, i], packed once for all steps
         pack(w_hh_p, H, H, 1, H, &w_hh_t_packed[0])
         pack(w_ih_p, D, H, 1, D, &w_ih_t_packed[0])  # W_ih^T: element (i, j) = W_ih[j, i]
@@ -288,6 +287,10 @@ def rnn_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     cdef int column_threads = step_column_threads(B, H, 1, n_threads)
     cdef int gemm_threads = _threads_for(n_threads, n_blocks)
     cdef floating[::1] w_hh_packed = np.empty(packed_size(<floating>0, H, H), dtype=np.asarray(dz).dtype)
+    cdef floating[::1] w_ih_packed = np.empty(packed_size(<floating>0, H, D), dtype=np.asarray(dz).dtype)
+    # work space of the weight-gradient products, one per block as blocks may run at once
+    cdef Py_ssize_t work_size = at_b_work_size(<floating>0, H, max(D, H))
+    cdef floating[::1] work = np.empty(n_blocks * work_size, dtype=np.asarray(dz).dtype)
     # per-block partial sums, reduced in block order so n_threads cannot change the result;
     # a single block writes straight into the outputs
     cdef floating[:, :, ::1] dw_ih_part = None
@@ -310,8 +313,9 @@ def rnn_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     cdef floating* dz_p = &dz[0, 0, 0]
     cdef floating* dx_p = &dx[0, 0, 0]
     cdef floating* dh0_p = &dh0[0, 0]
-    with blas_threads.limit(1), nogil:
+    with nogil:
         pack(w_hh_p, H, H, H, 1, &w_hh_packed[0])  # W_hh as it is, packed once for all steps
+        pack(w_ih_p, H, D, D, 1, &w_ih_packed[0])  # W_ih as it is, for dx = dz W_ih
         # 1. the recurrence backwards, one batch chunk for all steps
         if n_chunks == 1:  # no batch to cut: large layers share each step's columns instead
             _backward_loop(&w_hh_packed[0], y_p, dy_p, dh_n_p, relu, dz_p, dh0_p, T, B, H,
@@ -322,8 +326,9 @@ def rnn_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
                                chunks[k], chunks[k + 1], 1)
         # 2. GEMMs over the rows of the steps of each block
         for k in prange(n_blocks, num_threads=gemm_threads, schedule='static'):
-            _backward_gemms(x_p, w_ih_p, h0_p, y_p, dz_p, dx_p,
+            _backward_gemms(x_p, &w_ih_packed[0], h0_p, y_p, dz_p, dx_p,
                             dw_ih_part_p + k * H * D, dw_hh_part_p + k * H * H,
+                            &work[k * work_size],
                             B, D, H, blocks[k], blocks[k + 1])
         if n_blocks > 1:
             memcpy(&dw_ih[0, 0], dw_ih_part_p, H * D * sizeof(floating))
