@@ -4,57 +4,26 @@ import numpy as np
 
 from fastrnn import _backends
 from fastrnn._validation import check_n_threads
-from fastrnn.exceptions import ArgumentError, StaleCacheError
-from fastrnn.functional._layer import Layer, gradient_input, read_only_view
+from fastrnn.exceptions import ArgumentError
+from fastrnn.functional._layer import Layer, LayerCache, gradient_input, read_only_view
 
 __all__ = ["gru_forward", "gru_backward", "GRUCache"]
 
 
-class GRUCache:
-    """What :func:`gru_forward` keeps for :func:`gru_backward`.
+class GRUCache(LayerCache):
+    """What :func:`gru_forward` keeps for :func:`gru_backward` (see :class:`LayerCache`).
 
     Attributes
     ----------
-    backend : str
-        The backend that ran the forward pass; the backward pass uses it too.
-    n_threads : int
     reset_after : bool
-    batch_first : bool
-    has_b_ih, has_b_hh : bool
-    x : ndarray of shape (T, B, D)
-    w_ih : ndarray of shape (3*H, D)
-    w_hh : ndarray of shape (3*H, H)
     h0 : ndarray of shape (B, H)
     y : ndarray of shape (T, B, H)
     gates : ndarray of shape (T, B, 4*H)
         The BPTT workspace ``[r, z, n, hn]`` of every step (see :mod:`fastrnn._python.gru`).
     """
 
-    def __init__(self, layer, y, gates, reset_after, backend, n_threads):
-        self.backend = backend
-        self.n_threads = n_threads
-        self.reset_after = reset_after
-        self.batch_first = layer.batch_first
-        self.has_b_ih = layer.b_ih is not None
-        self.has_b_hh = layer.b_hh is not None
-        self.x, self.w_ih, self.w_hh, self.h0 = layer.x, layer.w_ih, layer.w_hh, layer.states[0]
-        self.y, self.gates = y, gates
-        self._shapes = {name: (a.shape, a.dtype) for name, a in self._arrays()}
-
-    def _arrays(self):
-        return [("x", self.x), ("w_ih", self.w_ih), ("w_hh", self.w_hh), ("h0", self.h0), ("y", self.y),
-                ("gates", self.gates)]
-
-    def check_unchanged(self):
-        """Raise :class:`StaleCacheError` if an array was replaced by one of another shape or dtype."""
-        for name, array in self._arrays():
-            shape, dtype = self._shapes[name]
-            if not isinstance(array, np.ndarray) or array.shape != shape or array.dtype != dtype:
-                given = getattr(array, "shape", type(array).__name__)
-                raise StaleCacheError(
-                    f"the cache's {name} was changed after the forward pass: expected an array of "
-                    f"shape {shape} and dtype {dtype}, found {given}; run gru_forward again"
-                )
+    ARRAYS = ("h0", "y", "gates")
+    FORWARD = "gru_forward"
 
 
 def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, reset_after=True, batch_first=False,
@@ -132,7 +101,8 @@ def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, reset_after=Tru
                             threads)
     if not requires_grad:
         return layer.to_user_layout(y), h_n, None
-    cache = GRUCache(layer, y, gates, reset_after, backend_name, threads)
+    cache = GRUCache(layer, backend_name, threads, reset_after=reset_after, h0=layer.states[0],
+                     y=y, gates=gates)
     return layer.to_user_layout(read_only_view(y)), h_n, cache
 
 

@@ -16,7 +16,7 @@ from fastrnn._validation import (
     compute_dtype,
     kernel_array,
 )
-from fastrnn.exceptions import ShapeError
+from fastrnn.exceptions import ShapeError, StaleCacheError
 
 
 class Layer:
@@ -122,3 +122,51 @@ def gradient_input(name, value, shape, user_shape, dtype, batch_first):
     if batch_first and array.ndim == 3:
         array = array.transpose(1, 0, 2)
     return kernel_array(array, dtype)
+
+
+class LayerCache:
+    """What a forward pass keeps for its backward pass.
+
+    Every cell's cache holds the layer's inputs in kernel layout (``x``,
+    ``w_ih``, ``w_hh``, the initial states) and its workspace; a subclass
+    names its arrays in ``ARRAYS`` and its forward function in ``FORWARD``.
+
+    Attributes
+    ----------
+    backend : str
+        The backend that ran the forward pass; the backward pass uses it too.
+    n_threads : int
+    batch_first : bool
+    has_b_ih, has_b_hh : bool
+    x : ndarray of shape (T, B, D)
+    w_ih : ndarray of shape (G*H, D)
+    w_hh : ndarray of shape (G*H, H)
+    """
+
+    ARRAYS = ()
+    FORWARD = ""
+
+    def __init__(self, layer, backend, n_threads, **fields):
+        self.backend = backend
+        self.n_threads = n_threads
+        self.batch_first = layer.batch_first
+        self.has_b_ih = layer.b_ih is not None
+        self.has_b_hh = layer.b_hh is not None
+        self.x, self.w_ih, self.w_hh = layer.x, layer.w_ih, layer.w_hh
+        for name, value in fields.items():
+            setattr(self, name, value)
+        self._shapes = {name: (a.shape, a.dtype) for name, a in self._arrays()}
+
+    def _arrays(self):
+        return [(name, getattr(self, name)) for name in ("x", "w_ih", "w_hh") + self.ARRAYS]
+
+    def check_unchanged(self):
+        """Raise :class:`StaleCacheError` if an array was replaced by one of another shape or dtype."""
+        for name, array in self._arrays():
+            shape, dtype = self._shapes[name]
+            if not isinstance(array, np.ndarray) or array.shape != shape or array.dtype != dtype:
+                given = getattr(array, "shape", type(array).__name__)
+                raise StaleCacheError(
+                    f"the cache's {name} was changed after the forward pass: expected an array of "
+                    f"shape {shape} and dtype {dtype}, found {given}; run {self.FORWARD} again"
+                )

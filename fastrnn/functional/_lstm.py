@@ -4,27 +4,18 @@ import numpy as np
 
 from fastrnn import _backends
 from fastrnn._validation import check_n_threads
-from fastrnn.exceptions import StaleCacheError
-from fastrnn.functional._layer import Layer, gradient_input, read_only_view
+from fastrnn.functional._layer import Layer, LayerCache, gradient_input, read_only_view
 
 __all__ = ["lstm_forward", "lstm_backward", "LSTMCache"]
 
 GATES = 4
 
 
-class LSTMCache:
-    """What :func:`lstm_forward` keeps for :func:`lstm_backward`.
+class LSTMCache(LayerCache):
+    """What :func:`lstm_forward` keeps for :func:`lstm_backward` (see :class:`LayerCache`).
 
     Attributes
     ----------
-    backend : str
-        The backend that ran the forward pass; the backward pass uses it too.
-    n_threads : int
-    batch_first : bool
-    has_b_ih, has_b_hh : bool
-    x : ndarray of shape (T, B, D)
-    w_ih : ndarray of shape (4*H, D)
-    w_hh : ndarray of shape (4*H, H)
     h0, c0 : ndarray of shape (B, H)
     y : ndarray of shape (T, B, H)
     gates : ndarray of shape (T, B, 4*H)
@@ -33,31 +24,8 @@ class LSTMCache:
         Cell state of every step (workspace).
     """
 
-    def __init__(self, layer, y, gates, c_all, backend, n_threads):
-        self.backend = backend
-        self.n_threads = n_threads
-        self.batch_first = layer.batch_first
-        self.has_b_ih = layer.b_ih is not None
-        self.has_b_hh = layer.b_hh is not None
-        self.x, self.w_ih, self.w_hh = layer.x, layer.w_ih, layer.w_hh
-        self.h0, self.c0 = layer.states
-        self.y, self.gates, self.c_all = y, gates, c_all
-        self._shapes = {name: (a.shape, a.dtype) for name, a in self._arrays()}
-
-    def _arrays(self):
-        return [("x", self.x), ("w_ih", self.w_ih), ("w_hh", self.w_hh), ("h0", self.h0),
-                ("c0", self.c0), ("y", self.y), ("gates", self.gates), ("c_all", self.c_all)]
-
-    def check_unchanged(self):
-        """Raise :class:`StaleCacheError` if an array was replaced by one of another shape or dtype."""
-        for name, array in self._arrays():
-            shape, dtype = self._shapes[name]
-            if not isinstance(array, np.ndarray) or array.shape != shape or array.dtype != dtype:
-                given = getattr(array, "shape", type(array).__name__)
-                raise StaleCacheError(
-                    f"the cache's {name} was changed after the forward pass: expected an array of "
-                    f"shape {shape} and dtype {dtype}, found {given}; run lstm_forward again"
-                )
+    ARRAYS = ("h0", "c0", "y", "gates", "c_all")
+    FORWARD = "lstm_forward"
 
 
 def lstm_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, batch_first=False,
@@ -121,7 +89,8 @@ def lstm_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, batch
                              y, h_n, c_n, gates, c_all, threads)
     if not requires_grad:
         return layer.to_user_layout(y), (h_n, c_n), None
-    cache = LSTMCache(layer, y, gates, c_all, backend_name, threads)
+    cache = LSTMCache(layer, backend_name, threads, h0=layer.states[0], c0=layer.states[1], y=y,
+                      gates=gates, c_all=c_all)
     return layer.to_user_layout(read_only_view(y)), (h_n, c_n), cache
 
 

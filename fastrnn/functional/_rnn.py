@@ -4,56 +4,26 @@ import numpy as np
 
 from fastrnn import _backends
 from fastrnn._validation import check_choice, check_n_threads
-from fastrnn.exceptions import StaleCacheError
-from fastrnn.functional._layer import Layer, gradient_input, read_only_view
+from fastrnn.functional._layer import Layer, LayerCache, gradient_input, read_only_view
 
 __all__ = ["rnn_forward", "rnn_backward", "RNNCache"]
 
 NONLINEARITIES = ("tanh", "relu")
 
 
-class RNNCache:
-    """What :func:`rnn_forward` keeps for :func:`rnn_backward`.
+class RNNCache(LayerCache):
+    """What :func:`rnn_forward` keeps for :func:`rnn_backward` (see :class:`LayerCache`).
 
     Attributes
     ----------
-    backend : str
-        The backend that ran the forward pass; the backward pass uses it too.
-    n_threads : int
     nonlinearity : {"tanh", "relu"}
-    batch_first : bool
-    has_b_ih, has_b_hh : bool
-    x : ndarray of shape (T, B, D)
-    w_ih : ndarray of shape (H, D)
-    w_hh : ndarray of shape (H, H)
     h0 : ndarray of shape (B, H)
     y : ndarray of shape (T, B, H)
         The forward output, which is also the whole BPTT workspace of this cell.
     """
 
-    def __init__(self, layer, y, nonlinearity, backend, n_threads):
-        self.backend = backend
-        self.n_threads = n_threads
-        self.nonlinearity = nonlinearity
-        self.batch_first = layer.batch_first
-        self.has_b_ih = layer.b_ih is not None
-        self.has_b_hh = layer.b_hh is not None
-        self.x, self.w_ih, self.w_hh, self.h0, self.y = layer.x, layer.w_ih, layer.w_hh, layer.states[0], y
-        self._shapes = {name: (a.shape, a.dtype) for name, a in self._arrays()}
-
-    def _arrays(self):
-        return [("x", self.x), ("w_ih", self.w_ih), ("w_hh", self.w_hh), ("h0", self.h0), ("y", self.y)]
-
-    def check_unchanged(self):
-        """Raise :class:`StaleCacheError` if an array was replaced by one of another shape or dtype."""
-        for name, array in self._arrays():
-            shape, dtype = self._shapes[name]
-            if not isinstance(array, np.ndarray) or array.shape != shape or array.dtype != dtype:
-                given = getattr(array, "shape", type(array).__name__)
-                raise StaleCacheError(
-                    f"the cache's {name} was changed after the forward pass: expected an array of "
-                    f"shape {shape} and dtype {dtype}, found {given}; run rnn_forward again"
-                )
+    ARRAYS = ("h0", "y")
+    FORWARD = "rnn_forward"
 
 
 def rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, nonlinearity="tanh",
@@ -117,7 +87,7 @@ def rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, nonlinearity="t
                             nonlinearity == "relu", y, h_n, threads)
     if not requires_grad:
         return layer.to_user_layout(y), h_n, None
-    cache = RNNCache(layer, y, nonlinearity, backend_name, threads)
+    cache = RNNCache(layer, backend_name, threads, nonlinearity=nonlinearity, h0=h0, y=y)
     return layer.to_user_layout(read_only_view(y)), h_n, cache
 
 
