@@ -65,14 +65,14 @@ def sigmoid(x):
     return 0.5 + 0.5 * math.tanh(0.5 * x)
 
 
-@overload(tanh, inline="always")
+@overload(tanh)
 def _tanh_overload(x):
     if x == types.float32:
         return _tanh_float32
     return lambda x: math.tanh(x)
 
 
-@overload(sigmoid, inline="always")
+@overload(sigmoid)
 def _sigmoid_overload(x):
     if x == types.float32:
         return lambda x: _HALF + _HALF * tanh(_HALF * x)
