@@ -163,7 +163,7 @@ setup(
             sources=[os.path.join(CSRC, "_cy.pyx")],
             include_dirs=[CSRC],
             depends=[os.path.join(CSRC, name) for name in
-                     ("rnn.pxi", "activations.pxd", "packed_gemm.pxd", "packed_gemm.h",
+                     ("rnn.pxi", "lstm.pxi", "gru.pxi", "activations.pxd", "packed_gemm.pxd", "packed_gemm.h",
                       "openmp_shim.pxd",
                       "openmp_shim.h")],
         )

@@ -21,7 +21,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.string cimport memcpy, memset
 
-from activations cimport tanh
+from activations cimport sigmoid, tanh
 cimport openmp_shim
 from packed_gemm cimport at_b_work_size, gemm_at_b, gemm_packed, pack, packed_size, panel_width
 
@@ -61,3 +61,5 @@ def openmp_max_threads():
 
 
 include "rnn.pxi"
+include "lstm.pxi"
+include "gru.pxi"

@@ -34,10 +34,11 @@ def required_backends():
     return {name.strip() for name in os.environ.get("FASTRNN_REQUIRE_BACKENDS", "").split(",") if name.strip()}
 
 
-def require_backend(name):
-    """Return ``name`` if the backend loads; otherwise skip the test, or fail it if it is required."""
+def require_backend(name, kernel=None):
+    """Return ``name`` if the backend loads (and has ``kernel``, if given); otherwise skip the
+    test, or fail it if it is required."""
     try:
-        _backends.resolve(name)
+        _backends.resolve(name, kernel=kernel)
     except fastrnn.BackendUnavailableError as error:
         message = f"backend {name!r} is not available: {error.reason}"
         if name in required_backends():

@@ -159,12 +159,8 @@ def reference(case, dtype, reset_after):
 
 
 def require_gru_backend(name):
-    """``name`` if it loads and has GRU kernels; otherwise skip."""
-    require_backend(name)
-    _, module = _backends.resolve(name)
-    if not hasattr(module, "gru_forward"):
-        pytest.skip(f"no GRU kernel yet in backend {name}")
-    return name
+    """``name`` if it loads and has GRU kernels; otherwise skip (or fail, see conftest)."""
+    return require_backend(name, kernel="gru_forward")
 
 
 @pytest.fixture(params=("numba", "cython"))

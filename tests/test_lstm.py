@@ -44,11 +44,7 @@ GRADIENTS = ("x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh")
 
 def require_lstm_backend(name):
     """``name`` if it loads and has LSTM kernels; otherwise skip (or fail, see conftest)."""
-    require_backend(name)
-    _, module = _backends.resolve(name)
-    if not hasattr(module, "lstm_forward"):
-        pytest.skip(f"no LSTM kernel yet in backend {name}")
-    return name
+    return require_backend(name, kernel="lstm_forward")
 
 
 @pytest.fixture(params=COMPILED_BACKENDS)

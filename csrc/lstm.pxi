@@ -1,0 +1,399 @@
+# LSTM cell, Cython backend; included by _cy.pyx (after rnn.pxi, whose helpers it shares:
+# _rows_times_packed, _recurrent_product, _weight_gradient, _add_rows).
+#
+# The steps, names and workspace are those of fastrnn._python.lstm, whose
+# docstring has the equations and the kernel contract, and the layout follows
+# fastrnn._numba.lstm so the two read side by side. The GEMMs over all steps run
+# in fixed time blocks, the time loop runs on fixed batch chunks, both under
+# ``prange``; the gate math of a step is one fused pass per batch row. Every
+# product runs on the packed micro-kernel (packed_gemm), the weights packed once
+# per call. Pieces never depend on n_threads, so neither do the results.
+
+
+cdef enum:
+    LSTM_GATES = 4
+    UNIT_BLOCK = 64            # units per pass of the pointwise loops (their stack buffers)
+
+
+# ---- pointwise passes: one per batch row, over the H units in blocks. Each block is computed
+# into local buffers and copied out: the outputs cannot alias the inputs there, so gcc
+# vectorises the loop (in place over ``z``, with six output streams, it does not).
+
+cdef inline void _lstm_cell(floating* z, const floating* c_prev, floating* c_t, floating* h_t,
+                            Py_ssize_t H) noexcept nogil:
+    """One row of a step: activates ``z = [z_i, z_f, z_g, z_o]`` in place, writes ``c_t``, ``h_t``.
+
+    ``c_t`` may be ``c_prev`` (inference keeps only the running cell state).
+    """
+    cdef floating i[UNIT_BLOCK]
+    cdef floating f[UNIT_BLOCK]
+    cdef floating g[UNIT_BLOCK]
+    cdef floating o[UNIT_BLOCK]
+    cdef floating c[UNIT_BLOCK]
+    cdef floating h[UNIT_BLOCK]
+    cdef Py_ssize_t j, j0 = 0, w
+    cdef const floating* z_i
+    cdef const floating* z_f
+    cdef const floating* z_g
+    cdef const floating* z_o
+    cdef const floating* c_p
+    while j0 < H:
+        w = min(<Py_ssize_t>UNIT_BLOCK, H - j0)
+        z_i = z + j0
+        z_f = z + H + j0
+        z_g = z + 2 * H + j0
+        z_o = z + 3 * H + j0
+        c_p = c_prev + j0
+        for j in range(w):
+            i[j] = sigmoid(z_i[j])
+            f[j] = sigmoid(z_f[j])
+            g[j] = tanh(z_g[j])
+            o[j] = sigmoid(z_o[j])
+            c[j] = f[j] * c_p[j] + i[j] * g[j]
+            h[j] = o[j] * tanh(c[j])
+        memcpy(z + j0, i, w * sizeof(floating))
+        memcpy(z + H + j0, f, w * sizeof(floating))
+        memcpy(z + 2 * H + j0, g, w * sizeof(floating))
+        memcpy(z + 3 * H + j0, o, w * sizeof(floating))
+        memcpy(c_t + j0, c, w * sizeof(floating))
+        memcpy(h_t + j0, h, w * sizeof(floating))
+        j0 += w
+
+
+cdef inline void _lstm_cell_grad(const floating* a, const floating* c_t, const floating* c_prev,
+                                 const floating* dy_t, const floating* dh, floating* dc,
+                                 floating* dz_t, Py_ssize_t H) noexcept nogil:
+    """One row of a BPTT step: ``dz_t`` (4H) from the activated gates ``a``; ``dc`` becomes ``dc_{t-1}``."""
+    cdef floating dz_i[UNIT_BLOCK]
+    cdef floating dz_f[UNIT_BLOCK]
+    cdef floating dz_g[UNIT_BLOCK]
+    cdef floating dz_o[UNIT_BLOCK]
+    cdef floating dc_next[UNIT_BLOCK]
+    cdef Py_ssize_t j, j0 = 0, w
+    cdef floating i, f, g, o, dh_j, tc, do, dc_j, di, dg, df, one = 1
+    cdef const floating* a_i
+    cdef const floating* a_f
+    cdef const floating* a_g
+    cdef const floating* a_o
+    cdef const floating* c_j0
+    cdef const floating* c_p
+    cdef const floating* dy_j0
+    cdef const floating* dh_j0
+    cdef const floating* dc_j0
+    while j0 < H:
+        w = min(<Py_ssize_t>UNIT_BLOCK, H - j0)
+        a_i = a + j0
+        a_f = a + H + j0
+        a_g = a + 2 * H + j0
+        a_o = a + 3 * H + j0
+        c_j0 = c_t + j0
+        c_p = c_prev + j0
+        dy_j0 = dy_t + j0
+        dh_j0 = dh + j0
+        dc_j0 = dc + j0
+        for j in range(w):
+            i = a_i[j]
+            f = a_f[j]
+            g = a_g[j]
+            o = a_o[j]
+            dh_j = dh_j0[j] + dy_j0[j]
+            tc = tanh(c_j0[j])
+            do = dh_j * tc
+            dc_j = dc_j0[j] + dh_j * o * (one - tc * tc)
+            di = dc_j * g
+            dg = dc_j * i
+            df = dc_j * c_p[j]
+            dz_i[j] = di * i * (one - i)
+            dz_f[j] = df * f * (one - f)
+            dz_g[j] = dg * (one - g * g)
+            dz_o[j] = do * o * (one - o)
+            dc_next[j] = dc_j * f
+        memcpy(dz_t + j0, dz_i, w * sizeof(floating))
+        memcpy(dz_t + H + j0, dz_f, w * sizeof(floating))
+        memcpy(dz_t + 2 * H + j0, dz_g, w * sizeof(floating))
+        memcpy(dz_t + 3 * H + j0, dz_o, w * sizeof(floating))
+        memcpy(dc + j0, dc_next, w * sizeof(floating))
+        j0 += w
+
+
+# ---- the pieces of work: one time block or one batch chunk each
+
+cdef void _lstm_project(const floating* x, const floating* w_ih_t_packed, const floating* bias,
+                        floating* gates, Py_ssize_t B, Py_ssize_t D, Py_ssize_t H,
+                        Py_ssize_t t0, Py_ssize_t t1) noexcept nogil:
+    """Input projection of steps ``t0:t1``: ``gates = x W_ih^T + b`` over their rows."""
+    cdef Py_ssize_t G = LSTM_GATES * H, rows = (t1 - t0) * B, r, j
+    cdef floating* gate_rows = gates + t0 * B * G
+    for r in range(rows):
+        for j in range(G):
+            gate_rows[r * G + j] = bias[j]
+    _rows_times_packed(rows, G, D, x + t0 * B * D, w_ih_t_packed, gate_rows)
+
+
+cdef void _lstm_forward_loop(const floating* w_hh_t_packed, const floating* h0,
+                             const floating* c0, floating* y, floating* h_n, floating* c_n,
+                             floating* gates, floating* c_all, bint keep_cells,
+                             Py_ssize_t T, Py_ssize_t B, Py_ssize_t H,
+                             Py_ssize_t b0, Py_ssize_t b1, int column_threads) noexcept nogil:
+    """Time loop for batch rows ``b0:b1``; ``gates`` holds the input projection on entry.
+
+    Without ``keep_cells`` (inference) the running cell state lives in the chunk's rows of ``c_n``.
+    """
+    cdef Py_ssize_t t, r, rows = b1 - b0, n = (b1 - b0) * H, G = LSTM_GATES * H
+    cdef const floating* h = h0 + b0 * H
+    cdef const floating* c_prev = c0 + b0 * H
+    cdef floating* c_t = c_n + b0 * H
+    cdef floating* z
+    cdef floating* h_t
+    if not keep_cells:
+        memcpy(c_t, c_prev, n * sizeof(floating))
+        c_prev = c_t
+    for t in range(T):
+        # the chunk's rows of gates[t] and of h_{t-1} (h0 or y[t-1]) are contiguous blocks
+        z = gates + (t * B + b0) * G
+        h_t = y + (t * B + b0) * H
+        if keep_cells:
+            c_t = c_all + (t * B + b0) * H
+        _recurrent_product(rows, G, H, h, w_hh_t_packed, z, column_threads)  # z += h_{t-1} W_hh^T
+        for r in range(rows):
+            _lstm_cell(z + r * G, c_prev + r * H, c_t + r * H, h_t + r * H, H)
+        h = h_t
+        c_prev = c_t
+    memcpy(h_n + b0 * H, h, n * sizeof(floating))
+    if keep_cells:
+        memcpy(c_n + b0 * H, c_prev, n * sizeof(floating))
+
+
+cdef void _lstm_backward_loop(const floating* w_hh_packed, const floating* c0,
+                              const floating* gates, const floating* c_all, const floating* dy,
+                              const floating* dh_n, const floating* dc_n, floating* dz,
+                              floating* dh0, floating* dc0,
+                              Py_ssize_t T, Py_ssize_t B, Py_ssize_t H,
+                              Py_ssize_t b0, Py_ssize_t b1, int column_threads) noexcept nogil:
+    """BPTT time loop for batch rows ``b0:b1``: fills ``dz``, ``dh0`` and ``dc0``."""
+    cdef Py_ssize_t t, r, offset, rows = b1 - b0, n = (b1 - b0) * H, G = LSTM_GATES * H
+    # dh and dc live in the chunk's rows of dh0 and dc0: no scratch, and they end there
+    cdef floating* dh = dh0 + b0 * H
+    cdef floating* dc = dc0 + b0 * H
+    cdef const floating* a
+    cdef const floating* c_prev
+    cdef floating* dz_t
+    memcpy(dh, dh_n + b0 * H, n * sizeof(floating))
+    memcpy(dc, dc_n + b0 * H, n * sizeof(floating))
+    for t in range(T - 1, -1, -1):
+        offset = (t * B + b0) * H
+        a = gates + (t * B + b0) * G
+        dz_t = dz + (t * B + b0) * G
+        c_prev = c0 + b0 * H if t == 0 else c_all + offset - B * H
+        for r in range(rows):
+            _lstm_cell_grad(a + r * G, c_all + offset + r * H, c_prev + r * H,
+                            dy + offset + r * H, dh + r * H, dc + r * H, dz_t + r * G, H)
+        memset(dh, 0, n * sizeof(floating))
+        _recurrent_product(rows, H, G, dz_t, w_hh_packed, dh, column_threads)  # dh_{t-1} = dz_t W_hh
+
+
+cdef void _lstm_backward_gemms(const floating* x, const floating* w_ih_packed,
+                               const floating* h0, const floating* y, const floating* dz,
+                               floating* dx, floating* dw_ih_k, floating* dw_hh_k,
+                               floating* work, Py_ssize_t B, Py_ssize_t D, Py_ssize_t H,
+                               Py_ssize_t t0, Py_ssize_t t1) noexcept nogil:
+    """GEMMs over the rows of steps ``t0:t1``: partial ``dW_ih``, ``dW_hh``, and ``dx``."""
+    cdef Py_ssize_t G = LSTM_GATES * H, rows = (t1 - t0) * B
+    cdef const floating* dz_rows = dz + t0 * B * G
+    _weight_gradient(G, D, rows, dz_rows, x + t0 * B * D, False, dw_ih_k, work)
+    # h_{t-1} for the block's steps: h0 for t = 0, else y[t - 1]
+    if t0 == 0:
+        _weight_gradient(G, H, B, dz, h0, False, dw_hh_k, work)
+        if t1 > 1:
+            _weight_gradient(G, H, (t1 - 1) * B, dz + B * G, y, True, dw_hh_k, work)
+    else:
+        _weight_gradient(G, H, rows, dz_rows, y + (t0 - 1) * B * H, False, dw_hh_k, work)
+    memset(dx + t0 * B * D, 0, rows * D * sizeof(floating))
+    _rows_times_packed(rows, D, G, dz_rows, w_ih_packed, dx + t0 * B * D)  # dx = dz W_ih
+
+
+# ---- the kernels
+
+def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
+                 const floating[:, ::1] w_hh, const floating[::1] bias,
+                 const floating[:, ::1] h0, const floating[:, ::1] c0,
+                 floating[:, :, ::1] y, floating[:, ::1] h_n, floating[:, ::1] c_n,
+                 floating[:, :, ::1] gates, floating[:, :, ::1] c_all, int n_threads):
+    """Cython LSTM forward; arguments as :func:`fastrnn._python.lstm.lstm_forward`.
+
+    Parameters
+    ----------
+    x : ndarray of shape (T, B, D)
+        IN. Input sequence.
+    w_ih : ndarray of shape (4*H, D)
+        IN. Input-to-hidden weights, blocks ``i, f, g, o``.
+    w_hh : ndarray of shape (4*H, H)
+        IN. Hidden-to-hidden weights, blocks ``i, f, g, o``.
+    bias : ndarray of shape (4*H,)
+        IN. ``b_ih + b_hh``.
+    h0, c0 : ndarray of shape (B, H)
+        IN. Initial hidden and cell states.
+    y : ndarray of shape (T, B, H)
+        OUT. Hidden state of every step.
+    h_n, c_n : ndarray of shape (B, H)
+        OUT. Hidden and cell states after the last step.
+    gates : ndarray of shape (T, B, 4*H)
+        OUT. Workspace: the activated gates ``[i, f, g, o]`` of every step.
+    c_all : ndarray of shape (T, B, H) or (0, B, H)
+        OUT. Workspace: the cell state of every step; with shape (0, B, H)
+        (inference) nothing is stored.
+    n_threads : int
+        IN. OpenMP threads; results do not depend on it.
+    """
+    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = w_hh.shape[1]
+    cdef Py_ssize_t G = LSTM_GATES * H
+    cdef bint keep_cells = c_all.shape[0] == T
+    cdef Py_ssize_t[::1] blocks = time_blocks(T, B, D * G)
+    cdef Py_ssize_t[::1] chunks = batch_chunks(B, H, LSTM_GATES)
+    cdef Py_ssize_t k, n_blocks = blocks.shape[0] - 1, n_chunks = chunks.shape[0] - 1
+    cdef int project_threads = _threads_for(n_threads, n_blocks)
+    cdef int recur_threads = _threads_for(n_threads, n_chunks)
+    cdef int column_threads = step_column_threads(B, H, LSTM_GATES, n_threads)
+    cdef floating[::1] w_hh_t_packed = np.empty(packed_size(<floating>0, H, G), dtype=np.asarray(y).dtype)
+    cdef floating[::1] w_ih_t_packed = np.empty(packed_size(<floating>0, D, G), dtype=np.asarray(y).dtype)
+    cdef const floating* x_p = &x[0, 0, 0]
+    cdef const floating* w_ih_p = &w_ih[0, 0]
+    cdef const floating* w_hh_p = &w_hh[0, 0]
+    cdef const floating* bias_p = &bias[0]
+    cdef const floating* h0_p = &h0[0, 0]
+    cdef const floating* c0_p = &c0[0, 0]
+    cdef floating* y_p = &y[0, 0, 0]
+    cdef floating* h_n_p = &h_n[0, 0]
+    cdef floating* c_n_p = &c_n[0, 0]
+    cdef floating* gates_p = &gates[0, 0, 0]
+    cdef floating* c_all_p = NULL
+    if keep_cells and T > 0:
+        c_all_p = &c_all[0, 0, 0]
+    with nogil:
+        # W_hh^T (H, 4H), element (i, j) = W_hh[j, i], packed once for all steps
+        pack(w_hh_p, H, G, 1, H, &w_hh_t_packed[0])
+        pack(w_ih_p, D, G, 1, D, &w_ih_t_packed[0])  # W_ih^T: element (i, j) = W_ih[j, i]
+        # 1. input projection for every step: gates = x W_ih^T + b
+        for k in prange(n_blocks, num_threads=project_threads, schedule='static'):
+            _lstm_project(x_p, &w_ih_t_packed[0], bias_p, gates_p, B, D, H,
+                          blocks[k], blocks[k + 1])
+        # 2. the recurrence, one batch chunk for all steps
+        if n_chunks == 1:  # no batch to cut: large layers share each step's columns instead
+            _lstm_forward_loop(&w_hh_t_packed[0], h0_p, c0_p, y_p, h_n_p, c_n_p, gates_p,
+                               c_all_p, keep_cells, T, B, H, 0, B, column_threads)
+        else:
+            for k in prange(n_chunks, num_threads=recur_threads, schedule='static'):
+                _lstm_forward_loop(&w_hh_t_packed[0], h0_p, c0_p, y_p, h_n_p, c_n_p, gates_p,
+                                   c_all_p, keep_cells, T, B, H, chunks[k], chunks[k + 1], 1)
+
+
+def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
+                  const floating[:, ::1] w_hh, const floating[:, ::1] h0,
+                  const floating[:, ::1] c0, const floating[:, :, ::1] y,
+                  const floating[:, :, ::1] gates, const floating[:, :, ::1] c_all,
+                  const floating[:, :, ::1] dy, const floating[:, ::1] dh_n,
+                  const floating[:, ::1] dc_n, floating[:, :, ::1] dz,
+                  floating[:, :, ::1] dx, floating[:, ::1] dh0, floating[:, ::1] dc0,
+                  floating[:, ::1] dw_ih, floating[:, ::1] dw_hh, floating[::1] db,
+                  int n_threads):
+    """Cython LSTM BPTT; arguments as :func:`fastrnn._python.lstm.lstm_backward`.
+
+    Parameters
+    ----------
+    x : ndarray of shape (T, B, D)
+        IN. Input of the forward pass.
+    w_ih : ndarray of shape (4*H, D)
+        IN.
+    w_hh : ndarray of shape (4*H, H)
+        IN.
+    h0, c0 : ndarray of shape (B, H)
+        IN. Initial states of the forward pass.
+    y : ndarray of shape (T, B, H)
+        IN. Output of the forward pass.
+    gates : ndarray of shape (T, B, 4*H)
+        IN. Activated gates kept by the forward pass.
+    c_all : ndarray of shape (T, B, H)
+        IN. Cell states kept by the forward pass.
+    dy : ndarray of shape (T, B, H)
+        IN. Gradient of the loss with respect to ``y``.
+    dh_n, dc_n : ndarray of shape (B, H)
+        IN. Gradients of the loss with respect to the final states.
+    dz : ndarray of shape (T, B, 4*H)
+        OUT. Workspace: gradient with respect to the pre-activations.
+    dx : ndarray of shape (T, B, D)
+        OUT. Gradient with respect to ``x``.
+    dh0, dc0 : ndarray of shape (B, H)
+        OUT. Gradients with respect to ``h0`` and ``c0``.
+    dw_ih : ndarray of shape (4*H, D)
+        OUT.
+    dw_hh : ndarray of shape (4*H, H)
+        OUT.
+    db : ndarray of shape (4*H,)
+        OUT. Gradient with respect to ``b_ih`` (equal to that of ``b_hh``).
+    n_threads : int
+        IN. OpenMP threads; results do not depend on it.
+    """
+    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = w_hh.shape[1]
+    cdef Py_ssize_t G = LSTM_GATES * H
+    cdef Py_ssize_t[::1] chunks = batch_chunks(B, H, LSTM_GATES)
+    cdef Py_ssize_t[::1] blocks = time_blocks(T, B, (2 * D + H) * G)
+    cdef Py_ssize_t k, n_chunks = chunks.shape[0] - 1, n_blocks = blocks.shape[0] - 1
+    cdef int recur_threads = _threads_for(n_threads, n_chunks)
+    cdef int column_threads = step_column_threads(B, H, LSTM_GATES, n_threads)
+    cdef int gemm_threads = _threads_for(n_threads, n_blocks)
+    cdef floating[::1] w_hh_packed = np.empty(packed_size(<floating>0, G, H), dtype=np.asarray(dz).dtype)
+    cdef floating[::1] w_ih_packed = np.empty(packed_size(<floating>0, G, D), dtype=np.asarray(dz).dtype)
+    # work space of the weight-gradient products, one per block as blocks may run at once
+    cdef Py_ssize_t work_size = at_b_work_size(<floating>0, G, max(D, H))
+    cdef floating[::1] work = np.empty(n_blocks * work_size, dtype=np.asarray(dz).dtype)
+    # per-block partial sums, reduced in block order so n_threads cannot change the result;
+    # a single block writes straight into the outputs
+    cdef floating[:, :, ::1] dw_ih_part = None
+    cdef floating[:, :, ::1] dw_hh_part = None
+    cdef floating* dw_ih_part_p = &dw_ih[0, 0]
+    cdef floating* dw_hh_part_p = &dw_hh[0, 0]
+    if n_blocks > 1:
+        dtype = np.float32 if floating is float else np.float64
+        dw_ih_part = np.empty((n_blocks, G, D), dtype=dtype)
+        dw_hh_part = np.empty((n_blocks, G, H), dtype=dtype)
+        dw_ih_part_p = &dw_ih_part[0, 0, 0]
+        dw_hh_part_p = &dw_hh_part[0, 0, 0]
+    cdef const floating* x_p = &x[0, 0, 0]
+    cdef const floating* w_ih_p = &w_ih[0, 0]
+    cdef const floating* w_hh_p = &w_hh[0, 0]
+    cdef const floating* h0_p = &h0[0, 0]
+    cdef const floating* c0_p = &c0[0, 0]
+    cdef const floating* y_p = &y[0, 0, 0]
+    cdef const floating* gates_p = &gates[0, 0, 0]
+    cdef const floating* c_all_p = &c_all[0, 0, 0]
+    cdef const floating* dy_p = &dy[0, 0, 0]
+    cdef const floating* dh_n_p = &dh_n[0, 0]
+    cdef const floating* dc_n_p = &dc_n[0, 0]
+    cdef floating* dz_p = &dz[0, 0, 0]
+    cdef floating* dx_p = &dx[0, 0, 0]
+    cdef floating* dh0_p = &dh0[0, 0]
+    cdef floating* dc0_p = &dc0[0, 0]
+    with nogil:
+        pack(w_hh_p, G, H, H, 1, &w_hh_packed[0])  # W_hh (4H, H) as it is, packed once
+        pack(w_ih_p, G, D, D, 1, &w_ih_packed[0])  # W_ih (4H, D) as it is, for dx = dz W_ih
+        # 1. the recurrence backwards, one batch chunk for all steps
+        if n_chunks == 1:  # no batch to cut: large layers share each step's columns instead
+            _lstm_backward_loop(&w_hh_packed[0], c0_p, gates_p, c_all_p, dy_p, dh_n_p, dc_n_p,
+                                dz_p, dh0_p, dc0_p, T, B, H, 0, B, column_threads)
+        else:
+            for k in prange(n_chunks, num_threads=recur_threads, schedule='static'):
+                _lstm_backward_loop(&w_hh_packed[0], c0_p, gates_p, c_all_p, dy_p, dh_n_p,
+                                    dc_n_p, dz_p, dh0_p, dc0_p, T, B, H,
+                                    chunks[k], chunks[k + 1], 1)
+        # 2. GEMMs over the rows of the steps of each block
+        for k in prange(n_blocks, num_threads=gemm_threads, schedule='static'):
+            _lstm_backward_gemms(x_p, &w_ih_packed[0], h0_p, y_p, dz_p, dx_p,
+                                 dw_ih_part_p + k * G * D, dw_hh_part_p + k * G * H,
+                                 &work[k * work_size], B, D, H, blocks[k], blocks[k + 1])
+        if n_blocks > 1:
+            memcpy(&dw_ih[0, 0], dw_ih_part_p, G * D * sizeof(floating))
+            memcpy(&dw_hh[0, 0], dw_hh_part_p, G * H * sizeof(floating))
+            _add_rows(dw_ih_part_p + G * D, n_blocks - 1, G * D, &dw_ih[0, 0])
+            _add_rows(dw_hh_part_p + G * H, n_blocks - 1, G * H, &dw_hh[0, 0])
+        memset(&db[0], 0, G * sizeof(floating))
+        _add_rows(dz_p, T * B, G, &db[0])
