@@ -12,9 +12,14 @@ is summed in piece order. Two cuts are used:
   gradients): ``T*B`` rows of a time-major array split at step boundaries are
   contiguous row blocks.
 
-While a kernel runs, BLAS is held to one thread, so that the threads of the
-kernel are the only ones (the GEMMs inside are small per step, and the big ones
-are cut by time blocks).
+A large layer whose batch is one chunk shares each step's product by columns
+instead (:func:`step_column_threads`): every element is still computed the
+same way, whichever thread computes it.
+
+The Numba backend runs its pieces on a thread pool (:func:`run_pieces`) and
+calls BLAS, which it holds to one thread while a kernel runs so that the
+kernel's threads are the only ones (:data:`blas_threads`). The Cython backend
+uses OpenMP and calls no BLAS.
 """
 
 import os
