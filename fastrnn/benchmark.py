@@ -6,12 +6,16 @@ time exactly the same work. It needs nothing beyond fastrnn itself; PyTorch and
 ONNX Runtime are imported only when a peer is built, and a missing one is
 reported rather than fatal.
 
-Every timed call is one pass over a whole sequence, float32:
+Three cells are timed (:data:`CELLS`): the Elman RNN, the LSTM and the GRU,
+each against ``torch.nn.RNN`` / ``LSTM`` / ``GRU`` and ONNX Runtime's operator of
+the same name. Every timed call is one pass of one cell over a whole sequence,
+float32:
 
 * ``"fwd"``: forward only (fastrnn with ``requires_grad=False``, PyTorch under
-  ``torch.no_grad()``, ONNX Runtime's ``RNN`` operator);
+  ``torch.no_grad()``, ONNX Runtime);
 * ``"fwdbwd"``: forward and backpropagation through time, with gradients for the
-  input, the initial state and every parameter (the work ``rnn_backward`` does).
+  input, the initial state(s) and every parameter (the work ``rnn_backward``,
+  ``lstm_backward`` and ``gru_backward`` do).
 
 The machine these numbers come from is noisy (±30 % between runs), so a speed
 claim is a ratio measured in one process: the command-line runner warms every
@@ -26,7 +30,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -38,6 +42,8 @@ from fastrnn.exceptions import BackendUnavailableError
 __all__ = [
     "Shape",
     "SHAPES",
+    "Cell",
+    "CELLS",
     "PASSES",
     "TARGETS",
     "ORT_TARGETS",
@@ -93,20 +99,85 @@ SHAPES = {
     ]
 }
 
+@dataclass(frozen=True)
+class Cell:
+    """A recurrent cell as fastrnn, PyTorch and ONNX each spell it.
+
+    Attributes
+    ----------
+    name : str
+        ``"rnn"``, ``"lstm"`` or ``"gru"``; the name benchmark ids and ``--cells`` use.
+    gates : int
+        Gate blocks stacked in the weights, in PyTorch's layout: ``w_ih`` is
+        ``(gates * H, D)``.
+    has_cell_state : bool
+        Whether the cell carries a cell state ``c`` besides ``h`` (the LSTM).
+    forward, backward : str
+        The names of fastrnn's functions, e.g. ``"lstm_forward"``.
+    torch_module : str
+        The ``torch.nn`` class, e.g. ``"LSTM"``.
+    onnx_op : str
+        The ONNX operator, e.g. ``"LSTM"``.
+    onnx_blocks : tuple of int
+        PyTorch's gate blocks in ONNX's gate order (LSTM: i,f,g,o to i,o,f,c;
+        GRU: r,z,n to z,r,h).
+    onnx_attributes : dict
+        Extra attributes of the ONNX node.
+    """
+
+    name: str
+    gates: int
+    has_cell_state: bool
+    forward: str
+    backward: str
+    torch_module: str
+    onnx_op: str
+    onnx_blocks: tuple
+    onnx_attributes: dict = field(default_factory=dict)
+
+
+#: The cells, in the order of the tables.
+CELLS = {
+    cell.name: cell
+    for cell in [
+        Cell("rnn", 1, False, "rnn_forward", "rnn_backward", "RNN", "RNN", (0,)),
+        Cell("lstm", 4, True, "lstm_forward", "lstm_backward", "LSTM", "LSTM", (0, 3, 1, 2)),
+        # PyTorch's GRU applies the reset gate after the recurrent product
+        Cell("gru", 3, False, "gru_forward", "gru_backward", "GRU", "GRU", (1, 0, 2),
+             {"linear_before_reset": 1}),
+    ]
+}
+
 #: Passes and how tables print them.
 PASSES = {"fwd": "fwd", "fwdbwd": "fwd+bwd"}
 
+_AT_2_THREADS = {("fwd", 2): dict.fromkeys(SHAPES, 1.0), ("fwdbwd", 2): dict.fromkeys(SHAPES, 1.0)}
+
 #: Speed targets: minimum ``torch time / fastrnn time`` (best compiled backend,
-#: float32), keyed by ``(pass, n_threads)`` then shape name.
+#: float32), keyed by cell name, then ``(pass, n_threads)``, then shape name.
 TARGETS = {
-    ("fwd", 1): {"S1": 3.0, "S3": 5.0, "S4": 1.3, "S2": 1.1, "S5": 1.0},
-    ("fwdbwd", 1): {"S1": 5.0, "S3": 20.0, "S4": 1.5, "S2": 1.2, "S5": 1.3},
-    ("fwd", 2): dict.fromkeys(SHAPES, 1.0),
-    ("fwdbwd", 2): dict.fromkeys(SHAPES, 1.0),
+    "rnn": {
+        ("fwd", 1): {"S1": 3.0, "S3": 5.0, "S4": 1.3, "S2": 1.1, "S5": 1.0},
+        ("fwdbwd", 1): {"S1": 5.0, "S3": 20.0, "S4": 1.5, "S2": 1.2, "S5": 1.3},
+        **_AT_2_THREADS,
+    },
+    "lstm": {
+        ("fwd", 1): {"S1": 2.0, "S3": 3.0, "S4": 1.2, "S2": 1.0, "S5": 1.0},
+        ("fwdbwd", 1): {"S1": 2.0, "S3": 3.0, "S4": 1.3, "S2": 1.0, "S5": 1.0},
+        **_AT_2_THREADS,
+    },
+    "gru": {
+        ("fwd", 1): {"S1": 3.0, "S3": 8.0, "S4": 2.0, "S2": 1.2, "S5": 1.2},
+        ("fwdbwd", 1): {"S1": 5.0, "S3": 20.0, "S4": 2.0, "S2": 1.5, "S5": 1.5},
+        **_AT_2_THREADS,
+    },
 }
 
-#: Minimum ``ONNX Runtime time / fastrnn time``, keyed like :data:`TARGETS`.
-ORT_TARGETS = {("fwd", 1): {"S3": 2.0}}
+_ORT_GATED = {("fwd", 1): {"S1": 1.5, "S3": 2.0, "S4": 1.2, "S2": 1.0, "S5": 1.0},
+              ("fwd", 2): dict.fromkeys(SHAPES, 1.0)}
+
+#: Minimum ``ONNX Runtime time / fastrnn time`` (forward only), keyed like :data:`TARGETS`.
+ORT_TARGETS = {"rnn": {("fwd", 1): {"S3": 2.0}}, "lstm": _ORT_GATED, "gru": _ORT_GATED}
 
 #: Limits of the import-time and first-call targets, in seconds.
 IMPORT_TARGET_S = 0.3
@@ -118,22 +189,28 @@ FIRST_CALL_TARGET_S = 1.5
 
 @dataclass
 class Problem:
-    """Inputs, weights and upstream gradients for one shape, in PyTorch's layout.
+    """Inputs, weights and upstream gradients for one cell and shape, in PyTorch's layout.
+
+    ``G`` below is the number of gate blocks, :attr:`Cell.gates`.
 
     Attributes
     ----------
+    cell : Cell
     shape : Shape
     x : ndarray of shape (T, B, D)
-    w_ih : ndarray of shape (H, D)
-    w_hh : ndarray of shape (H, H)
-    b_ih, b_hh : ndarray of shape (H,)
+    w_ih : ndarray of shape (G*H, D)
+    w_hh : ndarray of shape (G*H, H)
+    b_ih, b_hh : ndarray of shape (G*H,)
     h0 : ndarray of shape (B, H)
     dy : ndarray of shape (T, B, H)
         Gradient of the loss with respect to the output sequence.
     dh_n : ndarray of shape (B, H)
         Gradient of the loss with respect to the final state.
+    c0, dc_n : ndarray of shape (B, H) or None
+        Initial cell state and the gradient of the final one: LSTM only.
     """
 
+    cell: Cell
     shape: Shape
     x: np.ndarray
     w_ih: np.ndarray
@@ -143,20 +220,34 @@ class Problem:
     h0: np.ndarray
     dy: np.ndarray
     dh_n: np.ndarray
+    c0: np.ndarray = None
+    dc_n: np.ndarray = None
+
+    @property
+    def initial_states(self):
+        """``(h0,)``, or ``(h0, c0)`` for the LSTM: the state arguments, in fastrnn's order."""
+        return (self.h0, self.c0) if self.cell.has_cell_state else (self.h0,)
+
+    @property
+    def final_state_grads(self):
+        """``(dh_n,)``, or ``(dh_n, dc_n)`` for the LSTM, as the backward functions take them."""
+        return (self.dh_n, self.dc_n) if self.cell.has_cell_state else (self.dh_n,)
 
 
 @lru_cache(maxsize=None)
-def make_problem(name, seed=0):
-    """Build the float32 inputs and weights of shape ``name``.
+def make_problem(name, cell="rnn", seed=0):
+    """Build the float32 inputs and weights of shape ``name`` for ``cell``.
 
-    Weights are drawn like ``torch.nn.RNN`` initialises them (uniform in
-    ``±1/sqrt(H)``), so activations stay in tanh's working range; every peer
-    is then given these same arrays.
+    Weights are drawn like ``torch.nn.RNN`` / ``LSTM`` / ``GRU`` initialise
+    them (uniform in ``±1/sqrt(H)``), so activations stay in the working range
+    of tanh and the sigmoid; every peer is then given these same arrays.
 
     Parameters
     ----------
     name : str
         A key of :data:`SHAPES`.
+    cell : str
+        A key of :data:`CELLS`.
     seed : int
 
     Returns
@@ -165,7 +256,9 @@ def make_problem(name, seed=0):
         Cached: the arrays are shared between calls and must not be modified.
     """
     shape = SHAPES[name]
+    cell = CELLS[cell]
     T, B, D, H = shape.T, shape.B, shape.D, shape.H
+    G = cell.gates
     rng = np.random.default_rng(seed)
     bound = 1.0 / np.sqrt(H)
 
@@ -173,16 +266,20 @@ def make_problem(name, seed=0):
         return rng.uniform(-scale, scale, dims).astype(np.float32)
 
     problem = Problem(
+        cell=cell,
         shape=shape,
         x=rng.standard_normal((T, B, D)).astype(np.float32),
-        w_ih=uniform(H, D),
-        w_hh=uniform(H, H),
-        b_ih=uniform(H),
-        b_hh=uniform(H),
+        w_ih=uniform(G * H, D),
+        w_hh=uniform(G * H, H),
+        b_ih=uniform(G * H),
+        b_hh=uniform(G * H),
         h0=uniform(B, H, scale=0.5),
         dy=rng.standard_normal((T, B, H)).astype(np.float32),
         dh_n=rng.standard_normal((B, H)).astype(np.float32),
     )
+    if cell.has_cell_state:
+        problem.c0 = uniform(B, H, scale=0.5)
+        problem.dc_n = rng.standard_normal((B, H)).astype(np.float32)
     for array in vars(problem).values():
         if isinstance(array, np.ndarray):
             array.flags.writeable = False
@@ -212,7 +309,7 @@ def check_backend(name):
 
 
 def fastrnn_runner(problem, backend, pass_, n_threads):
-    """A no-argument callable running one pass of fastrnn on ``problem``.
+    """A no-argument callable running one pass of fastrnn's functions for ``problem``'s cell.
 
     Parameters
     ----------
@@ -227,24 +324,25 @@ def fastrnn_runner(problem, backend, pass_, n_threads):
     callable
     """
     p = problem
-    args = (p.x, p.w_ih, p.w_hh, p.b_ih, p.b_hh, p.h0)
+    cell_forward = getattr(fastrnn, p.cell.forward)
+    cell_backward = getattr(fastrnn, p.cell.backward)
+    args = (p.x, p.w_ih, p.w_hh, p.b_ih, p.b_hh, *p.initial_states)
     if pass_ == "fwd":
 
         def forward():
-            return fastrnn.rnn_forward(*args, backend=backend, n_threads=n_threads,
-                                       requires_grad=False)
+            return cell_forward(*args, backend=backend, n_threads=n_threads, requires_grad=False)
 
         return forward
 
     def forward_backward():
-        _, _, cache = fastrnn.rnn_forward(*args, backend=backend, n_threads=n_threads)
-        return fastrnn.rnn_backward(cache, p.dy, p.dh_n)
+        *_, cache = cell_forward(*args, backend=backend, n_threads=n_threads)
+        return cell_backward(cache, p.dy, *p.final_state_grads)
 
     return forward_backward
 
 
 def torch_runner(problem, pass_, n_threads):
-    """A no-argument callable running one pass of ``torch.nn.RNN`` with the weights of ``problem``.
+    """A no-argument callable running one pass of ``torch.nn.RNN`` / ``LSTM`` / ``GRU`` (``problem``'s cell) with its weights.
 
     Parameters
     ----------
@@ -267,13 +365,15 @@ def torch_runner(problem, pass_, n_threads):
 
     p = problem
     torch.set_num_threads(n_threads)
-    rnn = torch.nn.RNN(p.shape.D, p.shape.H, nonlinearity="tanh")
+    rnn = getattr(torch.nn, p.cell.torch_module)(p.shape.D, p.shape.H)
     with torch.no_grad():
         for name, value in [("weight_ih_l0", p.w_ih), ("weight_hh_l0", p.w_hh),
                             ("bias_ih_l0", p.b_ih), ("bias_hh_l0", p.b_hh)]:
             getattr(rnn, name).copy_(torch.tensor(value))
     x = torch.tensor(p.x)
-    h0 = torch.tensor(p.h0)[None]
+    states = [torch.tensor(state)[None] for state in p.initial_states]
+    # torch.nn.LSTM takes and returns the pair (h, c); RNN and GRU, h alone
+    hidden = tuple(states) if p.cell.has_cell_state else states[0]
 
     def set_threads():
         if torch.get_num_threads() != n_threads:
@@ -284,34 +384,36 @@ def torch_runner(problem, pass_, n_threads):
         def forward():
             set_threads()
             with torch.no_grad():
-                return rnn(x, h0)
+                return rnn(x, hidden)
 
         return forward
 
-    # fastrnn returns the gradients of the input, the initial state and the
+    # fastrnn returns the gradients of the input, the initial state(s) and the
     # weights, so torch is asked for the same ones
-    x.requires_grad_(True)
-    h0.requires_grad_(True)
-    dy = torch.tensor(p.dy)
-    dh_n = torch.tensor(p.dh_n)[None]
-    leaves = [x, h0, *rnn.parameters()]
+    for leaf in [x, *states]:
+        leaf.requires_grad_(True)
+    upstream = [torch.tensor(p.dy), *(torch.tensor(g)[None] for g in p.final_state_grads)]
+    leaves = [x, *states, *rnn.parameters()]
 
     def forward_backward():
         set_threads()
         for leaf in leaves:  # fresh gradients, as fastrnn returns, rather than accumulating
             leaf.grad = None
-        y, h_n = rnn(x, h0)
-        torch.autograd.backward([y, h_n], [dy, dh_n])
+        y, final = rnn(x, hidden)
+        finals = list(final) if p.cell.has_cell_state else [final]
+        torch.autograd.backward([y, *finals], upstream)
         return [leaf.grad for leaf in leaves]
 
     return forward_backward
 
 
-def onnx_rnn_model(problem):
-    """A one-node ONNX model computing ``problem``'s layer with the ``RNN`` operator.
+def onnx_model(problem):
+    """A one-node ONNX model computing ``problem``'s layer with the ``RNN``, ``LSTM`` or ``GRU`` operator.
 
-    Inputs ``X`` [T, B, D] and ``initial_h`` [1, B, H]; weights as initializers
-    in ONNX's layout: ``W`` [1, H, D], ``R`` [1, H, H], ``B`` [1, 2H] = [Wb, Rb].
+    Inputs ``X`` [T, B, D], ``initial_h`` [1, B, H] and, for the LSTM,
+    ``initial_c`` [1, B, H]; weights as initializers in ONNX's layout, the gate
+    blocks reordered by :attr:`Cell.onnx_blocks`: ``W`` [1, G*H, D],
+    ``R`` [1, G*H, H], ``B`` [1, 2*G*H] = [Wb, Rb].
 
     Returns
     -------
@@ -326,20 +428,28 @@ def onnx_rnn_model(problem):
     from onnx import TensorProto, helper, numpy_helper
 
     p = problem
+    cell = p.cell
     T, B, D, H = p.shape.T, p.shape.B, p.shape.D, p.shape.H
+
+    def onnx_order(array):
+        return np.concatenate([array[k * H:(k + 1) * H] for k in cell.onnx_blocks])
+
     initializers = [
-        numpy_helper.from_array(p.w_ih[None], "W"),
-        numpy_helper.from_array(p.w_hh[None], "R"),
-        numpy_helper.from_array(np.concatenate([p.b_ih, p.b_hh])[None], "B"),
+        numpy_helper.from_array(onnx_order(p.w_ih)[None], "W"),
+        numpy_helper.from_array(onnx_order(p.w_hh)[None], "R"),
+        numpy_helper.from_array(
+            np.concatenate([onnx_order(p.b_ih), onnx_order(p.b_hh)])[None], "B"),
     ]
-    node = helper.make_node("RNN", ["X", "W", "R", "B", "", "initial_h"], ["Y", "Y_h"],
-                            hidden_size=H)
+    states = ["initial_h", "initial_c"] if cell.has_cell_state else ["initial_h"]
+    finals = ["Y_h", "Y_c"] if cell.has_cell_state else ["Y_h"]
+    node = helper.make_node(cell.onnx_op, ["X", "W", "R", "B", "", *states], ["Y", *finals],
+                            hidden_size=H, **cell.onnx_attributes)
     graph = helper.make_graph(
-        [node], "fastrnn_bench_rnn",
-        inputs=[helper.make_tensor_value_info("X", TensorProto.FLOAT, [T, B, D]),
-                helper.make_tensor_value_info("initial_h", TensorProto.FLOAT, [1, B, H])],
-        outputs=[helper.make_tensor_value_info("Y", TensorProto.FLOAT, [T, 1, B, H]),
-                 helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, [1, B, H])],
+        [node], f"fastrnn_bench_{cell.name}",
+        inputs=[helper.make_tensor_value_info("X", TensorProto.FLOAT, [T, B, D])]
+        + [helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, B, H]) for name in states],
+        outputs=[helper.make_tensor_value_info("Y", TensorProto.FLOAT, [T, 1, B, H])]
+        + [helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, B, H]) for name in finals],
         initializer=initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
@@ -350,7 +460,7 @@ def onnx_rnn_model(problem):
 
 
 def onnxruntime_runner(problem, n_threads):
-    """A no-argument callable running ONNX Runtime's ``RNN`` operator forward on ``problem``.
+    """A no-argument callable running ONNX Runtime's operator for ``problem``'s cell, forward.
 
     Parameters
     ----------
@@ -375,9 +485,11 @@ def onnxruntime_runner(problem, n_threads):
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3  # no warnings about unused initializers and the like
     session = onnxruntime.InferenceSession(
-        onnx_rnn_model(problem).SerializeToString(), options, providers=["CPUExecutionProvider"]
+        onnx_model(problem).SerializeToString(), options, providers=["CPUExecutionProvider"]
     )
-    feeds = {"X": problem.x, "initial_h": problem.h0[None]}
+    state_names = ["initial_h", "initial_c"][:len(problem.initial_states)]
+    feeds = {"X": problem.x,
+             **{name: state[None] for name, state in zip(state_names, problem.initial_states)}}
 
     def forward():
         return session.run(None, feeds)

@@ -170,3 +170,39 @@ class LayerCache:
                     f"the cache's {name} was changed after the forward pass: expected an array of "
                     f"shape {shape} and dtype {dtype}, found {given}; run {self.FORWARD} again"
                 )
+
+
+def backward_inputs(cache, cache_type, dy, state_gradients):
+    """Check a backward call's cache and bring its gradients to kernel layout.
+
+    Parameters
+    ----------
+    cache : LayerCache
+        What the caller passed; must be a ``cache_type`` whose arrays are unchanged.
+    cache_type : type
+        The cache class of the cell.
+    dy : array_like or None
+        Gradient with respect to the output ``y``, in the caller's layout.
+    state_gradients : list of (str, array_like or None)
+        Gradients with respect to the final states, e.g. ``[("dh_n", dh_n)]``.
+
+    Returns
+    -------
+    dy : ndarray of shape (T, B, H)
+    states : list of ndarray of shape (B, H)
+        Zeros where the caller gave ``None``.
+    """
+    if not isinstance(cache, cache_type):
+        raise TypeError(
+            f"cache must be the {cache_type.__name__} returned by {cache_type.FORWARD}(..., "
+            f"requires_grad=True); got {type(cache).__name__}"
+        )
+    cache.check_unchanged()
+    T, B, _ = cache.x.shape
+    H = cache.w_hh.shape[1]
+    dtype = cache.x.dtype
+    user_y_shape = (B, T, H) if cache.batch_first else (T, B, H)
+    dy = gradient_input("dy", dy, (T, B, H), user_y_shape, dtype, cache.batch_first)
+    states = [gradient_input(name, value, (B, H), (B, H), dtype, False)
+              for name, value in state_gradients]
+    return dy, states

@@ -4,7 +4,7 @@ import numpy as np
 
 from fastrnn import _backends
 from fastrnn._validation import check_choice, check_n_threads
-from fastrnn.functional._layer import Layer, LayerCache, gradient_input, read_only_view
+from fastrnn.functional._layer import Layer, LayerCache, backward_inputs, read_only_view
 
 __all__ = ["rnn_forward", "rnn_backward", "RNNCache"]
 
@@ -110,18 +110,10 @@ def rnn_backward(cache, dy=None, dh_n=None):
         for the biases the forward pass was given, each shaped like its input
         (``"x"`` batch-first if the forward pass was).
     """
-    if not isinstance(cache, RNNCache):
-        raise TypeError(
-            f"cache must be the RNNCache returned by rnn_forward(..., requires_grad=True); "
-            f"got {type(cache).__name__}"
-        )
-    cache.check_unchanged()
+    dy, (dh_n,) = backward_inputs(cache, RNNCache, dy, [("dh_n", dh_n)])
     T, B, D = cache.x.shape
-    H = cache.w_hh.shape[0]
+    H = cache.w_hh.shape[1]
     dtype = cache.x.dtype
-    user_y_shape = (B, T, H) if cache.batch_first else (T, B, H)
-    dy = gradient_input("dy", dy, (T, B, H), user_y_shape, dtype, cache.batch_first)
-    dh_n = gradient_input("dh_n", dh_n, (B, H), (B, H), dtype, False)
 
     dx = np.empty((T, B, D), dtype)
     dh0 = np.empty((B, H), dtype)
