@@ -10,7 +10,7 @@ the gate math of a step fused into one pass (no temporary per gate).
 import numpy as np
 
 from fastrnn._numba._options import jit
-from fastrnn._numba.activations import tanh
+from fastrnn._numba.activations import sigmoid, tanh
 from fastrnn._parallel import batch_chunks, blas_threads, run_pieces, time_blocks
 
 GATES = 4
@@ -20,10 +20,6 @@ GATES = 4
 def _forward_loop(w_hh, h0, c0, y, h_n, c_n, gates, c_all, b0, b1):
     """Time loop for batch rows ``b0:b1``; ``gates`` holds the input projection on entry."""
     T, _, H = y.shape
-    # sigmoid(v) = 1/2 + tanh(v/2)/2, written out: ``activations.sigmoid`` does not compile for
-    # float32 (its overload calls a plain Python function), and the ``tanh`` overload is exact in
-    # float64 and vectorisable in float32, so this is what that sigmoid means in both dtypes
-    half = y.dtype.type(0.5)
     keep_cells = c_all.shape[0] == T
     w_hh_t = w_hh.T
     h = h0[b0:b1].copy()
@@ -34,10 +30,10 @@ def _forward_loop(w_hh, h0, c0, y, h_n, c_n, gates, c_all, b0, b1):
         y_t = y[t, b0:b1]
         for b in range(b1 - b0):
             for j in range(H):
-                i = half + half * tanh(half * (z[b, j] + recurrent[b, j]))
-                f = half + half * tanh(half * (z[b, H + j] + recurrent[b, H + j]))
+                i = sigmoid(z[b, j] + recurrent[b, j])
+                f = sigmoid(z[b, H + j] + recurrent[b, H + j])
                 g = tanh(z[b, 2 * H + j] + recurrent[b, 2 * H + j])
-                o = half + half * tanh(half * (z[b, 3 * H + j] + recurrent[b, 3 * H + j]))
+                o = sigmoid(z[b, 3 * H + j] + recurrent[b, 3 * H + j])
                 z[b, j] = i
                 z[b, H + j] = f
                 z[b, 2 * H + j] = g
