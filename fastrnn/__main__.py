@@ -3,7 +3,8 @@
 Commands
 --------
 bench
-    Time fastrnn against torch.nn.RNN and ONNX Runtime (see :mod:`fastrnn.benchmark`).
+    Time fastrnn's RNN, LSTM and GRU against PyTorch and ONNX Runtime (see
+    :mod:`fastrnn.benchmark`).
 info
     Print the configuration: backends and why one is missing, OpenMP, threads, BLAS.
 
@@ -45,9 +46,10 @@ def build_parser():
 
     bench = commands.add_parser(
         "bench",
-        help="time fastrnn against torch.nn.RNN and ONNX Runtime",
-        description="Time forward and forward+backward of every fastrnn backend against "
-                    "torch.nn.RNN (and ONNX Runtime's RNN operator, forward) with the same "
+        help="time fastrnn against PyTorch and ONNX Runtime",
+        description="Time forward and forward+backward of every fastrnn backend, for the "
+                    "RNN, LSTM and GRU cells, against torch.nn.RNN / LSTM / GRU (and ONNX "
+                    "Runtime's operator of the same name, forward) with the same "
                     "weights and thread count, float32, on the shape grid of bench/README.md. "
                     "Implementations are warmed up, then alternated round after round; the "
                     "table gives medians and the median per-round ratio peer/fastrnn.",

@@ -342,7 +342,9 @@ def fastrnn_runner(problem, backend, pass_, n_threads):
 
 
 def torch_runner(problem, pass_, n_threads):
-    """A no-argument callable running one pass of ``torch.nn.RNN`` / ``LSTM`` / ``GRU`` (``problem``'s cell) with its weights.
+    """A no-argument callable running one pass of ``problem``'s cell in PyTorch, with its weights.
+
+    The module is ``torch.nn.RNN``, ``LSTM`` or ``GRU`` (:attr:`Cell.torch_module`).
 
     Parameters
     ----------
@@ -407,6 +409,11 @@ def torch_runner(problem, pass_, n_threads):
     return forward_backward
 
 
+def _onnx_state_names(cell):
+    """The ONNX model's inputs for the initial states, in the order of :attr:`Problem.initial_states`."""
+    return ["initial_h", "initial_c"] if cell.has_cell_state else ["initial_h"]
+
+
 def onnx_model(problem):
     """A one-node ONNX model computing ``problem``'s layer with the ``RNN``, ``LSTM`` or ``GRU`` operator.
 
@@ -440,7 +447,7 @@ def onnx_model(problem):
         numpy_helper.from_array(
             np.concatenate([onnx_order(p.b_ih), onnx_order(p.b_hh)])[None], "B"),
     ]
-    states = ["initial_h", "initial_c"] if cell.has_cell_state else ["initial_h"]
+    states = _onnx_state_names(cell)
     finals = ["Y_h", "Y_c"] if cell.has_cell_state else ["Y_h"]
     node = helper.make_node(cell.onnx_op, ["X", "W", "R", "B", "", *states], ["Y", *finals],
                             hidden_size=H, **cell.onnx_attributes)
@@ -487,9 +494,9 @@ def onnxruntime_runner(problem, n_threads):
     session = onnxruntime.InferenceSession(
         onnx_model(problem).SerializeToString(), options, providers=["CPUExecutionProvider"]
     )
-    state_names = ["initial_h", "initial_c"][:len(problem.initial_states)]
-    feeds = {"X": problem.x,
-             **{name: state[None] for name, state in zip(state_names, problem.initial_states)}}
+    feeds = {"X": problem.x}
+    for name, state in zip(_onnx_state_names(problem.cell), problem.initial_states):
+        feeds[name] = state[None]
 
     def forward():
         return session.run(None, feeds)
@@ -654,7 +661,7 @@ def _format_ms(seconds):
 
 def _format_table(header, rows, markdown):
     """Rows of cells as aligned plain text, or as Markdown; numbers are right-aligned."""
-    left = [i < 4 or name in ("best", "target") for i, name in enumerate(header)]
+    left = [i < 5 or name in ("best", "target") for i, name in enumerate(header)]
     if markdown:
         lines = ["| " + " | ".join(header) + " |",
                  "|" + "|".join("---" if is_left else "---:" for is_left in left) + "|"]
@@ -673,9 +680,9 @@ def _target_note(value, target, label):
     return f"{label}>={target:g} {'ok' if value >= target else 'MISS'}"
 
 
-def _bench_row(shape, pass_, n_threads, backends, peers, args):
+def _bench_row(cell, shape, pass_, n_threads, backends, peers, args):
     """Time one table row; return its cells."""
-    problem = make_problem(shape.name)
+    problem = make_problem(shape.name, cell)
     runners = {name: fastrnn_runner(problem, name, pass_, n_threads) for name in backends}
     for peer, build in peers.items():
         if peer == "ORT" and pass_ != "fwd":
@@ -687,9 +694,10 @@ def _bench_row(shape, pass_, n_threads, backends, peers, args):
     ratios = {peer: paired_ratio(times[peer], times[best]) if peer in times else None
               for peer in peers}
     key = (pass_, n_threads)
-    notes = [_target_note(ratios.get("torch"), TARGETS.get(key, {}).get(shape.name), "torch"),
-             _target_note(ratios.get("ORT"), ORT_TARGETS.get(key, {}).get(shape.name), "ORT")]
-    cells = [shape.name, f"{shape.T},{shape.B},{shape.D},{shape.H}", str(n_threads), PASSES[pass_]]
+    notes = [_target_note(ratios.get(peer), targets[cell].get(key, {}).get(shape.name), peer)
+             for peer, targets in (("torch", TARGETS), ("ORT", ORT_TARGETS))]
+    cells = [cell, shape.name, f"{shape.T},{shape.B},{shape.D},{shape.H}", str(n_threads),
+             PASSES[pass_]]
     cells += [_format_ms(medians[name]) for name in backends]
     cells += [_format_ms(medians.get(peer)) for peer in peers]
     cells += [f"{ratios[peer]:.2f}" if ratios[peer] is not None else "-" for peer in peers]
@@ -725,6 +733,9 @@ def _parse_list(text, kind=str):
 def add_arguments(parser):
     """Add the options of ``python -m fastrnn bench`` to an :class:`argparse.ArgumentParser`."""
     grid = "; ".join(f"{s.name}=(T={s.T}, B={s.B}, D={s.D}, H={s.H}) {s.note}" for s in SHAPES.values())
+    parser.add_argument("--cells", type=lambda t: _parse_list(t.lower()), default=list(CELLS),
+                        metavar="rnn,lstm", help=f"comma-separated cells to run (default: all: "
+                                                 f"{','.join(CELLS)})")
     parser.add_argument("--shapes", type=lambda t: _parse_list(t.upper()), default=list(SHAPES),
                         metavar="S1,S3", help=f"comma-separated shapes to run (default: all). {grid}")
     parser.add_argument("--threads", type=lambda t: _parse_list(t, int), default=[1, 2],
@@ -736,11 +747,12 @@ def add_arguments(parser):
     budget.add_argument("--repeat", type=int, default=None, metavar="N",
                         help="timed rounds per row (default: chosen from --time-per-shape)")
     budget.add_argument("--time-per-shape", type=float, default=1.5, metavar="SECONDS",
-                        help="seconds of timed rounds for each shape, thread count and pass; the "
+                        help="seconds of timed rounds for each cell, shape, thread count and pass; the "
                              "number of rounds follows (at least 5) (default: 1.5)")
-    parser.add_argument("--no-torch", action="store_true", help="do not compare with torch.nn.RNN")
+    parser.add_argument("--no-torch", action="store_true",
+                        help="do not compare with torch.nn.RNN / LSTM / GRU")
     parser.add_argument("--no-onnx", action="store_true",
-                        help="do not compare with ONNX Runtime's RNN operator")
+                        help="do not compare with ONNX Runtime's RNN / LSTM / GRU operators")
     parser.add_argument("--no-startup", action="store_true",
                         help="skip the new-process measurements (import time, first call)")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
@@ -760,14 +772,15 @@ def run(args, out=None):
     Returns
     -------
     int
-        Exit status: 0, or 2 for an unknown shape or an unavailable backend.
+        Exit status: 0, or 2 for an unknown cell or shape, or an unavailable backend.
     """
     out = out or sys.stdout
-    unknown = [name for name in args.shapes if name not in SHAPES]
-    if unknown:
-        print(f"error: unknown shape(s) {', '.join(unknown)}; known: {', '.join(SHAPES)}",
-              file=sys.stderr)
-        return 2
+    for what, names, known in (("cell", args.cells, CELLS), ("shape", args.shapes, SHAPES)):
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            print(f"error: unknown {what}(s) {', '.join(unknown)}; known: {', '.join(known)}",
+                  file=sys.stderr)
+            return 2
     backends = args.backends if args.backends is not None else compiled_backends()
     try:
         for name in backends:
@@ -795,16 +808,18 @@ def run(args, out=None):
           "(> 1: fastrnn faster); n = rounds", file=out)
     out.flush()
 
-    header = ["shape", "T,B,D,H", "thr", "pass", *backends, *peers,
+    header = ["cell", "shape", "T,B,D,H", "thr", "pass", *backends, *peers,
               *(f"{peer}/fastrnn" for peer in peers), "best", "target", "n"]
     rows = []
-    for name in args.shapes:
-        for n_threads in args.threads:
-            for pass_ in PASSES:
-                if sys.stderr.isatty():  # the table prints at the end: show progress meanwhile
-                    print(f"\r# timing {name}, {n_threads} thread(s), {PASSES[pass_]} ...",
-                          end="", file=sys.stderr, flush=True)
-                rows.append(_bench_row(SHAPES[name], pass_, n_threads, backends, peers, args))
+    for cell in args.cells:
+        for name in args.shapes:
+            for n_threads in args.threads:
+                for pass_ in PASSES:
+                    if sys.stderr.isatty():  # the table prints at the end: show progress meanwhile
+                        print(f"\r\033[K# timing {cell} {name}, {n_threads} thread(s), "
+                              f"{PASSES[pass_]} ...", end="", file=sys.stderr, flush=True)
+                    rows.append(_bench_row(cell, SHAPES[name], pass_, n_threads, backends, peers,
+                                           args))
     if sys.stderr.isatty():
         print("\r\033[K", end="", file=sys.stderr, flush=True)
     print(_format_table(header, rows, args.markdown), file=out)

@@ -1,16 +1,17 @@
-"""Benchmarks of the Elman RNN: fastrnn's backends against torch.nn.RNN and ONNX Runtime.
+"""Benchmarks of the RNN, LSTM and GRU cells: fastrnn's backends against PyTorch and ONNX Runtime.
 
 The grid, the inputs and the callables timed come from :mod:`fastrnn.benchmark`
 (the module ``python -m fastrnn bench`` runs), so both measure the same work.
 Benchmarks are grouped by cell, shape, pass and thread count, e.g. group
-``rnn-S1-fwd-1t`` holds ``rnn-S1-fwd-1t-numba``, ``rnn-S1-fwd-1t-torch`` and
-``rnn-S1-fwd-1t-onnxruntime``. Every callable is run once before timing, which
+``lstm-S1-fwd-1t`` holds ``lstm-S1-fwd-1t-numba``, ``lstm-S1-fwd-1t-torch`` and
+``lstm-S1-fwd-1t-onnxruntime``. Every callable is run once before timing, which
 compiles the JIT kernels. See ``bench/README.md``.
 """
 
 import pytest
 
 from fastrnn.benchmark import (
+    CELLS,
     COMPILED_BACKENDS,
     PASSES,
     SHAPES,
@@ -26,10 +27,11 @@ THREADS = (1, 2)
 
 
 def _cases(implementations, passes=tuple(PASSES)):
-    """Parameters ``(shape, pass, n_threads, implementation)`` for every cell of the grid."""
+    """Parameters ``(cell, shape, pass, n_threads, implementation)`` for every point of the grid."""
     return [
-        pytest.param(shape, pass_, n_threads, implementation,
-                     id=f"rnn-{shape}-{pass_}-{n_threads}t-{implementation}")
+        pytest.param(cell, shape, pass_, n_threads, implementation,
+                     id=f"{cell}-{shape}-{pass_}-{n_threads}t-{implementation}")
+        for cell in CELLS
         for shape in SHAPES
         for pass_ in passes
         for n_threads in THREADS
@@ -42,12 +44,12 @@ def pytest_generate_tests(metafunc):
     if metafunc.definition.name == "test_fastrnn":
         option = metafunc.config.getoption("--fastrnn-backends")
         backends = option.split(",") if option else COMPILED_BACKENDS
-        metafunc.parametrize("shape, pass_, n_threads, backend", _cases(backends))
+        metafunc.parametrize("cell, shape, pass_, n_threads, backend", _cases(backends))
 
 
-def _time(benchmark, function, shape, pass_, n_threads):
-    """Time ``function`` in the group of its cell, after one untimed call (JIT compilation)."""
-    benchmark.group = f"rnn-{shape}-{pass_}-{n_threads}t"
+def _time(benchmark, function, cell, shape, pass_, n_threads):
+    """Time ``function`` in the group of its point of the grid, after one untimed call (JIT compilation)."""
+    benchmark.group = f"{cell}-{shape}-{pass_}-{n_threads}t"
     s = SHAPES[shape]
     benchmark.extra_info.update(T=s.T, B=s.B, D=s.D, H=s.H, threads=n_threads, dtype="float32")
     # with --benchmark-disable the suite is a smoke test: one call is enough
@@ -56,29 +58,29 @@ def _time(benchmark, function, shape, pass_, n_threads):
     benchmark(function)
 
 
-def test_fastrnn(benchmark, shape, pass_, n_threads, backend):
+def test_fastrnn(benchmark, cell, shape, pass_, n_threads, backend):
     try:
         check_backend(backend)
     except BackendUnavailableError as error:
         pytest.skip(str(error))
-    function = fastrnn_runner(make_problem(shape), backend, pass_, n_threads)
-    _time(benchmark, function, shape, pass_, n_threads)
+    function = fastrnn_runner(make_problem(shape, cell), backend, pass_, n_threads)
+    _time(benchmark, function, cell, shape, pass_, n_threads)
 
 
-@pytest.mark.parametrize("shape, pass_, n_threads, peer", _cases(["torch"]))
-def test_torch(benchmark, shape, pass_, n_threads, peer):
+@pytest.mark.parametrize("cell, shape, pass_, n_threads, peer", _cases(["torch"]))
+def test_torch(benchmark, cell, shape, pass_, n_threads, peer):
     torch = pytest.importorskip("torch")
     previous = torch.get_num_threads()
     try:
-        function = torch_runner(make_problem(shape), pass_, n_threads)
-        _time(benchmark, function, shape, pass_, n_threads)
+        function = torch_runner(make_problem(shape, cell), pass_, n_threads)
+        _time(benchmark, function, cell, shape, pass_, n_threads)
     finally:
         torch.set_num_threads(previous)
 
 
-@pytest.mark.parametrize("shape, pass_, n_threads, peer", _cases(["onnxruntime"], ["fwd"]))
-def test_onnxruntime(benchmark, shape, pass_, n_threads, peer):
+@pytest.mark.parametrize("cell, shape, pass_, n_threads, peer", _cases(["onnxruntime"], ["fwd"]))
+def test_onnxruntime(benchmark, cell, shape, pass_, n_threads, peer):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    function = onnxruntime_runner(make_problem(shape), n_threads)
-    _time(benchmark, function, shape, pass_, n_threads)
+    function = onnxruntime_runner(make_problem(shape, cell), n_threads)
+    _time(benchmark, function, cell, shape, pass_, n_threads)
