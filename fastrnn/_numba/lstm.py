@@ -9,6 +9,7 @@ the gate math of a step fused into one pass (no temporary per gate).
 
 import numpy as np
 
+from fastrnn._numba._gradients import block_gradients
 from fastrnn._numba._options import jit
 from fastrnn._numba.activations import sigmoid, tanh
 from fastrnn._parallel import batch_chunks, blas_threads, run_pieces, time_blocks
@@ -127,18 +128,7 @@ def lstm_backward(x, w_ih, w_hh, h0, c0, y, gates, c_all, dy, dh_n, dc_n, dz, dx
         _backward_loop(w_hh, c0, gates, c_all, dy, dh_n, dc_n, dz, dh0, dc0, chunks[k], chunks[k + 1])
 
     def gemms(k):  # 2. GEMMs over the rows of the steps of block k
-        t0, t1 = blocks[k], blocks[k + 1]
-        rows = (t1 - t0) * B
-        dz_rows = dz[t0:t1].reshape(rows, G)
-        np.matmul(dz_rows.T, x[t0:t1].reshape(rows, D), out=dw_ih_part[k])
-        # h_{t-1} for the block's steps: h0 for t = 0, else y[t - 1]
-        if t0 == 0:
-            np.matmul(dz[0].T, h0, out=dw_hh_part[k])
-            if t1 > 1:
-                dw_hh_part[k] += dz[1:t1].reshape(rows - B, G).T @ y[0 : t1 - 1].reshape(rows - B, H)
-        else:
-            np.matmul(dz_rows.T, y[t0 - 1 : t1 - 1].reshape(rows, H), out=dw_hh_part[k])
-        np.matmul(dz_rows, w_ih, out=dx[t0:t1].reshape(rows, D))
+        block_gradients(x, w_ih, h0, y, dz, dx, dw_ih_part[k], dw_hh_part[k], blocks[k], blocks[k + 1])
 
     with blas_threads.limit(1):
         run_pieces(recur, len(chunks) - 1, n_threads)
