@@ -1,0 +1,15 @@
+"""PyTorch-style layers on NumPy arrays: ``fastrnn.nn.RNN``, ``LSTM``, ``GRU``.
+
+Constructor arguments, parameter names, initialisation and outputs follow
+``torch.nn``; gradients come from an explicit ``module.backward(...)`` and
+accumulate in each parameter's ``.grad``.
+"""
+
+from fastrnn.nn.grad_mode import is_grad_enabled, no_grad
+from fastrnn.nn.module import Module
+from fastrnn.nn.recurrent import GRU, LSTM, RNN
+from fastrnn.nn.torch_interop import from_torch, to_torch
+from fastrnn.parameter import Parameter
+
+__all__ = ["RNN", "LSTM", "GRU", "Module", "Parameter", "no_grad", "is_grad_enabled",
+           "from_torch", "to_torch"]

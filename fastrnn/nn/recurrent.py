@@ -1,0 +1,521 @@
+"""PyTorch-style recurrent modules: :class:`RNN`, :class:`LSTM`, :class:`GRU`.
+
+Each module stacks ``num_layers`` layers of one or two directions and runs
+every (layer, direction) through the functional API, with PyTorch's
+constructor arguments, parameter names, initialisation, output layout and
+dropout placement. What torch.nn adds with autograd is explicit here:
+``forward`` keeps the caches (unless inside :func:`fastrnn.nn.no_grad`) and
+``backward(d_output, d_h_n)`` walks the layers back, adding every parameter's
+gradient into its ``.grad`` and returning the input's gradient.
+
+Variable-length batches take ``lengths`` instead of a packed sequence; see
+:mod:`fastrnn.nn._lengths` for how padding is kept out of the results.
+"""
+
+import math
+import warnings
+
+import numpy as np
+
+from fastrnn.exceptions import ArgumentError, DTypeError, ShapeError
+from fastrnn.functional import (
+    gru_backward,
+    gru_forward,
+    lstm_backward,
+    lstm_forward,
+    rnn_backward,
+    rnn_forward,
+)
+from fastrnn.nn._lengths import SequenceLengths
+from fastrnn.nn.grad_mode import is_grad_enabled
+from fastrnn.nn.module import Module
+from fastrnn.parameter import Parameter
+
+__all__ = ["RNN", "LSTM", "GRU"]
+
+# functional-API gradient keys -> PyTorch parameter name stems
+_PARAMETER_STEMS = {"w_ih": "weight_ih", "w_hh": "weight_hh", "b_ih": "bias_ih",
+                    "b_hh": "bias_hh", "w_hr": "weight_hr"}
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ArgumentError(f"{name} must be a positive integer; got {value!r}")
+    return int(value)
+
+
+class RNNBase(Module):
+    """What RNN, LSTM and GRU share: the layer stack, parameters, forward and backward.
+
+    A subclass sets ``GATES`` and ``CELL`` and implements :meth:`_cell_forward`
+    and :meth:`_cell_backward` for one direction of one layer.
+    """
+
+    GATES = 1
+    CELL = ""
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, proj_size=0, *, dtype=np.float32, seed=None,
+                 backend=None, n_threads=None):
+        super().__init__()
+        self.input_size = _positive_int("input_size", input_size)
+        self.hidden_size = _positive_int("hidden_size", hidden_size)
+        self.num_layers = _positive_int("num_layers", num_layers)
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+            raise ArgumentError(f"dropout must be a probability in [0, 1); got {dropout!r}")
+        if dropout > 0 and self.num_layers == 1:
+            warnings.warn(f"dropout={dropout} has no effect with num_layers=1: it applies to the "
+                          "outputs of every layer but the last", UserWarning, stacklevel=3)
+        if isinstance(proj_size, bool) or not isinstance(proj_size, (int, np.integer)) or proj_size < 0:
+            raise ArgumentError(f"proj_size must be a non-negative integer; got {proj_size!r}")
+        if proj_size >= self.hidden_size:
+            raise ArgumentError(f"proj_size must be smaller than hidden_size = {self.hidden_size}; "
+                                f"got {proj_size}")
+        dtype = np.dtype(dtype)
+        if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise DTypeError(f"dtype must be float32 or float64; got {dtype}")
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.dropout = float(dropout)
+        self.bidirectional = bool(bidirectional)
+        self.proj_size = int(proj_size)
+        self.dtype = dtype
+        self.backend = backend
+        self.n_threads = n_threads
+        self.rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        self._tape = None
+        self.grad_hx = None
+        self._make_parameters()
+
+    # parameters ------------------------------------------------------------
+    @property
+    def num_directions(self):
+        return 2 if self.bidirectional else 1
+
+    @property
+    def output_size(self):
+        """Features of ``h``: ``proj_size`` if set, else ``hidden_size``."""
+        return self.proj_size or self.hidden_size
+
+    def _make_parameters(self):
+        # PyTorch's initialisation: every weight and bias ~ U(-1/sqrt(H), 1/sqrt(H))
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        G, H, P = self.GATES, self.hidden_size, self.output_size
+        for layer in range(self.num_layers):
+            inputs = self.input_size if layer == 0 else P * self.num_directions
+            for direction in range(self.num_directions):
+                shapes = [("weight_ih", (G * H, inputs)), ("weight_hh", (G * H, P))]
+                if self.bias:
+                    shapes += [("bias_ih", (G * H,)), ("bias_hh", (G * H,))]
+                if self.proj_size:
+                    shapes.append(("weight_hr", (P, H)))
+                for stem, shape in shapes:
+                    values = self.rng.uniform(-bound, bound, shape).astype(self.dtype)
+                    setattr(self, self._name(stem, layer, direction), Parameter(values))
+
+    @staticmethod
+    def _name(stem, layer, direction):
+        return f"{stem}_l{layer}" + ("_reverse" if direction else "")
+
+    def _weights(self, layer, direction):
+        """The arrays of one (layer, direction), keyed by functional-API names."""
+        weights = {}
+        for key, stem in _PARAMETER_STEMS.items():
+            parameter = self._parameters.get(self._name(stem, layer, direction))
+            weights[key] = None if parameter is None else parameter.data
+        return weights
+
+    # forward ---------------------------------------------------------------
+    def forward(self, input, hx=None, lengths=None):
+        """Run the stack over a batch of sequences.
+
+        Parameters
+        ----------
+        input : array_like of shape (T, B, input_size), (B, T, input_size) if ``batch_first``, or (T, input_size) unbatched
+            Converted to the module's dtype.
+        hx : array_like of shape (num_layers * num_directions, B, H_out), optional
+            Initial hidden state of every layer and direction (index
+            ``layer * num_directions + direction``), without the B axis for
+            unbatched input; zeros by default. LSTM takes a pair ``(h0, c0)``,
+            ``c0`` with ``hidden_size`` features.
+        lengths : array_like of int of shape (B,), optional
+            Valid steps of each row, 1..T, in any order. Results equal
+            PyTorch's ``pack_padded_sequence`` -> module -> ``pad_packed_sequence``:
+            outputs past a row's end are 0 and final states are those of its
+            last valid step.
+
+        Returns
+        -------
+        output : ndarray of shape (T, B, num_directions * H_out), batch first if ``batch_first``
+        h_n : ndarray of shape (num_layers * num_directions, B, H_out)
+            LSTM returns ``(h_n, c_n)``, ``c_n`` with ``hidden_size`` features.
+        """
+        x, batched = self._input_time_major(input)
+        T, B, _ = x.shape
+        if lengths is not None and not batched:
+            raise ShapeError("lengths needs a batched input of shape (T, B, input_size); the input "
+                             f"is unbatched with shape {np.shape(input)}")
+        h0, c0 = self._initial_states(hx, B, batched)
+        sequences = SequenceLengths(lengths, T, B)
+        keep = is_grad_enabled()
+        tape = {"sequences": sequences, "batched": batched, "layers": [], "dropout_masks": []}
+
+        layer_input = x
+        h_n = np.empty_like(h0)
+        c_n = None if c0 is None else np.empty_like(c0)
+        for layer in range(self.num_layers):
+            outputs, caches = [], []
+            for direction in range(self.num_directions):
+                k = layer * self.num_directions + direction
+                cell_input = layer_input if direction == 0 else sequences.reverse(layer_input)
+                y, state, cell_state, cache = self._run_direction(
+                    cell_input, self._weights(layer, direction), h0[k],
+                    None if c0 is None else c0[k], sequences, keep)
+                h_n[k] = state
+                if c_n is not None:
+                    c_n[k] = cell_state
+                y = sequences.zero_padding(y)
+                outputs.append(y if direction == 0 else sequences.reverse(y))
+                caches.append(cache)
+            tape["layers"].append(caches)
+            layer_input = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=2)
+            if layer < self.num_layers - 1 and self.training and self.dropout > 0:
+                keep_mask = self.rng.random(layer_input.shape) >= self.dropout
+                mask = keep_mask.astype(self.dtype) / self.dtype.type(1 - self.dropout)
+                layer_input = layer_input * mask
+                tape["dropout_masks"].append(mask)
+            else:
+                tape["dropout_masks"].append(None)
+
+        self._tape = tape if keep else None
+        output = layer_input
+        if not batched:
+            output, h_n = output[:, 0], h_n[:, 0]
+            c_n = None if c_n is None else c_n[:, 0]
+        elif self.batch_first:
+            output = output.transpose(1, 0, 2)
+        return output, (h_n if c_n is None else (h_n, c_n))
+
+    def _run_direction(self, x, weights, h0, c0, sequences, keep):
+        """One direction of one layer over a time-major (already reversed) input.
+
+        Returns
+        -------
+        y : ndarray of shape (T, B, H_out)
+        h_n, c_n : ndarray of shape (B, H_out), (B, H) or None
+            States at each row's last valid step.
+        cache : object or None
+        """
+        # the cell states of every step are needed to read c_n at a row's own end
+        need_cache = keep or (c0 is not None and not sequences.full)
+        y, h_n, c_n, cache = self._cell_forward(x, weights, h0, c0, need_cache)
+        if not sequences.full:
+            h_n = sequences.at_last_step(y)
+            if c0 is not None:
+                c_n = sequences.at_last_step(cache.c_all)
+        return y, h_n, c_n, (cache if keep else None)
+
+    def _input_time_major(self, input):
+        array = np.asarray(input)
+        if array.dtype.kind != "f":
+            raise DTypeError(f"input must be a float array; got dtype {array.dtype}")
+        if array.ndim not in (2, 3):
+            layout = "(B, T, input_size)" if self.batch_first else "(T, B, input_size)"
+            raise ShapeError(f"input must have shape {layout}, or (T, input_size) unbatched; "
+                             f"got shape {array.shape}")
+        if array.shape[-1] != self.input_size:
+            raise ShapeError(f"input must have input_size = {self.input_size} features in its last "
+                             f"axis; got shape {array.shape}")
+        batched = array.ndim == 3
+        if not batched:
+            array = array[:, None, :]
+        elif self.batch_first:
+            array = array.transpose(1, 0, 2)
+        return np.ascontiguousarray(array, dtype=self.dtype), batched
+
+    def _initial_states(self, hx, B, batched):
+        """``hx`` validated and converted: (h0, c0) of shape (L*dirs, B, ·); c0 None but for LSTM."""
+        L = self.num_layers * self.num_directions
+        is_lstm = self.CELL == "LSTM"
+        if hx is None:
+            h0, c0 = None, None
+        elif is_lstm:
+            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+                raise ArgumentError(f"hx of an LSTM must be a pair (h0, c0); got {type(hx).__name__}")
+            h0, c0 = hx
+        else:
+            if isinstance(hx, (tuple, list)):
+                raise ArgumentError(f"hx of a {self.CELL} must be one array, not a "
+                                    f"{type(hx).__name__}")
+            h0, c0 = hx, None
+        states = []
+        for name, value, size in [("h0", h0, self.output_size), ("c0", c0, self.hidden_size)]:
+            if name == "c0" and not is_lstm:
+                states.append(None)
+                continue
+            if value is None:
+                states.append(np.zeros((L, B, size), self.dtype))
+                continue
+            array = np.asarray(value, dtype=self.dtype)
+            expected = (L, B, size) if batched else (L, size)
+            if array.shape != expected:
+                raise ShapeError(
+                    f"{name} must have shape {expected} (num_layers * num_directions = {L}"
+                    + (f", batch {B}" if batched else "") + f", {size} features); got shape {array.shape}")
+            states.append(np.ascontiguousarray(array if batched else array[:, None]))
+        return states[0], states[1]
+
+    # backward --------------------------------------------------------------
+    def backward(self, d_output, d_h_n=None, d_c_n=None):
+        """Backpropagate through the last ``forward`` call.
+
+        Every parameter's gradient is added into its ``.grad`` (allocated on
+        first use; clear with :meth:`zero_grad`), as ``loss.backward()`` does
+        in PyTorch. The gradient of ``hx`` is left in ``grad_hx`` (LSTM: a
+        pair).
+
+        Parameters
+        ----------
+        d_output : array_like shaped like ``output``, or None
+            Gradient of the loss with respect to ``output``.
+        d_h_n : array_like shaped like ``h_n``, optional
+        d_c_n : array_like shaped like ``c_n``, optional
+            LSTM only.
+
+        Returns
+        -------
+        ndarray shaped like ``input``
+            Gradient of the loss with respect to the input.
+        """
+        tape = self._tape
+        if tape is None:
+            raise ArgumentError("backward() needs a forward() call made with gradients enabled "
+                                "(outside fastrnn.nn.no_grad()) since the last backward()")
+        if d_c_n is not None and self.CELL != "LSTM":
+            raise ArgumentError(f"d_c_n is for LSTM only; a {self.CELL} has no cell state")
+        sequences, batched = tape["sequences"], tape["batched"]
+        T, B = sequences.T, sequences.B
+        L, dirs, P, H = self.num_layers, self.num_directions, self.output_size, self.hidden_size
+        d_layer_output = self._gradient("d_output", d_output, (T, B, dirs * P), batched,
+                                        time_major=True)
+        d_h = self._gradient("d_h_n", d_h_n, (L * dirs, B, P), batched)
+        d_c = (self._gradient("d_c_n", d_c_n, (L * dirs, B, H), batched)
+               if self.CELL == "LSTM" else None)
+
+        dh0 = np.empty_like(d_h)
+        dc0 = None if d_c is None else np.empty_like(d_c)
+        for layer in range(L - 1, -1, -1):
+            d_input = None
+            for direction in range(dirs):
+                k = layer * dirs + direction
+                dy = sequences.zero_padding(d_layer_output[:, :, direction * P:(direction + 1) * P])
+                if direction == 1:
+                    dy = sequences.reverse(dy)
+                grads = self._backward_direction(tape["layers"][layer][direction], dy, d_h[k],
+                                                 None if d_c is None else d_c[k], sequences)
+                for key, gradient in grads.items():
+                    if key in _PARAMETER_STEMS:
+                        name = self._name(_PARAMETER_STEMS[key], layer, direction)
+                        self._parameters[name].accumulate(gradient)
+                dh0[k] = grads["h0"]
+                if dc0 is not None:
+                    dc0[k] = grads["c0"]
+                dx = grads["x"] if direction == 0 else sequences.reverse(grads["x"])
+                d_input = dx if d_input is None else d_input + dx
+            d_input = sequences.zero_padding(d_input)
+            if layer > 0 and tape["dropout_masks"][layer - 1] is not None:
+                d_input = d_input * tape["dropout_masks"][layer - 1]
+            d_layer_output = d_input
+        self._tape = None
+
+        if not batched:
+            d_input, dh0 = d_input[:, 0], dh0[:, 0]
+            dc0 = None if dc0 is None else dc0[:, 0]
+        elif self.batch_first:
+            d_input = d_input.transpose(1, 0, 2)
+        self.grad_hx = dh0 if dc0 is None else (dh0, dc0)
+        return d_input
+
+    def _backward_direction(self, cache, dy, dh_n, dc_n, sequences):
+        """Gradients of one (layer, direction), final-state gradients entering at each row's end."""
+        if sequences.full:
+            return self._cell_backward(cache, dy, dh_n, dc_n, None)
+        dy = np.array(dy, copy=True)
+        sequences.add_at_last_step(dy, dh_n)
+        dc = None
+        if dc_n is not None:
+            dc = np.zeros(dy.shape[:2] + (self.hidden_size,), dy.dtype)
+            sequences.add_at_last_step(dc, dc_n)
+            dc_n = np.zeros_like(dc_n)
+        return self._cell_backward(cache, dy, np.zeros_like(dh_n), dc_n, dc)
+
+    def _gradient(self, name, value, shape, batched, time_major=False):
+        """A gradient argument as a time-major array of ``shape``; zeros when None."""
+        if value is None:
+            return np.zeros(shape, self.dtype)
+        array = np.asarray(value, dtype=self.dtype)
+        swap = batched and time_major and self.batch_first
+        if not batched:
+            expected = (shape[0], shape[2])
+        elif swap:
+            expected = (shape[1], shape[0], shape[2])
+        else:
+            expected = shape
+        if array.shape != expected:
+            raise ShapeError(f"{name} must have shape {expected}, like the forward result it is the "
+                             f"gradient of; got shape {array.shape}")
+        if not batched:
+            array = array[:, None]
+        elif swap:
+            array = array.transpose(1, 0, 2)
+        return np.ascontiguousarray(array)
+
+    # one direction of one layer: what a cell implements ---------------------
+    def _cell_forward(self, x, weights, h0, c0, requires_grad):
+        """Returns ``y, h_n, c_n (or None), cache`` for a time-major ``x``."""
+        raise NotImplementedError
+
+    def _cell_backward(self, cache, dy, dh_n, dc_n, dc):
+        """Returns the functional API's gradient dict."""
+        raise NotImplementedError
+
+    def _options(self, requires_grad):
+        return {"backend": self.backend, "n_threads": self.n_threads, "requires_grad": requires_grad}
+
+    def extra_repr(self):
+        parts = [f"{self.input_size}, {self.hidden_size}"]
+        if self.proj_size:
+            parts.append(f"proj_size={self.proj_size}")
+        if self.num_layers != 1:
+            parts.append(f"num_layers={self.num_layers}")
+        for name, default in [("bias", True), ("batch_first", False), ("dropout", 0.0),
+                              ("bidirectional", False)]:
+            if getattr(self, name) != default:
+                parts.append(f"{name}={getattr(self, name)}")
+        return ", ".join(parts)
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+
+class RNN(RNNBase):
+    r"""Elman RNN layers: :math:`h_t = \phi(x_t W_{ih}^T + b_{ih} + h_{t-1} W_{hh}^T + b_{hh})`.
+
+    Parameters
+    ----------
+    input_size, hidden_size : int
+    num_layers : int
+    nonlinearity : {"tanh", "relu"}
+    bias, batch_first : bool
+    dropout : float in [0, 1)
+        Dropout on the outputs of every layer but the last, in training mode.
+    bidirectional : bool
+    dtype : {numpy.float32, numpy.float64}
+    seed : int or numpy.random.Generator, optional
+        Source of the initial weights and dropout masks.
+    backend, n_threads : optional
+        Passed to the functional API.
+    """
+
+    CELL = "RNN"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
+                 batch_first=False, dropout=0.0, bidirectional=False, *, dtype=np.float32,
+                 seed=None, backend=None, n_threads=None):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ArgumentError(f"nonlinearity must be 'tanh' or 'relu'; got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, dtype=dtype, seed=seed, backend=backend, n_threads=n_threads)
+
+    def _cell_forward(self, x, weights, h0, c0, requires_grad):
+        y, h_n, cache = rnn_forward(x, weights["w_ih"], weights["w_hh"], weights["b_ih"],
+                                    weights["b_hh"], h0, nonlinearity=self.nonlinearity,
+                                    **self._options(requires_grad))
+        return y, h_n, None, cache
+
+    def _cell_backward(self, cache, dy, dh_n, dc_n, dc):
+        return rnn_backward(cache, dy, dh_n)
+
+    def extra_repr(self):
+        text = super().extra_repr()
+        return text + (", nonlinearity='relu'" if self.nonlinearity == "relu" else "")
+
+
+class LSTM(RNNBase):
+    """LSTM layers (gates ``i, f, g, o``), with an optional output projection.
+
+    Parameters
+    ----------
+    input_size, hidden_size : int
+    num_layers : int
+    bias, batch_first : bool
+    dropout : float in [0, 1)
+    bidirectional : bool
+    proj_size : int
+        If > 0, ``h_t = (o_t * tanh(c_t)) W_hr^T`` has ``proj_size`` features.
+    dtype, seed, backend, n_threads
+        As for :class:`RNN`.
+    """
+
+    GATES = 4
+    CELL = "LSTM"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, proj_size=0, *, dtype=np.float32, seed=None,
+                 backend=None, n_threads=None):
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, proj_size, dtype=dtype, seed=seed, backend=backend,
+                         n_threads=n_threads)
+
+    def _cell_forward(self, x, weights, h0, c0, requires_grad):
+        if self.proj_size:
+            from fastrnn.functional._lstm_proj import lstm_proj_forward
+
+            y, (h_n, c_n), cache = lstm_proj_forward(
+                x, weights["w_ih"], weights["w_hh"], weights["w_hr"], weights["b_ih"],
+                weights["b_hh"], h0, c0, backend=self.backend, requires_grad=requires_grad)
+        else:
+            y, (h_n, c_n), cache = lstm_forward(x, weights["w_ih"], weights["w_hh"],
+                                                weights["b_ih"], weights["b_hh"], h0, c0,
+                                                **self._options(requires_grad))
+        return y, h_n, c_n, cache
+
+    def _cell_backward(self, cache, dy, dh_n, dc_n, dc):
+        if self.proj_size:
+            from fastrnn.functional._lstm_proj import lstm_proj_backward
+
+            return lstm_proj_backward(cache, dy, dh_n, dc_n, dc=dc)
+        return lstm_backward(cache, dy, dh_n, dc_n, dc=dc)
+
+
+class GRU(RNNBase):
+    """GRU layers (gates ``r, z, n``, reset gate applied to ``h W_hn^T + b_hn`` as in PyTorch).
+
+    Parameters
+    ----------
+    input_size, hidden_size : int
+    num_layers : int
+    bias, batch_first : bool
+    dropout : float in [0, 1)
+    bidirectional : bool
+    dtype, seed, backend, n_threads
+        As for :class:`RNN`.
+    """
+
+    GATES = 3
+    CELL = "GRU"
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, *, dtype=np.float32, seed=None, backend=None,
+                 n_threads=None):
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, dtype=dtype, seed=seed, backend=backend, n_threads=n_threads)
+
+    def _cell_forward(self, x, weights, h0, c0, requires_grad):
+        y, h_n, cache = gru_forward(x, weights["w_ih"], weights["w_hh"], weights["b_ih"],
+                                    weights["b_hh"], h0, **self._options(requires_grad))
+        return y, h_n, None, cache
+
+    def _cell_backward(self, cache, dy, dh_n, dc_n, dc):
+        return gru_backward(cache, dy, dh_n)
