@@ -625,6 +625,47 @@ def startup_times(repeat=5, shape="S1"):
     return {"python": bare, "import": imported, "first_call": first_call}
 
 
+_PEAK_MEMORY_SCRIPT = """\
+import resource
+from fastrnn import benchmark
+problem = benchmark.make_problem({shape!r}, {cell!r})
+if {who!r} == "torch":
+    run = benchmark.torch_runner(problem, "fwdbwd", 1)
+else:
+    run = benchmark.fastrnn_runner(problem, {who!r}, "fwdbwd", 1)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+run()
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(before, after)
+"""
+
+
+def peak_memory(implementations, cell="lstm", shape="S2"):
+    """Peak resident memory of one forward+backward, each implementation in a new process.
+
+    Each child builds the problem and its runner, reads its peak RSS, runs one
+    forward+backward and reads it again; the difference is what the pass
+    itself added on top of the inputs, weights and imported libraries.
+
+    Parameters
+    ----------
+    implementations : list of str
+        fastrnn backend names and/or ``"torch"``.
+    cell, shape : str
+
+    Returns
+    -------
+    dict of str to (float, float)
+        Peak RSS of the whole process and the part added by the pass, in MiB.
+    """
+    result = {}
+    for who in implementations:
+        _, out = _run_python(_PEAK_MEMORY_SCRIPT.format(cell=cell, shape=shape, who=who))
+        before, after = (int(v) / 1024 for v in out.split()[-2:])  # ru_maxrss is in KiB on Linux
+        result[who] = (after, after - before)
+    return result
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -756,6 +797,9 @@ def add_arguments(parser):
     parser.add_argument("--no-startup", action="store_true",
                         help="skip the new-process measurements (import time, first call)")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    parser.add_argument("--memory", action="store_true",
+                        help="also measure the peak memory of an LSTM forward+backward on S2 in new "
+                             "processes, fastrnn against torch")
     return parser
 
 
@@ -824,6 +868,14 @@ def run(args, out=None):
         print("\r\033[K", end="", file=sys.stderr, flush=True)
     print(_format_table(header, rows, args.markdown), file=out)
     out.flush()
+
+    if args.memory:
+        implementations = backends + (["torch"] if "torch" in peers else [])
+        memory = peak_memory(implementations)
+        print("\n# peak RSS of one LSTM forward+backward on S2, float32, 1 thread, each in a new "
+              "process (MiB): whole process / added by the pass", file=out)
+        for who, (total, added) in memory.items():
+            print(f"{who}: {total:.0f} / {added:.0f}", file=out)
 
     if not args.no_startup:
         startup = startup_times()
