@@ -9,7 +9,7 @@ dropout placement. What torch.nn adds with autograd is explicit here:
 gradient into its ``.grad`` and returning the input's gradient.
 
 Variable-length batches take ``lengths`` instead of a packed sequence; see
-:mod:`fastrnn.nn._lengths` for how padding is kept out of the results.
+:mod:`fastrnn.functional.lengths` for how padding is kept out of the results.
 """
 
 import math
@@ -26,7 +26,7 @@ from fastrnn.functional import (
     rnn_backward,
     rnn_forward,
 )
-from fastrnn.nn._lengths import SequenceLengths
+from fastrnn.functional.lengths import SequenceLengths
 from fastrnn.nn.grad_mode import is_grad_enabled
 from fastrnn.nn.module import Module
 from fastrnn.parameter import Parameter

@@ -1,0 +1,134 @@
+"""The Keras-style layer base class: weights in Keras layouts, forward and backward.
+
+Every fastrnn.keras layer works on NumPy arrays, batch first, and pairs its
+forward pass with an explicit backward pass:
+
+* ``build(input_shape)`` creates the weights once the input's shape (without
+  the batch axis) is known; ``__call__`` builds on first use.
+* ``call(x, mask=None, training=False)`` returns the output and, when
+  ``training``, keeps what ``backward`` needs.
+* ``backward(d_output)`` adds every weight's gradient into its
+  :class:`~fastrnn.parameter.Parameter` ``.grad`` and returns the gradient of
+  the input (``None`` for integer inputs such as Embedding's).
+* ``compute_mask(x, mask)`` gives the mask the next layer receives (Keras's
+  mask propagation), an ndarray of bool of shape (B, T) or ``None``.
+
+Weights are stored in Keras's layouts (``kernel`` (D, k*H), ``recurrent_kernel``
+(H, k*H), ...), so ``get_weights()``/``set_weights()`` exchange arrays with a
+real Keras model as they are; recurrent layers convert to the kernels'
+PyTorch packing on each call (:mod:`fastrnn.interop`).
+"""
+
+import numpy as np
+
+from fastrnn.exceptions import ArgumentError, ShapeError
+from fastrnn.parameter import Parameter
+
+_layer_counts = {}
+
+
+def unique_name(prefix):
+    """``prefix``, ``prefix_1``, ``prefix_2``, ... as Keras names layers."""
+    count = _layer_counts.get(prefix, 0)
+    _layer_counts[prefix] = count + 1
+    return prefix if count == 0 else f"{prefix}_{count}"
+
+
+class Layer:
+    """Base class of fastrnn.keras layers.
+
+    Parameters
+    ----------
+    name : str, optional
+        Defaults to the snake_case class name, numbered like Keras.
+    dtype : {"float32", "float64"}
+    trainable : bool
+
+    Attributes
+    ----------
+    built : bool
+    input_shape, output_shape : tuple
+        Without the batch axis (``None`` for an unknown length).
+    supports_masking : bool
+        Whether the layer accepts a mask; passing one to a layer that cannot
+        take it is an error.
+    """
+
+    supports_masking = False
+
+    def __init__(self, name=None, dtype="float32", trainable=True, input_shape=None):
+        snake = "".join("_" + c.lower() if c.isupper() else c for c in type(self).__name__).lstrip("_")
+        self.name = name or unique_name(snake)
+        self.dtype = np.dtype(dtype)
+        self.trainable = bool(trainable)
+        self.built = False
+        self.declared_input_shape = None if input_shape is None else tuple(input_shape)
+        self._weights = []  # (name, Parameter) in Keras's get_weights() order
+
+    # weights -------------------------------------------------------------
+    def add_weight(self, name, values):
+        """Register an array as a weight; returns its :class:`Parameter`."""
+        parameter = Parameter(np.ascontiguousarray(values, dtype=self.dtype))
+        self._weights.append((name, parameter))
+        return parameter
+
+    @property
+    def weights(self):
+        """Every weight's :class:`Parameter`, in ``get_weights()`` order."""
+        return [parameter for _, parameter in self._weights]
+
+    @property
+    def trainable_weights(self):
+        return self.weights if self.trainable else []
+
+    def get_weights(self):
+        """Copies of the weights, in Keras's order and layouts."""
+        return [parameter.data.copy() for parameter in self.weights]
+
+    def set_weights(self, weights):
+        """Copy arrays into the weights; each must have the weight's shape."""
+        if len(weights) != len(self._weights):
+            raise ArgumentError(f"layer {self.name!r} has {len(self._weights)} weight(s) "
+                                f"({', '.join(n for n, _ in self._weights)}); got {len(weights)} array(s)")
+        arrays = [np.asarray(w) for w in weights]
+        for (name, parameter), array in zip(self._weights, arrays):
+            if array.shape != parameter.shape:
+                raise ShapeError(f"layer {self.name!r}: weight {name!r} must have shape "
+                                 f"{parameter.shape}; got {array.shape}")
+        for (_, parameter), array in zip(self._weights, arrays):
+            parameter.data[...] = array
+
+    def count_params(self):
+        return int(sum(parameter.data.size for parameter in self.weights))
+
+    # the pass ----------------------------------------------------------------
+    def __call__(self, x, mask=None, training=False):
+        if not self.built:
+            self.build(tuple(np.shape(x)[1:]))
+        if mask is not None and not self.supports_masking:
+            raise ArgumentError(f"layer {self.name!r} ({type(self).__name__}) cannot take a mask; "
+                                "remove the masking layer before it or use a layer that supports masks")
+        return self.call(x, mask=mask, training=training)
+
+    def build(self, input_shape):
+        """Create the weights for inputs of ``input_shape`` (no batch axis)."""
+        self.input_shape = tuple(input_shape)
+        self.output_shape = self.compute_output_shape(self.input_shape)
+        self.built = True
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def call(self, x, mask=None, training=False):
+        raise NotImplementedError
+
+    def backward(self, d_output):
+        raise NotImplementedError
+
+    def compute_mask(self, x, mask=None):
+        """The mask for the next layer: by default the incoming one passes through."""
+        return mask
+
+    def get_config(self):
+        """Constructor arguments that recreate the layer (JSON-serialisable)."""
+        return {"name": self.name, "dtype": self.dtype.name, "trainable": self.trainable}
