@@ -61,9 +61,12 @@ cdef inline void _lstm_cell(floating* z, const floating* c_prev, floating* c_t, 
 
 
 cdef inline void _lstm_cell_grad(const floating* a, const floating* c_t, const floating* c_prev,
-                                 const floating* dy_t, const floating* dh, floating* dc,
-                                 floating* dz_t, Py_ssize_t H) noexcept nogil:
-    """One row of a BPTT step: ``dz_t`` (4H) from the activated gates ``a``; ``dc`` becomes ``dc_{t-1}``."""
+                                 const floating* dy_t, const floating* dc_ext, const floating* dh,
+                                 floating* dc, floating* dz_t, Py_ssize_t H) noexcept nogil:
+    """One row of a BPTT step: ``dz_t`` (4H) from the activated gates ``a``; ``dc`` becomes ``dc_{t-1}``.
+
+    ``dc_ext`` is the row of ``dc_seq[t]`` added to ``dc``, or NULL when there is none.
+    """
     cdef floating dz_i[UNIT_BLOCK]
     cdef floating dz_f[UNIT_BLOCK]
     cdef floating dz_g[UNIT_BLOCK]
@@ -71,6 +74,8 @@ cdef inline void _lstm_cell_grad(const floating* a, const floating* c_t, const f
     cdef floating dc_next[UNIT_BLOCK]
     cdef Py_ssize_t j, j0 = 0, w
     cdef floating i, f, g, o, dh_j, tc, do, dc_j, di, dg, df, one = 1
+    # decided once; the branch in the unit loop is loop-invariant (gcc -O3 unswitches it)
+    cdef bint has_dc_ext = dc_ext != NULL
     cdef const floating* a_i
     cdef const floating* a_f
     cdef const floating* a_g
@@ -80,6 +85,7 @@ cdef inline void _lstm_cell_grad(const floating* a, const floating* c_t, const f
     cdef const floating* dy_j0
     cdef const floating* dh_j0
     cdef const floating* dc_j0
+    cdef const floating* dc_e = NULL
     while j0 < H:
         w = min(<Py_ssize_t>UNIT_BLOCK, H - j0)
         a_i = a + j0
@@ -91,15 +97,20 @@ cdef inline void _lstm_cell_grad(const floating* a, const floating* c_t, const f
         dy_j0 = dy_t + j0
         dh_j0 = dh + j0
         dc_j0 = dc + j0
+        if has_dc_ext:
+            dc_e = dc_ext + j0
         for j in range(w):
             i = a_i[j]
             f = a_f[j]
             g = a_g[j]
             o = a_o[j]
             dh_j = dh_j0[j] + dy_j0[j]
+            dc_j = dc_j0[j]
+            if has_dc_ext:
+                dc_j = dc_j + dc_e[j]
             tc = tanh(c_j0[j])
             do = dh_j * tc
-            dc_j = dc_j0[j] + dh_j * o * (one - tc * tc)
+            dc_j = dc_j + dh_j * o * (one - tc * tc)
             di = dc_j * g
             dg = dc_j * i
             df = dc_j * c_p[j]
@@ -166,11 +177,14 @@ cdef void _lstm_forward_loop(const floating* w_hh_t_packed, const floating* h0,
 
 cdef void _lstm_backward_loop(const floating* w_hh_packed, const floating* c0,
                               const floating* gates, const floating* c_all, const floating* dy,
-                              const floating* dh_n, const floating* dc_n, floating* dz,
-                              floating* dh0, floating* dc0,
+                              const floating* dh_n, const floating* dc_n, const floating* dc_seq,
+                              floating* dz, floating* dh0, floating* dc0,
                               Py_ssize_t T, Py_ssize_t B, Py_ssize_t H,
                               Py_ssize_t b0, Py_ssize_t b1, int column_threads) noexcept nogil:
-    """BPTT time loop for batch rows ``b0:b1``: fills ``dz``, ``dh0`` and ``dc0``."""
+    """BPTT time loop for batch rows ``b0:b1``: fills ``dz``, ``dh0`` and ``dc0``.
+
+    ``dc_seq`` is NULL when there is no cell-state gradient per step.
+    """
     cdef Py_ssize_t t, r, offset, rows = b1 - b0, n = (b1 - b0) * H, G = LSTM_GATES * H
     # dh and dc live in the chunk's rows of dh0 and dc0: no scratch, and they end there
     cdef floating* dh = dh0 + b0 * H
@@ -178,6 +192,7 @@ cdef void _lstm_backward_loop(const floating* w_hh_packed, const floating* c0,
     cdef const floating* a
     cdef const floating* c_prev
     cdef floating* dz_t
+    cdef const floating* dc_ext = NULL
     memcpy(dh, dh_n + b0 * H, n * sizeof(floating))
     memcpy(dc, dc_n + b0 * H, n * sizeof(floating))
     for t in range(T - 1, -1, -1):
@@ -186,8 +201,10 @@ cdef void _lstm_backward_loop(const floating* w_hh_packed, const floating* c0,
         dz_t = dz + (t * B + b0) * G
         c_prev = c0 + b0 * H if t == 0 else c_all + offset - B * H
         for r in range(rows):
+            if dc_seq != NULL:
+                dc_ext = dc_seq + offset + r * H
             _lstm_cell_grad(a + r * G, c_all + offset + r * H, c_prev + r * H,
-                            dy + offset + r * H, dh + r * H, dc + r * H, dz_t + r * G, H)
+                            dy + offset + r * H, dc_ext, dh + r * H, dc + r * H, dz_t + r * G, H)
         memset(dh, 0, n * sizeof(floating))
         _recurrent_product(rows, H, G, dz_t, w_hh_packed, dh, column_threads)  # dh_{t-1} = dz_t W_hh
 
@@ -292,7 +309,8 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
                   const floating[:, ::1] c0, const floating[:, :, ::1] y,
                   const floating[:, :, ::1] gates, const floating[:, :, ::1] c_all,
                   const floating[:, :, ::1] dy, const floating[:, ::1] dh_n,
-                  const floating[:, ::1] dc_n, floating[:, :, ::1] dz,
+                  const floating[:, ::1] dc_n, const floating[:, :, ::1] dc_seq,
+                  floating[:, :, ::1] dz,
                   floating[:, :, ::1] dx, floating[:, ::1] dh0, floating[:, ::1] dc0,
                   floating[:, ::1] dw_ih, floating[:, ::1] dw_hh, floating[::1] db,
                   int n_threads):
@@ -318,6 +336,9 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
         IN. Gradient of the loss with respect to ``y``.
     dh_n, dc_n : ndarray of shape (B, H)
         IN. Gradients of the loss with respect to the final states.
+    dc_seq : ndarray of shape (T, B, H) or (0, B, H)
+        IN. Gradient of the loss with respect to the cell state of every step,
+        added to ``dc`` at step ``t``; with shape (0, B, H) there is none.
     dz : ndarray of shape (T, B, 4*H)
         OUT. Workspace: gradient with respect to the pre-activations.
     dx : ndarray of shape (T, B, D)
@@ -369,6 +390,10 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     cdef const floating* dy_p = &dy[0, 0, 0]
     cdef const floating* dh_n_p = &dh_n[0, 0]
     cdef const floating* dc_n_p = &dc_n[0, 0]
+    # NULL: no cell-state gradient per step (the kernels branch on it, nothing is allocated)
+    cdef const floating* dc_seq_p = NULL
+    if dc_seq.shape[0] == T and T > 0:
+        dc_seq_p = &dc_seq[0, 0, 0]
     cdef floating* dz_p = &dz[0, 0, 0]
     cdef floating* dx_p = &dx[0, 0, 0]
     cdef floating* dh0_p = &dh0[0, 0]
@@ -379,11 +404,11 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
         # 1. the recurrence backwards, one batch chunk for all steps
         if n_chunks == 1:  # no batch to cut: large layers share each step's columns instead
             _lstm_backward_loop(&w_hh_packed[0], c0_p, gates_p, c_all_p, dy_p, dh_n_p, dc_n_p,
-                                dz_p, dh0_p, dc0_p, T, B, H, 0, B, column_threads)
+                                dc_seq_p, dz_p, dh0_p, dc0_p, T, B, H, 0, B, column_threads)
         else:
             for k in prange(n_chunks, num_threads=recur_threads, schedule='static'):
                 _lstm_backward_loop(&w_hh_packed[0], c0_p, gates_p, c_all_p, dy_p, dh_n_p,
-                                    dc_n_p, dz_p, dh0_p, dc0_p, T, B, H,
+                                    dc_n_p, dc_seq_p, dz_p, dh0_p, dc0_p, T, B, H,
                                     chunks[k], chunks[k + 1], 1)
         # 2. GEMMs over the rows of the steps of each block
         for k in prange(n_blocks, num_threads=gemm_threads, schedule='static'):

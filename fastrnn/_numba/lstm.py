@@ -51,10 +51,16 @@ def _forward_loop(w_hh, h0, c0, y, h_n, c_n, gates, c_all, b0, b1):
 
 
 @jit
-def _backward_loop(w_hh, c0, gates, c_all, dy, dh_n, dc_n, dz, dh0, dc0, b0, b1):
-    """BPTT time loop for batch rows ``b0:b1``: fills ``dz``, ``dh0`` and ``dc0``."""
+def _backward_loop(w_hh, c0, gates, c_all, dy, dh_n, dc_n, dc_seq, dz, dh0, dc0, b0, b1):
+    """BPTT time loop for batch rows ``b0:b1``: fills ``dz``, ``dh0`` and ``dc0``.
+
+    ``dc_seq`` of shape (0, B, H) means no cell-state gradient per step.
+    """
     T, _, H = c_all.shape
     one = c_all.dtype.type(1)
+    # decided once; the branch in the unit loop is loop-invariant (LLVM unswitches it), and
+    # dc_seq is never indexed when it is empty
+    has_dc_seq = dc_seq.shape[0] == T
     dh = dh_n[b0:b1].copy()
     dc = dc_n[b0:b1].copy()
     dz_t = np.empty((b1 - b0, GATES * H), dtype=c_all.dtype)
@@ -71,9 +77,12 @@ def _backward_loop(w_hh, c0, gates, c_all, dy, dh_n, dc_n, dz, dh0, dc0, b0, b1)
                 g = a[b, 2 * H + j]
                 o = a[b, 3 * H + j]
                 dh_j = dh[b, j] + dy_t[b, j]
+                dc_j = dc[b, j]
+                if has_dc_seq:
+                    dc_j += dc_seq[t, b0 + b, j]
                 tc = tanh(c_t[b, j])
                 do = dh_j * tc
-                dc_j = dc[b, j] + dh_j * o * (one - tc * tc)
+                dc_j = dc_j + dh_j * o * (one - tc * tc)
                 di = dc_j * g
                 dg = dc_j * i
                 df = dc_j * c_prev[b, j]
@@ -111,8 +120,8 @@ def lstm_forward(x, w_ih, w_hh, bias, h0, c0, y, h_n, c_n, gates, c_all, n_threa
         run_pieces(recur, len(chunks) - 1, n_threads)
 
 
-def lstm_backward(x, w_ih, w_hh, h0, c0, y, gates, c_all, dy, dh_n, dc_n, dz, dx, dh0, dc0,
-                  dw_ih, dw_hh, db, n_threads):
+def lstm_backward(x, w_ih, w_hh, h0, c0, y, gates, c_all, dy, dh_n, dc_n, dc_seq, dz, dx, dh0,
+                  dc0, dw_ih, dw_hh, db, n_threads):
     """Numba LSTM BPTT; arguments as :func:`fastrnn._python.lstm.lstm_backward`."""
     T, B, D = x.shape
     H = w_hh.shape[1]
@@ -125,7 +134,8 @@ def lstm_backward(x, w_ih, w_hh, h0, c0, y, gates, c_all, dy, dh_n, dc_n, dz, dx
     dw_hh_part = np.empty((n_blocks, G, H), dtype=x.dtype)
 
     def recur(k):  # 1. the recurrence backwards, one batch chunk for all steps
-        _backward_loop(w_hh, c0, gates, c_all, dy, dh_n, dc_n, dz, dh0, dc0, chunks[k], chunks[k + 1])
+        _backward_loop(w_hh, c0, gates, c_all, dy, dh_n, dc_n, dc_seq, dz, dh0, dc0, chunks[k],
+                       chunks[k + 1])
 
     def gemms(k):  # 2. GEMMs over the rows of the steps of block k
         block_gradients(x, w_ih, h0, y, dz, dx, dw_ih_part[k], dw_hh_part[k], blocks[k], blocks[k + 1])

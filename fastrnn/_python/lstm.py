@@ -12,11 +12,13 @@ Equations, in row-vector form for one step (``x_t`` of shape (B, D), ``h`` and
     h_t &= o_t \odot \tanh(c_t)
 
 BPTT, with ``dh`` and ``dc`` arriving from step ``t+1`` (``dh_n``, ``dc_n`` at
-the last step) and ``dy_t`` from the output:
+the last step), ``dy_t`` from the output and ``dc_t^{ext}`` from an optional
+gradient with respect to the cell state of every step (``dc_seq``; zero when
+not given):
 
 .. math::
 
-    dh &\leftarrow dh + dy_t, \qquad \tau = \tanh(c_t) \\
+    dh &\leftarrow dh + dy_t, \qquad dc \leftarrow dc + dc_t^{ext}, \qquad \tau = \tanh(c_t) \\
     do &= dh \odot \tau, \qquad dc \leftarrow dc + dh \odot o_t \odot (1 - \tau^2) \\
     di &= dc \odot g_t, \quad dg = dc \odot i_t, \quad df = dc \odot c_{t-1} \\
     dz_t &= [di \odot i_t (1 - i_t),\; df \odot f_t (1 - f_t),\; dg \odot (1 - g_t^2),\; do \odot o_t (1 - o_t)] \\
@@ -41,6 +43,15 @@ BPTT needs exactly ``gates``, ``c_all``, ``y`` (for ``h_{t-1}``), ``h0`` and
 ``c0``; every derivative above is a function of them (``\tanh(c_t)`` is
 recomputed). In inference ``c_all`` may have shape (0, B, H): the kernel then
 keeps only the running cell state and stores no step of it.
+
+Cell-state gradient of every step. Besides ``dy`` (the gradient with respect to
+``h_t`` of every step) and ``dc_n``, the backward pass takes ``dc_seq``, the
+gradient with respect to ``c_t`` of every step, of shape (T, B, H). It is added
+to the carried ``dc`` of step ``t`` where ``dy[t]`` is added to ``dh``. This is
+how a caller injects the gradients of ``h_n`` and ``c_n`` at a step other than
+the last (a padded batch whose rows end at different steps). With shape
+(0, B, H) there is none: nothing is added, and no zero array of T*B*H entries
+has to be allocated in the common case.
 
 The reference computes ``\sigma(z) = (1 + \tanh(z/2)) / 2``, which is exact and
 cannot overflow, as the compiled backends do.
@@ -113,8 +124,8 @@ def lstm_forward(x, w_ih, w_hh, bias, h0, c0, y, h_n, c_n, gates, c_all, n_threa
     c_n[...] = c
 
 
-def lstm_backward(x, w_ih, w_hh, h0, c0, y, gates, c_all, dy, dh_n, dc_n, dz, dx, dh0, dc0,
-                  dw_ih, dw_hh, db, n_threads):
+def lstm_backward(x, w_ih, w_hh, h0, c0, y, gates, c_all, dy, dh_n, dc_n, dc_seq, dz, dx, dh0,
+                  dc0, dw_ih, dw_hh, db, n_threads):
     """Backpropagate through an LSTM layer run by :func:`lstm_forward`.
 
     Parameters
@@ -137,6 +148,10 @@ def lstm_backward(x, w_ih, w_hh, h0, c0, y, gates, c_all, dy, dh_n, dc_n, dz, dx
         IN. Gradient of the loss with respect to ``y``.
     dh_n, dc_n : ndarray of shape (B, H)
         IN. Gradients of the loss with respect to the final states.
+    dc_seq : ndarray of shape (T, B, H) or (0, B, H)
+        IN. Gradient of the loss with respect to the cell state ``c_t`` of
+        every step, added to ``dc`` at step ``t``; with shape (0, B, H) there
+        is none.
     dz : ndarray of shape (T, B, 4*H)
         OUT. Workspace: gradient with respect to the pre-activations ``z_t``.
     dx : ndarray of shape (T, B, D)
@@ -154,6 +169,7 @@ def lstm_backward(x, w_ih, w_hh, h0, c0, y, gates, c_all, dy, dh_n, dc_n, dz, dx
     """
     T, B, D = x.shape
     H = w_hh.shape[1]
+    has_dc_seq = dc_seq.shape[0] == T  # else (0, B, H): no cell-state gradient per step
     # 1. the recurrence, backwards: only dh_{t-1} = dz_t W_hh is sequential
     dh = dh_n
     dc = dc_n
@@ -164,6 +180,8 @@ def lstm_backward(x, w_ih, w_hh, h0, c0, y, gates, c_all, dy, dh_n, dc_n, dz, dx
         o = gates[t, :, 3 * H:4 * H]
         c_prev = c0 if t == 0 else c_all[t - 1]
         dh = dh + dy[t]
+        if has_dc_seq:
+            dc = dc + dc_seq[t]
         tc = np.tanh(c_all[t])
         do = dh * tc
         dc = dc + dh * o * (1 - tc * tc)

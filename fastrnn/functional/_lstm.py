@@ -4,7 +4,8 @@ import numpy as np
 
 from fastrnn import _backends
 from fastrnn._validation import check_n_threads
-from fastrnn.functional._layer import Layer, LayerCache, backward_inputs, read_only_view
+from fastrnn.functional._layer import (Layer, LayerCache, backward_inputs, gradient_input,
+                                       read_only_view)
 
 __all__ = ["lstm_forward", "lstm_backward", "LSTMCache"]
 
@@ -94,7 +95,7 @@ def lstm_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, batch
     return layer.to_user_layout(read_only_view(y)), (h_n, c_n), cache
 
 
-def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
+def lstm_backward(cache, dy=None, dh_n=None, dc_n=None, *, dc=None):
     """Backpropagate through the layer run by :func:`lstm_forward`.
 
     Parameters
@@ -105,6 +106,13 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
         Gradient of the loss with respect to ``y``; zeros by default.
     dh_n, dc_n : array_like of shape (B, H), optional
         Gradients of the loss with respect to ``h_n`` and ``c_n``; zeros by default.
+    dc : array_like of shape like ``y``, optional
+        Gradient of the loss with respect to the cell state ``c_t`` of every
+        step: (T, B, H), or (B, T, H) if the forward pass was ``batch_first``.
+        None by default (no such term). With ``dy``, this lets a caller inject
+        the gradients of the final states at a step other than the last, e.g.
+        at each row's own last valid step of a padded batch: ``dc[t, b]``
+        acts exactly as ``dc_n[b]`` would for the sequence cut after step ``t``.
 
     Returns
     -------
@@ -118,6 +126,11 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
     H = cache.w_hh.shape[1]
     dtype = cache.x.dtype
     G = GATES * H
+    if dc is None:  # the kernels read shape (0, B, H) as "none": no T*B*H zeros to add
+        dc_seq = np.empty((0, B, H), dtype)
+    else:
+        user_y_shape = (B, T, H) if cache.batch_first else (T, B, H)
+        dc_seq = gradient_input("dc", dc, (T, B, H), user_y_shape, dtype, cache.batch_first)
 
     dx = np.empty((T, B, D), dtype)
     dh0 = np.empty((B, H), dtype)
@@ -133,8 +146,8 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None):
         _, kernels = _backends.resolve(cache.backend)
         dz = np.empty((T, B, G), dtype)
         kernels.lstm_backward(cache.x, cache.w_ih, cache.w_hh, cache.h0, cache.c0, cache.y,
-                              cache.gates, cache.c_all, dy, dh_n, dc_n, dz, dx, dh0, dc0,
-                              dw_ih, dw_hh, db, cache.n_threads)
+                              cache.gates, cache.c_all, dy, dh_n, dc_n, dc_seq, dz, dx, dh0,
+                              dc0, dw_ih, dw_hh, db, cache.n_threads)
     grads = {"x": dx.transpose(1, 0, 2) if cache.batch_first else dx, "h0": dh0, "c0": dc0,
              "w_ih": dw_ih, "w_hh": dw_hh}
     if cache.has_b_ih:
