@@ -1,0 +1,302 @@
+r"""Functional API of the LSTM layer with a projection (PyTorch's ``proj_size``):
+:func:`lstm_proj_forward` and :func:`lstm_proj_backward`.
+
+The layer is PyTorch's ``torch.nn.LSTM(D, H, proj_size=P)`` for one layer and
+one direction: the hidden state ``h`` is projected to ``P < H`` units by
+``W_hr`` of shape (P, H) and fed back through ``W_hh`` of shape (4H, P); the
+cell state keeps ``H`` units. Inputs are time-major only.
+
+Kernels: ``"python"`` runs the NumPy reference
+(:mod:`fastrnn._python.lstm_proj`); every other choice runs the Numba kernels
+(:mod:`fastrnn._numba.lstm_proj`) when Numba loads, else the reference. There
+is no Cython version of these kernels, so ``"cython"`` runs on Numba too.
+Numba is imported on the first call, never at ``import fastrnn``.
+"""
+
+import importlib
+
+import numpy as np
+
+from fastrnn import _backends
+from fastrnn._parallel import batch_chunks, default_n_threads
+from fastrnn._validation import (
+    as_float_array,
+    check_finite,
+    check_n_threads,
+    check_ndim,
+    check_shape,
+    compute_dtype,
+    kernel_array,
+)
+from fastrnn.exceptions import BackendUnavailableError, ShapeError
+from fastrnn.functional._layer import LayerCache, backward_inputs, gradient_input, read_only_view
+
+__all__ = ["lstm_proj_forward", "lstm_proj_backward", "LSTMProjCache"]
+
+GATES = 4
+_REFERENCE = "fastrnn._python.lstm_proj"
+_NUMBA = "fastrnn._numba.lstm_proj"
+
+
+def _kernels(backend):
+    """The backend name and kernel module a call runs on.
+
+    The name is resolved as for every other cell (``backend=``, then
+    :func:`fastrnn.use_backend`, then ``FASTRNN_BACKEND``, then auto), which
+    also rejects unknown names. ``"python"`` gives the reference; anything else
+    the Numba kernels, falling back to the reference when Numba does not load
+    (a request naming ``"numba"`` itself raises instead, as for other cells).
+    """
+    try:
+        name, _ = _backends.resolve(backend)
+    except BackendUnavailableError as error:
+        if error.backend != "cython":  # "numba" asked for by name and missing: say why
+            raise
+        name = "cython"  # Cython has no projection kernels anyway; Numba stands in below
+    if name != "python":
+        try:
+            return "numba", importlib.import_module(_NUMBA)
+        except Exception:  # numba missing or broken: same reasons as the registry's
+            pass
+    return "python", importlib.import_module(_REFERENCE)
+
+
+class _ProjLayer:
+    """The validated arguments of :func:`lstm_proj_forward`, time-major, C-contiguous, one dtype.
+
+    Attributes
+    ----------
+    x : ndarray of shape (T, B, D)
+    w_ih : ndarray of shape (4*H, D)
+    w_hh : ndarray of shape (4*H, P)
+    w_hr : ndarray of shape (P, H)
+    b_ih, b_hh : ndarray of shape (4*H,) or None
+    h0 : ndarray of shape (B, P)
+    c0 : ndarray of shape (B, H)
+    """
+
+    batch_first = False  # LayerCache reads it; this layer is time-major only
+
+    def __init__(self, x, w_ih, w_hh, w_hr, b_ih, b_hh, h0, c0):
+        named = [("x", as_float_array("x", x))]
+        for name, value in [("w_ih", w_ih), ("w_hh", w_hh), ("w_hr", w_hr), ("b_ih", b_ih),
+                            ("b_hh", b_hh), ("h0", h0), ("c0", c0)]:
+            if value is not None:
+                named.append((name, as_float_array(name, value)))
+        arrays = dict(named)
+        self.dtype = compute_dtype(named)
+
+        x, w_ih, w_hh, w_hr = arrays["x"], arrays["w_ih"], arrays["w_hh"], arrays["w_hr"]
+        check_ndim("x", x, 3, "(T, B, D) (time-major)")
+        check_ndim("w_hr", w_hr, 2, "(P, H), P = proj_size < H = hidden size")
+        check_ndim("w_ih", w_ih, 2, "(4*H, D)")
+        check_ndim("w_hh", w_hh, 2, "(4*H, P)")
+        # H and P come from w_hr, the one weight that holds both
+        P, H = w_hr.shape
+        if not 0 < P < H:
+            raise ShapeError(
+                f"w_hr must have shape (P, H) with 0 < P < H (proj_size smaller than hidden_size, "
+                f"as torch.nn.LSTM requires); got shape {w_hr.shape}"
+                + ("; use lstm_forward for an LSTM without projection" if P == 0 else "")
+            )
+        T, B, D = x.shape
+        check_shape("w_ih", w_ih, (GATES * H, D),
+                    f"4*H = {GATES * H} rows, H = {H} from w_hr, and D = {D} columns like the features of x")
+        check_shape("w_hh", w_hh, (GATES * H, P),
+                    f"4*H = {GATES * H} rows and P = {P} columns, (P, H) = {w_hr.shape} from w_hr")
+        for name in ("b_ih", "b_hh"):
+            if name in arrays:
+                check_ndim(name, arrays[name], 1, f"({GATES * H},)")
+                check_shape(name, arrays[name], (GATES * H,), f"4*H, H = {H} from w_hr")
+        if "h0" in arrays:
+            check_ndim("h0", arrays["h0"], 2, "(B, P)")
+            check_shape("h0", arrays["h0"], (B, P), f"B = {B} batch rows of x, P = {P} rows of w_hr")
+        if "c0" in arrays:
+            check_ndim("c0", arrays["c0"], 2, "(B, H)")
+            check_shape("c0", arrays["c0"], (B, H), f"B = {B} batch rows of x, H = {H} columns of w_hr")
+        for name in ("w_ih", "w_hh", "w_hr", "b_ih", "b_hh", "h0", "c0"):
+            if name in arrays:
+                check_finite(name, arrays[name])
+
+        self.T, self.B, self.D, self.H, self.P = T, B, D, H, P
+        self.x = kernel_array(x, self.dtype)
+        self.w_ih = kernel_array(w_ih, self.dtype)
+        self.w_hh = kernel_array(w_hh, self.dtype)
+        self.w_hr = kernel_array(w_hr, self.dtype)
+        self.b_ih = kernel_array(arrays["b_ih"], self.dtype) if "b_ih" in arrays else None
+        self.b_hh = kernel_array(arrays["b_hh"], self.dtype) if "b_hh" in arrays else None
+        self.h0 = kernel_array(arrays["h0"], self.dtype) if "h0" in arrays else np.zeros((B, P), self.dtype)
+        self.c0 = kernel_array(arrays["c0"], self.dtype) if "c0" in arrays else np.zeros((B, H), self.dtype)
+
+    def summed_bias(self):
+        """``b_ih + b_hh`` (zeros for a missing one): the kernels take the sum."""
+        bias = np.zeros(GATES * self.H, self.dtype)
+        for b in (self.b_ih, self.b_hh):
+            if b is not None:
+                bias += b
+        return bias
+
+
+class LSTMProjCache(LayerCache):
+    """What :func:`lstm_proj_forward` keeps for :func:`lstm_proj_backward` (see :class:`LayerCache`).
+
+    Attributes
+    ----------
+    w_hr : ndarray of shape (P, H)
+    h0 : ndarray of shape (B, P)
+    c0 : ndarray of shape (B, H)
+    y : ndarray of shape (T, B, P)
+    gates : ndarray of shape (T, B, 4*H)
+        Activated gates of every step (workspace, see :mod:`fastrnn._python.lstm_proj`).
+    c_all : ndarray of shape (T, B, H)
+        Cell state of every step (workspace).
+    m_all : ndarray of shape (T, B, H)
+        ``o_t * tanh(c_t)`` of every step, before the projection (workspace).
+    """
+
+    ARRAYS = ("w_hr", "h0", "c0", "y", "gates", "c_all", "m_all")
+    FORWARD = "lstm_proj_forward"
+
+
+def lstm_proj_forward(x, w_ih, w_hh, w_hr, b_ih=None, b_hh=None, h0=None, c0=None, *, backend=None,
+                      n_threads=None, requires_grad=True):
+    r"""Run an LSTM layer with a projected hidden state over a sequence (``torch.nn.LSTM(proj_size=P)``).
+
+    .. math::
+
+        [i, f, g, o] &= [\sigma, \sigma, \tanh, \sigma](x_t W_{ih}^T + b_{ih} + h_{t-1} W_{hh}^T + b_{hh}) \\
+        c_t &= f \odot c_{t-1} + i \odot g, \qquad h_t = (o \odot \tanh(c_t))\, W_{hr}^T
+
+    Parameters
+    ----------
+    x : array_like of shape (T, B, D)
+        Input sequence, time-major.
+    w_ih : array_like of shape (4*H, D)
+        Input-to-hidden weights, blocks ``i, f, g, o`` (PyTorch's ``weight_ih_l0``).
+    w_hh : array_like of shape (4*H, P)
+        Hidden-to-hidden weights from the projected state (``weight_hh_l0``).
+    w_hr : array_like of shape (P, H)
+        Projection weights (``weight_hr_l0``), ``0 < P < H``. ``H`` and ``P``
+        are read from this array.
+    b_ih, b_hh : array_like of shape (4*H,), optional
+        Biases; a missing one counts as zero.
+    h0 : array_like of shape (B, P), optional
+        Initial projected hidden state; zeros by default.
+    c0 : array_like of shape (B, H), optional
+        Initial cell state; zeros by default.
+    backend : {"cython", "numba", "python", "auto"}, optional
+        Overrides :func:`fastrnn.use_backend` and ``FASTRNN_BACKEND``.
+        ``"python"`` runs the NumPy reference. There is no Cython version of
+        these kernels: ``"cython"`` and ``"auto"`` run the Numba kernels when
+        Numba loads, else the reference.
+    n_threads : int, optional
+        Threads for the time loop (split over fixed batch chunks); by default
+        chosen from the problem size. Results do not depend on it.
+    requires_grad : bool
+        Keep a cache for :func:`lstm_proj_backward`. With ``False`` neither the
+        cell state nor the unprojected output of every step is stored.
+
+    Returns
+    -------
+    y : ndarray of shape (T, B, P)
+        Projected hidden state at every step. Read-only while a cache refers to it.
+    (h_n, c_n) : tuple of ndarray of shape (B, P) and (B, H)
+        Hidden and cell states after the last step.
+    cache : LSTMProjCache or None
+        ``None`` when ``requires_grad`` is false.
+
+    Raises
+    ------
+    ShapeError
+        For an array of the wrong shape, or ``w_hr`` without ``0 < P < H``.
+    DTypeError
+        For a non-float array, or float32 and float64 mixed.
+    NonFiniteError
+        For NaN or infinity in a weight or an initial state.
+    """
+    check_n_threads(n_threads)
+    backend_name, kernels = _kernels(backend)
+    layer = _ProjLayer(x, w_ih, w_hh, w_hr, b_ih, b_hh, h0, c0)
+    T, B, H, P = layer.T, layer.B, layer.H, layer.P
+    if n_threads is None:
+        n_threads = default_n_threads(len(batch_chunks(B, H, GATES)) - 1)
+
+    y = np.empty((T, B, P), layer.dtype)
+    gates = np.empty((T, B, GATES * H), layer.dtype)
+    kept = T if requires_grad else 0  # inference stores no step of c or m
+    c_all = np.empty((kept, B, H), layer.dtype)
+    m_all = np.empty((kept, B, H), layer.dtype)
+    if T == 0 or B == 0:
+        h_n, c_n = layer.h0.copy(), layer.c0.copy()
+    else:
+        h_n = np.empty((B, P), layer.dtype)
+        c_n = np.empty((B, H), layer.dtype)
+        kernels.lstm_proj_forward(layer.x, layer.w_ih, layer.w_hh, layer.w_hr, layer.summed_bias(),
+                                  layer.h0, layer.c0, y, h_n, c_n, gates, c_all, m_all, n_threads)
+    if not requires_grad:
+        return y, (h_n, c_n), None
+    cache = LSTMProjCache(layer, backend_name, n_threads, w_hr=layer.w_hr, h0=layer.h0, c0=layer.c0,
+                          y=y, gates=gates, c_all=c_all, m_all=m_all)
+    return read_only_view(y), (h_n, c_n), cache
+
+
+def lstm_proj_backward(cache, dy=None, dh_n=None, dc_n=None, dc=None):
+    """Backpropagate through the layer run by :func:`lstm_proj_forward`.
+
+    Parameters
+    ----------
+    cache : LSTMProjCache
+        From ``lstm_proj_forward(..., requires_grad=True)``.
+    dy : array_like of shape (T, B, P), optional
+        Gradient of the loss with respect to ``y``; zeros by default.
+    dh_n : array_like of shape (B, P), optional
+        Gradient of the loss with respect to ``h_n``; zeros by default.
+    dc_n : array_like of shape (B, H), optional
+        Gradient of the loss with respect to ``c_n``; zeros by default.
+    dc : array_like of shape (T, B, H), optional
+        Gradient of the loss with respect to the cell state of every step
+        (``c_t`` for ``t = 0 .. T-1``; its last step is ``c_n``, and both
+        gradients are added); none by default.
+
+    Returns
+    -------
+    dict of str to ndarray
+        ``"x"`` (T, B, D), ``"h0"`` (B, P), ``"c0"`` (B, H), ``"w_ih"``,
+        ``"w_hh"``, ``"w_hr"``, and ``"b_ih"`` / ``"b_hh"`` for the biases the
+        forward pass was given, each shaped like its input.
+    """
+    # dy and dh_n have P columns: backward_inputs reads that from w_hh's second axis
+    dy, (dh_n,) = backward_inputs(cache, LSTMProjCache, dy, [("dh_n", dh_n)])
+    T, B, D = cache.x.shape
+    P, H = cache.w_hr.shape
+    dtype = cache.x.dtype
+    G = GATES * H
+    dc_n = gradient_input("dc_n", dc_n, (B, H), (B, H), dtype, False)
+    if dc is None:
+        dc_seq = np.zeros((0, B, H), dtype)  # the kernels' "no per-step gradient"
+    else:
+        dc_seq = gradient_input("dc", dc, (T, B, H), (T, B, H), dtype, False)
+
+    dx = np.empty((T, B, D), dtype)
+    dh0 = np.empty((B, P), dtype)
+    dc0 = np.empty((B, H), dtype)
+    dw_ih = np.zeros((G, D), dtype)
+    dw_hh = np.zeros((G, P), dtype)
+    dw_hr = np.zeros((P, H), dtype)
+    db = np.zeros(G, dtype)
+    if T == 0 or B == 0:
+        dx[...] = 0
+        dh0[...] = dh_n
+        dc0[...] = dc_n
+    else:
+        kernels = importlib.import_module(_NUMBA if cache.backend == "numba" else _REFERENCE)
+        dz = np.empty((T, B, G), dtype)
+        kernels.lstm_proj_backward(cache.x, cache.w_ih, cache.w_hh, cache.w_hr, cache.h0, cache.c0,
+                                   cache.y, cache.gates, cache.c_all, cache.m_all, dy, dh_n, dc_n,
+                                   dc_seq, dz, dx, dh0, dc0, dw_ih, dw_hh, dw_hr, db, cache.n_threads)
+    grads = {"x": dx, "h0": dh0, "c0": dc0, "w_ih": dw_ih, "w_hh": dw_hh, "w_hr": dw_hr}
+    if cache.has_b_ih:
+        grads["b_ih"] = db
+    if cache.has_b_hh:
+        grads["b_hh"] = db.copy() if cache.has_b_ih else db
+    return grads
