@@ -796,11 +796,36 @@ def add_arguments(parser):
                         help="do not compare with ONNX Runtime's RNN / LSTM / GRU operators")
     parser.add_argument("--no-startup", action="store_true",
                         help="skip the new-process measurements (import time, first call)")
+    parser.add_argument("--tables", type=_parse_list, default=["cells", "training"],
+                        metavar="cells,training",
+                        help="which tables to print: 'cells' (each cell's forward and forward+"
+                             "backward) and 'training' (a whole training step of 2-layer "
+                             "bidirectional LSTM and GRU, with Adam) (default: both)")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--memory", action="store_true",
                         help="also measure the peak memory of an LSTM forward+backward on S2 in new "
                              "processes, fastrnn against torch")
     return parser
+
+
+def _run_cells(args, backends, peers, out):
+    """Print the table of the cells: every backend and peer, per cell, shape, thread count and pass."""
+    header = ["cell", "shape", "T,B,D,H", "thr", "pass", *backends, *peers,
+              *(f"{peer}/fastrnn" for peer in peers), "best", "target", "n"]
+    rows = []
+    for cell in args.cells:
+        for name in args.shapes:
+            for n_threads in args.threads:
+                for pass_ in PASSES:
+                    if sys.stderr.isatty():  # the table prints at the end: show progress meanwhile
+                        print(f"\r\033[K# timing {cell} {name}, {n_threads} thread(s), "
+                              f"{PASSES[pass_]} ...", end="", file=sys.stderr, flush=True)
+                    rows.append(_bench_row(cell, SHAPES[name], pass_, n_threads, backends, peers,
+                                           args))
+    if sys.stderr.isatty():
+        print("\r\033[K", end="", file=sys.stderr, flush=True)
+    print(_format_table(header, rows, args.markdown), file=out)
+    out.flush()
 
 
 def run(args, out=None):
@@ -819,7 +844,8 @@ def run(args, out=None):
         Exit status: 0, or 2 for an unknown cell or shape, or an unavailable backend.
     """
     out = out or sys.stdout
-    for what, names, known in (("cell", args.cells, CELLS), ("shape", args.shapes, SHAPES)):
+    for what, names, known in (("cell", args.cells, CELLS), ("shape", args.shapes, SHAPES),
+                               ("table", args.tables, ("cells", "training"))):
         unknown = [name for name in names if name not in known]
         if unknown:
             print(f"error: unknown {what}(s) {', '.join(unknown)}; known: {', '.join(known)}",
@@ -852,22 +878,12 @@ def run(args, out=None):
           "(> 1: fastrnn faster); n = rounds", file=out)
     out.flush()
 
-    header = ["cell", "shape", "T,B,D,H", "thr", "pass", *backends, *peers,
-              *(f"{peer}/fastrnn" for peer in peers), "best", "target", "n"]
-    rows = []
-    for cell in args.cells:
-        for name in args.shapes:
-            for n_threads in args.threads:
-                for pass_ in PASSES:
-                    if sys.stderr.isatty():  # the table prints at the end: show progress meanwhile
-                        print(f"\r\033[K# timing {cell} {name}, {n_threads} thread(s), "
-                              f"{PASSES[pass_]} ...", end="", file=sys.stderr, flush=True)
-                    rows.append(_bench_row(cell, SHAPES[name], pass_, n_threads, backends, peers,
-                                           args))
-    if sys.stderr.isatty():
-        print("\r\033[K", end="", file=sys.stderr, flush=True)
-    print(_format_table(header, rows, args.markdown), file=out)
-    out.flush()
+    if "cells" in args.tables:
+        _run_cells(args, backends, peers, out)
+    if "training" in args.tables:
+        from fastrnn.benchmark_training import run_training
+
+        run_training(args, out, with_torch="torch" in peers)
 
     if args.memory:
         implementations = backends + (["torch"] if "torch" in peers else [])
