@@ -5,6 +5,8 @@ Constructor arguments, parameter names, initialisation and outputs follow
 accumulate in each parameter's ``.grad``.
 """
 
+from fastrnn.losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from fastrnn.nn import utils
 from fastrnn.nn.grad_mode import is_grad_enabled, no_grad
 from fastrnn.nn.module import Module
 from fastrnn.nn.recurrent import GRU, LSTM, RNN
@@ -12,4 +14,4 @@ from fastrnn.nn.torch_interop import from_torch, to_torch
 from fastrnn.parameter import Parameter
 
 __all__ = ["RNN", "LSTM", "GRU", "Module", "Parameter", "no_grad", "is_grad_enabled",
-           "from_torch", "to_torch"]
+           "from_torch", "to_torch", "utils", "MSELoss", "BCEWithLogitsLoss", "CrossEntropyLoss"]
