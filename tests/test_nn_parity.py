@@ -188,3 +188,38 @@ def test_from_torch_and_to_torch_round_trip(cell):
     assert type(back) is CELLS[cell][1]
     for (name, a), (name_b, b) in zip(theirs.state_dict().items(), back.state_dict().items()):
         assert name == name_b and torch.equal(a, b)
+
+
+@pytest.mark.parametrize("cell, optimizer", [("LSTM", "Adam"), ("GRU", "SGD"), ("RNN", "RMSprop")])
+def test_twenty_training_steps_match_torch(cell, optimizer):
+    """Module, loss, clipping and optimizer together: the weights after 20 steps agree."""
+    from fastrnn import losses, optim
+
+    ours, theirs = make_pair(cell, np.float64, num_layers=2, bidirectional=True, batch_first=True)
+    settings = {"Adam": dict(lr=0.01), "SGD": dict(lr=0.1, momentum=0.9, nesterov=True),
+                "RMSprop": dict(lr=0.01, centered=True)}[optimizer]
+    opt = getattr(optim, optimizer)(ours.parameters(), **settings)
+    opt_t = getattr(torch.optim, optimizer)(theirs.parameters(), **settings)
+    criterion, criterion_t = losses.MSELoss(), torch.nn.MSELoss()
+    rng = np.random.default_rng(9)
+    lengths = [T, 3, 5, 1]
+    for _ in range(20):
+        x = rng.standard_normal((B, T, D))
+        target = rng.standard_normal((B, T, 2 * H))
+        opt.zero_grad()
+        output, _ = ours(x, lengths=lengths)
+        criterion(output, target)
+        ours.backward(criterion.backward())
+        norm = fnn.utils.clip_grad_norm_(ours.parameters(), max_norm=0.5)
+        opt.step()
+
+        opt_t.zero_grad()
+        output_t, _ = torch_run(theirs, torch.tensor(x), None, lengths, True)
+        criterion_t(output_t, torch.tensor(target)).backward()
+        norm_t = torch.nn.utils.clip_grad_norm_(theirs.parameters(), max_norm=0.5)
+        opt_t.step()
+        assert abs(norm - float(norm_t)) <= 1e-9 * float(norm_t)
+    tol = TORCH_PARITY[np.dtype(np.float64)]
+    torch_state = theirs.state_dict()
+    for name, value in ours.state_dict().items():
+        assert_close(value, torch_state[name].numpy(), tol, f"{cell} {optimizer}", name)
