@@ -13,7 +13,7 @@ import numpy as np
 from fastrnn.benchmark import SHAPES, _format_ms, _format_table, paired_ratio, time_paired
 
 __all__ = ["TRAINING_MODELS", "TRAINING_SHAPES", "TRAINING_TARGET", "training_problem",
-           "fastrnn_training_step", "torch_training_step", "run_training"]
+           "fastrnn_training_step", "torch_training_step", "lengths_runners", "run_training"]
 
 #: The models timed: cell name -> (fastrnn.nn class name, torch.nn class name).
 TRAINING_MODELS = {"lstm": "LSTM", "gru": "GRU"}
@@ -21,6 +21,8 @@ TRAINING_SHAPES = ("S1", "S4")
 NUM_LAYERS = 2
 #: torch time / fastrnn time a step must reach at 1 thread.
 TRAINING_TARGET = 2.0
+#: Most that variable lengths may add to a forward+backward of the same padded batch.
+LENGTHS_COST_TARGET = 1.10
 
 
 def training_problem(cell, shape, seed=0):
@@ -97,6 +99,32 @@ def torch_training_step(problem, n_threads, initial_state):
     return step
 
 
+def lengths_runners(problem, n_threads):
+    """Forward+backward of one module on a padded batch, without and with random ``lengths``.
+
+    Returns
+    -------
+    dict of str to callable
+        ``"full"`` and ``"lengths"``.
+    """
+    from fastrnn import nn
+
+    module = getattr(nn, problem["cls"])(**problem["module"], seed=0, n_threads=n_threads)
+    x, d_output = problem["x"], problem["target"]
+    T, B, _ = x.shape
+    lengths = np.random.default_rng(1).integers(1, T + 1, B)
+
+    def full():
+        module(x)
+        return module.backward(d_output)
+
+    def with_lengths():
+        module(x, lengths=lengths)
+        return module.backward(d_output)
+
+    return {"full": full, "lengths": with_lengths}
+
+
 def run_training(args, out, with_torch):
     """Print the training-step table for ``args.threads`` (see :func:`fastrnn.benchmark.run`)."""
     header = ["model", "shape", "T,B,D,H", "thr", "fastrnn", *(["torch", "torch/fastrnn", "target"]
@@ -122,5 +150,24 @@ def run_training(args, out, with_torch):
                 rows.append(row + [str(len(times["fastrnn"]))])
     print("\n# training step: forward, MSE loss, backward, Adam update; float32; medians in ms",
           file=out)
+    print(_format_table(header, rows, args.markdown), file=out)
+    out.flush()
+
+    header = ["model", "shape", "T,B,D,H", "thr", "no lengths", "lengths", "lengths/no lengths",
+              "target", "n"]
+    rows = []
+    for cell in TRAINING_MODELS:
+        for shape in TRAINING_SHAPES:
+            times = time_paired(lengths_runners(training_problem(cell, shape), 1),
+                                time_budget=args.time_per_shape, rounds=args.repeat)
+            cost = paired_ratio(times["lengths"], times["full"])
+            s = SHAPES[shape]
+            rows.append([f"2-layer bidir {TRAINING_MODELS[cell]}", shape, f"{s.T},{s.B},{s.D},{s.H}",
+                         "1", _format_ms(float(np.median(times["full"]))),
+                         _format_ms(float(np.median(times["lengths"]))), f"{cost:.2f}",
+                         f"<={LENGTHS_COST_TARGET:g} {'ok' if cost <= LENGTHS_COST_TARGET else 'MISS'}",
+                         str(len(times["full"]))])
+    print("\n# variable lengths (random, 1..T) against the same padded batch without them: module "
+          "forward+backward; float32; medians in ms", file=out)
     print(_format_table(header, rows, args.markdown), file=out)
     out.flush()

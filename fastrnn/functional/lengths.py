@@ -35,8 +35,6 @@ class SequenceLengths:
     full : bool
         Every row is ``T`` steps long (no masking needed).
     lengths : ndarray of int64 of shape (B,)
-    mask : ndarray of shape (T, B, 1), or None when ``full``
-        1 at valid steps, 0 at padding.
     """
 
     def __init__(self, lengths, T, B):
@@ -49,13 +47,15 @@ class SequenceLengths:
         self._rows = np.arange(B)
         self._last = self.lengths - 1
         if self.full:
-            self.mask = None
-            self._reverse_index = None
+            self._padding = None
+            self._reverse_rows = None
         else:
             steps = np.arange(T)[:, None]
             valid = steps < self.lengths[None, :]
-            self.mask = valid[:, :, None]
-            self._reverse_index = np.where(valid, self._last[None, :] - steps, steps)
+            self._padding = ~valid
+            reverse_index = np.where(valid, self._last[None, :] - steps, steps)
+            # rows of the (T*B, F) view, so one np.take does the gather
+            self._reverse_rows = (reverse_index * B + self._rows).ravel()
 
     def reverse(self, sequence):
         """Each row reversed within its valid steps, padding in place: a new array.
@@ -68,15 +68,15 @@ class SequenceLengths:
         -------
         ndarray of shape (T, B, F), C-contiguous
         """
-        if self._reverse_index is None:
+        if self._reverse_rows is None:
             return np.ascontiguousarray(sequence[::-1])
-        return sequence[self._reverse_index, self._rows]
+        T, B, F = sequence.shape
+        return np.take(sequence.reshape(T * B, F), self._reverse_rows, axis=0).reshape(T, B, F)
 
-    def zero_padding(self, sequence):
-        """``sequence`` with the padded steps set to 0 (the same array when ``full``)."""
-        if self.mask is None:
-            return sequence
-        return np.where(self.mask, sequence, 0).astype(sequence.dtype, copy=False)
+    def clear_padding(self, sequence):
+        """Set the padded steps of ``sequence`` (T, B, F) to 0, in place."""
+        if self._padding is not None:
+            sequence[self._padding] = 0
 
     def at_last_step(self, sequence):
         """Row ``b`` of step ``lengths[b] - 1``: array of shape (B, F)."""

@@ -163,10 +163,12 @@ class RNNBase(Module):
         layer_input = x
         h_n = np.empty_like(h0)
         c_n = None if c0 is None else np.empty_like(c0)
+        P, dirs = self.output_size, self.num_directions
         for layer in range(self.num_layers):
-            outputs, caches = [], []
-            for direction in range(self.num_directions):
-                k = layer * self.num_directions + direction
+            caches = []
+            layer_output = None
+            for direction in range(dirs):
+                k = layer * dirs + direction
                 cell_input = layer_input if direction == 0 else sequences.reverse(layer_input)
                 y, state, cell_state, cache = self._run_direction(
                     cell_input, self._weights(layer, direction), h0[k],
@@ -174,11 +176,18 @@ class RNNBase(Module):
                 h_n[k] = state
                 if c_n is not None:
                     c_n[k] = cell_state
-                y = sequences.zero_padding(y)
-                outputs.append(y if direction == 0 else sequences.reverse(y))
                 caches.append(cache)
+                if dirs == 1 and sequences.full:
+                    layer_output = y  # nothing to merge or clear: no copy
+                    break
+                if layer_output is None:
+                    layer_output = np.empty((T, B, dirs * P), self.dtype)
+                layer_output[:, :, direction * P:(direction + 1) * P] = (
+                    y if direction == 0 else sequences.reverse(y))
+            if layer_output is not y:
+                sequences.clear_padding(layer_output)
             tape["layers"].append(caches)
-            layer_input = outputs[0] if len(outputs) == 1 else np.concatenate(outputs, axis=2)
+            layer_input = layer_output
             if layer < self.num_layers - 1 and self.training and self.dropout > 0:
                 keep_mask = self.rng.random(layer_input.shape) >= self.dropout
                 mask = keep_mask.astype(self.dtype) / self.dtype.type(1 - self.dropout)
@@ -302,13 +311,16 @@ class RNNBase(Module):
         d_c = (self._gradient("d_c_n", d_c_n, (L * dirs, B, H), batched)
                if self.CELL == "LSTM" else None)
 
+        if not sequences.full:  # a copy of the caller's array, cleared where rows have ended
+            d_layer_output = d_layer_output.copy()
+            sequences.clear_padding(d_layer_output)
         dh0 = np.empty_like(d_h)
         dc0 = None if d_c is None else np.empty_like(d_c)
         for layer in range(L - 1, -1, -1):
             d_input = None
             for direction in range(dirs):
                 k = layer * dirs + direction
-                dy = sequences.zero_padding(d_layer_output[:, :, direction * P:(direction + 1) * P])
+                dy = d_layer_output[:, :, direction * P:(direction + 1) * P]
                 if direction == 1:
                     dy = sequences.reverse(dy)
                 grads = self._backward_direction(tape["layers"][layer][direction], dy, d_h[k],
@@ -321,8 +333,11 @@ class RNNBase(Module):
                 if dc0 is not None:
                     dc0[k] = grads["c0"]
                 dx = grads["x"] if direction == 0 else sequences.reverse(grads["x"])
-                d_input = dx if d_input is None else d_input + dx
-            d_input = sequences.zero_padding(d_input)
+                if d_input is None:
+                    d_input = dx
+                else:
+                    d_input += dx
+            sequences.clear_padding(d_input)
             if layer > 0 and tape["dropout_masks"][layer - 1] is not None:
                 d_input = d_input * tape["dropout_masks"][layer - 1]
             d_layer_output = d_input
@@ -340,7 +355,7 @@ class RNNBase(Module):
         """Gradients of one (layer, direction), final-state gradients entering at each row's end."""
         if sequences.full:
             return self._cell_backward(cache, dy, dh_n, dc_n, None)
-        dy = np.array(dy, copy=True)
+        # dy is this pass's own array (cleared copy, or a reversed gather of it): add in place
         sequences.add_at_last_step(dy, dh_n)
         dc = None
         if dc_n is not None:
