@@ -24,6 +24,18 @@ from fastrnn.functional import rnn_backward, rnn_forward
 from fastrnn.functional import lstm_backward, lstm_forward
 from fastrnn.functional import gru_backward, gru_forward
 
+#: Sub-packages loaded on first attribute access, so ``import fastrnn`` stays light.
+_SUBPACKAGES = ("nn", "optim", "losses", "keras")
+
+
+def __getattr__(name):
+    if name in _SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f"fastrnn.{name}")
+    raise AttributeError(f"module 'fastrnn' has no attribute {name!r}")
+
+
 __all__ = [
     "rnn_forward",
     "gru_forward",
