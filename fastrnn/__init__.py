@@ -10,6 +10,7 @@ Importing fastrnn compiles nothing and does not import Numba.
 __version__ = "0.1.0"
 
 from fastrnn._backends import available_backends, show_config, use_backend
+from fastrnn._parallel import get_num_threads, set_num_threads
 from fastrnn.exceptions import (
     ArgumentError,
     BackendUnavailableError,
@@ -46,6 +47,8 @@ __all__ = [
     "available_backends",
     "use_backend",
     "show_config",
+    "set_num_threads",
+    "get_num_threads",
     "FastRNNError",
     "ShapeError",
     "DTypeError",

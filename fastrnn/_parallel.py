@@ -102,9 +102,32 @@ def time_blocks(steps, batch, work_per_row):
     return _bounds(steps, max(int(pieces), 1))
 
 
+_thread_cap = None
+
+
+def set_num_threads(n_threads):
+    """Cap the threads of every call that does not pass ``n_threads`` (``None``: one per core).
+
+    Like ``torch.set_num_threads``, the setting is process-wide; a call's own
+    ``n_threads`` argument still wins. Results do not depend on it.
+    """
+    global _thread_cap
+    if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int)
+                                  or n_threads < 1):
+        from fastrnn.exceptions import ArgumentError
+
+        raise ArgumentError(f"n_threads must be a positive integer or None; got {n_threads!r}")
+    _thread_cap = n_threads
+
+
+def get_num_threads():
+    """The most threads a call that does not pass ``n_threads`` uses."""
+    return _thread_cap or os.cpu_count() or 1
+
+
 def default_n_threads(n_pieces):
-    """Threads to use when the caller did not say: one per piece, at most one per core."""
-    return max(1, min(n_pieces, os.cpu_count() or 1))
+    """Threads to use when the caller did not say: one per piece, at most one per core (or the cap)."""
+    return max(1, min(n_pieces, get_num_threads()))
 
 
 class _BlasThreads:

@@ -796,11 +796,16 @@ def add_arguments(parser):
                         help="do not compare with ONNX Runtime's RNN / LSTM / GRU operators")
     parser.add_argument("--no-startup", action="store_true",
                         help="skip the new-process measurements (import time, first call)")
-    parser.add_argument("--tables", type=_parse_list, default=["cells", "training"],
-                        metavar="cells,training",
+    parser.add_argument("--tables", type=_parse_list, default=["cells", "training", "fit"],
+                        metavar="cells,training,fit",
                         help="which tables to print: 'cells' (each cell's forward and forward+"
-                             "backward) and 'training' (a whole training step of 2-layer "
-                             "bidirectional LSTM and GRU, with Adam) (default: both)")
+                             "backward), 'training' (a whole training step of 2-layer "
+                             "bidirectional LSTM and GRU, with Adam, and what variable lengths "
+                             "cost) and 'fit' (one fastrnn.keras fit epoch of the seeds' "
+                             "Embedding-SimpleRNN-Dense model against Keras and PyTorch) "
+                             "(default: all)")
+    parser.add_argument("--no-keras", action="store_true",
+                        help="do not compare with Keras on TensorFlow in the 'fit' table")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--memory", action="store_true",
                         help="also measure the peak memory of an LSTM forward+backward on S2 in new "
@@ -845,7 +850,7 @@ def run(args, out=None):
     """
     out = out or sys.stdout
     for what, names, known in (("cell", args.cells, CELLS), ("shape", args.shapes, SHAPES),
-                               ("table", args.tables, ("cells", "training"))):
+                               ("table", args.tables, ("cells", "training", "fit"))):
         unknown = [name for name in names if name not in known]
         if unknown:
             print(f"error: unknown {what}(s) {', '.join(unknown)}; known: {', '.join(known)}",
@@ -884,6 +889,18 @@ def run(args, out=None):
         from fastrnn.benchmark_training import run_training
 
         run_training(args, out, with_torch="torch" in peers)
+    if "fit" in args.tables:
+        from fastrnn.benchmark_training import run_fit
+
+        fit_peers = [peer for peer in peers if peer == "torch"]
+        if not args.no_keras:
+            try:
+                import tensorflow  # noqa: F401
+
+                fit_peers.append("keras")
+            except ImportError as error:
+                print(f"# tensorflow not available, Keras skipped ({error})", file=out)
+        run_fit(args, out, fit_peers)
 
     if args.memory:
         implementations = backends + (["torch"] if "torch" in peers else [])
