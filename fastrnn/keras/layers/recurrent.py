@@ -1,0 +1,790 @@
+"""The Keras-style recurrent layers SimpleRNN, LSTM, GRU and the Bidirectional wrapper.
+
+Weights live in Keras's layout and are converted to the kernels' PyTorch
+packing on every call (:mod:`fastrnn.interop.keras`); the time loop, forward
+and backward, is the functional API's (``batch_first=True``).
+
+Masks follow Keras: at a masked step every state keeps its value and the
+output repeats the previous output (zeros before the first valid step, or
+zeros at every masked step with ``zero_output_for_mask``, which Bidirectional
+sets when it returns sequences). Masks may have holes anywhere. Because a
+masked step changes nothing, each row's valid steps are gathered to the front
+and run as one right-padded batch; the outputs are scattered back with the
+"repeat the previous output" fill, and the final states are read at each
+row's last valid step. The backward pass goes through the same maps.
+
+Not supported by the fused kernels, and refused with an ArgumentError:
+``recurrent_dropout > 0``, activations other than tanh (and relu for
+SimpleRNN), recurrent activations other than sigmoid.
+"""
+
+import numpy as np
+
+from fastrnn.exceptions import ArgumentError, ShapeError
+from fastrnn.functional import (
+    gru_backward,
+    gru_forward,
+    lstm_backward,
+    lstm_forward,
+    rnn_backward,
+    rnn_forward,
+)
+from fastrnn.interop.keras import keras_to_torch, torch_grads_to_keras
+from fastrnn.keras import activations, initializers
+from fastrnn.keras.layers.base import Layer, unique_name
+from fastrnn.keras.layers.core import (
+    check_gradient,
+    check_mask,
+    float_input,
+    positive_int,
+    probability,
+    require_tape,
+    serialized_initializers,
+)
+
+__all__ = ["SimpleRNN", "LSTM", "GRU", "Bidirectional"]
+
+
+class MaskMaps:
+    """Index maps between a batch with masked steps anywhere and its compacted form.
+
+    Row ``b``'s valid steps, in order, become steps ``0 .. counts[b] - 1`` of
+    the compacted batch; the rest of the row is zero padding.
+
+    Parameters
+    ----------
+    mask : ndarray of bool of shape (B, T)
+        True at valid steps.
+
+    Attributes
+    ----------
+    counts : ndarray of int of shape (B,)
+        Valid steps of each row (may be 0).
+    order : ndarray of int of shape (B, T)
+        ``order[b, j]`` is the original step of compacted step ``j``.
+    previous : ndarray of int of shape (B, T)
+        The compacted step whose output original step ``t`` shows: the last
+        valid step up to ``t`` (-1 when there is none yet).
+    """
+
+    def __init__(self, mask):
+        B, T = mask.shape
+        self.mask = mask
+        self.rows = np.arange(B)[:, None]
+        self.counts = mask.sum(axis=1)
+        self.order = np.argsort(~mask, axis=1, kind="stable")
+        self.padding = np.arange(T)[None, :] >= self.counts[:, None]
+        self.previous = np.cumsum(mask, axis=1) - 1
+        self.last = np.maximum(self.counts - 1, 0)
+        self.empty = self.counts == 0
+
+    def compact(self, x):
+        """(B, T, F) -> the valid steps of each row first, zeros after; a new array."""
+        out = x[self.rows, self.order]
+        out[self.padding] = 0
+        return out
+
+    def expand_gradient(self, dx_compact):
+        """Adjoint of :meth:`compact`: (B, T, F) in compacted order -> original order."""
+        dx_compact = np.array(dx_compact, copy=True)
+        dx_compact[self.padding] = 0
+        dx = np.empty_like(dx_compact)
+        dx[self.rows, self.order] = dx_compact
+        return dx
+
+    def shown(self, zero_output_for_mask):
+        """Where original steps show an output: bool (B, T)."""
+        return self.mask if zero_output_for_mask else self.previous >= 0
+
+    def scatter(self, y_compact, zero_output_for_mask):
+        """Compacted outputs (B, T, H) -> original steps, masked steps filled."""
+        shown = self.shown(zero_output_for_mask)
+        out = y_compact[self.rows, np.maximum(self.previous, 0)]
+        out[~shown] = 0
+        return out
+
+    def gather_gradient(self, dy, zero_output_for_mask):
+        """Adjoint of :meth:`scatter`: gradients of the original outputs summed per compacted step."""
+        B, T, H = dy.shape
+        shown = self.shown(zero_output_for_mask)
+        d_compact = np.zeros((B * T, H), dy.dtype)
+        flat = (np.arange(B)[:, None] * T + self.previous)[shown]
+        np.add.at(d_compact, flat, dy[shown])
+        return d_compact.reshape(B, T, H)
+
+    def at_last(self, sequence):
+        """Row ``b`` of compacted step ``counts[b] - 1`` (step 0 for empty rows): (B, F)."""
+        return sequence[self.rows[:, 0], self.last]
+
+
+class RNNLayer(Layer):
+    """What SimpleRNN, LSTM and GRU share: arguments, weights, masks, states, forward and backward.
+
+    A subclass sets ``CELL`` and ``N_STATES`` and implements
+    :meth:`_run` and :meth:`_run_backward` with the functional API.
+    """
+
+    CELL = ""
+    N_STATES = 1
+    supports_masking = True
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", dropout=0.0, recurrent_dropout=0.0,
+                 return_sequences=False, return_state=False, go_backwards=False, stateful=False,
+                 seed=None, zero_output_for_mask=False, backend=None, n_threads=None, **kwargs):
+        if kwargs.get("name") is None:
+            kwargs["name"] = unique_name(self.CELL.lower().replace("simplernn", "simple_rnn"))
+        super().__init__(**kwargs)
+        self.units = positive_int("units", units)
+        self.activation = self._check_activation("activation", activation, self._ACTIVATIONS)
+        self.recurrent_activation = self._check_activation(
+            "recurrent_activation", recurrent_activation, ("sigmoid",))
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.recurrent_initializer = initializers.get(recurrent_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self.dropout = probability("dropout", dropout)
+        self.recurrent_dropout = probability("recurrent_dropout", recurrent_dropout)
+        if self.recurrent_dropout > 0:
+            raise ArgumentError(
+                f"{self.CELL}: recurrent_dropout={recurrent_dropout} is not supported: it needs a new "
+                "mask on h at every step, which the fused kernels do not apply; use dropout (on the "
+                "inputs) instead, or recurrent_dropout=0")
+        self.return_sequences = bool(return_sequences)
+        self.return_state = bool(return_state)
+        self.go_backwards = bool(go_backwards)
+        self.stateful = bool(stateful)
+        self.zero_output_for_mask = bool(zero_output_for_mask)
+        self.seed = seed if isinstance(seed, (int, np.integer)) or seed is None else None
+        self.rng = initializers.as_generator(seed)
+        self.backend = backend
+        self.n_threads = n_threads
+        self.states = None
+        self.grad_initial_state = None
+        self._tape = None
+
+    _ACTIVATIONS = ("tanh",)
+
+    def _check_activation(self, argument, value, supported):
+        name = activations.get(value).name if not isinstance(value, str) else value.lower()
+        if name not in supported:
+            raise ArgumentError(
+                f"{self.CELL} supports {argument}={' or '.join(repr(s) for s in supported)} only (the "
+                f"fused kernels compute it); got {value!r}")
+        return name
+
+    # weights -------------------------------------------------------------------------
+    @property
+    def gates(self):
+        return {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}[self.CELL]
+
+    def build(self, input_shape):
+        if len(input_shape) != 2 or input_shape[-1] is None:
+            raise ShapeError(f"layer {self.name!r} ({self.CELL}) needs inputs of shape (B, T, D) with "
+                             f"a known D; got input shape (B,) + {tuple(input_shape)}")
+        D, H, G = int(input_shape[-1]), self.units, self.gates
+        self.kernel = self.add_weight("kernel", self.kernel_initializer((D, G * H), self.dtype, self.rng))
+        self.recurrent_kernel = self.add_weight(
+            "recurrent_kernel", self.recurrent_initializer((H, G * H), self.dtype, self.rng))
+        self.bias = self.add_weight("bias", self._initial_bias()) if self.use_bias else None
+        super().build(input_shape)
+
+    def _initial_bias(self):
+        return self.bias_initializer((self.gates * self.units,), self.dtype, self.rng)
+
+    def _torch_weights(self):
+        return keras_to_torch(self.CELL, self.kernel.data, self.recurrent_kernel.data,
+                              None if self.bias is None else self.bias.data,
+                              reset_after=getattr(self, "reset_after", True))
+
+    def compute_output_shape(self, input_shape):
+        if self.return_sequences:
+            return (input_shape[0], self.units)
+        return (self.units,)
+
+    # states --------------------------------------------------------------------------
+    def reset_states(self, states=None):
+        """Forget the kept state of a ``stateful`` layer (or set it to ``states``, a list of (B, H))."""
+        if states is None:
+            self.states = None
+        else:
+            states = [states] if isinstance(states, np.ndarray) else list(states)
+            self.states = [np.array(s, dtype=self.dtype) for s in states]
+
+    reset_state = reset_states
+
+    def _initial_states(self, initial_state, B):
+        if initial_state is None and self.stateful and self.states is not None:
+            initial_state = self.states
+        if initial_state is None:
+            return [np.zeros((B, self.units), self.dtype) for _ in range(self.N_STATES)]
+        if isinstance(initial_state, np.ndarray) and self.N_STATES == 1:
+            initial_state = [initial_state]
+        initial_state = list(initial_state)
+        if len(initial_state) != self.N_STATES:
+            raise ArgumentError(f"layer {self.name!r} ({self.CELL}) takes {self.N_STATES} initial "
+                                f"state(s); got {len(initial_state)}")
+        states = []
+        for state in initial_state:
+            array = np.ascontiguousarray(state, dtype=self.dtype)
+            if array.shape != (B, self.units):
+                raise ShapeError(f"layer {self.name!r}: an initial state must have shape "
+                                 f"({B}, {self.units}) (batch, units); got {array.shape}")
+            states.append(array)
+        return states
+
+    # forward -------------------------------------------------------------------------
+    def __call__(self, x, mask=None, training=False, initial_state=None):
+        if not self.built:
+            self.build(tuple(np.shape(x)[1:]))
+        return self.call(x, mask=mask, training=training, initial_state=initial_state)
+
+    def call(self, x, mask=None, training=False, initial_state=None):
+        """Run the layer over a batch of sequences.
+
+        Parameters
+        ----------
+        x : array_like of shape (B, T, D)
+        mask : array_like of bool of shape (B, T), optional
+            False at steps to skip.
+        training : bool
+            Apply ``dropout`` and keep what :meth:`backward` needs.
+        initial_state : ndarray of shape (B, H) or list of them, optional
+            ``[h0]``, or ``[h0, c0]`` for an LSTM. Zeros by default (or the
+            kept state of a ``stateful`` layer).
+
+        Returns
+        -------
+        output : ndarray of shape (B, T, H) if ``return_sequences`` else (B, H)
+            With ``go_backwards``, the sequence is in processing (reversed) order.
+        states : ndarray of shape (B, H)
+            Only with ``return_state``: the list ``[output, h]`` (LSTM
+            ``[output, h, c]``) is returned.
+        """
+        x = float_input(self, x, ndim=3, features=self.kernel.shape[0])
+        B, T, D = x.shape
+        mask = check_mask(self, mask, (B, T))
+        states0 = self._initial_states(initial_state, B)
+        drop = None
+        if training and self.dropout > 0:
+            # one mask per sequence, the same at every step
+            keep = self.rng.random((B, D)) >= self.dropout
+            drop = keep.astype(self.dtype) / self.dtype.type(1 - self.dropout)
+            x = x * drop[:, None, :]
+        if self.go_backwards:
+            x = x[:, ::-1]
+            mask = None if mask is None else mask[:, ::-1]
+        maps = None if mask is None or mask.all() else MaskMaps(mask)
+        weights = self._torch_weights()
+        if maps is None:
+            y, finals, cache = self._run(np.ascontiguousarray(x), weights, states0, training)
+            outputs = y
+        else:
+            # an LSTM's cache holds the cell state of every step, read at each row's end
+            y, finals, cache = self._run(maps.compact(x), weights, states0,
+                                         training or self.N_STATES == 2)
+            finals = [maps.at_last(y)] + ([maps.at_last(cache.c_all.transpose(1, 0, 2))]
+                                          if self.N_STATES == 2 else [])
+            for final, state0 in zip(finals, states0):
+                final[maps.empty] = state0[maps.empty]
+            outputs = maps.scatter(y, self.zero_output_for_mask)
+        output = np.array(outputs) if self.return_sequences else np.array(outputs[:, -1])
+        finals = [np.array(f) for f in finals]
+        if self.stateful:
+            self.states = [f.copy() for f in finals]
+        self._tape = {"cache": cache, "maps": maps, "drop": drop, "shape": (B, T, D)} if training else None
+        return [output] + finals if self.return_state else output
+
+    def compute_mask(self, x, mask=None):
+        """The input mask when returning sequences (for the main output), else None."""
+        return mask if self.return_sequences else None
+
+    # backward ------------------------------------------------------------------------
+    def backward(self, d_output):
+        """Backpropagate through the last ``call(..., training=True)``.
+
+        Parameters
+        ----------
+        d_output : ndarray shaped like the output, or with ``return_state`` a
+            list shaped like ``[output, h(, c)]`` whose entries may be None.
+
+        Returns
+        -------
+        ndarray of shape (B, T, D)
+            Gradient of the input. The initial states' gradients are left in
+            ``grad_initial_state`` (list of (B, H)).
+        """
+        tape = require_tape(self, self._tape)
+        B, T, D = tape["shape"]
+        H = self.units
+        if self.return_state:
+            if not isinstance(d_output, (list, tuple)) or len(d_output) != 1 + self.N_STATES:
+                raise ArgumentError(f"layer {self.name!r} returns {1 + self.N_STATES} arrays "
+                                    "(return_state=True): backward needs a list of as many gradients")
+            d_out, d_states = d_output[0], list(d_output[1:])
+        else:
+            d_out, d_states = d_output, [None] * self.N_STATES
+        d_states = [np.zeros((B, H), self.dtype) if d is None else check_gradient(self, d, (B, H))
+                    for d in d_states]
+        if self.return_sequences:
+            dy = np.zeros((B, T, H), self.dtype) if d_out is None else check_gradient(self, d_out, (B, T, H))
+        else:
+            dy = np.zeros((B, T, H), self.dtype)
+            if d_out is not None:
+                dy[:, -1] = check_gradient(self, d_out, (B, H))
+        maps = tape["maps"]
+        if maps is None:
+            grads = self._run_backward(tape["cache"], dy, d_states, None)
+            dx = grads["x"]
+        else:
+            dyc = maps.gather_gradient(dy, self.zero_output_for_mask)
+            full = ~maps.empty
+            rows = np.nonzero(full)[0]
+            dyc[rows, maps.last[full]] += d_states[0][full]
+            dc = None
+            if self.N_STATES == 2:
+                dc = np.zeros((B, T, H), self.dtype)
+                dc[rows, maps.last[full]] += d_states[1][full]
+            grads = self._run_backward(tape["cache"], dyc, [np.zeros((B, H), self.dtype)] * self.N_STATES, dc)
+            # a row without valid steps passes its final states' gradients straight to its initial ones
+            for key, d in zip(("h0", "c0"), d_states):
+                grads[key][maps.empty] += d[maps.empty]
+            dx = maps.expand_gradient(grads["x"])
+        if self.go_backwards:
+            dx = dx[:, ::-1]
+        if tape["drop"] is not None:
+            dx = dx * tape["drop"][:, None, :]
+        keras_grads = torch_grads_to_keras(self.CELL, grads, use_bias=self.use_bias,
+                                           reset_after=getattr(self, "reset_after", True))
+        for parameter, gradient in zip(self.weights, keras_grads):
+            parameter.accumulate(gradient)
+        self.grad_initial_state = [grads["h0"]] + ([grads["c0"]] if self.N_STATES == 2 else [])
+        return np.ascontiguousarray(dx)
+
+    # one pass of the functional API: what a cell implements ---------------------------
+    def _options(self, requires_grad):
+        return {"batch_first": True, "backend": self.backend, "n_threads": self.n_threads,
+                "requires_grad": bool(requires_grad)}
+
+    def _run(self, x, weights, states0, requires_grad):
+        """Returns ``y (B, T, H), [final states], cache``."""
+        raise NotImplementedError
+
+    def _run_backward(self, cache, dy, d_states, dc):
+        """Returns the functional API's gradient dict."""
+        raise NotImplementedError
+
+    def get_config(self):
+        config = {**super().get_config(), "units": self.units, "activation": self.activation,
+                  "use_bias": self.use_bias, "dropout": self.dropout,
+                  "recurrent_dropout": self.recurrent_dropout,
+                  "return_sequences": self.return_sequences, "return_state": self.return_state,
+                  "go_backwards": self.go_backwards, "stateful": self.stateful, "seed": self.seed,
+                  "zero_output_for_mask": self.zero_output_for_mask}
+        config.update(serialized_initializers(self, "kernel_initializer", "recurrent_initializer",
+                                              "bias_initializer"))
+        if self.CELL != "SimpleRNN":
+            config["recurrent_activation"] = self.recurrent_activation
+        return config
+
+    def _clone(self, **changes):
+        """A new, unbuilt layer of the same configuration (and initialisers), with ``changes``."""
+        config = self.get_config()
+        config.update(kernel_initializer=self.kernel_initializer,
+                      recurrent_initializer=self.recurrent_initializer,
+                      bias_initializer=self.bias_initializer, backend=self.backend,
+                      n_threads=self.n_threads, **changes)
+        return type(self)(**config)
+
+
+class SimpleRNN(RNNLayer):
+    """Fully connected recurrent layer: ``h_t = activation(x_t @ kernel + h_{t-1} @ recurrent_kernel + bias)``.
+
+    Parameters
+    ----------
+    units : int
+        H, the size of the state.
+    activation : {"tanh", "relu"}
+    use_bias : bool
+    kernel_initializer, recurrent_initializer, bias_initializer : str or Initializer
+        Keras's defaults: glorot_uniform, orthogonal, zeros.
+    dropout : float in [0, 1)
+        Fraction of the input features dropped in training (one mask per sequence).
+    recurrent_dropout : float
+        Only 0 is supported.
+    return_sequences, return_state, go_backwards, stateful : bool
+        As in Keras.
+    seed : int or numpy.random.Generator, optional
+        Source of the initial weights and dropout masks.
+    zero_output_for_mask : bool
+        Masked steps output zeros instead of the previous output.
+    backend, n_threads : optional
+        Passed to the functional API.
+    **kwargs
+        ``name``, ``dtype``, ``trainable``, ``input_shape``.
+
+    Attributes
+    ----------
+    kernel : Parameter of shape (D, H)
+    recurrent_kernel : Parameter of shape (H, H)
+    bias : Parameter of shape (H,) or None
+    """
+
+    CELL = "SimpleRNN"
+    _ACTIVATIONS = ("tanh", "relu")
+
+    def __init__(self, units, activation="tanh", use_bias=True, kernel_initializer="glorot_uniform",
+                 recurrent_initializer="orthogonal", bias_initializer="zeros", dropout=0.0,
+                 recurrent_dropout=0.0, return_sequences=False, return_state=False,
+                 go_backwards=False, stateful=False, seed=None, **kwargs):
+        super().__init__(units, activation=activation, use_bias=use_bias,
+                         kernel_initializer=kernel_initializer,
+                         recurrent_initializer=recurrent_initializer,
+                         bias_initializer=bias_initializer, dropout=dropout,
+                         recurrent_dropout=recurrent_dropout, return_sequences=return_sequences,
+                         return_state=return_state, go_backwards=go_backwards, stateful=stateful,
+                         seed=seed, **kwargs)
+
+    def _run(self, x, weights, states0, requires_grad):
+        y, h_n, cache = rnn_forward(x, weights["w_ih"], weights["w_hh"], weights["b_ih"], None,
+                                    states0[0], nonlinearity=self.activation,
+                                    **self._options(requires_grad))
+        return y, [h_n], cache
+
+    def _run_backward(self, cache, dy, d_states, dc):
+        return rnn_backward(cache, dy, d_states[0])
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("recurrent_activation", None)
+        return config
+
+
+class LSTM(RNNLayer):
+    """Long short-term memory layer (gates i, f, c, o; REFERENCE.md b2).
+
+    Parameters
+    ----------
+    units : int
+    activation : {"tanh"}
+    recurrent_activation : {"sigmoid"}
+    use_bias : bool
+    kernel_initializer, recurrent_initializer, bias_initializer : str or Initializer
+    unit_forget_bias : bool
+        Start the forget gate's bias at 1 (the other blocks from ``bias_initializer``).
+    dropout, recurrent_dropout, return_sequences, return_state, go_backwards, stateful, seed
+        As for :class:`SimpleRNN`. ``return_state`` gives ``[output, h, c]``.
+    **kwargs
+        As for :class:`SimpleRNN`.
+
+    Attributes
+    ----------
+    kernel : Parameter of shape (D, 4*H)
+    recurrent_kernel : Parameter of shape (H, 4*H)
+    bias : Parameter of shape (4*H,) or None
+    """
+
+    CELL = "LSTM"
+    N_STATES = 2
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", unit_forget_bias=True, dropout=0.0, recurrent_dropout=0.0,
+                 return_sequences=False, return_state=False, go_backwards=False, stateful=False,
+                 seed=None, **kwargs):
+        self.unit_forget_bias = bool(unit_forget_bias)
+        super().__init__(units, activation=activation, recurrent_activation=recurrent_activation,
+                         use_bias=use_bias, kernel_initializer=kernel_initializer,
+                         recurrent_initializer=recurrent_initializer,
+                         bias_initializer=bias_initializer, dropout=dropout,
+                         recurrent_dropout=recurrent_dropout, return_sequences=return_sequences,
+                         return_state=return_state, go_backwards=go_backwards, stateful=stateful,
+                         seed=seed, **kwargs)
+
+    def _initial_bias(self):
+        H = self.units
+        if not self.unit_forget_bias:
+            return super()._initial_bias()
+        return np.concatenate([self.bias_initializer((H,), self.dtype, self.rng), np.ones(H),
+                               self.bias_initializer((2 * H,), self.dtype, self.rng)])
+
+    def _run(self, x, weights, states0, requires_grad):
+        y, (h_n, c_n), cache = lstm_forward(x, weights["w_ih"], weights["w_hh"], weights["b_ih"], None,
+                                            states0[0], states0[1], **self._options(requires_grad))
+        return y, [h_n, c_n], cache
+
+    def _run_backward(self, cache, dy, d_states, dc):
+        return lstm_backward(cache, dy, d_states[0], d_states[1], dc=dc)
+
+    def get_config(self):
+        return {**super().get_config(), "unit_forget_bias": self.unit_forget_bias}
+
+
+class GRU(RNNLayer):
+    """Gated recurrent unit layer (gates z, r, h; REFERENCE.md b3).
+
+    Parameters
+    ----------
+    units : int
+    activation : {"tanh"}
+    recurrent_activation : {"sigmoid"}
+    use_bias : bool
+    kernel_initializer, recurrent_initializer, bias_initializer : str or Initializer
+    dropout, recurrent_dropout, return_sequences, return_state, go_backwards, stateful, seed
+        As for :class:`SimpleRNN`.
+    reset_after : bool
+        ``True`` (Keras's default, PyTorch's cell): the reset gate multiplies
+        ``h @ recurrent_kernel + recurrent bias``, and ``bias`` has shape
+        (2, 3*H) (input bias, recurrent bias). ``False``: it multiplies
+        ``h`` before the product, and ``bias`` has shape (3*H,).
+    **kwargs
+        As for :class:`SimpleRNN`.
+
+    Attributes
+    ----------
+    kernel : Parameter of shape (D, 3*H)
+    recurrent_kernel : Parameter of shape (H, 3*H)
+    bias : Parameter of shape (2, 3*H) or (3*H,), or None
+    """
+
+    CELL = "GRU"
+
+    def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
+                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", dropout=0.0, recurrent_dropout=0.0,
+                 return_sequences=False, return_state=False, go_backwards=False, stateful=False,
+                 seed=None, reset_after=True, **kwargs):
+        self.reset_after = bool(reset_after)
+        super().__init__(units, activation=activation, recurrent_activation=recurrent_activation,
+                         use_bias=use_bias, kernel_initializer=kernel_initializer,
+                         recurrent_initializer=recurrent_initializer,
+                         bias_initializer=bias_initializer, dropout=dropout,
+                         recurrent_dropout=recurrent_dropout, return_sequences=return_sequences,
+                         return_state=return_state, go_backwards=go_backwards, stateful=stateful,
+                         seed=seed, **kwargs)
+
+    def _initial_bias(self):
+        shape = (2, 3 * self.units) if self.reset_after else (3 * self.units,)
+        return self.bias_initializer(shape, self.dtype, self.rng)
+
+    def _run(self, x, weights, states0, requires_grad):
+        y, h_n, cache = gru_forward(x, weights["w_ih"], weights["w_hh"], weights["b_ih"],
+                                    weights["b_hh"], states0[0], reset_after=self.reset_after,
+                                    **self._options(requires_grad))
+        return y, [h_n], cache
+
+    def _run_backward(self, cache, dy, d_states, dc):
+        return gru_backward(cache, dy, d_states[0])
+
+    def get_config(self):
+        return {**super().get_config(), "reset_after": self.reset_after}
+
+
+_MERGE_MODES = ("concat", "sum", "mul", "ave", None)
+
+
+class Bidirectional(Layer):
+    """Run a recurrent layer forwards and a copy of it backwards, and merge the two outputs.
+
+    Parameters
+    ----------
+    layer : SimpleRNN, LSTM or GRU
+        The forward layer (used as is, not copied).
+    merge_mode : {"concat", "sum", "mul", "ave", None}
+        How the outputs combine; ``None`` returns the two as a list.
+    backward_layer : SimpleRNN, LSTM or GRU, optional
+        Must have the opposite ``go_backwards`` and the same
+        ``return_sequences``/``return_state``. By default a layer of the same
+        configuration with ``go_backwards`` flipped.
+    **kwargs
+        As for :class:`Layer`.
+
+    Notes
+    -----
+    The backward layer's outputs are flipped back to the input's time order.
+    With ``return_sequences``, masked steps output zeros in both directions
+    (Keras's ``zero_output_for_mask``). Weights are the forward layer's then the
+    backward layer's. ``return_state`` gives ``[output, *forward_states,
+    *backward_states]``.
+    """
+
+    supports_masking = True
+
+    def __init__(self, layer, merge_mode="concat", backward_layer=None, **kwargs):
+        if not isinstance(layer, RNNLayer):
+            raise ArgumentError("Bidirectional wraps a SimpleRNN, LSTM or GRU layer; got "
+                                f"{type(layer).__name__}")
+        if merge_mode not in _MERGE_MODES:
+            raise ArgumentError(f"merge_mode must be one of 'concat', 'sum', 'mul', 'ave' or None; "
+                                f"got {merge_mode!r}")
+        super().__init__(**kwargs)
+        self.forward_layer = layer
+        if backward_layer is None:
+            # its own random stream, so that the two directions start from different weights
+            backward_layer = layer._clone(name="backward_" + layer.name,
+                                          go_backwards=not layer.go_backwards,
+                                          seed=layer.rng.spawn(1)[0])
+        elif not isinstance(backward_layer, RNNLayer):
+            raise ArgumentError("backward_layer must be a SimpleRNN, LSTM or GRU layer; got "
+                                f"{type(backward_layer).__name__}")
+        else:
+            if backward_layer.go_backwards == layer.go_backwards:
+                raise ArgumentError("backward_layer must have go_backwards="
+                                    f"{not layer.go_backwards} (the opposite of the forward layer's)")
+            for attribute in ("return_sequences", "return_state", "stateful"):
+                if getattr(backward_layer, attribute) != getattr(layer, attribute):
+                    raise ArgumentError(f"backward_layer must have the same {attribute} as the "
+                                        f"forward layer ({getattr(layer, attribute)})")
+        self.backward_layer = backward_layer
+        self.merge_mode = merge_mode
+        self.grad_initial_state = None
+        self.return_sequences = layer.return_sequences
+        self.return_state = layer.return_state
+        if self.return_sequences:
+            layer.zero_output_for_mask = backward_layer.zero_output_for_mask = True
+        self._tape = None
+
+    @property
+    def layers(self):
+        return [self.forward_layer, self.backward_layer]
+
+    def build(self, input_shape):
+        for layer in self.layers:
+            if not layer.built:
+                layer.build(tuple(input_shape))
+        self._weights = self.forward_layer._weights + self.backward_layer._weights
+        super().build(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        shape = self.forward_layer.compute_output_shape(input_shape)
+        if self.merge_mode == "concat":
+            shape = shape[:-1] + (shape[-1] + self.backward_layer.units,)
+        return shape
+
+    def reset_states(self, states=None):
+        """Reset both layers' kept states (``states``: forward's then backward's)."""
+        if states is None:
+            for layer in self.layers:
+                layer.reset_states()
+        else:
+            n = self.forward_layer.N_STATES
+            self.forward_layer.reset_states(list(states)[:n])
+            self.backward_layer.reset_states(list(states)[n:])
+
+    reset_state = reset_states
+
+    def __call__(self, x, mask=None, training=False, initial_state=None):
+        if not self.built:
+            self.build(tuple(np.shape(x)[1:]))
+        return self.call(x, mask=mask, training=training, initial_state=initial_state)
+
+    def call(self, x, mask=None, training=False, initial_state=None):
+        """Run both directions and merge.
+
+        Parameters
+        ----------
+        x : array_like of shape (B, T, D)
+        mask : array_like of bool of shape (B, T), optional
+        training : bool
+        initial_state : list of ndarray of shape (B, H), optional
+            The forward layer's states then the backward layer's.
+
+        Returns
+        -------
+        ndarray of shape (B, T, 2*H) for "concat" with ``return_sequences``
+        ((B, T, H) for the other modes, (B, ...) without ``return_sequences``);
+        a list ``[forward, backward]`` for ``merge_mode=None``; followed by
+        the states with ``return_state``.
+        """
+        n = self.forward_layer.N_STATES
+        if initial_state is not None:
+            initial_state = list(initial_state)
+            if len(initial_state) != 2 * n:
+                raise ArgumentError(f"layer {self.name!r} takes {2 * n} initial states (forward "
+                                    f"layer's then backward layer's); got {len(initial_state)}")
+        halves = [None, None] if initial_state is None else [initial_state[:n], initial_state[n:]]
+        results = [layer(x, mask=mask, training=training, initial_state=state)
+                   for layer, state in zip(self.layers, halves)]
+        if self.return_state:
+            (y_f, *states_f), (y_b, *states_b) = results
+        else:
+            (y_f, y_b), states_f, states_b = results, [], []
+        if self.return_sequences:
+            y_b = np.ascontiguousarray(y_b[:, ::-1])
+        self._tape = (y_f, y_b) if training else None
+        if self.merge_mode == "concat":
+            outputs = [np.concatenate([y_f, y_b], axis=-1)]
+        elif self.merge_mode == "sum":
+            outputs = [y_f + y_b]
+        elif self.merge_mode == "mul":
+            outputs = [y_f * y_b]
+        elif self.merge_mode == "ave":
+            outputs = [(y_f + y_b) / 2]
+        else:
+            outputs = [y_f, y_b]
+        if self.return_state:
+            return outputs + states_f + states_b
+        return outputs[0] if self.merge_mode is not None else outputs
+
+    def backward(self, d_output):
+        """Backpropagate through both layers.
+
+        Parameters
+        ----------
+        d_output : gradient shaped like the output (a list for ``merge_mode=None``
+            or ``return_state``; entries may be None)
+
+        Returns
+        -------
+        ndarray of shape (B, T, D)
+            The initial states' gradients are left in ``grad_initial_state``
+            (forward layer's then backward layer's).
+        """
+        y_f, y_b = require_tape(self, self._tape)
+        n = self.forward_layer.N_STATES
+        n_outputs = 2 if self.merge_mode is None else 1
+        if self.return_state or self.merge_mode is None:
+            d_output = list(d_output)
+            if len(d_output) != n_outputs + (2 * n if self.return_state else 0):
+                raise ArgumentError(f"layer {self.name!r}: backward needs one gradient per output "
+                                    f"array; got {len(d_output)}")
+        else:
+            d_output = [d_output]
+        d_merged, d_states = d_output[:n_outputs], d_output[n_outputs:]
+        if self.merge_mode is None:
+            d_f, d_b = [np.zeros_like(y) if d is None else check_gradient(self, d, y.shape)
+                        for d, y in zip(d_merged, (y_f, y_b))]
+        else:
+            H = y_f.shape[-1]
+            shape = (y_f.shape[:-1] + (H + y_b.shape[-1],) if self.merge_mode == "concat"
+                     else y_f.shape)
+            d = (np.zeros(shape, self.dtype) if d_merged[0] is None
+                 else check_gradient(self, d_merged[0], shape))
+            if self.merge_mode == "concat":
+                d_f, d_b = d[..., :H], d[..., H:]
+            elif self.merge_mode == "sum":
+                d_f, d_b = d, d
+            elif self.merge_mode == "mul":
+                d_f, d_b = d * y_b, d * y_f
+            else:
+                d_f, d_b = d / 2, d / 2
+        if self.return_sequences:
+            d_b = d_b[:, ::-1]
+        dx = 0
+        for layer, d_y, d_s in ((self.forward_layer, d_f, d_states[:n]),
+                                (self.backward_layer, d_b, d_states[n:])):
+            dx = dx + layer.backward([d_y, *d_s] if self.return_state else d_y)
+        self.grad_initial_state = (self.forward_layer.grad_initial_state
+                                   + self.backward_layer.grad_initial_state)
+        return dx
+
+    def compute_mask(self, x, mask=None):
+        return mask if self.return_sequences else None
+
+    def get_config(self):
+        return {**super().get_config(), "merge_mode": self.merge_mode,
+                "layer": {"class_name": type(self.forward_layer).__name__,
+                          "config": self.forward_layer.get_config()},
+                "backward_layer": {"class_name": type(self.backward_layer).__name__,
+                                   "config": self.backward_layer.get_config()}}
