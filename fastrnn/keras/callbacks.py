@@ -1,0 +1,211 @@
+"""Hooks into Sequential.fit, as keras.callbacks: the base Callback, History, EarlyStopping and ModelCheckpoint."""
+
+import math
+import os
+import warnings
+
+__all__ = ["Callback", "History", "EarlyStopping", "ModelCheckpoint"]
+
+
+class Callback:
+    """Hooks called by :meth:`fastrnn.keras.Sequential.fit`; override the ones you need.
+
+    ``logs`` is a dict of floats: ``loss`` and the metrics (running means over
+    the epoch so far), plus ``val_*`` at the end of an epoch with validation.
+    Set ``self.model.stop_training = True`` to end training after the epoch.
+
+    Attributes
+    ----------
+    model : Sequential
+    params : dict
+        ``epochs``, ``steps`` (batches per epoch) and ``verbose``.
+    """
+
+    def __init__(self):
+        self.model = None
+        self.params = {}
+
+    def set_model(self, model):
+        self.model = model
+
+    def set_params(self, params):
+        self.params = params
+
+    def on_train_begin(self, logs=None):
+        pass
+
+    def on_train_end(self, logs=None):
+        pass
+
+    def on_epoch_begin(self, epoch, logs=None):
+        pass
+
+    def on_epoch_end(self, epoch, logs=None):
+        pass
+
+    def on_train_batch_begin(self, batch, logs=None):
+        pass
+
+    def on_train_batch_end(self, batch, logs=None):
+        pass
+
+
+class History(Callback):
+    """What :meth:`fastrnn.keras.Sequential.fit` returns: the logs of every epoch.
+
+    Attributes
+    ----------
+    history : dict of str to list of float
+        ``loss``, one key per metric, and ``val_loss``/``val_<metric>`` when
+        there is validation data; one entry per epoch.
+    epoch : list of int
+        The (0-based) epochs run.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.history = {}
+        self.epoch = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch.append(epoch)
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(value)
+
+    def __repr__(self):
+        return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
+
+
+def _direction(monitor, mode):
+    """``"max"`` or ``"min"``: ``auto`` means max for accuracies and AUC, min for everything else."""
+    if mode not in ("auto", "min", "max"):
+        from fastrnn.exceptions import ArgumentError
+
+        raise ArgumentError(f"mode must be 'auto', 'min' or 'max'; got {mode!r}")
+    if mode != "auto":
+        return mode
+    name = monitor.lower()
+    return "max" if ("acc" in name or name.endswith("auc")) else "min"
+
+
+class EarlyStopping(Callback):
+    """Stop training when a monitored value has stopped improving.
+
+    Parameters
+    ----------
+    monitor : str, default "val_loss"
+        A key of the epoch logs.
+    min_delta : float, default 0
+        Smallest change that counts as an improvement.
+    patience : int, default 0
+        Epochs without improvement before stopping.
+    verbose : int, default 0
+        1 prints a line when training stops.
+    mode : {"auto", "min", "max"}
+    baseline : float, optional
+        Training stops unless the value beats it within ``patience`` epochs.
+    restore_best_weights : bool, default False
+        Put back the weights of the best epoch when stopping.
+    start_from_epoch : int, default 0
+        Epochs to wait before monitoring at all.
+
+    Attributes
+    ----------
+    stopped_epoch : int
+        The epoch training stopped after (0 if it did not stop early).
+    best : float
+    best_epoch : int
+    """
+
+    def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, verbose=0, mode="auto", baseline=None,
+                 restore_best_weights=False, start_from_epoch=0):
+        super().__init__()
+        self.monitor = monitor
+        self.min_delta = abs(float(min_delta))
+        self.patience = int(patience)
+        self.verbose = verbose
+        self.mode = _direction(monitor, mode)
+        self.baseline = baseline
+        self.restore_best_weights = bool(restore_best_weights)
+        self.start_from_epoch = int(start_from_epoch)
+
+    def _improves(self, value, reference):
+        if reference is None:
+            return True
+        if self.mode == "max":
+            return value - self.min_delta > reference
+        return value + self.min_delta < reference
+
+    def on_train_begin(self, logs=None):
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.best = -math.inf if self.mode == "max" else math.inf
+        self.best_weights = None
+        self.best_epoch = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            warnings.warn(f"EarlyStopping monitors {self.monitor!r}, which is not in the logs "
+                          f"(available: {', '.join(logs or {})})", stacklevel=2)
+            return
+        if epoch < self.start_from_epoch:
+            return
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights = self.model.get_weights()
+        self.wait += 1
+        if self._improves(value, self.best):
+            self.best, self.best_epoch = value, epoch
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            if self._improves(value, self.baseline):
+                self.wait = 0
+            return
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+            if self.restore_best_weights and self.best_weights is not None:
+                self.model.set_weights(self.best_weights)
+            if self.verbose:
+                print(f"Epoch {epoch + 1}: early stopping (best {self.monitor} {self.best:.4f} "
+                      f"at epoch {self.best_epoch + 1})")
+
+
+class ModelCheckpoint(Callback):
+    """Save the model at the end of every epoch, or only when a monitored value improves.
+
+    Parameters
+    ----------
+    filepath : str or os.PathLike
+        May hold ``{epoch}`` (1-based) and log keys, e.g.
+        ``"model-{epoch:02d}-{val_loss:.3f}.keras"``.
+    monitor : str, default "val_loss"
+    verbose : int, default 0
+    save_best_only : bool, default False
+    mode : {"auto", "min", "max"}
+    """
+
+    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, mode="auto"):
+        super().__init__()
+        self.filepath = os.fspath(filepath)
+        self.monitor = monitor
+        self.verbose = verbose
+        self.save_best_only = bool(save_best_only)
+        self.mode = _direction(monitor, mode)
+        self.best = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        path = self.filepath.format(epoch=epoch + 1, **logs)
+        if self.save_best_only:
+            value = logs.get(self.monitor)
+            if value is None:
+                warnings.warn(f"ModelCheckpoint monitors {self.monitor!r}, which is not in the logs", stacklevel=2)
+                return
+            better = self.best is None or (value > self.best if self.mode == "max" else value < self.best)
+            if not better:
+                return
+            self.best = value
+        self.model.save(path)
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: saved the model to {path}")
