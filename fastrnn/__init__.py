@@ -16,7 +16,9 @@ from fastrnn.exceptions import (
     BackendUnavailableError,
     DTypeError,
     FastRNNError,
+    ModelFileError,
     NonFiniteError,
+    NotCompiledError,
     ShapeError,
     StaleCacheError,
     UnknownBackendError,
@@ -57,4 +59,6 @@ __all__ = [
     "UnknownBackendError",
     "BackendUnavailableError",
     "StaleCacheError",
+    "NotCompiledError",
+    "ModelFileError",
 ]

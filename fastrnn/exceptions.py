@@ -52,3 +52,11 @@ class BackendUnavailableError(FastRNNError, ValueError):
 
 class StaleCacheError(FastRNNError, ValueError):
     """A forward cache whose arrays no longer match what the forward pass stored."""
+
+
+class NotCompiledError(FastRNNError, ValueError):
+    """A Keras-style model was trained or evaluated before ``compile()`` gave it a loss and an optimizer."""
+
+
+class ModelFileError(FastRNNError, ValueError):
+    """A model file that cannot be loaded: not a fastrnn model, damaged, or of an unsupported version."""

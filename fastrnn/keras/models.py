@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from fastrnn.exceptions import ArgumentError, FastRNNError, ShapeError
+from fastrnn.exceptions import ArgumentError, NotCompiledError, ShapeError
 from fastrnn.keras import losses as losses_module
 from fastrnn.keras import metrics as metrics_module
 from fastrnn.keras import optimizers as optimizers_module
@@ -22,10 +22,6 @@ from fastrnn.keras.callbacks import Callback, History
 from fastrnn.keras.layers.base import Layer, unique_name
 
 __all__ = ["Sequential", "Input", "NotCompiledError"]
-
-
-class NotCompiledError(FastRNNError, ValueError):
-    """A model was trained or evaluated before ``compile()`` gave it a loss and an optimizer."""
 
 
 def _as_array(name, value):

@@ -26,7 +26,7 @@ import zipfile
 
 import numpy as np
 
-from fastrnn.exceptions import ArgumentError, FastRNNError
+from fastrnn.exceptions import ArgumentError, ModelFileError
 
 __all__ = ["ModelFileError", "save_model", "load_model", "serialize_layer", "deserialize_layer",
            "FORMAT_NAME", "FORMAT_VERSION"]
@@ -34,10 +34,6 @@ __all__ = ["ModelFileError", "save_model", "load_model", "serialize_layer", "des
 FORMAT_NAME = "fastrnn.keras.model"
 FORMAT_VERSION = 1
 CONFIG_ENTRY = "fastrnn_model.json"
-
-
-class ModelFileError(FastRNNError, ValueError):
-    """A model file that cannot be loaded: not a fastrnn model, damaged, or of an unsupported version."""
 
 
 # layer (de)serialisation ---------------------------------------------------------------

@@ -262,7 +262,13 @@ class Embedding(Layer):
         indices = require_tape(self, self._tape)
         dy = check_gradient(self, d_output, indices.shape + (self.output_dim,))
         grad = np.zeros_like(self.embeddings.data)
-        np.add.at(grad, indices.reshape(-1), dy.reshape(-1, self.output_dim))
+        # sum the rows of each index: sort once, then one reduceat (np.add.at is ~10x slower)
+        flat = indices.reshape(-1)
+        order = np.argsort(flat, kind="stable")
+        rows = dy.reshape(-1, self.output_dim)[order]
+        used, starts = np.unique(flat[order], return_index=True)
+        if used.size:
+            grad[used] = np.add.reduceat(rows, starts, axis=0)
         self.embeddings.accumulate(grad)
         return None
 
