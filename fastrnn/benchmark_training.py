@@ -94,7 +94,7 @@ def torch_training_step(problem, n_threads, initial_state):
         loss = criterion(output, target)
         loss.backward()
         optimizer.step()
-        return float(loss)
+        return float(loss.detach())
 
     return step
 
@@ -206,7 +206,7 @@ def torch_fit_epoch(n_threads):
             loss = criterion(dense(h_n[0])[:, 0], y[batch])
             loss.backward()
             optimizer.step()
-        return float(loss)
+        return float(loss.detach())
 
     return epoch
 
