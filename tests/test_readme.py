@@ -15,6 +15,7 @@ def test_readme_has_runnable_examples():
 
 
 @pytest.mark.parametrize("block", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
-def test_readme_example_runs(block):
+def test_readme_example_runs(block, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # examples may save files
     namespace = {}
     exec(compile(block, str(README), "exec"), namespace)
