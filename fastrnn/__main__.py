@@ -29,6 +29,12 @@ def _bench(args):
     return benchmark.run(args)
 
 
+def _demo(args):
+    from fastrnn.demo import cli as demo_cli
+
+    return demo_cli.run(args)
+
+
 def build_parser():
     """The argument parser of ``python -m fastrnn``, one sub-command per command.
 
@@ -64,7 +70,16 @@ def build_parser():
     )
     info.set_defaults(func=_info)
 
-    # a `demo` command will be added here, with its code in fastrnn/demo/
+    from fastrnn.demo import cli as demo_cli
+
+    demo = commands.add_parser(
+        "demo",
+        help="train RNNs on data shipped with Python (word order, code tagging, char LM, memory)",
+        description=demo_cli.DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo_cli.add_arguments(demo)
+    demo.set_defaults(func=_demo)
     return parser
 
 
