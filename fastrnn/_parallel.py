@@ -33,6 +33,11 @@ import numpy as np
 # for a second thread to pay for itself (measured: below hidden 256 a second
 # thread is slower, see DESIGN.md).
 MIN_CHUNK_WORK = 32 * 256 * 256
+# Sharing one step's product by columns costs a barrier per step, which a busy
+# machine makes expensive (measured: an LSTM with B=32, H=128 ran 3-6x slower
+# on 2 threads than on 1 while other processes were running), so it needs this
+# much more work per step than a batch chunk.
+MIN_STEP_SPLIT_WORK = 4 * MIN_CHUNK_WORK
 # Chunks below this many rows make the per-step GEMM inefficient.
 MIN_CHUNK_ROWS = 32
 # A GEMM over all steps is cut into pieces of at least this many multiply-adds.
@@ -68,7 +73,7 @@ def step_column_threads(batch, hidden, gates, n_threads):
     """Threads that share the columns of each step's recurrent product.
 
     Used only when :func:`batch_chunks` leaves the whole batch in one chunk:
-    then a large layer (as much work per step as a chunk must carry) still
+    then a large layer (``MIN_STEP_SPLIT_WORK`` multiply-adds per step) still
     gets ``n_threads``, at the cost of one synchronisation per step. Every
     output element is computed the same way by whichever thread, so results
     still do not depend on ``n_threads``.
@@ -77,7 +82,7 @@ def step_column_threads(batch, hidden, gates, n_threads):
     -------
     int
     """
-    if batch * hidden * hidden * gates < MIN_CHUNK_WORK:
+    if batch * hidden * hidden * gates < MIN_STEP_SPLIT_WORK:
         return 1
     return max(1, min(n_threads, hidden // 16))
 

@@ -166,7 +166,7 @@ MULTI_CHUNK_RELU = replace(MULTI_CHUNK, name="multi_chunk_relu", seed=32, T=8, n
 
 #: A batch too small to cut, in a layer large enough that each step's product is
 #: shared among threads by columns instead (fastrnn/_parallel.py: step_column_threads).
-COLUMN_SPLIT = Case("column_split", seed=33, T=6, B=8, D=16, H=520, small=False)
+COLUMN_SPLIT = Case("column_split", seed=33, T=4, B=8, D=16, H=1040, small=False)
 
 SMALL_CASES = _TANH + _RELU
 CASES = SMALL_CASES + [MULTI_CHUNK, MULTI_CHUNK_RELU, COLUMN_SPLIT]
