@@ -3,8 +3,10 @@
 Commands
 --------
 bench
-    Time fastrnn's RNN, LSTM and GRU against PyTorch and ONNX Runtime (see
-    :mod:`fastrnn.benchmark`).
+    Time fastrnn's RNN, LSTM and GRU, a training step and a Keras-style fit
+    epoch against PyTorch, ONNX Runtime and Keras (see :mod:`fastrnn.benchmark`).
+demo
+    Train models on data that ships with Python (see :mod:`fastrnn.demo`).
 info
     Print the configuration: backends and why one is missing, OpenMP, threads, BLAS.
 
