@@ -140,8 +140,12 @@ class BuildExt(build_ext):
         else:
             # -fno-trapping-math lets gcc vectorise the pointwise loops (their selects and
             # divisions); NaN and inf still propagate. No -ffast-math (it breaks NaN/inf
-            # handling) and no -march (wheels must run on any CPU of the platform).
-            optimise = ["-O3", "-fno-trapping-math"]
+            # handling) and no -march (wheels must run on any CPU of the platform): AVX2
+            # code is compiled per function (target attribute) and chosen at run time.
+            # -Wno-psabi: the baseline variants of packed_gemm.h pass 32-byte vectors
+            # between static inline functions, and gcc notes an ABI change from gcc 4.6
+            # that cannot matter there (the pragma does not silence that note).
+            optimise = ["-O3", "-fno-trapping-math", "-Wno-psabi"]
         for ext in self.extensions:
             ext.extra_compile_args = optimise + compile_flags + ext.extra_compile_args
             ext.extra_link_args = link_flags + ext.extra_link_args

@@ -11,6 +11,8 @@ that gcc vectorises the loops that call it:
 
 From ``c`` on, ``tanh`` rounds to ``±1`` in float32, which is what the
 function returns there. A NaN input stays NaN (every compare is false).
+``packed_gemm.h`` holds a vector copy of it (``P##_tanh``, same coefficients and
+order) for the fused float32 steps of the gated cells: change both together.
 """
 
 from cython cimport floating

@@ -5,12 +5,16 @@
 # layout follows fastrnn._numba.gru and rnn.pxi. The GEMMs over all steps run in
 # fixed time blocks, the time loop runs on fixed batch chunks, both under
 # ``prange``; every product runs on the packed micro-kernel, the weights packed
-# once per call. Pieces never depend on n_threads, so neither do the results.
+# once per call. In float32 with reset_after=True a step's recurrent product and
+# its gate math run fused, tile by tile (packed_gemm.h: pg_gru_step_float).
+# Pieces never depend on n_threads, so neither do the results.
 # Rows of ``gates`` are 4H wide, rows of ``dz_x``/``dz_h`` 3H: products into or
 # out of their column blocks pass explicit leading dimensions.
 
 
 from activations cimport sigmoid
+from packed_gemm cimport (PG_UNITS, gemm_packed_bias, pg_gates_packed_size, pg_gru_step_float,
+                          pg_pack_gates_float)
 
 
 # ---- pointwise loops: one pass over one batch row each
@@ -194,20 +198,38 @@ cdef void _gru_product(Py_ssize_t rows, Py_ssize_t n, Py_ssize_t k, const floati
             gemm_packed(rows, j1 - j0, k, a, lda, packed + j0 * k, c + j0, ldc)
 
 
+cdef void _gru_step_fused(Py_ssize_t rows, Py_ssize_t H, const float* h,
+                          const float* w_hh_t_packed, const float* b_hn, float* g, float* y_t,
+                          int column_threads) noexcept nogil:
+    """float32, reset_after=True: ``h W_hh^T`` and the gate math of a step, tile by tile.
+
+    ``w_hh_t_packed`` is packed by ``pg_pack_gates_float`` (packed_gemm.h). With
+    ``column_threads > 1`` the blocks of units are shared among threads.
+    """
+    cdef Py_ssize_t piece, u0, u1, blocks = (H + PG_UNITS - 1) // PG_UNITS
+    if column_threads <= 1:
+        pg_gru_step_float(rows, H, h, w_hh_t_packed, b_hn, g, y_t, 0, H)
+        return
+    for piece in prange(column_threads, num_threads=column_threads, schedule='static'):
+        u0 = blocks * piece // column_threads * PG_UNITS
+        u1 = min(blocks * (piece + 1) // column_threads * PG_UNITS, H)
+        if u1 > u0:
+            pg_gru_step_float(rows, H, h, w_hh_t_packed, b_hn, g, y_t, u0, u1)
+
+
 cdef void _gru_project(const floating* x, const floating* w_ih_t_packed,
                        const floating* bias_x, floating* gates, Py_ssize_t B, Py_ssize_t D,
                        Py_ssize_t H, Py_ssize_t t0, Py_ssize_t t1) noexcept nogil:
     """Input projection of steps ``t0:t1``: ``gates[..., :3H] = x W_ih^T + bias_x``."""
-    cdef Py_ssize_t rows = (t1 - t0) * B, r, j, r0 = 0, slab
+    cdef Py_ssize_t rows = (t1 - t0) * B, r0 = 0, slab
     cdef floating* g_rows = gates + t0 * B * 4 * H
     cdef const floating* x_rows = x + t0 * B * D
-    for r in range(rows):
-        for j in range(3 * H):
-            g_rows[r * 4 * H + j] = bias_x[j]
-    # slabs of rows that stay in cache while every panel of W_ih^T passes over them
+    # slabs of rows that stay in cache while every panel of W_ih^T passes over them; the
+    # bias is added in the product's epilogue (no pass filling gates with it first)
     while r0 < rows:
         slab = min(<Py_ssize_t>SLAB_ROWS, rows - r0)
-        gemm_packed(slab, 3 * H, D, x_rows + r0 * D, D, w_ih_t_packed, g_rows + r0 * 4 * H, 4 * H)
+        gemm_packed_bias(slab, 3 * H, D, x_rows + r0 * D, D, w_ih_t_packed, bias_x,
+                         g_rows + r0 * 4 * H, 4 * H)
         r0 += slab
 
 
@@ -234,10 +256,13 @@ cdef void _gru_forward_loop(const floating* w_hh_t_packed, const floating* w_hn_
         g = gates + (t * B + b0) * 4 * H
         y_t = y + (t * B + b0) * H
         if reset_after:
-            memset(gh, 0, rows * 3 * H * sizeof(floating))
-            _gru_product(rows, 3 * H, H, h, H, w_hh_t_packed, gh, 3 * H, column_threads)
-            for b in range(rows):
-                _gru_cell_after(gh + b * 3 * H, b_hn, h + b * H, g + b * 4 * H, y_t + b * H, H)
+            if floating is float:  # product and gate math fused, W_hh^T packed by gates
+                _gru_step_fused(rows, H, h, w_hh_t_packed, b_hn, g, y_t, column_threads)
+            else:
+                memset(gh, 0, rows * 3 * H * sizeof(floating))
+                _gru_product(rows, 3 * H, H, h, H, w_hh_t_packed, gh, 3 * H, column_threads)
+                for b in range(rows):
+                    _gru_cell_after(gh + b * 3 * H, b_hn, h + b * H, g + b * 4 * H, y_t + b * H, H)
         else:
             memset(gh, 0, rows * 3 * H * sizeof(floating))
             _gru_product(rows, 2 * H, H, h, H, w_hh_t_packed, gh, 2 * H, column_threads)
@@ -404,7 +429,9 @@ def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     dtype = np.asarray(y).dtype
     # W_hh^T (reset_after=True) or [W_hr; W_hz]^T then W_hn^T (False), in one buffer
     cdef Py_ssize_t rz_size = packed_size(<floating>0, H, 2 * H)
-    cdef floating[::1] w_hh_t_packed = np.empty(rz_size + packed_size(<floating>0, H, H), dtype=dtype)
+    # float32 with reset_after=True packs W_hh^T by blocks of units instead (fused step)
+    cdef floating[::1] w_hh_t_packed = np.empty(
+        max(rz_size + packed_size(<floating>0, H, H), pg_gates_packed_size(H, H, 3)), dtype=dtype)
     cdef floating[::1] w_ih_t_packed = np.empty(packed_size(<floating>0, D, 3 * H), dtype=dtype)
     cdef floating[::1] scratch = np.empty(max(B * 4 * H, 1), dtype=dtype)  # per chunk: 4 * rows * H
     cdef const floating* x_p = &x[0, 0, 0]
@@ -420,7 +447,10 @@ def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     with nogil:
         # transposes, element (i, j) = W[j, i], packed once for all steps
         if reset_after:
-            pack(w_hh_p, H, 3 * H, 1, H, &w_hh_t_packed[0])
+            if floating is float:
+                pg_pack_gates_float(w_hh_p, H, H, 3, 1, H, &w_hh_t_packed[0])
+            else:
+                pack(w_hh_p, H, 3 * H, 1, H, &w_hh_t_packed[0])
         else:
             pack(w_hh_p, H, 2 * H, 1, H, &w_hh_t_packed[0])
             pack(w_hh_p + 2 * H * H, H, H, 1, H, w_hn_t_p)

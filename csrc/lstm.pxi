@@ -5,9 +5,17 @@
 # docstring has the equations and the kernel contract, and the layout follows
 # fastrnn._numba.lstm so the two read side by side. The GEMMs over all steps run
 # in fixed time blocks, the time loop runs on fixed batch chunks, both under
-# ``prange``; the gate math of a step is one fused pass per batch row. Every
-# product runs on the packed micro-kernel (packed_gemm), the weights packed once
-# per call. Pieces never depend on n_threads, so neither do the results.
+# ``prange``. Every product runs on the packed micro-kernel (packed_gemm), the
+# weights packed once per call. In float32 a step's recurrent product and its gate
+# math run fused, tile by tile, in AVX2 code chosen at run time (packed_gemm.h:
+# pg_lstm_step_float, pg_lstm_grad_step_float); float64 keeps libm's tanh and runs
+# the product, then one pointwise pass per batch row. Pieces never depend on
+# n_threads, so neither do the results.
+
+
+from packed_gemm cimport (PG_NR_FLOAT, PG_UNITS, at_b_pair_work_size, gemm_at_b_pair,
+                          gemm_packed_bias, pg_gates_packed_size, pg_lstm_grad_step_float,
+                          pg_lstm_step_float, pg_pack_gates_float)
 
 
 cdef enum:
@@ -133,12 +141,34 @@ cdef void _lstm_project(const floating* x, const floating* w_ih_t_packed, const 
                         floating* gates, Py_ssize_t B, Py_ssize_t D, Py_ssize_t H,
                         Py_ssize_t t0, Py_ssize_t t1) noexcept nogil:
     """Input projection of steps ``t0:t1``: ``gates = x W_ih^T + b`` over their rows."""
-    cdef Py_ssize_t G = LSTM_GATES * H, rows = (t1 - t0) * B, r, j
+    cdef Py_ssize_t G = LSTM_GATES * H, rows = (t1 - t0) * B, r0 = 0, slab
     cdef floating* gate_rows = gates + t0 * B * G
-    for r in range(rows):
-        for j in range(G):
-            gate_rows[r * G + j] = bias[j]
-    _rows_times_packed(rows, G, D, x + t0 * B * D, w_ih_t_packed, gate_rows)
+    cdef const floating* x_rows = x + t0 * B * D
+    # slabs of rows that stay in cache while every panel of W_ih^T passes over them; the
+    # bias is added in the product's epilogue (no pass filling gates with it first)
+    while r0 < rows:
+        slab = min(<Py_ssize_t>SLAB_ROWS, rows - r0)
+        gemm_packed_bias(slab, G, D, x_rows + r0 * D, D, w_ih_t_packed, bias, gate_rows + r0 * G, G)
+        r0 += slab
+
+
+cdef void _lstm_step_fused(Py_ssize_t rows, Py_ssize_t H, const float* h,
+                           const float* w_hh_t_packed, float* z, const float* c_prev,
+                           float* c_t, float* h_t, int column_threads) noexcept nogil:
+    """float32 step: ``z += h W_hh^T`` and the gate math, tile by tile (packed_gemm.h).
+
+    ``w_hh_t_packed`` is packed by ``pg_pack_gates_float``. With ``column_threads > 1`` the
+    blocks of units are shared among threads; each element is computed the same way.
+    """
+    cdef Py_ssize_t piece, u0, u1, blocks = (H + PG_UNITS - 1) // PG_UNITS
+    if column_threads <= 1:
+        pg_lstm_step_float(rows, H, h, w_hh_t_packed, z, c_prev, c_t, h_t, 0, H)
+        return
+    for piece in prange(column_threads, num_threads=column_threads, schedule='static'):
+        u0 = blocks * piece // column_threads * PG_UNITS
+        u1 = min(blocks * (piece + 1) // column_threads * PG_UNITS, H)
+        if u1 > u0:
+            pg_lstm_step_float(rows, H, h, w_hh_t_packed, z, c_prev, c_t, h_t, u0, u1)
 
 
 cdef void _lstm_forward_loop(const floating* w_hh_t_packed, const floating* h0,
@@ -165,14 +195,41 @@ cdef void _lstm_forward_loop(const floating* w_hh_t_packed, const floating* h0,
         h_t = y + (t * B + b0) * H
         if keep_cells:
             c_t = c_all + (t * B + b0) * H
-        _recurrent_product(rows, G, H, h, w_hh_t_packed, z, column_threads)  # z += h_{t-1} W_hh^T
-        for r in range(rows):
-            _lstm_cell(z + r * G, c_prev + r * H, c_t + r * H, h_t + r * H, H)
+        if floating is float:  # product and gate math fused; W_hh^T packed by gates
+            _lstm_step_fused(rows, H, h, w_hh_t_packed, z, c_prev, c_t, h_t, column_threads)
+        else:
+            _recurrent_product(rows, G, H, h, w_hh_t_packed, z, column_threads)  # z += h_{t-1} W_hh^T
+            for r in range(rows):
+                _lstm_cell(z + r * G, c_prev + r * H, c_t + r * H, h_t + r * H, H)
         h = h_t
         c_prev = c_t
     memcpy(h_n + b0 * H, h, n * sizeof(floating))
     if keep_cells:
         memcpy(c_n + b0 * H, c_prev, n * sizeof(floating))
+
+
+cdef void _lstm_grad_step_fused(Py_ssize_t rows, Py_ssize_t H, const float* dz_next,
+                                const float* w_hh_packed, float* dh, const float* a,
+                                const float* c_t, const float* c_prev, const float* dy_t,
+                                const float* dc_ext, float* dc, float* dz_t,
+                                int column_threads) noexcept nogil:
+    """float32 BPTT step: ``dh = dz_next W_hh`` and the gate gradients, tile by tile.
+
+    See ``pg_lstm_grad_step_float`` (packed_gemm.h) for the NULL cases. With
+    ``column_threads > 1`` the panels of units are shared among threads.
+    """
+    cdef Py_ssize_t piece, u0, u1, width = PG_NR_FLOAT
+    cdef Py_ssize_t panels = (H + width - 1) // width
+    if column_threads <= 1:
+        pg_lstm_grad_step_float(rows, H, dz_next, w_hh_packed, dh, a, c_t, c_prev, dy_t,
+                                dc_ext, dc, dz_t, 0, H)
+        return
+    for piece in prange(column_threads, num_threads=column_threads, schedule='static'):
+        u0 = panels * piece // column_threads * width
+        u1 = min(panels * (piece + 1) // column_threads * width, H)
+        if u1 > u0:
+            pg_lstm_grad_step_float(rows, H, dz_next, w_hh_packed, dh, a, c_t, c_prev, dy_t,
+                                    dc_ext, dc, dz_t, u0, u1)
 
 
 cdef void _lstm_backward_loop(const floating* w_hh_packed, const floating* c0,
@@ -195,18 +252,34 @@ cdef void _lstm_backward_loop(const floating* w_hh_packed, const floating* c0,
     cdef const floating* dc_ext = NULL
     memcpy(dh, dh_n + b0 * H, n * sizeof(floating))
     memcpy(dc, dc_n + b0 * H, n * sizeof(floating))
-    for t in range(T - 1, -1, -1):
-        offset = (t * B + b0) * H
-        a = gates + (t * B + b0) * G
-        dz_t = dz + (t * B + b0) * G
-        c_prev = c0 + b0 * H if t == 0 else c_all + offset - B * H
-        for r in range(rows):
+    if floating is float:
+        # dh_t = dz_{t+1} W_hh and step t's gate gradients fused, tile by tile; the last step
+        # starts from dh_n (dz_next NULL), and dh_0 = dz_0 W_hh is a product alone (a NULL)
+        for t in range(T - 1, -1, -1):
+            offset = (t * B + b0) * H
+            c_prev = c0 + b0 * H if t == 0 else c_all + offset - B * H
             if dc_seq != NULL:
-                dc_ext = dc_seq + offset + r * H
-            _lstm_cell_grad(a + r * G, c_all + offset + r * H, c_prev + r * H,
-                            dy + offset + r * H, dc_ext, dh + r * H, dc + r * H, dz_t + r * G, H)
-        memset(dh, 0, n * sizeof(floating))
-        _recurrent_product(rows, H, G, dz_t, w_hh_packed, dh, column_threads)  # dh_{t-1} = dz_t W_hh
+                dc_ext = dc_seq + offset
+            _lstm_grad_step_fused(rows, H, NULL if t == T - 1 else dz + ((t + 1) * B + b0) * G,
+                                  w_hh_packed, dh, gates + (t * B + b0) * G, c_all + offset,
+                                  c_prev, dy + offset, dc_ext, dc, dz + (t * B + b0) * G,
+                                  column_threads)
+        if T > 0:
+            _lstm_grad_step_fused(rows, H, dz + b0 * G, w_hh_packed, dh, NULL, NULL, NULL, NULL,
+                                  NULL, NULL, NULL, column_threads)
+    else:
+        for t in range(T - 1, -1, -1):
+            offset = (t * B + b0) * H
+            a = gates + (t * B + b0) * G
+            dz_t = dz + (t * B + b0) * G
+            c_prev = c0 + b0 * H if t == 0 else c_all + offset - B * H
+            for r in range(rows):
+                if dc_seq != NULL:
+                    dc_ext = dc_seq + offset + r * H
+                _lstm_cell_grad(a + r * G, c_all + offset + r * H, c_prev + r * H,
+                                dy + offset + r * H, dc_ext, dh + r * H, dc + r * H, dz_t + r * G, H)
+            memset(dh, 0, n * sizeof(floating))
+            _recurrent_product(rows, H, G, dz_t, w_hh_packed, dh, column_threads)  # dh_{t-1} = dz_t W_hh
 
 
 cdef void _lstm_backward_gemms(const floating* x, const floating* w_ih_packed,
@@ -215,16 +288,18 @@ cdef void _lstm_backward_gemms(const floating* x, const floating* w_ih_packed,
                                floating* work, Py_ssize_t B, Py_ssize_t D, Py_ssize_t H,
                                Py_ssize_t t0, Py_ssize_t t1) noexcept nogil:
     """GEMMs over the rows of steps ``t0:t1``: partial ``dW_ih``, ``dW_hh``, and ``dx``."""
-    cdef Py_ssize_t G = LSTM_GATES * H, rows = (t1 - t0) * B
+    cdef Py_ssize_t G = LSTM_GATES * H, rows = (t1 - t0) * B, first = t0
     cdef const floating* dz_rows = dz + t0 * B * G
-    _weight_gradient(G, D, rows, dz_rows, x + t0 * B * D, False, dw_ih_k, work)
+    memset(dw_ih_k, 0, G * D * sizeof(floating))
+    memset(dw_hh_k, 0, G * H * sizeof(floating))
     # h_{t-1} for the block's steps: h0 for t = 0, else y[t - 1]
     if t0 == 0:
-        _weight_gradient(G, H, B, dz, h0, False, dw_hh_k, work)
-        if t1 > 1:
-            _weight_gradient(G, H, (t1 - 1) * B, dz + B * G, y, True, dw_hh_k, work)
-    else:
-        _weight_gradient(G, H, rows, dz_rows, y + (t0 - 1) * B * H, False, dw_hh_k, work)
+        gemm_at_b(G, D, B, dz, G, x, D, dw_ih_k, D, work)
+        gemm_at_b(G, H, B, dz, G, h0, H, dw_hh_k, H, work)
+        first = 1
+    if t1 > first:  # dW_ih and dW_hh in one pass over dz
+        gemm_at_b_pair(G, (t1 - first) * B, dz + first * B * G, G, D, x + first * B * D, D,
+                       dw_ih_k, D, H, y + (first - 1) * B * H, H, dw_hh_k, H, work)
     memset(dx + t0 * B * D, 0, rows * D * sizeof(floating))
     _rows_times_packed(rows, D, G, dz_rows, w_ih_packed, dx + t0 * B * D)  # dx = dz W_ih
 
@@ -271,7 +346,10 @@ def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     cdef int project_threads = _threads_for(n_threads, n_blocks)
     cdef int recur_threads = _threads_for(n_threads, n_chunks)
     cdef int column_threads = step_column_threads(B, H, LSTM_GATES, n_threads)
-    cdef floating[::1] w_hh_t_packed = np.empty(packed_size(<floating>0, H, G), dtype=np.asarray(y).dtype)
+    # float32 packs W_hh^T by blocks of units for the fused step (gates side by side)
+    cdef Py_ssize_t w_hh_size = (pg_gates_packed_size(H, H, LSTM_GATES) if floating is float
+                                 else packed_size(<floating>0, H, G))
+    cdef floating[::1] w_hh_t_packed = np.empty(w_hh_size, dtype=np.asarray(y).dtype)
     cdef floating[::1] w_ih_t_packed = np.empty(packed_size(<floating>0, D, G), dtype=np.asarray(y).dtype)
     cdef const floating* x_p = &x[0, 0, 0]
     cdef const floating* w_ih_p = &w_ih[0, 0]
@@ -288,7 +366,10 @@ def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
         c_all_p = &c_all[0, 0, 0]
     with nogil:
         # W_hh^T (H, 4H), element (i, j) = W_hh[j, i], packed once for all steps
-        pack(w_hh_p, H, G, 1, H, &w_hh_t_packed[0])
+        if floating is float:
+            pg_pack_gates_float(w_hh_p, H, H, LSTM_GATES, 1, H, &w_hh_t_packed[0])
+        else:
+            pack(w_hh_p, H, G, 1, H, &w_hh_t_packed[0])
         pack(w_ih_p, D, G, 1, D, &w_ih_t_packed[0])  # W_ih^T: element (i, j) = W_ih[j, i]
         # 1. input projection for every step: gates = x W_ih^T + b
         for k in prange(n_blocks, num_threads=project_threads, schedule='static'):
@@ -365,7 +446,8 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     cdef floating[::1] w_hh_packed = np.empty(packed_size(<floating>0, G, H), dtype=np.asarray(dz).dtype)
     cdef floating[::1] w_ih_packed = np.empty(packed_size(<floating>0, G, D), dtype=np.asarray(dz).dtype)
     # work space of the weight-gradient products, one per block as blocks may run at once
-    cdef Py_ssize_t work_size = at_b_work_size(<floating>0, G, max(D, H))
+    cdef Py_ssize_t work_size = max(at_b_work_size(<floating>0, G, max(D, H)),
+                                    at_b_pair_work_size(<floating>0, G, D, H))
     cdef floating[::1] work = np.empty(n_blocks * work_size, dtype=np.asarray(dz).dtype)
     # per-block partial sums, reduced in block order so n_threads cannot change the result;
     # a single block writes straight into the outputs

@@ -23,6 +23,12 @@ cdef extern from "packed_gemm.h" nogil:
                        const float* packed, float* c, Py_ssize_t ldc)
     void pg_gemm_double(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* a,
                         Py_ssize_t lda, const double* packed, double* c, Py_ssize_t ldc)
+    void pg_gemm_bias_float(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
+                            Py_ssize_t lda, const float* packed, const float* bias, float* c,
+                            Py_ssize_t ldc)
+    void pg_gemm_bias_double(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* a,
+                             Py_ssize_t lda, const double* packed, const double* bias,
+                             double* c, Py_ssize_t ldc)
     int PG_KC
     Py_ssize_t pg_at_b_work_size(Py_ssize_t m, Py_ssize_t n, Py_ssize_t nr)
     void pg_gemm_at_b_float(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float* a,
@@ -31,6 +37,15 @@ cdef extern from "packed_gemm.h" nogil:
     void pg_gemm_at_b_double(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const double* a,
                              Py_ssize_t lda, const double* b, Py_ssize_t ldb, double* c,
                              Py_ssize_t ldc, double* work)
+    Py_ssize_t pg_at_b_pair_work_size(Py_ssize_t m, Py_ssize_t n1, Py_ssize_t n2, Py_ssize_t nr)
+    void pg_gemm_at_b_pair_float(Py_ssize_t m, Py_ssize_t k, const float* a, Py_ssize_t lda,
+                                 Py_ssize_t n1, const float* b1, Py_ssize_t ldb1, float* c1,
+                                 Py_ssize_t ldc1, Py_ssize_t n2, const float* b2,
+                                 Py_ssize_t ldb2, float* c2, Py_ssize_t ldc2, float* work)
+    void pg_gemm_at_b_pair_double(Py_ssize_t m, Py_ssize_t k, const double* a, Py_ssize_t lda,
+                                  Py_ssize_t n1, const double* b1, Py_ssize_t ldb1, double* c1,
+                                  Py_ssize_t ldc1, Py_ssize_t n2, const double* b2,
+                                  Py_ssize_t ldb2, double* c2, Py_ssize_t ldc2, double* work)
 
 
 cdef inline Py_ssize_t packed_size(floating dummy, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
@@ -68,6 +83,17 @@ cdef inline void gemm_packed(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const flo
         pg_gemm_double(m, n, k, a, lda, packed, c, ldc)
 
 
+cdef inline void gemm_packed_bias(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const floating* a,
+                                  Py_ssize_t lda, const floating* packed, const floating* bias,
+                                  floating* c, Py_ssize_t ldc) noexcept nogil:
+    """Row-major ``C (m, n) = bias + A (m, k) . B``, ``bias`` (n) added to every row: the
+    same sums as filling C with the bias, then :func:`gemm_packed`, without that pass."""
+    if floating is float:
+        pg_gemm_bias_float(m, n, k, a, lda, packed, bias, c, ldc)
+    else:
+        pg_gemm_bias_double(m, n, k, a, lda, packed, bias, c, ldc)
+
+
 cdef inline Py_ssize_t at_b_work_size(floating dummy, Py_ssize_t m, Py_ssize_t n) noexcept nogil:
     """Elements of work space :func:`gemm_at_b` needs for an (m, n) result."""
     return pg_at_b_work_size(m, n, panel_width(<floating>0))
@@ -82,3 +108,42 @@ cdef inline void gemm_at_b(Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const float
         pg_gemm_at_b_float(m, n, k, a, lda, b, ldb, c, ldc, work)
     else:
         pg_gemm_at_b_double(m, n, k, a, lda, b, ldb, c, ldc, work)
+
+
+
+cdef inline Py_ssize_t at_b_pair_work_size(floating dummy, Py_ssize_t m, Py_ssize_t n1,
+                                           Py_ssize_t n2) noexcept nogil:
+    """Elements of work space :func:`gemm_at_b_pair` needs."""
+    return pg_at_b_pair_work_size(m, n1, n2, panel_width(<floating>0))
+
+
+cdef inline void gemm_at_b_pair(Py_ssize_t m, Py_ssize_t k, const floating* a, Py_ssize_t lda,
+                                Py_ssize_t n1, const floating* b1, Py_ssize_t ldb1,
+                                floating* c1, Py_ssize_t ldc1, Py_ssize_t n2,
+                                const floating* b2, Py_ssize_t ldb2, floating* c2,
+                                Py_ssize_t ldc2, floating* work) noexcept nogil:
+    """``C1 += A^T B1`` and ``C2 += A^T B2`` with one ``A`` (k, m), read from memory once;
+    ``work`` holds :func:`at_b_pair_work_size` elements."""
+    if floating is float:
+        pg_gemm_at_b_pair_float(m, k, a, lda, n1, b1, ldb1, c1, ldc1, n2, b2, ldb2, c2, ldc2, work)
+    else:
+        pg_gemm_at_b_pair_double(m, k, a, lda, n1, b1, ldb1, c1, ldc1, n2, b2, ldb2, c2, ldc2, work)
+
+# ---- fused steps of the gated cells (float32): the step's product and its gate math per tile
+
+cdef extern from "packed_gemm.h" nogil:
+    int PG_UNITS
+    Py_ssize_t pg_gates_packed_size(Py_ssize_t k, Py_ssize_t H, int gates)
+    void pg_pack_gates_float(const float* b, Py_ssize_t k, Py_ssize_t H, int gates,
+                             Py_ssize_t stride_k, Py_ssize_t stride_n, float* packed)
+    void pg_lstm_step_float(Py_ssize_t rows, Py_ssize_t H, const float* h_prev,
+                            const float* packed, float* z, const float* c_prev, float* c_t,
+                            float* h_t, Py_ssize_t u0, Py_ssize_t u1)
+    void pg_lstm_grad_step_float(Py_ssize_t rows, Py_ssize_t H, const float* dz_next,
+                                 const float* packed, float* dh, const float* a,
+                                 const float* c_t, const float* c_prev, const float* dy_t,
+                                 const float* dc_ext, float* dc, float* dz_t, Py_ssize_t u0,
+                                 Py_ssize_t u1)
+    void pg_gru_step_float(Py_ssize_t rows, Py_ssize_t H, const float* h_prev,
+                           const float* packed, const float* b_hn, float* g, float* y_t,
+                           Py_ssize_t u0, Py_ssize_t u1)
