@@ -30,16 +30,17 @@ from contextlib import contextmanager
 import numpy as np
 
 # A chunk of the time loop must carry at least this many multiply-adds per step
-# for a second thread to pay for itself (measured: below hidden 256 a second
-# thread is slower, see DESIGN.md).
-MIN_CHUNK_WORK = 32 * 256 * 256
+# for a second thread to pay for itself (measured with the fused float32 LSTM
+# and GRU steps: two chunks of 16 rows at H=128 run 1.5-1.9x faster on 2
+# threads than one chunk, and no slower on 1).
+MIN_CHUNK_WORK = 16 * 128 * 128 * 2
 # Sharing one step's product by columns costs a barrier per step, which a busy
 # machine makes expensive (measured: an LSTM with B=32, H=128 ran 3-6x slower
 # on 2 threads than on 1 while other processes were running), so it needs this
 # much more work per step than a batch chunk.
-MIN_STEP_SPLIT_WORK = 4 * MIN_CHUNK_WORK
+MIN_STEP_SPLIT_WORK = 32 * 256 * 256 * 4
 # Chunks below this many rows make the per-step GEMM inefficient.
-MIN_CHUNK_ROWS = 32
+MIN_CHUNK_ROWS = 16
 # A GEMM over all steps is cut into pieces of at least this many multiply-adds.
 MIN_BLOCK_WORK = 1 << 24
 # Upper bound on pieces of either kind; it bounds the threads that can help.

@@ -625,25 +625,29 @@ def startup_times(repeat=5, shape="S1"):
     return {"python": bare, "import": imported, "first_call": first_call}
 
 
+# VmHWM (the peak resident set of this process image), not getrusage's ru_maxrss,
+# which Linux carries over from the parent across fork and exec.
 _PEAK_MEMORY_SCRIPT = """\
-import resource
+def peak_kib():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
 from fastrnn import benchmark
 problem = benchmark.make_problem({shape!r}, {cell!r})
 if {who!r} == "torch":
     run = benchmark.torch_runner(problem, "fwdbwd", 1)
 else:
     run = benchmark.fastrnn_runner(problem, {who!r}, "fwdbwd", 1)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak_kib()
 run()
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(before, after)
+print(before, peak_kib())
 """
 
 
 def peak_memory(implementations, cell="lstm", shape="S2"):
     """Peak resident memory of one forward+backward, each implementation in a new process.
 
-    Each child builds the problem and its runner, reads its peak RSS, runs one
+    Each child builds the problem and its runner, reads its peak resident
+    set (``VmHWM`` of ``/proc/self/status``, so Linux only), runs one
     forward+backward and reads it again; the difference is what the pass
     itself added on top of the inputs, weights and imported libraries.
 
@@ -661,7 +665,7 @@ def peak_memory(implementations, cell="lstm", shape="S2"):
     result = {}
     for who in implementations:
         _, out = _run_python(_PEAK_MEMORY_SCRIPT.format(cell=cell, shape=shape, who=who))
-        before, after = (int(v) / 1024 for v in out.split()[-2:])  # ru_maxrss is in KiB on Linux
+        before, after = (int(v) / 1024 for v in out.split()[-2:])  # KiB
         result[who] = (after, after - before)
     return result
 
