@@ -3,9 +3,10 @@
 #
 # The steps, names and workspace are those of fastrnn._python.lstm, whose
 # docstring has the equations and the kernel contract, and the layout follows
-# fastrnn._numba.lstm so the two read side by side. The GEMMs over all steps run
-# in fixed time blocks, the time loop runs on fixed batch chunks, both under
-# ``prange``. Every product runs on the packed micro-kernel (packed_gemm), the
+# fastrnn._numba.lstm so the two read side by side. The forward projection runs
+# in fixed time blocks, the time loop on fixed batch chunks, both under ``prange``;
+# the BPTT's products over all steps (dx, dW_ih, dW_hh) share their results' rows
+# and columns among the threads instead, with no partial sums per block. Every product runs on the packed micro-kernel (packed_gemm), the
 # weights packed once per call. In float32 a step's recurrent product and its gate
 # math run fused, tile by tile, in AVX2 code chosen at run time (packed_gemm.h:
 # pg_lstm_step_float, pg_lstm_grad_step_float); float64 keeps libm's tanh and runs
@@ -13,7 +14,7 @@
 # n_threads, so neither do the results.
 
 
-from packed_gemm cimport (PG_NR_FLOAT, PG_UNITS, at_b_pair_work_size, gemm_at_b_pair,
+from packed_gemm cimport (PG_KC, PG_NR_FLOAT, PG_UNITS, at_b_pair_work_size, gemm_at_b_pair,
                           gemm_packed_bias, pg_gates_packed_size, pg_lstm_grad_step_float,
                           pg_lstm_step_float, pg_pack_gates_float)
 
@@ -282,26 +283,42 @@ cdef void _lstm_backward_loop(const floating* w_hh_packed, const floating* c0,
             _recurrent_product(rows, H, G, dz_t, w_hh_packed, dh, column_threads)  # dh_{t-1} = dz_t W_hh
 
 
-cdef void _lstm_backward_gemms(const floating* x, const floating* w_ih_packed,
-                               const floating* h0, const floating* y, const floating* dz,
-                               floating* dx, floating* dw_ih_k, floating* dw_hh_k,
-                               floating* work, Py_ssize_t B, Py_ssize_t D, Py_ssize_t H,
-                               Py_ssize_t t0, Py_ssize_t t1) noexcept nogil:
-    """GEMMs over the rows of steps ``t0:t1``: partial ``dW_ih``, ``dW_hh``, and ``dx``."""
-    cdef Py_ssize_t G = LSTM_GATES * H, rows = (t1 - t0) * B, first = t0
-    cdef const floating* dz_rows = dz + t0 * B * G
-    memset(dw_ih_k, 0, G * D * sizeof(floating))
-    memset(dw_hh_k, 0, G * H * sizeof(floating))
-    # h_{t-1} for the block's steps: h0 for t = 0, else y[t - 1]
-    if t0 == 0:
-        gemm_at_b(G, D, B, dz, G, x, D, dw_ih_k, D, work)
-        gemm_at_b(G, H, B, dz, G, h0, H, dw_hh_k, H, work)
-        first = 1
-    if t1 > first:  # dW_ih and dW_hh in one pass over dz
-        gemm_at_b_pair(G, (t1 - first) * B, dz + first * B * G, G, D, x + first * B * D, D,
-                       dw_ih_k, D, H, y + (first - 1) * B * H, H, dw_hh_k, H, work)
-    memset(dx + t0 * B * D, 0, rows * D * sizeof(floating))
-    _rows_times_packed(rows, D, G, dz_rows, w_ih_packed, dx + t0 * B * D)  # dx = dz W_ih
+cdef void _lstm_backward_products(const floating* x, const floating* h_first,
+                                  Py_ssize_t first_rows, const floating* y, const floating* dz, const floating* w_ih_packed,
+                                  floating* dx, floating* dw_ih, floating* dw_hh,
+                                  floating* work, Py_ssize_t rows, Py_ssize_t D, Py_ssize_t H,
+                                  Py_ssize_t B, Py_ssize_t g0, Py_ssize_t g1, Py_ssize_t p0,
+                                  Py_ssize_t p1) noexcept nogil:
+    """One thread's share of the products over all ``rows`` rows of every step: rows
+    ``g0:g1`` (multiples of 4) of ``dW_ih = dz^T x`` and ``dW_hh = dz^T h_prev``, and the
+    panels ``p0:p1`` of the columns of ``dx = dz W_ih`` (``dx`` zeroed by the caller).
+    ``h_prev`` (row r: h0[r] for r < B, else y[r - B]) is read from ``h_first`` for the
+    first ``first_rows`` rows (a multiple of PG_KC, or all rows), in place from y after.
+
+    The rows of dz go by slabs of PG_KC, the weight gradients' slabs: each slab serves
+    both products while it is in cache. Each element is summed in the same order whatever
+    ``g0:g1`` and ``p0:p1``: threads share the results, so there are no partial sums per
+    block of steps (at large layers, hundreds of MiB to zero, write and add up).
+    """
+    cdef Py_ssize_t G = LSTM_GATES * H, r0 = 0, n, r, slab, nr = panel_width(<floating>0)
+    cdef Py_ssize_t cols = min(p1 * nr, D) - p0 * nr
+    cdef const floating* h_prev
+    memset(dw_ih + g0 * D, 0, (g1 - g0) * D * sizeof(floating))
+    memset(dw_hh + g0 * H, 0, (g1 - g0) * H * sizeof(floating))
+    while r0 < rows:
+        n = min(<Py_ssize_t>PG_KC, rows - r0)
+        h_prev = h_first + r0 * H if r0 < first_rows else y + (r0 - B) * H
+        if g1 > g0:
+            gemm_at_b_pair(g1 - g0, n, dz + r0 * G + g0, G, D, x + r0 * D, D, dw_ih + g0 * D, D,
+                           H, h_prev, H, dw_hh + g0 * H, H, work)
+        if cols > 0:
+            r = r0
+            while r < r0 + n:
+                slab = min(<Py_ssize_t>SLAB_ROWS, r0 + n - r)
+                gemm_packed(slab, cols, G, dz + r * G, G, w_ih_packed + p0 * nr * G,
+                            dx + r * D + p0 * nr, D)
+                r += slab
+        r0 += n
 
 
 # ---- the kernels
@@ -438,29 +455,21 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = w_hh.shape[1]
     cdef Py_ssize_t G = LSTM_GATES * H
     cdef Py_ssize_t[::1] chunks = batch_chunks(B, H, LSTM_GATES)
-    cdef Py_ssize_t[::1] blocks = time_blocks(T, B, (2 * D + H) * G)
-    cdef Py_ssize_t k, n_chunks = chunks.shape[0] - 1, n_blocks = blocks.shape[0] - 1
+    cdef Py_ssize_t k, n_chunks = chunks.shape[0] - 1
     cdef int recur_threads = _threads_for(n_threads, n_chunks)
     cdef int column_threads = step_column_threads(B, H, LSTM_GATES, n_threads)
-    cdef int gemm_threads = _threads_for(n_threads, n_blocks)
+    cdef Py_ssize_t d_panels = (D + panel_width(<floating>0) - 1) // panel_width(<floating>0)
+    # the weight gradients: threads share the 4H rows of the results, by fours
+    cdef int grad_threads = _threads_for(n_threads, H)
+    cdef Py_ssize_t g_piece = (H + grad_threads - 1) // grad_threads * LSTM_GATES
     cdef floating[::1] w_hh_packed = np.empty(packed_size(<floating>0, G, H), dtype=np.asarray(dz).dtype)
     cdef floating[::1] w_ih_packed = np.empty(packed_size(<floating>0, G, D), dtype=np.asarray(dz).dtype)
-    # work space of the weight-gradient products, one per block as blocks may run at once
-    cdef Py_ssize_t work_size = max(at_b_work_size(<floating>0, G, max(D, H)),
-                                    at_b_pair_work_size(<floating>0, G, D, H))
-    cdef floating[::1] work = np.empty(n_blocks * work_size, dtype=np.asarray(dz).dtype)
-    # per-block partial sums, reduced in block order so n_threads cannot change the result;
-    # a single block writes straight into the outputs
-    cdef floating[:, :, ::1] dw_ih_part = None
-    cdef floating[:, :, ::1] dw_hh_part = None
-    cdef floating* dw_ih_part_p = &dw_ih[0, 0]
-    cdef floating* dw_hh_part_p = &dw_hh[0, 0]
-    if n_blocks > 1:
-        dtype = np.float32 if floating is float else np.float64
-        dw_ih_part = np.empty((n_blocks, G, D), dtype=dtype)
-        dw_hh_part = np.empty((n_blocks, G, H), dtype=dtype)
-        dw_ih_part_p = &dw_ih_part[0, 0, 0]
-        dw_hh_part_p = &dw_hh_part[0, 0, 0]
+    # h_{t-1} of the first slabs of rows, those holding h0: [h0; y[:first_rows - B]]
+    cdef Py_ssize_t first_rows = min(T * B, (B + PG_KC - 1) // PG_KC * PG_KC)
+    cdef floating[:, ::1] h_first = np.empty((max(first_rows, 1), H), dtype=np.asarray(dz).dtype)
+    # work space of the weight-gradient products, one per thread
+    cdef Py_ssize_t work_size = at_b_pair_work_size(<floating>0, g_piece, D, H)
+    cdef floating[::1] work = np.empty(grad_threads * work_size, dtype=np.asarray(dz).dtype)
     cdef const floating* x_p = &x[0, 0, 0]
     cdef const floating* w_ih_p = &w_ih[0, 0]
     cdef const floating* w_hh_p = &w_hh[0, 0]
@@ -492,15 +501,19 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
                 _lstm_backward_loop(&w_hh_packed[0], c0_p, gates_p, c_all_p, dy_p, dh_n_p,
                                     dc_n_p, dc_seq_p, dz_p, dh0_p, dc0_p, T, B, H,
                                     chunks[k], chunks[k + 1], 1)
-        # 2. GEMMs over the rows of the steps of each block
-        for k in prange(n_blocks, num_threads=gemm_threads, schedule='static'):
-            _lstm_backward_gemms(x_p, &w_ih_packed[0], h0_p, y_p, dz_p, dx_p,
-                                 dw_ih_part_p + k * G * D, dw_hh_part_p + k * G * H,
-                                 &work[k * work_size], B, D, H, blocks[k], blocks[k + 1])
-        if n_blocks > 1:
-            memcpy(&dw_ih[0, 0], dw_ih_part_p, G * D * sizeof(floating))
-            memcpy(&dw_hh[0, 0], dw_hh_part_p, G * H * sizeof(floating))
-            _add_rows(dw_ih_part_p + G * D, n_blocks - 1, G * D, &dw_ih[0, 0])
-            _add_rows(dw_hh_part_p + G * H, n_blocks - 1, G * H, &dw_hh[0, 0])
+        # 2. dx = dz W_ih, dW_ih and dW_hh over all steps at once, the results shared
+        memset(dx_p, 0, T * B * D * sizeof(floating))
+        if T > 0:
+            memcpy(&h_first[0, 0], h0_p, B * H * sizeof(floating))
+            memcpy(&h_first[0, 0] + B * H, y_p, (first_rows - B) * H * sizeof(floating))
+            for k in prange(grad_threads, num_threads=grad_threads, schedule='static'):
+                _lstm_backward_products(x_p, &h_first[0, 0], first_rows, y_p, dz_p,
+                                        &w_ih_packed[0], dx_p, &dw_ih[0, 0], &dw_hh[0, 0],
+                                        &work[k * work_size], T * B, D, H, B, min(k * g_piece, G),
+                                        min((k + 1) * g_piece, G), d_panels * k // grad_threads,
+                                        d_panels * (k + 1) // grad_threads)
+        else:
+            memset(&dw_ih[0, 0], 0, G * D * sizeof(floating))
+            memset(&dw_hh[0, 0], 0, G * H * sizeof(floating))
         memset(&db[0], 0, G * sizeof(floating))
         _add_rows(dz_p, T * B, G, &db[0])

@@ -140,6 +140,10 @@ static void NAME(const T *b, ptrdiff_t k, ptrdiff_t n, ptrdiff_t stride_k,      
         for (int j = 0; j < ncols; j++) c[j] = (bias ? bias[j] : c[j]) + sums[j];       \
     }
 
+/* Rows of the result per block in pg_gemm_at_b_*'s slabs: PG_MC x PG_KC of packed A
+   (128 KiB in float32) stay in L2 while the panels of B pass over them. */
+#define PG_MC 128
+
 /* A's element (r, i) is a[r * a_row + i * a_col]. */
 #define PG_DEFINE_GEMM(T, V, NR, NAME, ATTR)                                            \
 /* bias NULL: C += A B; else C = bias + A B, bias (n) the same for every row (it saves a   \
@@ -175,13 +179,21 @@ ATTR static void NAME##_at_b_slab(ptrdiff_t m, ptrdiff_t n, ptrdiff_t kc, const 
                                   const T *a, ptrdiff_t lda, const T *packed, T *c,       \
                                   ptrdiff_t ldc)                                          \
 {                                                                                       \
-    ptrdiff_t panels = (n + NR - 1) / NR;                                               \
+    ptrdiff_t panels = (n + NR - 1) / NR, m4 = m - m % 4;                               \
+    /* rows by blocks of PG_MC, so that a block of A stays in L2 while every panel of B \
+       (in L1) passes over it: same sums, in the same order, as panel by panel */       \
+    for (ptrdiff_t r0 = 0; r0 < m4; r0 += PG_MC) {                                      \
+        ptrdiff_t r1 = m4 - r0 < PG_MC ? m4 : r0 + PG_MC;                               \
+        for (ptrdiff_t p = 0; p < panels; p++) {                                        \
+            int ncols = (int)(n - p * NR < NR ? n - p * NR : NR);                       \
+            for (ptrdiff_t r = r0; r < r1; r += 4)                                      \
+                NAME##_rows4(ap ? ap + r * kc : a + r, 1, ap ? 4 : lda, packed + p * kc * NR, \
+                             kc, NULL, c + r * ldc + p * NR, ldc, ncols);               \
+        }                                                                               \
+    }                                                                                   \
     for (ptrdiff_t p = 0; p < panels; p++) {                                            \
-        ptrdiff_t r = 0;                                                                \
+        ptrdiff_t r = m4;                                                               \
         int ncols = (int)(n - p * NR < NR ? n - p * NR : NR);                           \
-        for (; r + 4 <= m; r += 4)                                                      \
-            NAME##_rows4(ap ? ap + r * kc : a + r, 1, ap ? 4 : lda, packed + p * kc * NR, kc, \
-                         NULL, c + r * ldc + p * NR, ldc, ncols);                       \
         for (; r < m; r++)                                                              \
             NAME##_rows1(a + r, 1, lda, packed + p * kc * NR, kc, NULL, c + r * ldc + p * NR, \
                          ldc, ncols);                                                   \
