@@ -65,6 +65,45 @@ def sigmoid(z):
     return 0.5 + 0.5 * np.tanh(0.5 * z)
 
 
+def step_gradients(gates_t, c_t, c_prev, dh, dc, dz_t):
+    """One step of BPTT through the gates: the equations above from ``do`` to ``dc_{t-1}``.
+
+    Parameters
+    ----------
+    gates_t : ndarray of shape (B, 4*H)
+        Activated gates ``[i, f, g, o]`` of step ``t``.
+    c_t, c_prev : ndarray of shape (B, H)
+        Cell states of steps ``t`` and ``t-1``.
+    dh : ndarray of shape (B, H)
+        Whole gradient with respect to ``o * tanh(c_t)`` (``h_t``, or its projection's input).
+    dc : ndarray of shape (B, H)
+        Gradient arriving at ``c_t`` from step ``t+1`` (and from outside).
+    dz_t : ndarray of shape (B, 4*H)
+        OUT. Gradient with respect to the pre-activations of step ``t``.
+
+    Returns
+    -------
+    ndarray of shape (B, H)
+        ``dc_{t-1}``.
+    """
+    H = c_t.shape[1]
+    i = gates_t[:, 0 * H:1 * H]
+    f = gates_t[:, 1 * H:2 * H]
+    g = gates_t[:, 2 * H:3 * H]
+    o = gates_t[:, 3 * H:4 * H]
+    tc = np.tanh(c_t)
+    do = dh * tc
+    dc = dc + dh * o * (1 - tc * tc)
+    di = dc * g
+    dg = dc * i
+    df = dc * c_prev
+    dz_t[:, 0 * H:1 * H] = di * i * (1 - i)
+    dz_t[:, 1 * H:2 * H] = df * f * (1 - f)
+    dz_t[:, 2 * H:3 * H] = dg * (1 - g * g)
+    dz_t[:, 3 * H:4 * H] = do * o * (1 - o)
+    return dc * f
+
+
 def lstm_forward(x, w_ih, w_hh, bias, h0, c0, y, h_n, c_n, gates, c_all, n_threads):
     """Run an LSTM layer over a whole sequence.
 
@@ -174,25 +213,11 @@ def lstm_backward(x, w_ih, w_hh, h0, c0, y, gates, c_all, dy, dh_n, dc_n, dc_seq
     dh = dh_n
     dc = dc_n
     for t in range(T - 1, -1, -1):
-        i = gates[t, :, 0 * H:1 * H]
-        f = gates[t, :, 1 * H:2 * H]
-        g = gates[t, :, 2 * H:3 * H]
-        o = gates[t, :, 3 * H:4 * H]
-        c_prev = c0 if t == 0 else c_all[t - 1]
         dh = dh + dy[t]
         if has_dc_seq:
             dc = dc + dc_seq[t]
-        tc = np.tanh(c_all[t])
-        do = dh * tc
-        dc = dc + dh * o * (1 - tc * tc)
-        di = dc * g
-        dg = dc * i
-        df = dc * c_prev
-        dz[t, :, 0 * H:1 * H] = di * i * (1 - i)
-        dz[t, :, 1 * H:2 * H] = df * f * (1 - f)
-        dz[t, :, 2 * H:3 * H] = dg * (1 - g * g)
-        dz[t, :, 3 * H:4 * H] = do * o * (1 - o)
-        dc = dc * f
+        c_prev = c0 if t == 0 else c_all[t - 1]
+        dc = step_gradients(gates[t], c_all[t], c_prev, dh, dc, dz[t])
         dh = dz[t] @ w_hh
     dh0[...] = dh
     dc0[...] = dc

@@ -68,7 +68,7 @@ cannot overflow, as the compiled backends do.
 
 import numpy as np
 
-from fastrnn._python.lstm import sigmoid
+from fastrnn._python.lstm import sigmoid, step_gradients
 
 
 def lstm_proj_forward(x, w_ih, w_hh, w_hr, bias, h0, c0, y, h_n, c_n, gates, c_all, m_all,
@@ -201,26 +201,12 @@ def lstm_proj_backward(x, w_ih, w_hh, w_hr, h0, c0, y, gates, c_all, m_all, dy, 
     dh = dh_n
     dc = dc_n
     for t in range(T - 1, -1, -1):
-        i = gates[t, :, 0 * H:1 * H]
-        f = gates[t, :, 1 * H:2 * H]
-        g = gates[t, :, 2 * H:3 * H]
-        o = gates[t, :, 3 * H:4 * H]
-        c_prev = c0 if t == 0 else c_all[t - 1]
         dh = dh + dy[t]
         if has_dc_seq:
             dc = dc + dc_seq[t]
+        c_prev = c0 if t == 0 else c_all[t - 1]
         dm = dh @ w_hr
-        tc = np.tanh(c_all[t])
-        do = dm * tc
-        dc = dc + dm * o * (1 - tc * tc)
-        di = dc * g
-        dg = dc * i
-        df = dc * c_prev
-        dz[t, :, 0 * H:1 * H] = di * i * (1 - i)
-        dz[t, :, 1 * H:2 * H] = df * f * (1 - f)
-        dz[t, :, 2 * H:3 * H] = dg * (1 - g * g)
-        dz[t, :, 3 * H:4 * H] = do * o * (1 - o)
-        dc = dc * f
+        dc = step_gradients(gates[t], c_all[t], c_prev, dm, dc, dz[t])
         dh = dz[t] @ w_hh
     dh0[...] = dh
     dc0[...] = dc
