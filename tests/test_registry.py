@@ -190,7 +190,7 @@ def test_show_config_lists_every_backend(monkeypatch):
 
 def run_python(code):
     env = {key: value for key, value in os.environ.items() if not key.startswith("FASTRNN_")}
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
 
 
