@@ -267,3 +267,25 @@ def test_plot_writes_a_png(tmp_path, capsys):
                  "--plot", str(path)]) == 0
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "training curves written to" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------------------
+# which backend runs: the first thing the demo says
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("backend", ["python", "numba", "cython"])
+def test_demo_first_line_names_the_backend_that_runs(backend, capsys):
+    import fastrnn
+
+    if backend not in fastrnn.available_backends():
+        pytest.skip(f"backend {backend} does not load here")
+    assert main(["demo", "--quick", "--no-progress", "--backend", backend]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("fastrnn ") and f"running on the {backend} backend" in first, first
+
+
+def test_auto_backend_line_is_the_one_calls_resolve_to(capsys):
+    from fastrnn import _backends
+
+    assert main(["demo", "--quick", "--no-progress"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert f"running on the {_backends.resolve()[0]} backend" in first, first

@@ -2,6 +2,7 @@
 
 import io
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -233,3 +234,19 @@ def test_set_num_threads_caps_the_default_and_is_validated(monkeypatch):
     assert _parallel.default_n_threads(8) == min(8, os.cpu_count() or 1)
     with pytest.raises(fastrnn.ArgumentError, match="n_threads must be a positive integer or None; got 0"):
         fastrnn.set_num_threads(0)
+
+
+def test_unbuilt_source_tree_says_so(tmp_path):
+    """A clone's src/ on the import path, without the extension built in it, is named as the cause."""
+    clone = tmp_path / "clone"
+    shutil.copytree(REPO / "src" / "fastrnn", clone / "src" / "fastrnn",
+                    ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"))
+    (clone / "setup.py").write_text("")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("FASTRNN_")}
+    env["PYTHONPATH"] = str(clone / "src")
+    result = subprocess.run(
+        [sys.executable, "-c", "import fastrnn._backends as b; print(b.describe('cython'))"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "NOT available" in result.stdout and "source tree" in result.stdout, result.stdout
+    assert f"pip install -e . in {clone}" in result.stdout.replace("`", ""), result.stdout

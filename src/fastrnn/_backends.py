@@ -41,7 +41,9 @@ def _load(name):
     try:
         module = importlib.import_module(_MODULES[name])
     except Exception as error:  # any import failure means "not available", with its reason
-        _failed[name] = f"{_WHY_MISSING.get(name, 'import failed')} ({type(error).__name__}: {error})"
+        why = _source_tree_without_build() if name == "cython" else None
+        _failed[name] = why or (f"{_WHY_MISSING.get(name, 'import failed')} "
+                                f"({type(error).__name__}: {error})")
         return None
     _loaded[name] = module
     # a backend may bring its own BLAS (SciPy's): let the thread limiter find it
@@ -49,6 +51,48 @@ def _load(name):
 
     blas_threads.forget_libraries()
     return module
+
+
+def _source_tree_without_build():
+    """Why the extension is missing when fastrnn is imported from an unbuilt source tree, else None.
+
+    In a clone, ``src/fastrnn`` holds no compiled extension until it is built
+    in place; pointing ``PYTHONPATH`` at it imports that tree, not the
+    installed package. Say so rather than blame the build.
+    """
+    package = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(os.path.dirname(package))
+    built = any(entry.startswith("_cy.") for entry in os.listdir(package))
+    if built or os.path.basename(os.path.dirname(package)) != "src" or not os.path.exists(
+            os.path.join(root, "setup.py")):
+        return None
+    return (f"fastrnn is running from the source tree {package}, where the extension is not built; "
+            f"run `pip install -e .` in {root} to build it there, or `pip install .` and do not put "
+            "src/ on the import path")
+
+
+def describe(name):
+    """One line that says what backend ``name`` is and how it runs here, e.g. for a log.
+
+    Parameters
+    ----------
+    name : {"cython", "numba", "python"}
+
+    Returns
+    -------
+    str
+    """
+    module = _load(name)
+    if module is None:
+        return f"{name} backend, which is NOT available: {_failed[name]}"
+    if name == "cython":
+        openmp = (f"OpenMP, up to {module.openmp_max_threads()} threads" if module.openmp_enabled()
+                  else "built without OpenMP: one thread")
+        return f"cython backend (the compiled extension fastrnn._cy, {openmp})"
+    if name == "numba":
+        why = _failed.get("cython")
+        return "numba backend (JIT-compiled" + (f"; the extension fastrnn._cy is not available: {why})" if why else ")")
+    return "python backend (the pure-NumPy reference: slow, meant for validation)"
 
 
 def _check_name(name, argument):

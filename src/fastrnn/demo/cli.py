@@ -130,6 +130,11 @@ def run(args):
         cell=args.cell, lengths=args.lengths, backend=None if args.backend == "auto" else args.backend,
         threads=args.threads, seed=args.seed, quick=args.quick, verbose=2 if args.no_progress else 1,
     )
+    from fastrnn import __version__, _backends
+
+    # first, so that a user sees at once whether the compiled build is the one running
+    backend_name, _ = _backends.resolve(settings.backend)
+    print(f"fastrnn {__version__} demo {args.task}: running on the {_backends.describe(backend_name)}")
     started = time.perf_counter()
     result = tasks.TASKS[args.task](settings)
     if args.plot:
