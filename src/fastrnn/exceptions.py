@@ -49,6 +49,11 @@ class BackendUnavailableError(FastRNNError, ValueError):
             f"See fastrnn.show_config() for every backend and its state."
         )
 
+    def __reduce__(self):
+        # the default rebuilds from the message alone, which this __init__ does not take;
+        # a multiprocessing worker that raises this error must be able to send it back
+        return (type(self), (self.backend, self.reason))
+
 
 class StaleCacheError(FastRNNError, ValueError):
     """A forward cache whose arrays no longer match what the forward pass stored."""

@@ -35,6 +35,30 @@ class Activation:
     def __repr__(self):
         return f"<activation {self.name}>"
 
+    def __reduce__(self):
+        # a built-in pickles by name, so an unpickled layer shares the module's object
+        if _BY_NAME.get(self.name) is self:
+            return (get, (self.name,))
+        return (Activation, (self.name, self._forward, self._gradient))
+
+
+# Module-level functions, not lambdas: an Activation (and every layer holding one)
+# must pickle, and pickle stores a function by its qualified name.
+def _identity(x):
+    return x
+
+
+def _identity_gradient(dy, x, y):
+    return dy
+
+
+def _relu(x):
+    return np.maximum(x, 0)
+
+
+def _relu_gradient(dy, x, y):
+    return dy * (x > 0)
+
 
 def _sigmoid(x):
     # exp of a non-positive number only: no overflow warning for large |x|
@@ -42,18 +66,29 @@ def _sigmoid(x):
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
 
 
+def _sigmoid_gradient(dy, x, y):
+    return dy * y * (1 - y)
+
+
+def _tanh_gradient(dy, x, y):
+    return dy * (1 - y * y)
+
+
 def _softmax(x):
     e = np.exp(x - x.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
 
 
-linear = Activation("linear", lambda x: x, lambda dy, x, y: dy)
-relu = Activation("relu", lambda x: np.maximum(x, 0), lambda dy, x, y: dy * (x > 0))
-sigmoid = Activation("sigmoid", _sigmoid, lambda dy, x, y: dy * y * (1 - y))
-tanh = Activation("tanh", np.tanh, lambda dy, x, y: dy * (1 - y * y))
-# the Jacobian of softmax is diag(y) - y y^T along the last axis
-softmax = Activation("softmax", _softmax,
-                     lambda dy, x, y: y * (dy - np.sum(dy * y, axis=-1, keepdims=True)))
+def _softmax_gradient(dy, x, y):
+    # the Jacobian of softmax is diag(y) - y y^T along the last axis
+    return y * (dy - np.sum(dy * y, axis=-1, keepdims=True))
+
+
+linear = Activation("linear", _identity, _identity_gradient)
+relu = Activation("relu", _relu, _relu_gradient)
+sigmoid = Activation("sigmoid", _sigmoid, _sigmoid_gradient)
+tanh = Activation("tanh", np.tanh, _tanh_gradient)
+softmax = Activation("softmax", _softmax, _softmax_gradient)
 
 _BY_NAME = {a.name: a for a in (linear, relu, sigmoid, tanh, softmax)}
 

@@ -166,6 +166,19 @@ class Optimizer:
             self._slots[id(variable)] = entry
         return entry[1]
 
+    # pickling: the slots are keyed by id(), which a copy of the variables does not keep -------
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_slots"] = list(self._slots.values())
+        return state
+
+    def __setstate__(self, state):
+        entries = state.pop("_slots")
+        self.__dict__.update(state)
+        # pickle keeps the variables shared with the model, so re-keying by their new ids
+        # reattaches every slot to the model's copy of its variable
+        self._slots = {id(variable): (variable, slots) for variable, slots in entries}
+
     def active_slots(self):
         """Names of the per-variable state arrays this configuration keeps."""
         return self.slot_names
