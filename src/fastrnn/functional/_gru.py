@@ -6,8 +6,12 @@ from fastrnn import _backends
 from fastrnn._validation import check_n_threads
 from fastrnn.exceptions import ArgumentError
 from fastrnn.functional._layer import Layer, LayerCache, backward_inputs, read_only_view
+from fastrnn.functional.cells import GRU
 
 __all__ = ["gru_forward", "gru_backward", "GRUCache"]
+
+# per step the kernels keep r, z, n and h W_hn^T + b_hn (see fastrnn._python.gru): not the gate count
+WORKSPACE_BLOCKS = 4
 
 
 class GRUCache(LayerCache):
@@ -79,17 +83,18 @@ def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, reset_after=Tru
     reset_after = bool(reset_after)
     check_n_threads(n_threads)
     backend_name, kernels = _backends.resolve(backend, kernel="gru_forward")
-    layer = Layer(x, w_ih, w_hh, b_ih, b_hh, [("h0", h0)], gates=3, cell="GRU", batch_first=batch_first)
+    layer = Layer(x, w_ih, w_hh, b_ih, b_hh, [("h0", h0)], spec=GRU, batch_first=batch_first)
     T, B, H = layer.T, layer.B, layer.H
     h0 = layer.states[0]
     threads = layer.n_threads(n_threads)
 
+    G = GRU.gates * H
     y = np.empty((T, B, H), layer.dtype)
-    gates = np.empty((T, B, 4 * H), layer.dtype)
+    gates = np.empty((T, B, WORKSPACE_BLOCKS * H), layer.dtype)
     if T == 0 or B == 0:
         h_n = h0.copy()
     else:
-        bias_x = np.zeros(3 * H, layer.dtype)
+        bias_x = np.zeros(G, layer.dtype)
         b_hn = np.zeros(H, layer.dtype)
         if layer.b_ih is not None:
             bias_x += layer.b_ih
@@ -130,19 +135,20 @@ def gru_backward(cache, dy=None, dh_n=None):
     H = cache.w_hh.shape[1]
     dtype = cache.x.dtype
 
+    G = GRU.gates * H
     dx = np.empty((T, B, D), dtype)
     dh0 = np.empty((B, H), dtype)
-    dw_ih = np.zeros((3 * H, D), dtype)
-    dw_hh = np.zeros((3 * H, H), dtype)
-    db_ih = np.zeros(3 * H, dtype)
-    db_hh = np.zeros(3 * H, dtype)
+    dw_ih = np.zeros((G, D), dtype)
+    dw_hh = np.zeros((G, H), dtype)
+    db_ih = np.zeros(G, dtype)
+    db_hh = np.zeros(G, dtype)
     if T == 0 or B == 0:
         dh0[...] = dh_n
         dx[...] = 0
     else:
         _, kernels = _backends.resolve(cache.backend)
-        dz_x = np.empty((T, B, 3 * H), dtype)
-        dz_h = np.empty((T, B, 3 * H), dtype)
+        dz_x = np.empty((T, B, G), dtype)
+        dz_h = np.empty((T, B, G), dtype)
         kernels.gru_backward(cache.x, cache.w_ih, cache.w_hh, cache.h0, cache.reset_after, cache.y, cache.gates,
                              dy, dh_n, dz_x, dz_h, dx, dh0, dw_ih, dw_hh, db_ih, db_hh, cache.n_threads)
     grads = {"x": dx.transpose(1, 0, 2) if cache.batch_first else dx, "h0": dh0, "w_ih": dw_ih, "w_hh": dw_hh}

@@ -2,7 +2,7 @@
 converting them once to the kernel layout (time-major, C-contiguous, one dtype).
 
 Weights use PyTorch's layout: ``w_ih`` of shape (G*H, D), ``w_hh`` of shape
-(G*H, H), biases of shape (G*H,), with G gates per cell (RNN 1, GRU 3, LSTM 4).
+(G*H, H), biases of shape (G*H,), with G gate blocks per cell (:attr:`fastrnn.functional.cells.CellSpec.gates`).
 """
 
 import numpy as np
@@ -22,6 +22,16 @@ from fastrnn.exceptions import ShapeError, StaleCacheError
 class Layer:
     """A layer's inputs after validation, in kernel layout.
 
+    Parameters
+    ----------
+    x, w_ih, w_hh, b_ih, b_hh : array_like
+        As the functional API takes them.
+    states : list of (str, array_like or None)
+        The initial states by argument name, e.g. ``[("h0", h0)]``.
+    spec : CellSpec
+        The cell (gate count and name come from the cell table).
+    batch_first : bool
+
     Attributes
     ----------
     x : ndarray of shape (T, B, D)
@@ -32,7 +42,8 @@ class Layer:
         Initial states (zeros where the caller gave none).
     """
 
-    def __init__(self, x, w_ih, w_hh, b_ih, b_hh, states, *, gates, cell, batch_first):
+    def __init__(self, x, w_ih, w_hh, b_ih, b_hh, states, *, spec, batch_first):
+        gates, cell = spec.gates, spec.torch_name
         named = [("x", as_float_array("x", x)), ("w_ih", as_float_array("w_ih", w_ih)),
                  ("w_hh", as_float_array("w_hh", w_hh))]
         for name, value in [("b_ih", b_ih), ("b_hh", b_hh), *states]:

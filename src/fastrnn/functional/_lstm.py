@@ -6,10 +6,9 @@ from fastrnn import _backends
 from fastrnn._validation import check_n_threads
 from fastrnn.functional._layer import (Layer, LayerCache, backward_inputs, gradient_input,
                                        read_only_view)
+from fastrnn.functional.cells import LSTM
 
 __all__ = ["lstm_forward", "lstm_backward", "LSTMCache"]
-
-GATES = 4
 
 
 class LSTMCache(LayerCache):
@@ -72,14 +71,14 @@ def lstm_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, batch
     """
     check_n_threads(n_threads)
     backend_name, kernels = _backends.resolve(backend, kernel="lstm_forward")
-    layer = Layer(x, w_ih, w_hh, b_ih, b_hh, [("h0", h0), ("c0", c0)], gates=GATES, cell="LSTM",
+    layer = Layer(x, w_ih, w_hh, b_ih, b_hh, [("h0", h0), ("c0", c0)], spec=LSTM,
                   batch_first=batch_first)
     T, B, H = layer.T, layer.B, layer.H
     h0, c0 = layer.states
     threads = layer.n_threads(n_threads)
 
     y = np.empty((T, B, H), layer.dtype)
-    gates = np.empty((T, B, GATES * H), layer.dtype)
+    gates = np.empty((T, B, LSTM.gates * H), layer.dtype)
     c_all = np.empty((T if requires_grad else 0, B, H), layer.dtype)
     if T == 0 or B == 0:
         h_n, c_n = h0.copy(), c0.copy()
@@ -125,7 +124,7 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None, *, dc=None):
     T, B, D = cache.x.shape
     H = cache.w_hh.shape[1]
     dtype = cache.x.dtype
-    G = GATES * H
+    G = LSTM.gates * H
     if dc is None:  # the kernels read shape (0, B, H) as "none": no T*B*H zeros to add
         dc_seq = np.empty((0, B, H), dtype)
     else:

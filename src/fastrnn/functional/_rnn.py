@@ -5,6 +5,7 @@ import numpy as np
 from fastrnn import _backends
 from fastrnn._validation import check_choice, check_n_threads
 from fastrnn.functional._layer import Layer, LayerCache, backward_inputs, read_only_view
+from fastrnn.functional.cells import RNN
 
 __all__ = ["rnn_forward", "rnn_backward", "RNNCache"]
 
@@ -72,8 +73,7 @@ def rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, nonlinearity="t
     check_choice("nonlinearity", nonlinearity, NONLINEARITIES)
     check_n_threads(n_threads)
     backend_name, kernels = _backends.resolve(backend)
-    layer = Layer(x, w_ih, w_hh, b_ih, b_hh, [("h0", h0)], gates=1, cell="RNN",
-                   batch_first=batch_first)
+    layer = Layer(x, w_ih, w_hh, b_ih, b_hh, [("h0", h0)], spec=RNN, batch_first=batch_first)
     T, B, H = layer.T, layer.B, layer.H
     h0 = layer.states[0]
     threads = layer.n_threads(n_threads)
