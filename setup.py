@@ -167,9 +167,8 @@ setup(
             sources=[os.path.join(CSRC, "_cy.pyx")],
             include_dirs=[CSRC],
             depends=[os.path.join(CSRC, name) for name in
-                     ("rnn.pxi", "lstm.pxi", "gru.pxi", "activations.pxd", "packed_gemm.pxd", "packed_gemm.h",
-                      "openmp_shim.pxd",
-                      "openmp_shim.h")],
+                     ("rnn.pxi", "lstm.pxi", "lstm_proj.pxi", "gru.pxi", "activations.pxd",
+                      "packed_gemm.pxd", "packed_gemm.h", "openmp_shim.pxd", "openmp_shim.h")],
         )
     ],
     cmdclass={"build_ext": BuildExt},

@@ -62,4 +62,5 @@ def openmp_max_threads():
 
 include "rnn.pxi"
 include "lstm.pxi"
+include "lstm_proj.pxi"
 include "gru.pxi"

@@ -287,13 +287,14 @@ cdef void _lstm_backward_products(const floating* x, const floating* h_first,
                                   Py_ssize_t first_rows, const floating* y, const floating* dz, const floating* w_ih_packed,
                                   floating* dx, floating* dw_ih, floating* dw_hh,
                                   floating* work, Py_ssize_t rows, Py_ssize_t D, Py_ssize_t H,
-                                  Py_ssize_t B, Py_ssize_t g0, Py_ssize_t g1, Py_ssize_t p0,
-                                  Py_ssize_t p1) noexcept nogil:
+                                  Py_ssize_t K, Py_ssize_t B, Py_ssize_t g0, Py_ssize_t g1,
+                                  Py_ssize_t p0, Py_ssize_t p1) noexcept nogil:
     """One thread's share of the products over all ``rows`` rows of every step: rows
     ``g0:g1`` (multiples of 4) of ``dW_ih = dz^T x`` and ``dW_hh = dz^T h_prev``, and the
     panels ``p0:p1`` of the columns of ``dx = dz W_ih`` (``dx`` zeroed by the caller).
     ``h_prev`` (row r: h0[r] for r < B, else y[r - B]) is read from ``h_first`` for the
     first ``first_rows`` rows (a multiple of PG_KC, or all rows), in place from y after.
+    ``h_prev``, ``y`` and ``dW_hh`` have ``K`` columns: ``H``, or ``P`` with a projection.
 
     The rows of dz go by slabs of PG_KC, the weight gradients' slabs: each slab serves
     both products while it is in cache. Each element is summed in the same order whatever
@@ -304,13 +305,13 @@ cdef void _lstm_backward_products(const floating* x, const floating* h_first,
     cdef Py_ssize_t cols = min(p1 * nr, D) - p0 * nr
     cdef const floating* h_prev
     memset(dw_ih + g0 * D, 0, (g1 - g0) * D * sizeof(floating))
-    memset(dw_hh + g0 * H, 0, (g1 - g0) * H * sizeof(floating))
+    memset(dw_hh + g0 * K, 0, (g1 - g0) * K * sizeof(floating))
     while r0 < rows:
         n = min(<Py_ssize_t>PG_KC, rows - r0)
-        h_prev = h_first + r0 * H if r0 < first_rows else y + (r0 - B) * H
+        h_prev = h_first + r0 * K if r0 < first_rows else y + (r0 - B) * K
         if g1 > g0:
             gemm_at_b_pair(g1 - g0, n, dz + r0 * G + g0, G, D, x + r0 * D, D, dw_ih + g0 * D, D,
-                           H, h_prev, H, dw_hh + g0 * H, H, work)
+                           K, h_prev, K, dw_hh + g0 * K, K, work)
         if cols > 0:
             r = r0
             while r < r0 + n:
@@ -509,7 +510,7 @@ def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
             for k in prange(grad_threads, num_threads=grad_threads, schedule='static'):
                 _lstm_backward_products(x_p, &h_first[0, 0], first_rows, y_p, dz_p,
                                         &w_ih_packed[0], dx_p, &dw_ih[0, 0], &dw_hh[0, 0],
-                                        &work[k * work_size], T * B, D, H, B, min(k * g_piece, G),
+                                        &work[k * work_size], T * B, D, H, H, B, min(k * g_piece, G),
                                         min((k + 1) * g_piece, G), d_panels * k // grad_threads,
                                         d_panels * (k + 1) // grad_threads)
         else:
