@@ -2,13 +2,14 @@
 
 Keras stores ``kernel`` (D, G*H), ``recurrent_kernel`` (H, G*H) and one bias;
 the kernels take PyTorch's ``w_ih`` (G*H, D), ``w_hh`` (G*H, H), ``b_ih`` and
-``b_hh`` (G*H,) (REFERENCE.md b1-b3, b5). Per cell:
+``b_hh`` (G*H,) (``docs/weight-layouts.md``). The gate counts and both gate
+orders are read from the cell table (:mod:`fastrnn.functional.cells`). Per cell:
 
-* SimpleRNN and LSTM: the gate blocks are in the same order (LSTM i, f, g, o),
-  so ``w_ih = kernel.T``, ``w_hh = recurrent_kernel.T``, ``b_ih = bias`` and
-  ``b_hh`` is absent.
-* GRU: Keras orders the blocks z, r, h and PyTorch r, z, n, so the first two
-  blocks swap (the permutation is its own inverse). With ``reset_after=True``
+* SimpleRNN and LSTM: the gate blocks are in the same order (LSTM: Keras's
+  i, f, c, o is PyTorch's i, f, g, o), so ``w_ih = kernel.T``,
+  ``w_hh = recurrent_kernel.T``, ``b_ih = bias`` and ``b_hh`` is absent.
+* GRU: Keras orders the blocks z, r, h and PyTorch r, z, n, so the blocks are
+  permuted on the way in and back on the way out. With ``reset_after=True``
   the Keras bias has shape (2, 3*H): row 0 is ``b_ih``, row 1 ``b_hh``. With
   ``reset_after=False`` it has shape (3*H,) and is ``b_ih`` alone.
 
@@ -20,31 +21,48 @@ kernels' gradients back with ``torch_grads_to_keras``.
 import numpy as np
 
 from fastrnn.exceptions import ArgumentError, ShapeError
+from fastrnn.functional.cells import CELLS, cell_spec
 
 __all__ = ["keras_to_torch", "torch_to_keras", "torch_grads_to_keras", "keras_grads_to_torch",
            "GATES"]
 
-GATES = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}
+#: Gate blocks per Keras layer name, read from the cell table.
+GATES = {spec.keras_name: spec.gates for spec in CELLS.values()}
 
 
-def _gates(cell):
-    if cell not in GATES:
-        raise ArgumentError(f"cell must be one of {', '.join(GATES)}; got {cell!r}")
-    return GATES[cell]
+def _spec(cell):
+    try:
+        return cell_spec(cell)
+    except ArgumentError:
+        raise ArgumentError(f"cell must be one of {', '.join(GATES)}; got {cell!r}") from None
 
 
-def _swap_gru_blocks(array, axis):
-    """The first two of the three gate blocks along ``axis`` swapped (z, r, h <-> r, z, n)."""
-    z, r, h = np.split(np.asarray(array), 3, axis=axis)
-    return np.concatenate([r, z, h], axis=axis)
+def _permute_blocks(array, axis, order):
+    """The gate blocks of ``array`` along ``axis`` taken in ``order`` (indices of the blocks)."""
+    array = np.asarray(array)
+    if order == tuple(range(len(order))):
+        return array
+    blocks = np.split(array, len(order), axis=axis)
+    return np.concatenate([blocks[k] for k in order], axis=axis)
 
 
-def _reorder(cell, array, axis):
-    return _swap_gru_blocks(array, axis) if cell == "GRU" else np.asarray(array)
+def _to_torch(spec, array, axis):
+    """Blocks stacked in Keras's gate order -> the kernels' (PyTorch's) order."""
+    keras_blocks = spec.blocks("keras")
+    return _permute_blocks(array, axis, tuple(keras_blocks.index(j) for j in range(spec.gates)))
 
 
-def _check_pair(cell, kernel, recurrent_kernel):
-    G = _gates(cell)
+def _to_keras(spec, array, axis):
+    """Blocks stacked in the kernels' (PyTorch's) gate order -> Keras's order."""
+    return _permute_blocks(array, axis, spec.blocks("keras"))
+
+
+def _is_gru(spec):
+    return spec.keras_name == "GRU"
+
+
+def _check_pair(spec, kernel, recurrent_kernel):
+    G, cell = spec.gates, spec.keras_name
     kernel, recurrent_kernel = np.asarray(kernel), np.asarray(recurrent_kernel)
     if recurrent_kernel.ndim != 2 or recurrent_kernel.shape[1] != G * recurrent_kernel.shape[0]:
         raise ShapeError(f"a Keras {cell} recurrent_kernel must have shape (H, {G}*H); got "
@@ -61,7 +79,8 @@ def keras_to_torch(cell, kernel, recurrent_kernel, bias=None, *, reset_after=Tru
 
     Parameters
     ----------
-    cell : {"SimpleRNN", "LSTM", "GRU"}
+    cell : {"SimpleRNN", "LSTM", "GRU"} or CellSpec
+        Any name :func:`fastrnn.functional.cells.cell_spec` accepts.
     kernel : array_like of shape (D, G*H)
     recurrent_kernel : array_like of shape (H, G*H)
     bias : array_like of shape (G*H,), or (2, 3*H) for a GRU with ``reset_after``; optional
@@ -74,24 +93,26 @@ def keras_to_torch(cell, kernel, recurrent_kernel, bias=None, *, reset_after=Tru
         ``"w_ih"`` ndarray of shape (G*H, D), ``"w_hh"`` of shape (G*H, H),
         ``"b_ih"`` and ``"b_hh"`` of shape (G*H,) or None. C-contiguous copies.
     """
-    kernel, recurrent_kernel, H = _check_pair(cell, kernel, recurrent_kernel)
-    G = GATES[cell]
-    weights = {"w_ih": np.ascontiguousarray(_reorder(cell, kernel, 1).T),
-               "w_hh": np.ascontiguousarray(_reorder(cell, recurrent_kernel, 1).T),
+    spec = _spec(cell)
+    kernel, recurrent_kernel, H = _check_pair(spec, kernel, recurrent_kernel)
+    G = spec.gates
+    weights = {"w_ih": np.ascontiguousarray(_to_torch(spec, kernel, 1).T),
+               "w_hh": np.ascontiguousarray(_to_torch(spec, recurrent_kernel, 1).T),
                "b_ih": None, "b_hh": None}
     if bias is None:
         return weights
     bias = np.asarray(bias)
-    if cell == "GRU" and reset_after:
+    if _is_gru(spec) and reset_after:
         if bias.shape != (2, G * H):
             raise ShapeError(f"a Keras GRU bias with reset_after=True must have shape (2, {G * H}); "
                              f"got {bias.shape}")
-        weights["b_ih"] = np.ascontiguousarray(_reorder(cell, bias[0], 0))
-        weights["b_hh"] = np.ascontiguousarray(_reorder(cell, bias[1], 0))
+        weights["b_ih"] = np.ascontiguousarray(_to_torch(spec, bias[0], 0))
+        weights["b_hh"] = np.ascontiguousarray(_to_torch(spec, bias[1], 0))
     else:
         if bias.shape != (G * H,):
-            raise ShapeError(f"a Keras {cell} bias must have shape ({G * H},); got {bias.shape}")
-        weights["b_ih"] = np.ascontiguousarray(_reorder(cell, bias, 0))
+            raise ShapeError(f"a Keras {spec.keras_name} bias must have shape ({G * H},); got "
+                             f"{bias.shape}")
+        weights["b_ih"] = np.ascontiguousarray(_to_torch(spec, bias, 0))
     return weights
 
 
@@ -118,23 +139,24 @@ def torch_to_keras(cell, w_ih, w_hh, b_ih=None, b_hh=None, *, reset_after=True):
         Keras's ``get_weights()``; ``bias`` is left out when both biases are None.
         SimpleRNN and LSTM get ``bias = b_ih + b_hh``.
     """
+    spec = _spec(cell)
     w_ih, w_hh = np.asarray(w_ih), np.asarray(w_hh)
-    _check_pair(cell, w_ih.T, w_hh.T)
-    G, H = GATES[cell], w_hh.shape[1]
-    weights = [np.ascontiguousarray(_reorder(cell, w_ih, 0).T),
-               np.ascontiguousarray(_reorder(cell, w_hh, 0).T)]
+    _check_pair(spec, w_ih.T, w_hh.T)
+    G, H = spec.gates, w_hh.shape[1]
+    weights = [np.ascontiguousarray(_to_keras(spec, w_ih, 0).T),
+               np.ascontiguousarray(_to_keras(spec, w_hh, 0).T)]
     if b_ih is None and b_hh is None:
         return weights
     zeros = np.zeros(G * H, w_ih.dtype)
     b_ih = zeros if b_ih is None else np.asarray(b_ih)
     b_hh = zeros if b_hh is None else np.asarray(b_hh)
-    if cell == "GRU" and reset_after:
-        weights.append(np.stack([_reorder(cell, b_ih, 0), _reorder(cell, b_hh, 0)]))
-    elif cell == "GRU":
+    if _is_gru(spec) and reset_after:
+        weights.append(np.stack([_to_keras(spec, b_ih, 0), _to_keras(spec, b_hh, 0)]))
+    elif _is_gru(spec):
         if np.any(b_hh[2 * H:] != 0):
             raise ArgumentError("a GRU with reset_after=False has no recurrent bias inside the reset "
                                 "gate: b_hh[2*H:] must be zero to convert")
-        weights.append(_reorder(cell, b_ih + b_hh, 0))
+        weights.append(_to_keras(spec, b_ih + b_hh, 0))
     else:
         weights.append(b_ih + b_hh)
     return weights
@@ -162,14 +184,14 @@ def torch_grads_to_keras(cell, grads, *, use_bias=True, reset_after=True):
         ``[d_kernel (D, G*H), d_recurrent_kernel (H, G*H), d_bias]`` (no
         ``d_bias`` without ``use_bias``), in ``get_weights()`` order.
     """
-    _gates(cell)
-    out = [np.ascontiguousarray(_reorder(cell, grads["w_ih"], 0).T),
-           np.ascontiguousarray(_reorder(cell, grads["w_hh"], 0).T)]
+    spec = _spec(cell)
+    out = [np.ascontiguousarray(_to_keras(spec, grads["w_ih"], 0).T),
+           np.ascontiguousarray(_to_keras(spec, grads["w_hh"], 0).T)]
     if use_bias:
-        if cell == "GRU" and reset_after:
-            out.append(np.stack([_reorder(cell, grads["b_ih"], 0), _reorder(cell, grads["b_hh"], 0)]))
+        if _is_gru(spec) and reset_after:
+            out.append(np.stack([_to_keras(spec, grads["b_ih"], 0), _to_keras(spec, grads["b_hh"], 0)]))
         else:
-            out.append(np.ascontiguousarray(_reorder(cell, grads["b_ih"], 0)))
+            out.append(np.ascontiguousarray(_to_keras(spec, grads["b_ih"], 0)))
     return out
 
 
@@ -192,16 +214,17 @@ def keras_grads_to_torch(cell, d_kernel, d_recurrent_kernel, d_bias=None, *, res
     dict
         ``"w_ih"``, ``"w_hh"``, ``"b_ih"``, ``"b_hh"`` (the biases None without ``d_bias``).
     """
-    grads = keras_to_torch(cell, d_kernel, d_recurrent_kernel, None)
+    spec = _spec(cell)
+    grads = keras_to_torch(spec, d_kernel, d_recurrent_kernel, None)
     if d_bias is None:
         return grads
     d_bias = np.asarray(d_bias)
-    if cell == "GRU" and reset_after:
-        grads["b_ih"] = np.ascontiguousarray(_reorder(cell, d_bias[0], 0))
-        grads["b_hh"] = np.ascontiguousarray(_reorder(cell, d_bias[1], 0))
-    elif cell == "GRU":
-        H = d_bias.shape[0] // 3
-        grads["b_ih"] = np.ascontiguousarray(_reorder(cell, d_bias, 0))
+    if _is_gru(spec) and reset_after:
+        grads["b_ih"] = np.ascontiguousarray(_to_torch(spec, d_bias[0], 0))
+        grads["b_hh"] = np.ascontiguousarray(_to_torch(spec, d_bias[1], 0))
+    elif _is_gru(spec):
+        H = d_bias.shape[0] // spec.gates
+        grads["b_ih"] = np.ascontiguousarray(_to_torch(spec, d_bias, 0))
         grads["b_hh"] = grads["b_ih"].copy()
         grads["b_hh"][2 * H:] = 0  # that block of b_hh does not exist in this cell
     else:

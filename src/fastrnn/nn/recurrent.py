@@ -26,6 +26,7 @@ from fastrnn.functional import (
     rnn_backward,
     rnn_forward,
 )
+from fastrnn.functional import cells
 from fastrnn.functional.lengths import SequenceLengths
 from fastrnn.nn.grad_mode import is_grad_enabled
 from fastrnn.nn.module import Module
@@ -47,12 +48,12 @@ def _positive_int(name, value):
 class RNNBase(Module):
     """What RNN, LSTM and GRU share: the layer stack, parameters, forward and backward.
 
-    A subclass sets ``GATES`` and ``CELL`` and implements :meth:`_cell_forward`
-    and :meth:`_cell_backward` for one direction of one layer.
+    A subclass sets ``SPEC``, its row of the cell table (gate count, states,
+    PyTorch name), and implements :meth:`_cell_forward` and
+    :meth:`_cell_backward` for one direction of one layer.
     """
 
-    GATES = 1
-    CELL = ""
+    SPEC = None
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, proj_size=0, *, dtype=np.float32, seed=None,
@@ -100,7 +101,7 @@ class RNNBase(Module):
     def _make_parameters(self):
         # PyTorch's initialisation: every weight and bias ~ U(-1/sqrt(H), 1/sqrt(H))
         bound = 1.0 / math.sqrt(self.hidden_size)
-        G, H, P = self.GATES, self.hidden_size, self.output_size
+        G, H, P = self.SPEC.gates, self.hidden_size, self.output_size
         for layer in range(self.num_layers):
             inputs = self.input_size if layer == 0 else P * self.num_directions
             for direction in range(self.num_directions):
@@ -245,7 +246,7 @@ class RNNBase(Module):
     def _initial_states(self, hx, B, batched):
         """``hx`` validated and converted: (h0, c0) of shape (L*dirs, B, ·); c0 None but for LSTM."""
         L = self.num_layers * self.num_directions
-        is_lstm = self.CELL == "LSTM"
+        is_lstm = self.SPEC.has_cell_state
         if hx is None:
             h0, c0 = None, None
         elif is_lstm:
@@ -254,7 +255,7 @@ class RNNBase(Module):
             h0, c0 = hx
         else:
             if isinstance(hx, (tuple, list)):
-                raise ArgumentError(f"hx of a {self.CELL} must be one array, not a "
+                raise ArgumentError(f"hx of a {self.SPEC.torch_name} must be one array, not a "
                                     f"{type(hx).__name__}")
             h0, c0 = hx, None
         states = []
@@ -300,8 +301,8 @@ class RNNBase(Module):
         if tape is None:
             raise ArgumentError("backward() needs a forward() call made with gradients enabled "
                                 "(outside fastrnn.nn.no_grad()) since the last backward()")
-        if d_c_n is not None and self.CELL != "LSTM":
-            raise ArgumentError(f"d_c_n is for LSTM only; a {self.CELL} has no cell state")
+        if d_c_n is not None and not self.SPEC.has_cell_state:
+            raise ArgumentError(f"d_c_n is for LSTM only; a {self.SPEC.torch_name} has no cell state")
         sequences, batched = tape["sequences"], tape["batched"]
         T, B = sequences.T, sequences.B
         L, dirs, P, H = self.num_layers, self.num_directions, self.output_size, self.hidden_size
@@ -309,7 +310,7 @@ class RNNBase(Module):
                                         time_major=True)
         d_h = self._gradient("d_h_n", d_h_n, (L * dirs, B, P), batched)
         d_c = (self._gradient("d_c_n", d_c_n, (L * dirs, B, H), batched)
-               if self.CELL == "LSTM" else None)
+               if self.SPEC.has_cell_state else None)
 
         if not sequences.full:  # a copy of the caller's array, cleared where rows have ended
             d_layer_output = d_layer_output.copy()
@@ -432,7 +433,7 @@ class RNN(RNNBase):
         Passed to the functional API.
     """
 
-    CELL = "RNN"
+    SPEC = cells.RNN
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False, *, dtype=np.float32,
@@ -473,8 +474,7 @@ class LSTM(RNNBase):
         As for :class:`RNN`.
     """
 
-    GATES = 4
-    CELL = "LSTM"
+    SPEC = cells.LSTM
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, proj_size=0, *, dtype=np.float32, seed=None,
@@ -518,8 +518,7 @@ class GRU(RNNBase):
         As for :class:`RNN`.
     """
 
-    GATES = 3
-    CELL = "GRU"
+    SPEC = cells.GRU
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, *, dtype=np.float32, seed=None, backend=None,

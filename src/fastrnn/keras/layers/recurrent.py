@@ -22,6 +22,7 @@ import numpy as np
 
 from fastrnn.exceptions import ArgumentError, ShapeError
 from fastrnn.functional import (
+    cells,
     gru_backward,
     gru_forward,
     lstm_backward,
@@ -120,12 +121,12 @@ class MaskMaps:
 class RNNLayer(Layer):
     """What SimpleRNN, LSTM and GRU share: arguments, weights, masks, states, forward and backward.
 
-    A subclass sets ``CELL`` and ``N_STATES`` and implements
-    :meth:`_run` and :meth:`_run_backward` with the functional API.
+    A subclass sets ``SPEC``, its row of the cell table (gate count, states,
+    Keras name), and implements :meth:`_run` and :meth:`_run_backward` with the
+    functional API.
     """
 
-    CELL = ""
-    N_STATES = 1
+    SPEC = None
     supports_masking = True
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
@@ -166,6 +167,16 @@ class RNNLayer(Layer):
 
     _ACTIVATIONS = ("tanh",)
 
+    @property
+    def CELL(self):
+        """The Keras name of the cell (``"SimpleRNN"``, ``"LSTM"``, ``"GRU"``)."""
+        return self.SPEC.keras_name
+
+    @property
+    def N_STATES(self):
+        """How many states the cell carries (LSTM: h and c)."""
+        return len(self.SPEC.states)
+
     def _check_activation(self, argument, value, supported):
         name = activations.get(value).name if not isinstance(value, str) else value.lower()
         if name not in supported:
@@ -177,7 +188,8 @@ class RNNLayer(Layer):
     # weights -------------------------------------------------------------------------
     @property
     def gates(self):
-        return {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}[self.CELL]
+        """G, the gate blocks in ``kernel`` (D, G*H), from the cell table."""
+        return self.SPEC.gates
 
     def build(self, input_shape):
         if len(input_shape) != 2 or input_shape[-1] is None:
@@ -194,7 +206,7 @@ class RNNLayer(Layer):
         return self.bias_initializer((self.gates * self.units,), self.dtype, self.rng)
 
     def _torch_weights(self):
-        return keras_to_torch(self.CELL, self.kernel.data, self.recurrent_kernel.data,
+        return keras_to_torch(self.SPEC, self.kernel.data, self.recurrent_kernel.data,
                               None if self.bias is None else self.bias.data,
                               reset_after=getattr(self, "reset_after", True))
 
@@ -355,7 +367,7 @@ class RNNLayer(Layer):
             dx = dx[:, ::-1]
         if tape["drop"] is not None:
             dx = dx * tape["drop"][:, None, :]
-        keras_grads = torch_grads_to_keras(self.CELL, grads, use_bias=self.use_bias,
+        keras_grads = torch_grads_to_keras(self.SPEC, grads, use_bias=self.use_bias,
                                            reset_after=getattr(self, "reset_after", True))
         for parameter, gradient in zip(self.weights, keras_grads):
             parameter.accumulate(gradient)
@@ -431,7 +443,7 @@ class SimpleRNN(RNNLayer):
     bias : Parameter of shape (H,) or None
     """
 
-    CELL = "SimpleRNN"
+    SPEC = cells.RNN
     _ACTIVATIONS = ("tanh", "relu")
 
     def __init__(self, units, activation="tanh", use_bias=True, kernel_initializer="glorot_uniform",
@@ -485,8 +497,7 @@ class LSTM(RNNLayer):
     bias : Parameter of shape (4*H,) or None
     """
 
-    CELL = "LSTM"
-    N_STATES = 2
+    SPEC = cells.LSTM
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
@@ -548,7 +559,7 @@ class GRU(RNNLayer):
     bias : Parameter of shape (2, 3*H) or (3*H,), or None
     """
 
-    CELL = "GRU"
+    SPEC = cells.GRU
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
