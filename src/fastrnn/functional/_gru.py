@@ -5,7 +5,8 @@ import numpy as np
 from fastrnn import _backends
 from fastrnn._validation import check_n_threads
 from fastrnn.exceptions import ArgumentError
-from fastrnn.functional._layer import Layer, LayerCache, backward_inputs, read_only_view
+from fastrnn.functional._layer import (Layer, LayerCache, backward_inputs, gradients_to_ends,
+                                       read_only_view, row_ends, states_at_ends)
 from fastrnn.functional.cells import GRU
 
 __all__ = ["gru_forward", "gru_backward", "GRUCache"]
@@ -24,6 +25,8 @@ class GRUCache(LayerCache):
     y : ndarray of shape (T, B, H)
     gates : ndarray of shape (T, B, 4*H)
         The BPTT workspace ``[r, z, n, hn]`` of every step (see :mod:`fastrnn._python.gru`).
+    ends : ndarray of int of shape (B,) or None
+        The forward call's ``ends``.
     """
 
     ARRAYS = ("h0", "y", "gates")
@@ -31,7 +34,7 @@ class GRUCache(LayerCache):
 
 
 def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, reset_after=True, batch_first=False,
-                backend=None, n_threads=None, requires_grad=True):
+                backend=None, n_threads=None, requires_grad=True, ends=None):
     r"""Run a GRU layer over a sequence (PyTorch's gate packing ``r, z, n``).
 
     .. math::
@@ -68,13 +71,18 @@ def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, reset_after=Tru
         Threads to use; by default chosen from the problem size. Results do not depend on it.
     requires_grad : bool
         Keep a cache for :func:`gru_backward`.
+    ends : array_like of int of shape (B,), optional
+        Return as ``h_n`` each row's state after its first ``ends[b]`` steps
+        (0 to T; 0 gives ``h0``) instead of after all T: the final states of a
+        right-padded batch. :func:`gru_backward` then lets ``dh_n`` enter at
+        those steps. ``y`` is not changed.
 
     Returns
     -------
     y : ndarray of shape (T, B, H), or (B, T, H) if ``batch_first``
         Hidden state at every step. Read-only while a cache refers to it.
     h_n : ndarray of shape (B, H)
-        Hidden state after the last step.
+        Hidden state after the last step (after step ``ends[b] - 1`` with ``ends``).
     cache : GRUCache or None
         ``None`` when ``requires_grad`` is false.
     """
@@ -86,6 +94,7 @@ def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, reset_after=Tru
     layer = Layer(x, w_ih, w_hh, b_ih, b_hh, [("h0", h0)], spec=GRU, batch_first=batch_first)
     T, B, H = layer.T, layer.B, layer.H
     h0 = layer.states[0]
+    ends = row_ends(ends, T, B)
     threads = layer.n_threads(n_threads)
 
     G = GRU.gates * H
@@ -104,10 +113,12 @@ def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, reset_after=Tru
         h_n = np.empty((B, H), layer.dtype)
         kernels.gru_forward(layer.x, layer.w_ih, layer.w_hh, bias_x, b_hn, h0, reset_after, y, h_n, gates,
                             threads)
+    if ends is not None:
+        h_n = states_at_ends(ends, y, h0)
     if not requires_grad:
         return layer.to_user_layout(y), h_n, None
     cache = GRUCache(layer, backend_name, threads, reset_after=reset_after, h0=layer.states[0],
-                     y=y, gates=gates)
+                     y=y, gates=gates, ends=ends)
     return layer.to_user_layout(read_only_view(y)), h_n, cache
 
 
@@ -121,7 +132,8 @@ def gru_backward(cache, dy=None, dh_n=None):
     dy : array_like of shape like ``y``, optional
         Gradient of the loss with respect to ``y``; zeros by default.
     dh_n : array_like of shape (B, H), optional
-        Gradient of the loss with respect to ``h_n``; zeros by default.
+        Gradient of the loss with respect to ``h_n``; zeros by default. It
+        enters at each row's end when the forward call had ``ends``.
 
     Returns
     -------
@@ -131,6 +143,9 @@ def gru_backward(cache, dy=None, dh_n=None):
         forward pass was).
     """
     dy, (dh_n,) = backward_inputs(cache, GRUCache, dy, [("dh_n", dh_n)])
+    if cache.ends is not None:
+        dy, dh_passed = gradients_to_ends(cache.ends, dy, dh_n)
+        dh_n = np.zeros_like(dh_n)
     T, B, D = cache.x.shape
     H = cache.w_hh.shape[1]
     dtype = cache.x.dtype
@@ -151,6 +166,8 @@ def gru_backward(cache, dy=None, dh_n=None):
         dz_h = np.empty((T, B, G), dtype)
         kernels.gru_backward(cache.x, cache.w_ih, cache.w_hh, cache.h0, cache.reset_after, cache.y, cache.gates,
                              dy, dh_n, dz_x, dz_h, dx, dh0, dw_ih, dw_hh, db_ih, db_hh, cache.n_threads)
+    if cache.ends is not None:
+        dh0 += dh_passed
     grads = {"x": dx.transpose(1, 0, 2) if cache.batch_first else dx, "h0": dh0, "w_ih": dw_ih, "w_hh": dw_hh}
     if cache.has_b_ih:
         grads["b_ih"] = db_ih

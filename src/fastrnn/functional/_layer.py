@@ -17,6 +17,7 @@ from fastrnn._validation import (
     kernel_array,
 )
 from fastrnn.exceptions import ShapeError, StaleCacheError
+from fastrnn.functional.lengths import validated_lengths
 
 
 class Layer:
@@ -122,6 +123,62 @@ def read_only_view(array):
     view.flags.writeable = False
     return view
 
+
+
+def row_ends(ends, T, B):
+    """The ``ends`` argument of a forward call: None, or int64 of shape (B,) in [0, T]."""
+    return None if ends is None else validated_lengths("ends", ends, T, B)
+
+
+def states_at_ends(ends, sequence, initial):
+    """Row ``b`` of ``sequence[ends[b] - 1]``, and ``initial[b]`` where ``ends[b] == 0``.
+
+    Parameters
+    ----------
+    ends : ndarray of int of shape (B,)
+    sequence : ndarray of shape (T, B, F)
+        A state at every step.
+    initial : ndarray of shape (B, F)
+
+    Returns
+    -------
+    ndarray of shape (B, F), a new array
+    """
+    empty = ends == 0
+    if sequence.shape[0] == 0:
+        return initial.copy()
+    out = sequence[np.maximum(ends - 1, 0), np.arange(len(ends))]
+    out[empty] = initial[empty]
+    return out
+
+
+def gradients_to_ends(ends, sequence_grad, final_grad):
+    """Move the gradient of the final states to each row's end step.
+
+    Parameters
+    ----------
+    ends : ndarray of int of shape (B,)
+    sequence_grad : ndarray of shape (T, B, F)
+        Gradient of the per-step sequence the final state is read from
+        (``y`` for ``h``); not modified.
+    final_grad : ndarray of shape (B, F)
+
+    Returns
+    -------
+    sequence_grad : ndarray of shape (T, B, F)
+        A copy with ``final_grad[b]`` added at step ``ends[b] - 1``.
+    passed : ndarray of shape (B, F)
+        ``final_grad`` on rows with ``ends == 0`` (zeros elsewhere): those
+        rows' final states are their initial states, so this gradient goes
+        straight to the initial state.
+    """
+    out = np.array(sequence_grad, order="C")
+    ended = np.nonzero(ends > 0)[0]
+    out[ends[ended] - 1, ended] += final_grad[ended]
+    passed = np.zeros_like(final_grad)
+    empty = ends == 0
+    passed[empty] = final_grad[empty]
+    return out, passed
 
 
 def gradient_input(name, value, shape, user_shape, dtype, batch_first):

@@ -5,7 +5,8 @@ import numpy as np
 from fastrnn import _backends
 from fastrnn._validation import check_n_threads
 from fastrnn.functional._layer import (Layer, LayerCache, backward_inputs, gradient_input,
-                                       read_only_view)
+                                       gradients_to_ends, read_only_view, row_ends,
+                                       states_at_ends)
 from fastrnn.functional.cells import LSTM
 
 __all__ = ["lstm_forward", "lstm_backward", "LSTMCache"]
@@ -22,6 +23,8 @@ class LSTMCache(LayerCache):
         Activated gates of every step (workspace, see :mod:`fastrnn._python.lstm`).
     c_all : ndarray of shape (T, B, H)
         Cell state of every step (workspace).
+    ends : ndarray of int of shape (B,) or None
+        The forward call's ``ends``.
     """
 
     ARRAYS = ("h0", "c0", "y", "gates", "c_all")
@@ -29,7 +32,7 @@ class LSTMCache(LayerCache):
 
 
 def lstm_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, batch_first=False,
-                 backend=None, n_threads=None, requires_grad=True):
+                 backend=None, n_threads=None, requires_grad=True, ends=None):
     r"""Run an LSTM layer over a sequence (PyTorch's gate packing ``i, f, g, o``).
 
     .. math::
@@ -58,14 +61,22 @@ def lstm_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, batch
         not depend on it.
     requires_grad : bool
         Keep a cache for :func:`lstm_backward`. With ``False`` the cell state
-        of every step is not stored.
+        of every step is not stored (unless ``ends`` needs it).
+    ends : array_like of int of shape (B,), optional
+        Return as ``(h_n, c_n)`` each row's states after its first ``ends[b]``
+        steps (0 to T; 0 gives ``(h0, c0)``) instead of after all T: the final
+        states of a right-padded batch. The cell state of every step is then
+        computed even without ``requires_grad`` (no cache is kept), and
+        :func:`lstm_backward` lets ``dh_n`` and ``dc_n`` enter at those steps.
+        ``y`` is not changed.
 
     Returns
     -------
     y : ndarray of shape (T, B, H), or (B, T, H) if ``batch_first``
         Hidden state at every step. Read-only while a cache refers to it.
     (h_n, c_n) : tuple of ndarray of shape (B, H)
-        Hidden and cell states after the last step.
+        Hidden and cell states after the last step (after step ``ends[b] - 1``
+        with ``ends``).
     cache : LSTMCache or None
         ``None`` when ``requires_grad`` is false.
     """
@@ -75,11 +86,13 @@ def lstm_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, batch
                   batch_first=batch_first)
     T, B, H = layer.T, layer.B, layer.H
     h0, c0 = layer.states
+    ends = row_ends(ends, T, B)
     threads = layer.n_threads(n_threads)
 
     y = np.empty((T, B, H), layer.dtype)
     gates = np.empty((T, B, LSTM.gates * H), layer.dtype)
-    c_all = np.empty((T if requires_grad else 0, B, H), layer.dtype)
+    # the kernels store the cell state of every step only when given room for it
+    c_all = np.empty((T if requires_grad or ends is not None else 0, B, H), layer.dtype)
     if T == 0 or B == 0:
         h_n, c_n = h0.copy(), c0.copy()
     else:
@@ -87,10 +100,12 @@ def lstm_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, batch
         c_n = np.empty((B, H), layer.dtype)
         kernels.lstm_forward(layer.x, layer.w_ih, layer.w_hh, layer.summed_bias(), h0, c0,
                              y, h_n, c_n, gates, c_all, threads)
+    if ends is not None:
+        h_n, c_n = states_at_ends(ends, y, h0), states_at_ends(ends, c_all, c0)
     if not requires_grad:
         return layer.to_user_layout(y), (h_n, c_n), None
     cache = LSTMCache(layer, backend_name, threads, h0=layer.states[0], c0=layer.states[1], y=y,
-                      gates=gates, c_all=c_all)
+                      gates=gates, c_all=c_all, ends=ends)
     return layer.to_user_layout(read_only_view(y)), (h_n, c_n), cache
 
 
@@ -104,7 +119,8 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None, *, dc=None):
     dy : array_like of shape like ``y``, optional
         Gradient of the loss with respect to ``y``; zeros by default.
     dh_n, dc_n : array_like of shape (B, H), optional
-        Gradients of the loss with respect to ``h_n`` and ``c_n``; zeros by default.
+        Gradients of the loss with respect to ``h_n`` and ``c_n``; zeros by
+        default. They enter at each row's end when the forward call had ``ends``.
     dc : array_like of shape like ``y``, optional
         Gradient of the loss with respect to the cell state ``c_t`` of every
         step: (T, B, H), or (B, T, H) if the forward pass was ``batch_first``.
@@ -130,6 +146,12 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None, *, dc=None):
     else:
         user_y_shape = (B, T, H) if cache.batch_first else (T, B, H)
         dc_seq = gradient_input("dc", dc, (T, B, H), user_y_shape, dtype, cache.batch_first)
+    if cache.ends is not None:
+        dy, dh_passed = gradients_to_ends(cache.ends, dy, dh_n)
+        if dc_seq.shape[0] == 0:
+            dc_seq = np.zeros((T, B, H), dtype)
+        dc_seq, dc_passed = gradients_to_ends(cache.ends, dc_seq, dc_n)
+        dh_n, dc_n = np.zeros_like(dh_n), np.zeros_like(dc_n)
 
     dx = np.empty((T, B, D), dtype)
     dh0 = np.empty((B, H), dtype)
@@ -147,6 +169,9 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None, *, dc=None):
         kernels.lstm_backward(cache.x, cache.w_ih, cache.w_hh, cache.h0, cache.c0, cache.y,
                               cache.gates, cache.c_all, dy, dh_n, dc_n, dc_seq, dz, dx, dh0,
                               dc0, dw_ih, dw_hh, db, cache.n_threads)
+    if cache.ends is not None:
+        dh0 += dh_passed
+        dc0 += dc_passed
     grads = {"x": dx.transpose(1, 0, 2) if cache.batch_first else dx, "h0": dh0, "c0": dc0,
              "w_ih": dw_ih, "w_hh": dw_hh}
     if cache.has_b_ih:

@@ -4,7 +4,8 @@ import numpy as np
 
 from fastrnn import _backends
 from fastrnn._validation import check_choice, check_n_threads
-from fastrnn.functional._layer import Layer, LayerCache, backward_inputs, read_only_view
+from fastrnn.functional._layer import (Layer, LayerCache, backward_inputs, gradients_to_ends,
+                                       read_only_view, row_ends, states_at_ends)
 from fastrnn.functional.cells import RNN
 
 __all__ = ["rnn_forward", "rnn_backward", "RNNCache"]
@@ -21,6 +22,8 @@ class RNNCache(LayerCache):
     h0 : ndarray of shape (B, H)
     y : ndarray of shape (T, B, H)
         The forward output, which is also the whole BPTT workspace of this cell.
+    ends : ndarray of int of shape (B,) or None
+        The forward call's ``ends``.
     """
 
     ARRAYS = ("h0", "y")
@@ -28,7 +31,7 @@ class RNNCache(LayerCache):
 
 
 def rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, nonlinearity="tanh",
-                batch_first=False, backend=None, n_threads=None, requires_grad=True):
+                batch_first=False, backend=None, n_threads=None, requires_grad=True, ends=None):
     r"""Run an Elman (SimpleRNN) layer over a sequence: :math:`h_t = \phi(x_t W_{ih}^T + b_{ih} + h_{t-1} W_{hh}^T + b_{hh})`.
 
     Parameters
@@ -54,13 +57,18 @@ def rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, nonlinearity="t
     requires_grad : bool
         Keep a cache for :func:`rnn_backward`. With ``False`` the forward pass
         needs no memory beyond its outputs.
+    ends : array_like of int of shape (B,), optional
+        Return as ``h_n`` each row's state after its first ``ends[b]`` steps
+        (0 to T; 0 gives ``h0``) instead of after all T: the final states of a
+        right-padded batch. :func:`rnn_backward` then lets ``dh_n`` enter at
+        those steps. ``y`` is not changed.
 
     Returns
     -------
     y : ndarray of shape (T, B, H), or (B, T, H) if ``batch_first``
         Hidden state at every step. Read-only while a cache refers to it.
     h_n : ndarray of shape (B, H)
-        Hidden state after the last step.
+        Hidden state after the last step (after step ``ends[b] - 1`` with ``ends``).
     cache : RNNCache or None
         ``None`` when ``requires_grad`` is false.
 
@@ -76,6 +84,7 @@ def rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, nonlinearity="t
     layer = Layer(x, w_ih, w_hh, b_ih, b_hh, [("h0", h0)], spec=RNN, batch_first=batch_first)
     T, B, H = layer.T, layer.B, layer.H
     h0 = layer.states[0]
+    ends = row_ends(ends, T, B)
     threads = layer.n_threads(n_threads)
 
     y = np.empty((T, B, H), layer.dtype)
@@ -85,9 +94,12 @@ def rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, nonlinearity="t
         h_n = np.empty((B, H), layer.dtype)
         kernels.rnn_forward(layer.x, layer.w_ih, layer.w_hh, layer.summed_bias(), h0,
                             nonlinearity == "relu", y, h_n, threads)
+    if ends is not None:
+        h_n = states_at_ends(ends, y, h0)
     if not requires_grad:
         return layer.to_user_layout(y), h_n, None
-    cache = RNNCache(layer, backend_name, threads, nonlinearity=nonlinearity, h0=h0, y=y)
+    cache = RNNCache(layer, backend_name, threads, nonlinearity=nonlinearity, h0=h0, y=y,
+                     ends=ends)
     return layer.to_user_layout(read_only_view(y)), h_n, cache
 
 
@@ -101,7 +113,8 @@ def rnn_backward(cache, dy=None, dh_n=None):
     dy : array_like of shape like ``y``, optional
         Gradient of the loss with respect to ``y``; zeros by default.
     dh_n : array_like of shape (B, H), optional
-        Gradient of the loss with respect to ``h_n``; zeros by default.
+        Gradient of the loss with respect to ``h_n``; zeros by default. It
+        enters at each row's end when the forward call had ``ends``.
 
     Returns
     -------
@@ -111,6 +124,9 @@ def rnn_backward(cache, dy=None, dh_n=None):
         (``"x"`` batch-first if the forward pass was).
     """
     dy, (dh_n,) = backward_inputs(cache, RNNCache, dy, [("dh_n", dh_n)])
+    if cache.ends is not None:
+        dy, dh_passed = gradients_to_ends(cache.ends, dy, dh_n)
+        dh_n = np.zeros_like(dh_n)
     T, B, D = cache.x.shape
     H = cache.w_hh.shape[1]
     dtype = cache.x.dtype
@@ -128,6 +144,8 @@ def rnn_backward(cache, dy=None, dh_n=None):
         kernels.rnn_backward(cache.x, cache.w_ih, cache.w_hh, cache.h0, cache.y, dy, dh_n,
                              cache.nonlinearity == "relu", dz, dx, dh0, dw_ih, dw_hh, db,
                              cache.n_threads)
+    if cache.ends is not None:
+        dh0 += dh_passed
     grads = {"x": dx.transpose(1, 0, 2) if cache.batch_first else dx, "h0": dh0,
              "w_ih": dw_ih, "w_hh": dw_hh}
     if cache.has_b_ih:
