@@ -8,6 +8,8 @@ import scipy.linalg.cython_blas  # noqa: F401  (the BLAS Numba's np.dot calls; l
 
 from fastrnn._numba.gru import gru_backward, gru_forward
 from fastrnn._numba.lstm import lstm_backward, lstm_forward
+from fastrnn._numba.lstm_proj import lstm_proj_backward, lstm_proj_forward
 from fastrnn._numba.rnn import rnn_backward, rnn_forward
 
-__all__ = ["rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "gru_forward", "gru_backward"]
+__all__ = ["rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "lstm_proj_forward",
+           "lstm_proj_backward", "gru_forward", "gru_backward"]

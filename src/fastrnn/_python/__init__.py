@@ -7,6 +7,8 @@ signatures of the compiled ones (see :mod:`fastrnn._python.rnn`).
 
 from fastrnn._python.gru import gru_backward, gru_forward
 from fastrnn._python.lstm import lstm_backward, lstm_forward
+from fastrnn._python.lstm_proj import lstm_proj_backward, lstm_proj_forward
 from fastrnn._python.rnn import rnn_backward, rnn_forward
 
-__all__ = ["rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "gru_forward", "gru_backward"]
+__all__ = ["rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "lstm_proj_forward",
+           "lstm_proj_backward", "gru_forward", "gru_backward"]

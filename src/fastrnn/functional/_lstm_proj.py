@@ -6,19 +6,16 @@ one direction: the hidden state ``h`` is projected to ``P < H`` units by
 ``W_hr`` of shape (P, H) and fed back through ``W_hh`` of shape (4H, P); the
 cell state keeps ``H`` units. Inputs are time-major only.
 
-Kernels: ``"python"`` runs the NumPy reference
-(:mod:`fastrnn._python.lstm_proj`); every other choice runs the Numba kernels
-(:mod:`fastrnn._numba.lstm_proj`) when Numba loads, else the reference. There
-is no Cython version of these kernels, so ``"cython"`` runs on Numba too.
-Numba is imported on the first call, never at ``import fastrnn``.
+The kernels ``lstm_proj_forward`` / ``lstm_proj_backward`` exist in every
+backend (:mod:`fastrnn._python.lstm_proj`, whose docstring has the equations
+and the workspace, :mod:`fastrnn._numba.lstm_proj` and ``csrc/lstm_proj.pxi``)
+and are chosen by the registry like those of every other cell; the backward
+pass runs on the backend of its forward pass.
 """
-
-import importlib
 
 import numpy as np
 
 from fastrnn import _backends
-from fastrnn._parallel import batch_chunks, default_n_threads
 from fastrnn._validation import (
     as_float_array,
     check_finite,
@@ -28,37 +25,13 @@ from fastrnn._validation import (
     compute_dtype,
     kernel_array,
 )
-from fastrnn.exceptions import BackendUnavailableError, ShapeError
-from fastrnn.functional._layer import LayerCache, backward_inputs, gradient_input, read_only_view
+from fastrnn.exceptions import ShapeError
+from fastrnn.functional._layer import Layer, LayerCache, backward_inputs, gradient_input, read_only_view
+from fastrnn.functional.cells import LSTM
 
 __all__ = ["lstm_proj_forward", "lstm_proj_backward", "LSTMProjCache"]
 
-GATES = 4
-_REFERENCE = "fastrnn._python.lstm_proj"
-_NUMBA = "fastrnn._numba.lstm_proj"
-
-
-def _kernels(backend):
-    """The backend name and kernel module a call runs on.
-
-    The name is resolved as for every other cell (``backend=``, then
-    :func:`fastrnn.use_backend`, then ``FASTRNN_BACKEND``, then auto), which
-    also rejects unknown names. ``"python"`` gives the reference; anything else
-    the Numba kernels, falling back to the reference when Numba does not load
-    (a request naming ``"numba"`` itself raises instead, as for other cells).
-    """
-    try:
-        name, _ = _backends.resolve(backend)
-    except BackendUnavailableError as error:
-        if error.backend != "cython":  # "numba" asked for by name and missing: say why
-            raise
-        name = "cython"  # Cython has no projection kernels anyway; Numba stands in below
-    if name != "python":
-        try:
-            return "numba", importlib.import_module(_NUMBA)
-        except Exception:  # numba missing or broken: same reasons as the registry's
-            pass
-    return "python", importlib.import_module(_REFERENCE)
+GATES = LSTM.gates
 
 
 class _ProjLayer:
@@ -76,6 +49,11 @@ class _ProjLayer:
     """
 
     batch_first = False  # LayerCache reads it; this layer is time-major only
+    gates = GATES
+    # the bias sum and the default thread count are every cell's: they read T, B, D, H,
+    # gates, dtype and the biases, which this class has under the same names
+    summed_bias = Layer.summed_bias
+    n_threads = Layer.n_threads
 
     def __init__(self, x, w_ih, w_hh, w_hr, b_ih, b_hh, h0, c0):
         named = [("x", as_float_array("x", x))]
@@ -128,14 +106,6 @@ class _ProjLayer:
         self.h0 = kernel_array(arrays["h0"], self.dtype) if "h0" in arrays else np.zeros((B, P), self.dtype)
         self.c0 = kernel_array(arrays["c0"], self.dtype) if "c0" in arrays else np.zeros((B, H), self.dtype)
 
-    def summed_bias(self):
-        """``b_ih + b_hh`` (zeros for a missing one): the kernels take the sum."""
-        bias = np.zeros(GATES * self.H, self.dtype)
-        for b in (self.b_ih, self.b_hh):
-            if b is not None:
-                bias += b
-        return bias
-
 
 class LSTMProjCache(LayerCache):
     """What :func:`lstm_proj_forward` keeps for :func:`lstm_proj_backward` (see :class:`LayerCache`).
@@ -186,12 +156,9 @@ def lstm_proj_forward(x, w_ih, w_hh, w_hr, b_ih=None, b_hh=None, h0=None, c0=Non
         Initial cell state; zeros by default.
     backend : {"cython", "numba", "python", "auto"}, optional
         Overrides :func:`fastrnn.use_backend` and ``FASTRNN_BACKEND``.
-        ``"python"`` runs the NumPy reference. There is no Cython version of
-        these kernels: ``"cython"`` and ``"auto"`` run the Numba kernels when
-        Numba loads, else the reference.
     n_threads : int, optional
-        Threads for the time loop (split over fixed batch chunks); by default
-        chosen from the problem size. Results do not depend on it.
+        Threads to use; by default chosen from the problem size, as for
+        :func:`fastrnn.lstm_forward`. Results do not depend on it.
     requires_grad : bool
         Keep a cache for :func:`lstm_proj_backward`. With ``False`` neither the
         cell state nor the unprojected output of every step is stored.
@@ -215,11 +182,10 @@ def lstm_proj_forward(x, w_ih, w_hh, w_hr, b_ih=None, b_hh=None, h0=None, c0=Non
         For NaN or infinity in a weight or an initial state.
     """
     check_n_threads(n_threads)
-    backend_name, kernels = _kernels(backend)
+    backend_name, kernels = _backends.resolve(backend, kernel="lstm_proj_forward")
     layer = _ProjLayer(x, w_ih, w_hh, w_hr, b_ih, b_hh, h0, c0)
     T, B, H, P = layer.T, layer.B, layer.H, layer.P
-    if n_threads is None:
-        n_threads = default_n_threads(len(batch_chunks(B, H, GATES)) - 1)
+    threads = layer.n_threads(n_threads)
 
     y = np.empty((T, B, P), layer.dtype)
     gates = np.empty((T, B, GATES * H), layer.dtype)
@@ -232,10 +198,10 @@ def lstm_proj_forward(x, w_ih, w_hh, w_hr, b_ih=None, b_hh=None, h0=None, c0=Non
         h_n = np.empty((B, P), layer.dtype)
         c_n = np.empty((B, H), layer.dtype)
         kernels.lstm_proj_forward(layer.x, layer.w_ih, layer.w_hh, layer.w_hr, layer.summed_bias(),
-                                  layer.h0, layer.c0, y, h_n, c_n, gates, c_all, m_all, n_threads)
+                                  layer.h0, layer.c0, y, h_n, c_n, gates, c_all, m_all, threads)
     if not requires_grad:
         return y, (h_n, c_n), None
-    cache = LSTMProjCache(layer, backend_name, n_threads, w_hr=layer.w_hr, h0=layer.h0, c0=layer.c0,
+    cache = LSTMProjCache(layer, backend_name, threads, w_hr=layer.w_hr, h0=layer.h0, c0=layer.c0,
                           y=y, gates=gates, c_all=c_all, m_all=m_all)
     return read_only_view(y), (h_n, c_n), cache
 
@@ -289,7 +255,7 @@ def lstm_proj_backward(cache, dy=None, dh_n=None, dc_n=None, dc=None):
         dh0[...] = dh_n
         dc0[...] = dc_n
     else:
-        kernels = importlib.import_module(_NUMBA if cache.backend == "numba" else _REFERENCE)
+        _, kernels = _backends.resolve(cache.backend, kernel="lstm_proj_backward")
         dz = np.empty((T, B, G), dtype)
         kernels.lstm_proj_backward(cache.x, cache.w_ih, cache.w_hh, cache.w_hr, cache.h0, cache.c0,
                                    cache.y, cache.gates, cache.c_all, cache.m_all, dy, dh_n, dc_n,

@@ -18,15 +18,8 @@ import warnings
 import numpy as np
 
 from fastrnn.exceptions import ArgumentError, DTypeError, ShapeError
-from fastrnn.functional import (
-    gru_backward,
-    gru_forward,
-    lstm_backward,
-    lstm_forward,
-    rnn_backward,
-    rnn_forward,
-)
 from fastrnn.functional import cells
+from fastrnn.functional.direction import backward_direction, run_direction
 from fastrnn.functional.lengths import SequenceLengths
 from fastrnn.nn.grad_mode import is_grad_enabled
 from fastrnn.nn.module import Module
@@ -164,30 +157,24 @@ class RNNBase(Module):
         layer_input = x
         h_n = np.empty_like(h0)
         c_n = None if c0 is None else np.empty_like(c0)
-        P, dirs = self.output_size, self.num_directions
+        dirs = self.num_directions
         for layer in range(self.num_layers):
-            caches = []
-            layer_output = None
+            tapes, outputs = [], []
             for direction in range(dirs):
                 k = layer * dirs + direction
-                cell_input = layer_input if direction == 0 else sequences.reverse(layer_input)
-                y, state, cell_state, cache = self._run_direction(
-                    cell_input, self._weights(layer, direction), h0[k],
-                    None if c0 is None else c0[k], sequences, keep)
-                h_n[k] = state
+                states = [h0[k]] if c0 is None else [h0[k], c0[k]]
+                y, finals, direction_tape = run_direction(
+                    self.SPEC, layer_input, self._weights(layer, direction), states,
+                    steps=sequences, reverse=direction == 1, requires_grad=keep,
+                    backend=self.backend, n_threads=self.n_threads, **self._cell_options())
+                h_n[k] = finals[0]
                 if c_n is not None:
-                    c_n[k] = cell_state
-                caches.append(cache)
-                if dirs == 1 and sequences.full:
-                    layer_output = y  # nothing to merge or clear: no copy
-                    break
-                if layer_output is None:
-                    layer_output = np.empty((T, B, dirs * P), self.dtype)
-                layer_output[:, :, direction * P:(direction + 1) * P] = (
-                    y if direction == 0 else sequences.reverse(y))
-            if layer_output is not y:
-                sequences.clear_padding(layer_output)
-            tape["layers"].append(caches)
+                    c_n[k] = finals[1]
+                tapes.append(direction_tape)
+                outputs.append(y)
+            # one direction: the runner's output as is (no copy)
+            layer_output = outputs[0] if dirs == 1 else np.concatenate(outputs, axis=2)
+            tape["layers"].append(tapes)
             layer_input = layer_output
             if layer < self.num_layers - 1 and self.training and self.dropout > 0:
                 keep_mask = self.rng.random(layer_input.shape) >= self.dropout
@@ -205,25 +192,6 @@ class RNNBase(Module):
         elif self.batch_first:
             output = output.transpose(1, 0, 2)
         return output, (h_n if c_n is None else (h_n, c_n))
-
-    def _run_direction(self, x, weights, h0, c0, sequences, keep):
-        """One direction of one layer over a time-major (already reversed) input.
-
-        Returns
-        -------
-        y : ndarray of shape (T, B, H_out)
-        h_n, c_n : ndarray of shape (B, H_out), (B, H) or None
-            States at each row's last valid step.
-        cache : object or None
-        """
-        # the cell states of every step are needed to read c_n at a row's own end
-        need_cache = keep or (c0 is not None and not sequences.full)
-        y, h_n, c_n, cache = self._cell_forward(x, weights, h0, c0, need_cache)
-        if not sequences.full:
-            h_n = sequences.at_last_step(y)
-            if c0 is not None:
-                c_n = sequences.at_last_step(cache.c_all)
-        return y, h_n, c_n, (cache if keep else None)
 
     def _input_time_major(self, input):
         array = np.asarray(input)
@@ -312,9 +280,6 @@ class RNNBase(Module):
         d_c = (self._gradient("d_c_n", d_c_n, (L * dirs, B, H), batched)
                if self.SPEC.has_cell_state else None)
 
-        if not sequences.full:  # a copy of the caller's array, cleared where rows have ended
-            d_layer_output = d_layer_output.copy()
-            sequences.clear_padding(d_layer_output)
         dh0 = np.empty_like(d_h)
         dc0 = None if d_c is None else np.empty_like(d_c)
         for layer in range(L - 1, -1, -1):
@@ -322,10 +287,8 @@ class RNNBase(Module):
             for direction in range(dirs):
                 k = layer * dirs + direction
                 dy = d_layer_output[:, :, direction * P:(direction + 1) * P]
-                if direction == 1:
-                    dy = sequences.reverse(dy)
-                grads = self._backward_direction(tape["layers"][layer][direction], dy, d_h[k],
-                                                 None if d_c is None else d_c[k], sequences)
+                d_finals = [d_h[k]] if d_c is None else [d_h[k], d_c[k]]
+                grads = backward_direction(tape["layers"][layer][direction], dy, d_finals)
                 for key, gradient in grads.items():
                     if key in _PARAMETER_STEMS:
                         name = self._name(_PARAMETER_STEMS[key], layer, direction)
@@ -333,12 +296,11 @@ class RNNBase(Module):
                 dh0[k] = grads["h0"]
                 if dc0 is not None:
                     dc0[k] = grads["c0"]
-                dx = grads["x"] if direction == 0 else sequences.reverse(grads["x"])
+                # each direction's input gradient is its own array, zero past a row's end
                 if d_input is None:
-                    d_input = dx
+                    d_input = grads["x"]
                 else:
-                    d_input += dx
-            sequences.clear_padding(d_input)
+                    d_input += grads["x"]
             if layer > 0 and tape["dropout_masks"][layer - 1] is not None:
                 d_input = d_input * tape["dropout_masks"][layer - 1]
             d_layer_output = d_input
@@ -351,19 +313,6 @@ class RNNBase(Module):
             d_input = d_input.transpose(1, 0, 2)
         self.grad_hx = dh0 if dc0 is None else (dh0, dc0)
         return d_input
-
-    def _backward_direction(self, cache, dy, dh_n, dc_n, sequences):
-        """Gradients of one (layer, direction), final-state gradients entering at each row's end."""
-        if sequences.full:
-            return self._cell_backward(cache, dy, dh_n, dc_n, None)
-        # dy is this pass's own array (cleared copy, or a reversed gather of it): add in place
-        sequences.add_at_last_step(dy, dh_n)
-        dc = None
-        if dc_n is not None:
-            dc = np.zeros(dy.shape[:2] + (self.hidden_size,), dy.dtype)
-            sequences.add_at_last_step(dc, dc_n)
-            dc_n = np.zeros_like(dc_n)
-        return self._cell_backward(cache, dy, np.zeros_like(dh_n), dc_n, dc)
 
     def _gradient(self, name, value, shape, batched, time_major=False):
         """A gradient argument as a time-major array of ``shape``; zeros when None."""
@@ -386,17 +335,9 @@ class RNNBase(Module):
             array = array.transpose(1, 0, 2)
         return np.ascontiguousarray(array)
 
-    # one direction of one layer: what a cell implements ---------------------
-    def _cell_forward(self, x, weights, h0, c0, requires_grad):
-        """Returns ``y, h_n, c_n (or None), cache`` for a time-major ``x``."""
-        raise NotImplementedError
-
-    def _cell_backward(self, cache, dy, dh_n, dc_n, dc):
-        """Returns the functional API's gradient dict."""
-        raise NotImplementedError
-
-    def _options(self, requires_grad):
-        return {"backend": self.backend, "n_threads": self.n_threads, "requires_grad": requires_grad}
+    def _cell_options(self):
+        """The cell's own options for the functional API (``nonlinearity`` of an RNN)."""
+        return {}
 
     def extra_repr(self):
         parts = [f"{self.input_size}, {self.hidden_size}"]
@@ -444,14 +385,8 @@ class RNN(RNNBase):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, dtype=dtype, seed=seed, backend=backend, n_threads=n_threads)
 
-    def _cell_forward(self, x, weights, h0, c0, requires_grad):
-        y, h_n, cache = rnn_forward(x, weights["w_ih"], weights["w_hh"], weights["b_ih"],
-                                    weights["b_hh"], h0, nonlinearity=self.nonlinearity,
-                                    **self._options(requires_grad))
-        return y, h_n, None, cache
-
-    def _cell_backward(self, cache, dy, dh_n, dc_n, dc):
-        return rnn_backward(cache, dy, dh_n)
+    def _cell_options(self):
+        return {"nonlinearity": self.nonlinearity}
 
     def extra_repr(self):
         text = super().extra_repr()
@@ -483,26 +418,6 @@ class LSTM(RNNBase):
                          bidirectional, proj_size, dtype=dtype, seed=seed, backend=backend,
                          n_threads=n_threads)
 
-    def _cell_forward(self, x, weights, h0, c0, requires_grad):
-        if self.proj_size:
-            from fastrnn.functional._lstm_proj import lstm_proj_forward
-
-            y, (h_n, c_n), cache = lstm_proj_forward(
-                x, weights["w_ih"], weights["w_hh"], weights["w_hr"], weights["b_ih"],
-                weights["b_hh"], h0, c0, backend=self.backend, requires_grad=requires_grad)
-        else:
-            y, (h_n, c_n), cache = lstm_forward(x, weights["w_ih"], weights["w_hh"],
-                                                weights["b_ih"], weights["b_hh"], h0, c0,
-                                                **self._options(requires_grad))
-        return y, h_n, c_n, cache
-
-    def _cell_backward(self, cache, dy, dh_n, dc_n, dc):
-        if self.proj_size:
-            from fastrnn.functional._lstm_proj import lstm_proj_backward
-
-            return lstm_proj_backward(cache, dy, dh_n, dc_n, dc=dc)
-        return lstm_backward(cache, dy, dh_n, dc_n, dc=dc)
-
 
 class GRU(RNNBase):
     """GRU layers (gates ``r, z, n``, reset gate applied to ``h W_hn^T + b_hn`` as in PyTorch).
@@ -525,11 +440,3 @@ class GRU(RNNBase):
                  n_threads=None):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, dtype=dtype, seed=seed, backend=backend, n_threads=n_threads)
-
-    def _cell_forward(self, x, weights, h0, c0, requires_grad):
-        y, h_n, cache = gru_forward(x, weights["w_ih"], weights["w_hh"], weights["b_ih"],
-                                    weights["b_hh"], h0, **self._options(requires_grad))
-        return y, h_n, None, cache
-
-    def _cell_backward(self, cache, dy, dh_n, dc_n, dc):
-        return gru_backward(cache, dy, dh_n)
