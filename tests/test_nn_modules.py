@@ -186,8 +186,8 @@ def test_rnn_nonlinearity_error():
      r"h0 must have shape \(4, 3, 6\)"),
     (lambda m: m(np.zeros((T, B, D)), np.zeros((4, B, H))), ArgumentError, "pair"),
     (lambda m: m(np.zeros((T, B, D)), lengths=[T + 1, 1, 1]), ArgumentError,
-     r"lengths must lie in \[1, T\] = \[1, 5\]; got \[6\]"),
-    (lambda m: m(np.zeros((T, B, D)), lengths=[0, 1, 1]), ArgumentError, "got \\[0\\]"),
+     r"lengths must lie in \[0, T\] = \[0, 5\]; got \[6\]"),
+    (lambda m: m(np.zeros((T, B, D)), lengths=[-1, 1, 1]), ArgumentError, "got \\[-1\\]"),
     (lambda m: m(np.zeros((T, B, D)), lengths=[1, 1]), ShapeError, r"lengths must have shape \(3,\)"),
     (lambda m: m(np.zeros((T, D)), lengths=[1]), ShapeError, "unbatched"),
 ])

@@ -27,6 +27,7 @@ from fastrnn._validation import (
 )
 from fastrnn.exceptions import ShapeError
 from fastrnn.functional._layer import Layer, LayerCache, backward_inputs, gradient_input, read_only_view
+from fastrnn.functional._layer import gradients_to_ends, row_ends, states_at_ends
 from fastrnn.functional.cells import LSTM
 
 __all__ = ["lstm_proj_forward", "lstm_proj_backward", "LSTMProjCache"]
@@ -129,7 +130,7 @@ class LSTMProjCache(LayerCache):
 
 
 def lstm_proj_forward(x, w_ih, w_hh, w_hr, b_ih=None, b_hh=None, h0=None, c0=None, *, backend=None,
-                      n_threads=None, requires_grad=True):
+                      n_threads=None, requires_grad=True, ends=None):
     r"""Run an LSTM layer with a projected hidden state over a sequence (``torch.nn.LSTM(proj_size=P)``).
 
     .. math::
@@ -161,7 +162,13 @@ def lstm_proj_forward(x, w_ih, w_hh, w_hr, b_ih=None, b_hh=None, h0=None, c0=Non
         :func:`fastrnn.lstm_forward`. Results do not depend on it.
     requires_grad : bool
         Keep a cache for :func:`lstm_proj_backward`. With ``False`` neither the
-        cell state nor the unprojected output of every step is stored.
+        cell state (unless ``ends`` needs it) nor the unprojected output of
+        every step is stored.
+    ends : array_like of int of shape (B,), optional
+        Return as ``(h_n, c_n)`` each row's states after its first ``ends[b]``
+        steps (0 gives ``(h0, c0)``), as :func:`~fastrnn.functional.lstm_forward`
+        does; :func:`lstm_proj_backward` then lets ``dh_n`` and ``dc_n`` enter
+        at those steps.
 
     Returns
     -------
@@ -186,11 +193,12 @@ def lstm_proj_forward(x, w_ih, w_hh, w_hr, b_ih=None, b_hh=None, h0=None, c0=Non
     layer = _ProjLayer(x, w_ih, w_hh, w_hr, b_ih, b_hh, h0, c0)
     T, B, H, P = layer.T, layer.B, layer.H, layer.P
     threads = layer.n_threads(n_threads)
+    ends = row_ends(ends, T, B)  # states at each row's end: see lstm_forward
 
     y = np.empty((T, B, P), layer.dtype)
     gates = np.empty((T, B, GATES * H), layer.dtype)
     kept = T if requires_grad else 0  # inference stores no step of c or m
-    c_all = np.empty((kept, B, H), layer.dtype)
+    c_all = np.empty((T if requires_grad or ends is not None else 0, B, H), layer.dtype)
     m_all = np.empty((kept, B, H), layer.dtype)
     if T == 0 or B == 0:
         h_n, c_n = layer.h0.copy(), layer.c0.copy()
@@ -199,10 +207,12 @@ def lstm_proj_forward(x, w_ih, w_hh, w_hr, b_ih=None, b_hh=None, h0=None, c0=Non
         c_n = np.empty((B, H), layer.dtype)
         kernels.lstm_proj_forward(layer.x, layer.w_ih, layer.w_hh, layer.w_hr, layer.summed_bias(),
                                   layer.h0, layer.c0, y, h_n, c_n, gates, c_all, m_all, threads)
+    if ends is not None:
+        h_n, c_n = states_at_ends(ends, y, layer.h0), states_at_ends(ends, c_all, layer.c0)
     if not requires_grad:
         return y, (h_n, c_n), None
     cache = LSTMProjCache(layer, backend_name, threads, w_hr=layer.w_hr, h0=layer.h0, c0=layer.c0,
-                          y=y, gates=gates, c_all=c_all, m_all=m_all)
+                          y=y, gates=gates, c_all=c_all, m_all=m_all, ends=ends)
     return read_only_view(y), (h_n, c_n), cache
 
 
@@ -242,6 +252,11 @@ def lstm_proj_backward(cache, dy=None, dh_n=None, dc_n=None, dc=None):
         dc_seq = np.zeros((0, B, H), dtype)  # the kernels' "no per-step gradient"
     else:
         dc_seq = gradient_input("dc", dc, (T, B, H), (T, B, H), dtype, False)
+    if cache.ends is not None:  # the final states' gradients enter at each row's end
+        dy, dh_passed = gradients_to_ends(cache.ends, dy, dh_n)
+        dc_seq, dc_passed = gradients_to_ends(
+            cache.ends, dc_seq if dc_seq.shape[0] else np.zeros((T, B, H), dtype), dc_n)
+        dh_n, dc_n = np.zeros_like(dh_n), np.zeros_like(dc_n)
 
     dx = np.empty((T, B, D), dtype)
     dh0 = np.empty((B, P), dtype)
@@ -260,6 +275,9 @@ def lstm_proj_backward(cache, dy=None, dh_n=None, dc_n=None, dc=None):
         kernels.lstm_proj_backward(cache.x, cache.w_ih, cache.w_hh, cache.w_hr, cache.h0, cache.c0,
                                    cache.y, cache.gates, cache.c_all, cache.m_all, dy, dh_n, dc_n,
                                    dc_seq, dz, dx, dh0, dc0, dw_ih, dw_hh, dw_hr, db, cache.n_threads)
+    if cache.ends is not None:
+        dh0 += dh_passed
+        dc0 += dc_passed
     grads = {"x": dx, "h0": dh0, "c0": dc0, "w_ih": dw_ih, "w_hh": dw_hh, "w_hr": dw_hr}
     if cache.has_b_ih:
         grads["b_ih"] = db

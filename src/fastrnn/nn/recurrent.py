@@ -8,8 +8,10 @@ dropout placement. What torch.nn adds with autograd is explicit here:
 ``backward(d_output, d_h_n)`` walks the layers back, adding every parameter's
 gradient into its ``.grad`` and returning the input's gradient.
 
-Variable-length batches take ``lengths`` instead of a packed sequence; see
-:mod:`fastrnn.functional.lengths` for how padding is kept out of the results.
+Variable-length batches take ``lengths`` instead of a packed sequence. Every
+(layer, direction) runs through
+:func:`fastrnn.functional.direction.run_direction`, which keeps padding out
+of the results (see :mod:`fastrnn.functional.lengths`).
 """
 
 import math
@@ -133,10 +135,13 @@ class RNNBase(Module):
             unbatched input; zeros by default. LSTM takes a pair ``(h0, c0)``,
             ``c0`` with ``hidden_size`` features.
         lengths : array_like of int of shape (B,), optional
-            Valid steps of each row, 1..T, in any order. Results equal
+            Valid steps of each row, 0..T, in any order. Results equal
             PyTorch's ``pack_padded_sequence`` -> module -> ``pad_packed_sequence``:
             outputs past a row's end are 0 and final states are those of its
-            last valid step.
+            last valid step. A row of length 0 (which ``pack_padded_sequence``
+            refuses) outputs zeros and keeps its initial states as final
+            states; in :meth:`backward` their gradients pass straight to
+            ``grad_hx``.
 
         Returns
         -------
