@@ -1,13 +1,18 @@
 """The LSTM layer with a projection (``proj_size``): its reference trusted on its own evidence,
-the Numba kernels against it, agreement with ``torch.nn.LSTM(proj_size=P)``, and errors.
+the compiled kernels (Numba, Cython) against it, agreement with ``torch.nn.LSTM(proj_size=P)``,
+and errors.
 
 * the reference's BPTT agrees with central finite differences in float64 for every gradient
   (input, both initial states, the three weights, both biases), including the per-step cell
   gradient ``dc``;
-* the Numba kernels agree with the reference run in float64 (float64 and float32 inputs),
-  accept the reference's workspace, and do not change a bit with ``n_threads``;
+* every compiled backend agrees with the reference run in float64 (float64 and float32 inputs),
+  accepts the reference's workspace, and does not change a bit with ``n_threads``, on odd
+  sizes and on batches the kernels cut into several chunks, time blocks and column shares;
 * a whole sequence equals its chunks with ``h`` and ``c`` carried;
-* torch.nn.LSTM(proj_size=P) given the same weights gives the same outputs and gradients;
+* torch.nn.LSTM(proj_size=P) given the same weights gives the same outputs and gradients, on
+  every backend;
+* the kernels are chosen by the registry like every other cell's, and ``nn.LSTM`` passes its
+  ``n_threads`` to them;
 * wrong arguments raise fastrnn's errors naming the argument; importing fastrnn and the
   functional module does not import Numba.
 
@@ -25,12 +30,16 @@ import numpy as np
 import pytest
 
 import fastrnn
-from conftest import require_backend
-from fastrnn.functional import _lstm_proj
+from conftest import ALL_BACKENDS, COMPILED_BACKENDS, require_backend
+from fastrnn import _backends
 from fastrnn.functional._lstm_proj import LSTMProjCache, lstm_proj_backward, lstm_proj_forward
-from fastrnn._parallel import batch_chunks
-from helpers import assert_close
+from helpers import assert_close, assert_results_identical
 from tolerances import BACKEND_VS_REFERENCE, FINITE_DIFFERENCE, FINITE_DIFFERENCE_STEP, INVARIANT, TORCH_PARITY
+
+try:  # the work partition moves from _parallel to _partition; either serves these guards
+    from fastrnn._partition import batch_chunks, step_column_threads, time_blocks
+except ImportError:
+    from fastrnn._parallel import batch_chunks, step_column_threads, time_blocks
 
 DTYPES = [np.float64, np.float32]
 DTYPE_IDS = ["float64", "float32"]
@@ -39,9 +48,25 @@ INPUTS = ("x", "w_ih", "w_hh", "w_hr", "b_ih", "b_hh", "h0", "c0")
 GRADIENTS = ("x", "h0", "c0", "w_ih", "w_hh", "w_hr", "b_ih", "b_hh")
 
 
-def numba_backend():
-    """``"numba"`` if it loads; otherwise skip (or fail if FASTRNN_REQUIRE_BACKENDS requires it)."""
-    return require_backend("numba")
+# ------------------------------------------------------------------------------------------
+# Backends: those whose module has the projection kernels (every one, since the registry
+# finds them like any other kernel)
+# ------------------------------------------------------------------------------------------
+
+
+def require_proj_backend(name):
+    """``name`` if it loads and has the projection kernels; otherwise skip (or fail, see conftest)."""
+    return require_backend(name, kernel="lstm_proj_forward")
+
+
+@pytest.fixture(params=COMPILED_BACKENDS)
+def compiled(request):
+    return require_proj_backend(request.param)
+
+
+@pytest.fixture(params=ALL_BACKENDS)
+def any_backend(request):
+    return require_proj_backend(request.param)
 
 
 # ------------------------------------------------------------------------------------------
@@ -118,8 +143,15 @@ CASES = [
     ProjCase("saturated", seed=209, T=5, B=4, D=3, H=6, P=2, input_scale=3.0, weight_scale=8.0),
     ProjCase("long_T300", seed=210, T=300, B=2, D=3, H=4, P=2),
 ]
-#: batch_chunks(64, 128, 4) cuts the time loop into 2 chunks (checked below), so chunks meet threads.
-MULTI_CHUNK = ProjCase("multi_chunk", seed=211, T=5, B=64, D=16, H=128, P=32)
+#: Cut by the kernels into 2 batch chunks and 2 time blocks (checked below), so pieces meet threads.
+MULTI_CHUNK = ProjCase("multi_chunk", seed=211, T=8, B=64, D=128, H=128, P=32)
+#: One batch chunk of a layer large enough that threads share each step's columns (checked below);
+#: P > 4 * 8 and not a multiple of 4, so threads share dW_hr's rows unevenly.
+COLUMN_SHARE = ProjCase("column_share", seed=212, T=3, B=15, D=7, H=600, P=37, per_step_dc=False)
+#: P above the size from which the weight-gradient kernel packs its left factor, and T*B rows
+#: not a multiple of its slabs.
+WIDE_P = ProjCase("wide_P_261", seed=213, T=2, B=3, D=2, H=300, P=261)
+THREADED = [MULTI_CHUNK, COLUMN_SHARE, WIDE_P]
 FD_CASES = [
     ProjCase("fd_both_biases", seed=231, T=3, B=2, D=3, H=4, P=2),
     ProjCase("fd_only_b_ih_T1", seed=232, T=1, B=2, D=2, H=3, P=2, bias="ih"),
@@ -230,31 +262,31 @@ def test_reference_per_step_cell_gradient_is_linear():
 
 
 # ------------------------------------------------------------------------------------------
-# Numba against the reference
+# Compiled backends against the reference
 # ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.compiled
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("case", case_params(CASES + [MULTI_CHUNK]))
-def test_numba_matches_reference(case, dtype):
-    backend = numba_backend()
-    context = case.describe(backend, dtype)
-    got = run_case(case.arrays(dtype), backend)
+@pytest.mark.parametrize("case", case_params(CASES + THREADED))
+def test_compiled_matches_reference(case, compiled, dtype):
+    context = case.describe(compiled, dtype)
+    got = run_case(case.arrays(dtype), compiled)
     assert_all_close(got, reference(case, dtype), BACKEND_VS_REFERENCE[np.dtype(dtype)], context)
 
 
+@pytest.mark.compiled
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 @pytest.mark.parametrize("case", case_params([CASES[4], CASES[8], MULTI_CHUNK]))
-def test_numba_backward_accepts_reference_cache(case, dtype):
-    """The workspace is part of the contract: Numba's BPTT on the reference's forward cache."""
-    numba_backend()
-    context = case.describe("numba on python's cache", dtype)
+def test_backward_accepts_reference_cache(case, compiled, dtype):
+    """The workspace is part of the contract: a compiled BPTT on the reference's forward cache."""
+    context = case.describe(f"{compiled} on python's cache", dtype)
     arrays = case.arrays(dtype)
     _, _, cache = lstm_proj_forward(**forward_kwargs(arrays), backend="python")
     kwargs = dict(dy=arrays["dy"], dh_n=arrays["dh_n"], dc_n=arrays["dc_n"], dc=arrays.get("dc"))
     expected = lstm_proj_backward(cache, **kwargs)
-    try:  # the cache names its backend; run the same cache through the Numba kernels instead
-        cache.backend = "numba"
+    try:  # the cache names its backend; run the same cache through the compiled kernels instead
+        cache.backend = compiled
         got = lstm_proj_backward(cache, **kwargs)
     finally:
         cache.backend = "python"
@@ -262,30 +294,33 @@ def test_numba_backward_accepts_reference_cache(case, dtype):
         assert_close(got[name], expected[name], INVARIANT[np.dtype(dtype)], context, f"gradient {name}")
 
 
-def test_multi_chunk_case_really_cuts():
-    assert len(batch_chunks(MULTI_CHUNK.B, MULTI_CHUNK.H, 4)) - 1 >= 2
+def test_threaded_cases_really_cut():
+    """Guard: if the thresholds of the work partition change, these cases must grow with them."""
+    T, B, D, H = MULTI_CHUNK.T, MULTI_CHUNK.B, MULTI_CHUNK.D, MULTI_CHUNK.H
+    assert len(batch_chunks(B, H, 4)) - 1 >= 2, f"{MULTI_CHUNK.describe()}: one batch chunk"
+    assert len(time_blocks(T, B, D * 4 * H)) - 1 >= 2, f"{MULTI_CHUNK.describe()}: one time block"
+    B, H = COLUMN_SHARE.B, COLUMN_SHARE.H
+    assert len(batch_chunks(B, H, 4)) - 1 == 1, f"{COLUMN_SHARE.describe()}: several batch chunks"
+    assert step_column_threads(B, H, 4, 2) == 2, f"{COLUMN_SHARE.describe()}: no column share"
+    assert WIDE_P.P > 256 and (WIDE_P.T * WIDE_P.B) % 256, WIDE_P.describe()
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("case", case_params([CASES[4], MULTI_CHUNK]))
-def test_numba_n_threads_bit_identical(case, dtype):
-    backend = numba_backend()
-    context = case.describe(backend, dtype)
-    one = run_case(case.arrays(dtype), backend, n_threads=1)
-    two = run_case(case.arrays(dtype), backend, n_threads=2)
-    for name in one:
-        assert one[name].dtype == two[name].dtype
-        np.testing.assert_array_equal(one[name], two[name], err_msg=f"{context}: {name} with n_threads 1 vs 2")
+@pytest.mark.parametrize("case", case_params([CASES[4]] + THREADED))
+def test_n_threads_bit_identical(case, any_backend, dtype):
+    context = case.describe(any_backend, dtype)
+    one = run_case(case.arrays(dtype), any_backend, n_threads=1)
+    for n_threads in (2, 3, None):
+        other = run_case(case.arrays(dtype), any_backend, n_threads=n_threads)
+        assert_results_identical(other, one, f"{context} n_threads={n_threads} vs 1")
 
 
-@pytest.mark.parametrize("backend", ["python", "numba"])
-def test_inference_matches_training_forward(backend):
-    if backend == "numba":
-        numba_backend()
+def test_inference_matches_training_forward(any_backend):
     case = CASES[4]
     arrays = case.arrays(np.float64)
-    y, (h_n, c_n), cache = lstm_proj_forward(**forward_kwargs(arrays), backend=backend)
-    y2, (h_n2, c_n2), cache2 = lstm_proj_forward(**forward_kwargs(arrays), backend=backend, requires_grad=False)
+    y, (h_n, c_n), cache = lstm_proj_forward(**forward_kwargs(arrays), backend=any_backend)
+    y2, (h_n2, c_n2), cache2 = lstm_proj_forward(**forward_kwargs(arrays), backend=any_backend,
+                                                 requires_grad=False)
     assert isinstance(cache, LSTMProjCache) and cache2 is None
     assert cache.c_all.shape == cache.m_all.shape == (case.T, case.B, case.H)
     assert y.shape == (case.T, case.B, case.P) and h_n.shape == (case.B, case.P) and c_n.shape == (case.B, case.H)
@@ -296,19 +331,16 @@ def test_inference_matches_training_forward(backend):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("backend", ["python", "numba"])
-def test_whole_sequence_equals_chunks_with_carried_state(backend, dtype):
-    if backend == "numba":
-        numba_backend()
+def test_whole_sequence_equals_chunks_with_carried_state(any_backend, dtype):
     case = CASES[4]
-    context = case.describe(backend, dtype) + " (whole vs chunks of steps)"
+    context = case.describe(any_backend, dtype) + " (whole vs chunks of steps)"
     arrays = case.arrays(dtype)
-    whole = run_case(arrays, backend)
+    whole = run_case(arrays, any_backend)
     bounds = [0, 1, 4, case.T]
     pieces, h, c = [], arrays["h0"], arrays["c0"]
     for t0, t1 in zip(bounds[:-1], bounds[1:]):
         piece = dict(arrays, x=arrays["x"][t0:t1], h0=h, c0=c)
-        y, (h, c), cache = lstm_proj_forward(**forward_kwargs(piece), backend=backend)
+        y, (h, c), cache = lstm_proj_forward(**forward_kwargs(piece), backend=any_backend)
         pieces.append((np.array(y), cache, t0, t1))
     tolerance = INVARIANT[np.dtype(dtype)]
     assert_close(np.concatenate([p[0] for p in pieces]), whole["y"], tolerance, context, "y")
@@ -329,14 +361,11 @@ def test_whole_sequence_equals_chunks_with_carried_state(backend, dtype):
         assert_close(value, whole["d" + name], tolerance, context, f"gradient {name}")
 
 
-@pytest.mark.parametrize("backend", ["python", "numba"])
-def test_empty_sequence(backend):
-    if backend == "numba":
-        numba_backend()
+def test_empty_sequence(any_backend):
     arrays = CASES[1].arrays(np.float64)
     x = np.zeros((0, 3, 4))
     y, (h_n, c_n), cache = lstm_proj_forward(x, arrays["w_ih"], arrays["w_hh"], arrays["w_hr"],
-                                             h0=arrays["h0"], c0=arrays["c0"], backend=backend)
+                                             h0=arrays["h0"], c0=arrays["c0"], backend=any_backend)
     assert y.shape == (0, 3, 2)
     np.testing.assert_array_equal(h_n, arrays["h0"])
     np.testing.assert_array_equal(c_n, arrays["c0"])
@@ -347,42 +376,62 @@ def test_empty_sequence(backend):
     assert not g["w_hr"].any() and g["w_hr"].shape == (2, 5)
 
 
-def test_inputs_are_not_modified():
+def test_inputs_are_not_modified(any_backend):
     arrays = CASES[4].arrays(np.float64)
     before = {name: value.copy() for name, value in arrays.items()}
-    for backend in ("python", "numba"):
-        if backend == "numba" and "numba" not in fastrnn.available_backends():
-            continue
-        run_case(arrays, backend)
+    run_case(arrays, any_backend)
     for name, value in arrays.items():
-        np.testing.assert_array_equal(value, before[name], err_msg=f"{name} was modified")
+        np.testing.assert_array_equal(value, before[name], err_msg=f"{name} was modified by {any_backend}")
 
 
 # ------------------------------------------------------------------------------------------
-# Backend selection and lazy import
+# Backend selection (the registry, as for every cell) and lazy import
 # ------------------------------------------------------------------------------------------
 
 
-def test_backend_selection():
+@pytest.mark.parametrize("kernel", ["lstm_proj_forward", "lstm_proj_backward"])
+def test_every_backend_module_has_the_kernels(any_backend, kernel):
+    _, module = _backends.resolve(any_backend, kernel=kernel)
+    assert callable(getattr(module, kernel)), f"backend {any_backend} lacks {kernel}"
+
+
+def test_each_backend_runs_on_itself(any_backend):
     arrays = CASES[1].arrays(np.float64)
-    _, _, cache = lstm_proj_forward(**forward_kwargs(arrays), backend="python")
-    assert cache.backend == "python"
-    expected = "numba" if "numba" in fastrnn.available_backends() else "python"
-    for backend in ("numba", "cython", "auto", None):
-        if backend == "numba" and expected == "python":
-            continue
-        _, _, cache = lstm_proj_forward(**forward_kwargs(arrays), backend=backend)
-        assert cache.backend == expected, f"backend={backend!r} ran on {cache.backend}"
-    with fastrnn.use_backend("python"):
+    _, _, cache = lstm_proj_forward(**forward_kwargs(arrays), backend=any_backend)
+    assert cache.backend == any_backend
+    with fastrnn.use_backend(any_backend):
         _, _, cache = lstm_proj_forward(**forward_kwargs(arrays))
-    assert cache.backend == "python"
+    assert cache.backend == any_backend
 
 
-def test_falls_back_to_reference_when_numba_does_not_load(monkeypatch):
-    monkeypatch.setattr(_lstm_proj, "_NUMBA", "fastrnn._no_such_module")
+def test_auto_takes_the_first_available_backend():
     arrays = CASES[1].arrays(np.float64)
-    _, _, cache = lstm_proj_forward(**forward_kwargs(arrays), backend="cython")
-    assert cache.backend == "python"
+    expected = fastrnn.available_backends()[0]
+    for backend in ("auto", None):
+        _, _, cache = lstm_proj_forward(**forward_kwargs(arrays), backend=backend)
+        assert cache.backend == expected, f"backend={backend!r} ran on {cache.backend}, not {expected}"
+
+
+def test_n_threads_reaches_the_kernels(any_backend, monkeypatch):
+    """The functional API passes its n_threads (or its default) to both kernels, and so does nn.LSTM."""
+    _, module = _backends.resolve(any_backend, kernel="lstm_proj_forward")
+    seen = []
+    for kernel in ("lstm_proj_forward", "lstm_proj_backward"):
+        def spy(*args, _kernel=getattr(module, kernel), _name=kernel):
+            seen.append((_name, args[-1]))
+            return _kernel(*args)
+        monkeypatch.setattr(module, kernel, spy)
+    arrays = CASES[4].arrays(np.float64)
+    run_case(arrays, any_backend, n_threads=3)
+    assert seen == [("lstm_proj_forward", 3), ("lstm_proj_backward", 3)]
+    seen.clear()
+    run_case(arrays, any_backend)
+    assert [name for name, _ in seen] == ["lstm_proj_forward", "lstm_proj_backward"]
+    assert all(isinstance(n, int) and n >= 1 for _, n in seen), seen
+    seen.clear()
+    lstm = fastrnn.nn.LSTM(3, 11, proj_size=4, dtype=np.float64, seed=0, backend=any_backend, n_threads=2)
+    lstm(arrays["x"])
+    assert seen == [("lstm_proj_forward", 2)], seen
 
 
 def test_unknown_backend():
@@ -447,15 +496,12 @@ def torch_lstm_proj(case, dtype):
 
 @pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("backend", ["python", "numba"])
 @pytest.mark.parametrize("case", case_params(TORCH_CASES))
-def test_matches_torch(case, backend, dtype):
+def test_matches_torch(case, any_backend, dtype):
     pytest.importorskip("torch")
-    if backend == "numba":
-        numba_backend()
-    context = case.describe(backend, dtype) + " vs torch.nn.LSTM(proj_size)"
+    context = case.describe(any_backend, dtype) + " vs torch.nn.LSTM(proj_size)"
     expected = torch_lstm_proj(case, np.dtype(dtype))
-    got = run_case(case.arrays(dtype), backend)
+    got = run_case(case.arrays(dtype), any_backend)
     assert_all_close(got, expected, TORCH_PARITY[np.dtype(dtype)], context)
 
 
