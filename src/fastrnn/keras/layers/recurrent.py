@@ -2,16 +2,19 @@
 
 Weights live in Keras's layout and are converted to the kernels' PyTorch
 packing on every call (:mod:`fastrnn.interop.keras`); the time loop, forward
-and backward, is the functional API's (``batch_first=True``).
+and backward, runs through :func:`fastrnn.functional.direction.run_direction`,
+the runner the PyTorch-style modules use too.
 
 Masks follow Keras: at a masked step every state keeps its value and the
 output repeats the previous output (zeros before the first valid step, or
 zeros at every masked step with ``zero_output_for_mask``, which Bidirectional
-sets when it returns sequences). Masks may have holes anywhere. Because a
-masked step changes nothing, each row's valid steps are gathered to the front
-and run as one right-padded batch; the outputs are scattered back with the
-"repeat the previous output" fill, and the final states are read at each
-row's last valid step. The backward pass goes through the same maps.
+sets when it returns sequences). Masks may have holes anywhere, and a row may
+be masked entirely (it outputs zeros and keeps its initial states). Because a
+masked step changes nothing, the runner gathers each row's valid steps to the
+front (:class:`fastrnn.functional.lengths.MaskedSequences`), runs one
+right-padded batch, scatters the outputs back with the fill and returns the
+states at each row's last valid step; the backward pass goes through the same
+maps.
 
 Not supported by the fused kernels, and refused with an ArgumentError:
 ``recurrent_dropout > 0``, activations other than tanh (and relu for
@@ -21,15 +24,9 @@ SimpleRNN), recurrent activations other than sigmoid.
 import numpy as np
 
 from fastrnn.exceptions import ArgumentError, ShapeError
-from fastrnn.functional import (
-    cells,
-    gru_backward,
-    gru_forward,
-    lstm_backward,
-    lstm_forward,
-    rnn_backward,
-    rnn_forward,
-)
+from fastrnn.functional import cells
+from fastrnn.functional.direction import backward_direction, run_direction
+from fastrnn.functional.lengths import MaskedSequences
 from fastrnn.interop.keras import keras_to_torch, torch_grads_to_keras
 from fastrnn.keras import activations, initializers
 from fastrnn.keras.layers.base import Layer, unique_name
@@ -46,84 +43,12 @@ from fastrnn.keras.layers.core import (
 __all__ = ["SimpleRNN", "LSTM", "GRU", "Bidirectional"]
 
 
-class MaskMaps:
-    """Index maps between a batch with masked steps anywhere and its compacted form.
-
-    Row ``b``'s valid steps, in order, become steps ``0 .. counts[b] - 1`` of
-    the compacted batch; the rest of the row is zero padding.
-
-    Parameters
-    ----------
-    mask : ndarray of bool of shape (B, T)
-        True at valid steps.
-
-    Attributes
-    ----------
-    counts : ndarray of int of shape (B,)
-        Valid steps of each row (may be 0).
-    order : ndarray of int of shape (B, T)
-        ``order[b, j]`` is the original step of compacted step ``j``.
-    previous : ndarray of int of shape (B, T)
-        The compacted step whose output original step ``t`` shows: the last
-        valid step up to ``t`` (-1 when there is none yet).
-    """
-
-    def __init__(self, mask):
-        B, T = mask.shape
-        self.mask = mask
-        self.rows = np.arange(B)[:, None]
-        self.counts = mask.sum(axis=1)
-        self.order = np.argsort(~mask, axis=1, kind="stable")
-        self.padding = np.arange(T)[None, :] >= self.counts[:, None]
-        self.previous = np.cumsum(mask, axis=1) - 1
-        self.last = np.maximum(self.counts - 1, 0)
-        self.empty = self.counts == 0
-
-    def compact(self, x):
-        """(B, T, F) -> the valid steps of each row first, zeros after; a new array."""
-        out = x[self.rows, self.order]
-        out[self.padding] = 0
-        return out
-
-    def expand_gradient(self, dx_compact):
-        """Adjoint of :meth:`compact`: (B, T, F) in compacted order -> original order."""
-        dx_compact = np.array(dx_compact, copy=True)
-        dx_compact[self.padding] = 0
-        dx = np.empty_like(dx_compact)
-        dx[self.rows, self.order] = dx_compact
-        return dx
-
-    def shown(self, zero_output_for_mask):
-        """Where original steps show an output: bool (B, T)."""
-        return self.mask if zero_output_for_mask else self.previous >= 0
-
-    def scatter(self, y_compact, zero_output_for_mask):
-        """Compacted outputs (B, T, H) -> original steps, masked steps filled."""
-        shown = self.shown(zero_output_for_mask)
-        out = y_compact[self.rows, np.maximum(self.previous, 0)]
-        out[~shown] = 0
-        return out
-
-    def gather_gradient(self, dy, zero_output_for_mask):
-        """Adjoint of :meth:`scatter`: gradients of the original outputs summed per compacted step."""
-        B, T, H = dy.shape
-        shown = self.shown(zero_output_for_mask)
-        d_compact = np.zeros((B * T, H), dy.dtype)
-        flat = (np.arange(B)[:, None] * T + self.previous)[shown]
-        np.add.at(d_compact, flat, dy[shown])
-        return d_compact.reshape(B, T, H)
-
-    def at_last(self, sequence):
-        """Row ``b`` of compacted step ``counts[b] - 1`` (step 0 for empty rows): (B, F)."""
-        return sequence[self.rows[:, 0], self.last]
-
-
 class RNNLayer(Layer):
     """What SimpleRNN, LSTM and GRU share: arguments, weights, masks, states, forward and backward.
 
     A subclass sets ``SPEC``, its row of the cell table (gate count, states,
-    Keras name), and implements :meth:`_run` and :meth:`_run_backward` with the
-    functional API.
+    Keras name), and :meth:`_cell_options` for its own options; forward and
+    backward go through :func:`fastrnn.functional.direction.run_direction`.
     """
 
     SPEC = None
@@ -287,25 +212,17 @@ class RNNLayer(Layer):
         if self.go_backwards:
             x = x[:, ::-1]
             mask = None if mask is None else mask[:, ::-1]
-        maps = None if mask is None or mask.all() else MaskMaps(mask)
-        weights = self._torch_weights()
-        if maps is None:
-            y, finals, cache = self._run(np.ascontiguousarray(x), weights, states0, training)
-            outputs = y
-        else:
-            # an LSTM's cache holds the cell state of every step, read at each row's end
-            y, finals, cache = self._run(maps.compact(x), weights, states0,
-                                         training or self.N_STATES == 2)
-            finals = [maps.at_last(y)] + ([maps.at_last(cache.c_all.transpose(1, 0, 2))]
-                                          if self.N_STATES == 2 else [])
-            for final, state0 in zip(finals, states0):
-                final[maps.empty] = state0[maps.empty]
-            outputs = maps.scatter(y, self.zero_output_for_mask)
-        output = np.array(outputs) if self.return_sequences else np.array(outputs[:, -1])
+        steps = None if mask is None or mask.all() else MaskedSequences(mask.T)
+        y, finals, tape = run_direction(
+            self.SPEC, x.transpose(1, 0, 2), self._torch_weights(), states0, steps=steps,
+            fill="zeros" if self.zero_output_for_mask else "previous", requires_grad=training,
+            backend=self.backend, n_threads=self.n_threads, **self._cell_options())
+        outputs = y.transpose(1, 0, 2)
+        output = np.ascontiguousarray(outputs) if self.return_sequences else np.array(outputs[:, -1])
         finals = [np.array(f) for f in finals]
         if self.stateful:
             self.states = [f.copy() for f in finals]
-        self._tape = {"cache": cache, "maps": maps, "drop": drop, "shape": (B, T, D)} if training else None
+        self._tape = {"direction": tape, "drop": drop, "shape": (B, T, D)} if training else None
         return [output] + finals if self.return_state else output
 
     def compute_mask(self, x, mask=None):
@@ -345,24 +262,8 @@ class RNNLayer(Layer):
             dy = np.zeros((B, T, H), self.dtype)
             if d_out is not None:
                 dy[:, -1] = check_gradient(self, d_out, (B, H))
-        maps = tape["maps"]
-        if maps is None:
-            grads = self._run_backward(tape["cache"], dy, d_states, None)
-            dx = grads["x"]
-        else:
-            dyc = maps.gather_gradient(dy, self.zero_output_for_mask)
-            full = ~maps.empty
-            rows = np.nonzero(full)[0]
-            dyc[rows, maps.last[full]] += d_states[0][full]
-            dc = None
-            if self.N_STATES == 2:
-                dc = np.zeros((B, T, H), self.dtype)
-                dc[rows, maps.last[full]] += d_states[1][full]
-            grads = self._run_backward(tape["cache"], dyc, [np.zeros((B, H), self.dtype)] * self.N_STATES, dc)
-            # a row without valid steps passes its final states' gradients straight to its initial ones
-            for key, d in zip(("h0", "c0"), d_states):
-                grads[key][maps.empty] += d[maps.empty]
-            dx = maps.expand_gradient(grads["x"])
+        grads = backward_direction(tape["direction"], dy.transpose(1, 0, 2), d_states)
+        dx = grads["x"].transpose(1, 0, 2)
         if self.go_backwards:
             dx = dx[:, ::-1]
         if tape["drop"] is not None:
@@ -371,21 +272,12 @@ class RNNLayer(Layer):
                                            reset_after=getattr(self, "reset_after", True))
         for parameter, gradient in zip(self.weights, keras_grads):
             parameter.accumulate(gradient)
-        self.grad_initial_state = [grads["h0"]] + ([grads["c0"]] if self.N_STATES == 2 else [])
+        self.grad_initial_state = [grads[name] for name in self.SPEC.initial_state_names]
         return np.ascontiguousarray(dx)
 
-    # one pass of the functional API: what a cell implements ---------------------------
-    def _options(self, requires_grad):
-        return {"batch_first": True, "backend": self.backend, "n_threads": self.n_threads,
-                "requires_grad": bool(requires_grad)}
-
-    def _run(self, x, weights, states0, requires_grad):
-        """Returns ``y (B, T, H), [final states], cache``."""
-        raise NotImplementedError
-
-    def _run_backward(self, cache, dy, d_states, dc):
-        """Returns the functional API's gradient dict."""
-        raise NotImplementedError
+    def _cell_options(self):
+        """The cell's own options for the functional API (SimpleRNN's ``nonlinearity``, GRU's ``reset_after``)."""
+        return {}
 
     def get_config(self):
         config = {**super().get_config(), "units": self.units, "activation": self.activation,
@@ -458,14 +350,8 @@ class SimpleRNN(RNNLayer):
                          return_state=return_state, go_backwards=go_backwards, stateful=stateful,
                          seed=seed, **kwargs)
 
-    def _run(self, x, weights, states0, requires_grad):
-        y, h_n, cache = rnn_forward(x, weights["w_ih"], weights["w_hh"], weights["b_ih"], None,
-                                    states0[0], nonlinearity=self.activation,
-                                    **self._options(requires_grad))
-        return y, [h_n], cache
-
-    def _run_backward(self, cache, dy, d_states, dc):
-        return rnn_backward(cache, dy, d_states[0])
+    def _cell_options(self):
+        return {"nonlinearity": self.activation}
 
     def get_config(self):
         config = super().get_config()
@@ -520,14 +406,6 @@ class LSTM(RNNLayer):
         return np.concatenate([self.bias_initializer((H,), self.dtype, self.rng), np.ones(H),
                                self.bias_initializer((2 * H,), self.dtype, self.rng)])
 
-    def _run(self, x, weights, states0, requires_grad):
-        y, (h_n, c_n), cache = lstm_forward(x, weights["w_ih"], weights["w_hh"], weights["b_ih"], None,
-                                            states0[0], states0[1], **self._options(requires_grad))
-        return y, [h_n, c_n], cache
-
-    def _run_backward(self, cache, dy, d_states, dc):
-        return lstm_backward(cache, dy, d_states[0], d_states[1], dc=dc)
-
     def get_config(self):
         return {**super().get_config(), "unit_forget_bias": self.unit_forget_bias}
 
@@ -579,14 +457,8 @@ class GRU(RNNLayer):
         shape = (2, 3 * self.units) if self.reset_after else (3 * self.units,)
         return self.bias_initializer(shape, self.dtype, self.rng)
 
-    def _run(self, x, weights, states0, requires_grad):
-        y, h_n, cache = gru_forward(x, weights["w_ih"], weights["w_hh"], weights["b_ih"],
-                                    weights["b_hh"], states0[0], reset_after=self.reset_after,
-                                    **self._options(requires_grad))
-        return y, [h_n], cache
-
-    def _run_backward(self, cache, dy, d_states, dc):
-        return gru_backward(cache, dy, d_states[0])
+    def _cell_options(self):
+        return {"reset_after": self.reset_after}
 
     def get_config(self):
         return {**super().get_config(), "reset_after": self.reset_after}
