@@ -9,22 +9,23 @@ reference backend itself is checked too wherever it is not the reference run
 import numpy as np
 import pytest
 
-from conformance.cases import (DTYPES, SMALL_CASES, Case, assert_matches_reference, cases_for, collect,
-                               dtype_params, reference, run)
+from conformance.cases import DTYPES, SMALL_CASES, Case, assert_matches_reference, cases_for, dtype_params, run
 from conformance.cells import CELLS, require
 from conftest import ALL_BACKENDS, COMPILED_BACKENDS
 from helpers import assert_close
 from tolerances import BACKEND_VS_REFERENCE, INVARIANT
 
 
-def matrix(cases=None, backends=ALL_BACKENDS, dtypes=DTYPES):
-    """``pytest.param(cell, case, backend, dtype)`` over the product, minus the reference run itself."""
+def matrix(cases=None, backends=ALL_BACKENDS, dtypes=DTYPES, reference_run=False, cells=CELLS):
+    """``pytest.param(cell, case, backend, dtype)`` over the product; without the run that *is*
+    the reference (python, float64, time-major C order) unless ``reference_run``."""
     params = []
-    for cell in CELLS:
-        for case in cases_for(cell, cases):
+    for cell in cells:
+        for case in cases_for(cell, cases(cell) if callable(cases) else cases):
             for backend in backends:
                 for dtype in dtypes:
-                    if (backend, dtype, case.layout, case.batch_first) == ("python", DTYPES[0], "c", False):
+                    is_reference = (backend, dtype, case.layout, case.batch_first) == ("python", DTYPES[0], "c", False)
+                    if is_reference and not reference_run:
                         continue
                     params.append(pytest.param(cell, case, backend, dtype,
                                                id=f"{cell.id}-{case.name}-{backend}-{dtype.name}"))
