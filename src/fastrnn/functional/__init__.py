@@ -5,7 +5,12 @@ converts them once to the kernel layout (time-major, C-contiguous, one dtype),
 allocates the outputs and workspace, picks the backend and calls its kernel.
 Weights use PyTorch's layout: ``w_ih`` of shape (G*H, D), ``w_hh`` of shape
 (G*H, H), biases of shape (G*H,), with G gates per cell. One module per cell;
-what they share is in :mod:`fastrnn.functional._layer`.
+what they share is in :mod:`fastrnn.functional._layer`. The cell table (gate
+counts, states, names and gate orders in PyTorch, Keras and ONNX) is
+:mod:`fastrnn.functional.cells`; one direction of a layer over a padded batch
+(lengths or masks, the reverse direction per row, final states at each row's
+end) runs through :func:`fastrnn.functional.direction.run_direction`, which
+both facades call.
 
 Do not modify the arrays passed to a forward call in place before the matching
 backward call: the cache refers to them rather than copying them.

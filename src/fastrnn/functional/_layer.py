@@ -1,8 +1,11 @@
 """What every cell's functional API shares: validating a layer's arguments and
-converting them once to the kernel layout (time-major, C-contiguous, one dtype).
+converting them once to the kernel layout (time-major, C-contiguous, one dtype),
+and the ``ends`` option (final states read at each row's end, their gradients
+entering there).
 
 Weights use PyTorch's layout: ``w_ih`` of shape (G*H, D), ``w_hh`` of shape
-(G*H, H), biases of shape (G*H,), with G gate blocks per cell (:attr:`fastrnn.functional.cells.CellSpec.gates`).
+(G*H, H), biases of shape (G*H,), with G gate blocks per cell
+(:attr:`fastrnn.functional.cells.CellSpec.gates`).
 """
 
 import numpy as np

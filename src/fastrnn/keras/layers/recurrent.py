@@ -276,7 +276,7 @@ class RNNLayer(Layer):
         return np.ascontiguousarray(dx)
 
     def _cell_options(self):
-        """The cell's own options for the functional API (SimpleRNN's ``nonlinearity``, GRU's ``reset_after``)."""
+        """The cell's own functional-API options (SimpleRNN's ``nonlinearity``, GRU's ``reset_after``)."""
         return {}
 
     def get_config(self):
