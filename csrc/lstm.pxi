@@ -209,27 +209,28 @@ cdef void _lstm_forward_loop(const floating* w_hh_t_packed, const floating* h0,
         memcpy(c_n + b0 * H, c_prev, n * sizeof(floating))
 
 
-cdef void _lstm_grad_step_fused(Py_ssize_t rows, Py_ssize_t H, const float* dz_next,
-                                const float* w_hh_packed, float* dh, const float* a,
-                                const float* c_t, const float* c_prev, const float* dy_t,
-                                const float* dc_ext, float* dc, float* dz_t,
+cdef void _lstm_grad_step_fused(Py_ssize_t rows, Py_ssize_t H, Py_ssize_t K,
+                                const float* dz_next, const float* w_hh_packed, float* dh,
+                                const float* a, const float* c_t, const float* c_prev,
+                                const float* dy_t, const float* dc_ext, float* dc, float* dz_t,
                                 int column_threads) noexcept nogil:
-    """float32 BPTT step: ``dh = dz_next W_hh`` and the gate gradients, tile by tile.
+    """float32 BPTT step: ``dh = dz_next W_hh`` (``dz_next`` of K = 4H columns) and the gate
+    gradients, tile by tile.
 
-    See ``pg_lstm_grad_step_float`` (packed_gemm.h) for the NULL cases. With
-    ``column_threads > 1`` the panels of units are shared among threads.
+    See ``pg_lstm_grad_step_float`` (packed_gemm.h) for the NULL cases and for the projected
+    cell's use (K = P). With ``column_threads > 1`` the panels of units are shared among threads.
     """
     cdef Py_ssize_t piece, u0, u1, width = PG_NR_FLOAT
     cdef Py_ssize_t panels = (H + width - 1) // width
     if column_threads <= 1:
-        pg_lstm_grad_step_float(rows, H, dz_next, w_hh_packed, dh, a, c_t, c_prev, dy_t,
+        pg_lstm_grad_step_float(rows, H, K, dz_next, w_hh_packed, dh, a, c_t, c_prev, dy_t,
                                 dc_ext, dc, dz_t, 0, H)
         return
     for piece in prange(column_threads, num_threads=column_threads, schedule='static'):
         u0 = panels * piece // column_threads * width
         u1 = min(panels * (piece + 1) // column_threads * width, H)
         if u1 > u0:
-            pg_lstm_grad_step_float(rows, H, dz_next, w_hh_packed, dh, a, c_t, c_prev, dy_t,
+            pg_lstm_grad_step_float(rows, H, K, dz_next, w_hh_packed, dh, a, c_t, c_prev, dy_t,
                                     dc_ext, dc, dz_t, u0, u1)
 
 
@@ -261,12 +262,12 @@ cdef void _lstm_backward_loop(const floating* w_hh_packed, const floating* c0,
             c_prev = c0 + b0 * H if t == 0 else c_all + offset - B * H
             if dc_seq != NULL:
                 dc_ext = dc_seq + offset
-            _lstm_grad_step_fused(rows, H, NULL if t == T - 1 else dz + ((t + 1) * B + b0) * G,
+            _lstm_grad_step_fused(rows, H, G, NULL if t == T - 1 else dz + ((t + 1) * B + b0) * G,
                                   w_hh_packed, dh, gates + (t * B + b0) * G, c_all + offset,
                                   c_prev, dy + offset, dc_ext, dc, dz + (t * B + b0) * G,
                                   column_threads)
         if T > 0:
-            _lstm_grad_step_fused(rows, H, dz + b0 * G, w_hh_packed, dh, NULL, NULL, NULL, NULL,
+            _lstm_grad_step_fused(rows, H, G, dz + b0 * G, w_hh_packed, dh, NULL, NULL, NULL, NULL,
                                   NULL, NULL, NULL, column_threads)
     else:
         for t in range(T - 1, -1, -1):

@@ -8,11 +8,13 @@
 # in fixed time blocks, the time loop on fixed batch chunks, both under ``prange``;
 # after the BPTT loop the products over all steps (dx, dW_ih, dW_hh, dW_hr) share
 # their results' rows and columns among the threads. Every product runs on the packed
-# micro-kernel (packed_gemm), the weights packed once per call. A step is two products
-# (``h_{t-1} W_hh^T``, then the projection ``m_t W_hr^T``) around the pointwise gate math
-# of lstm.pxi, in both dtypes: the fused float32 tiles of the plain LSTM read a recurrent
-# input of H columns, and here it has P. Pieces never depend on n_threads, so neither do
-# the results.
+# micro-kernel (packed_gemm), the weights packed once per call. A forward step is two
+# products (``h_{t-1} W_hh^T``, then the projection ``m_t W_hr^T``) around the pointwise
+# gate math of lstm.pxi. A BPTT step is ``dh_t = dy_t + dz_{t+1} W_hh``, then ``dm = dh_t
+# W_hr`` and the gate gradients: in float32 the latter two run fused, tile by tile, in
+# lstm.pxi's step (packed_gemm.h: pg_lstm_grad_step_float, reducing over P columns); float64
+# runs the product, then one pointwise pass per batch row. Pieces never depend on
+# n_threads, so neither do the results.
 
 
 # ---- the pieces of work: one batch chunk each (the input projection is lstm.pxi's)
@@ -96,18 +98,26 @@ cdef void _lstm_proj_backward_loop(const floating* w_hh_packed, const floating* 
         else:
             _recurrent_product(rows, P, G, dz + ((t + 1) * B + b0) * G, w_hh_packed, dh,
                                column_threads)
-        memset(dm_rows, 0, rows * H * sizeof(floating))
-        _recurrent_product(rows, H, P, dh, w_hr_packed, dm_rows, column_threads)  # dm = dh_t W_hr
         a = gates + (t * B + b0) * G
         dz_t = dz + (t * B + b0) * G
         c_prev = c0 + b0 * H if t == 0 else c_all + offset - B * H
-        for r in range(rows):
+        if floating is float:
+            # dm = dh_t W_hr and the gate gradients fused, tile by tile (lstm.pxi's step,
+            # its product reduced over the P columns of dh_t; no dy, it is in dh_t already)
             if dc_seq != NULL:
-                dc_ext = dc_seq + offset + r * H
-            # _lstm_cell_grad adds a recurrent gradient to the output's; here all of dm is
-            # the output's gradient (the recurrence reached it through dh_t already)
-            _lstm_cell_grad(a + r * G, c_all + offset + r * H, c_prev + r * H, dm_rows + r * H,
-                            dc_ext, zeros, dc + r * H, dz_t + r * G, H)
+                dc_ext = dc_seq + offset
+            _lstm_grad_step_fused(rows, H, P, dh, w_hr_packed, NULL, a, c_all + offset, c_prev,
+                                  NULL, dc_ext, dc, dz_t, column_threads)
+        else:
+            memset(dm_rows, 0, rows * H * sizeof(floating))
+            _recurrent_product(rows, H, P, dh, w_hr_packed, dm_rows, column_threads)  # dm = dh_t W_hr
+            for r in range(rows):
+                if dc_seq != NULL:
+                    dc_ext = dc_seq + offset + r * H
+                # _lstm_cell_grad adds a recurrent gradient to the output's; here all of dm
+                # is the output's gradient (the recurrence reached it through dh_t already)
+                _lstm_cell_grad(a + r * G, c_all + offset + r * H, c_prev + r * H,
+                                dm_rows + r * H, dc_ext, zeros, dc + r * H, dz_t + r * G, H)
     memset(dh0 + b0 * P, 0, rows * P * sizeof(floating))
     _recurrent_product(rows, P, G, dz + b0 * G, w_hh_packed, dh0 + b0 * P, column_threads)  # dh_0 = dz_0 W_hh
 

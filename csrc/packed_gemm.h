@@ -475,12 +475,14 @@ PG_DEFINE_LSTM_STEP(pg_avx2, __attribute__((target("avx2,fma"))))
 PG_DEFINE_LSTM_STEP(pg_generic, )
 
 /* LSTM BPTT step (one per batch chunk and step t, backwards): for units u0:u1 of every row,
-   dh_t = dz_{t+1} W_hh (dz_next, rows x 4H, times W_hh (4H x H) packed by pg_pack_float,
-   PG_NR_FLOAT units per panel) and, still in registers, the gate gradients of step t: dz_t
-   from the activated gates a, c_t, c_{t-1}, dy_t and dc (dc_{t-1} on exit); dc_ext (NULL:
-   none) is added to dc. With dz_next NULL, dh holds dh_t (the last step). With a NULL, only
-   the product is done and stored into dh (dh_0 = dz_0 W_hh, after the loop). Rows go by
-   four: 8 accumulators, as pg_gemm's micro-kernel. */
+   dh_t = dz_{t+1} W_hh (dz_next, rows x K, K = 4H, times W_hh (4H x H) packed by
+   pg_pack_float, PG_NR_FLOAT units per panel) and, still in registers, the gate gradients of
+   step t: dz_t from the activated gates a, c_t, c_{t-1}, dy_t (NULL: none) and dc (dc_{t-1}
+   on exit); dc_ext (NULL: none) is added to dc. With dz_next NULL, dh holds dh_t (the last
+   step). With a NULL, only the product is done and stored into dh (dh_0 = dz_0 W_hh, after
+   the loop). With a projection the product is dm_t = dh_t W_hr instead: dz_next is dh_t
+   (rows x K, K = P), W_hr (P x H) packed, and dy_t NULL. Rows go by four: 8 accumulators,
+   as pg_gemm's micro-kernel. */
 #define PG_LSTM_GRAD_HALF(P, ACC, ROW, U, W)                                            \
     if ((W) > 0) {                                                                      \
         ptrdiff_t o_ = (ROW) * H + (U);                                                 \
@@ -490,7 +492,8 @@ PG_DEFINE_LSTM_STEP(pg_generic, )
             pg_vf one = (pg_vf){0} + 1.0f;                                              \
             pg_vf i_ = P##_load(a_, W), f_ = P##_load(a_ + H, W);                       \
             pg_vf g_ = P##_load(a_ + 2 * H, W), o = P##_load(a_ + 3 * H, W);            \
-            pg_vf dh_ = ACC + P##_load(dy_t + o_, W);                                   \
+            pg_vf dh_ = ACC;                                                            \
+            if (dy_t != NULL) dh_ += P##_load(dy_t + o_, W);                            \
             pg_vf dc_ = P##_load(dc + o_, W);                                           \
             if (dc_ext != NULL) dc_ += P##_load(dc_ext + o_, W);                        \
             pg_vf tc = P##_tanh(P##_load(c_t + o_, W));                                 \
@@ -512,15 +515,16 @@ PG_DEFINE_LSTM_STEP(pg_generic, )
                            HI = P##_load(dh + (ROW) * H + u + PG_UNITS, w1); }
 
 #define PG_DEFINE_LSTM_GRAD_STEP(P, ATTR)                                               \
-ATTR static void P##_lstm_grad_step(ptrdiff_t rows, ptrdiff_t H, const float *dz_next,  \
-                                    const float *packed, float *dh, const float *a,     \
+ATTR static void P##_lstm_grad_step(ptrdiff_t rows, ptrdiff_t H, ptrdiff_t K,           \
+                                    const float *dz_next, const float *packed,          \
+                                    float *dh, const float *a,                          \
                                     const float *c_t, const float *c_prev,              \
                                     const float *dy_t, const float *dc_ext, float *dc,  \
                                     float *dz_t, ptrdiff_t u0, ptrdiff_t u1)            \
 {                                                                                       \
     ptrdiff_t G = 4 * H;                                                                \
     for (ptrdiff_t u = u0; u < u1; u += 2 * PG_UNITS) {                                 \
-        const float *panel = packed + u * G;                                            \
+        const float *panel = packed + u * K;                                            \
         ptrdiff_t left = u1 - u;                                                        \
         int w0 = (int)(left < PG_UNITS ? left : PG_UNITS);                              \
         int w1 = (int)(left - w0 < PG_UNITS ? left - w0 : PG_UNITS);                    \
@@ -529,12 +533,12 @@ ATTR static void P##_lstm_grad_step(ptrdiff_t rows, ptrdiff_t H, const float *dz
             PG_LSTM_GRAD_INIT(P, r, l0, h0) PG_LSTM_GRAD_INIT(P, r + 1, l1, h1)                \
             PG_LSTM_GRAD_INIT(P, r + 2, l2, h2) PG_LSTM_GRAD_INIT(P, r + 3, l3, h3)            \
             if (dz_next != NULL) {                                                      \
-                const float *d = dz_next + r * G;                                       \
-                for (ptrdiff_t k = 0; k < G; k++) {                                     \
+                const float *d = dz_next + r * K;                                       \
+                for (ptrdiff_t k = 0; k < K; k++) {                                     \
                     pg_vf b0, b1;                                                       \
                     memcpy(&b0, panel + k * 2 * PG_UNITS, sizeof b0);                   \
                     memcpy(&b1, panel + k * 2 * PG_UNITS + PG_UNITS, sizeof b1);        \
-                    float d0 = d[k], d1 = d[G + k], d2 = d[2 * G + k], d3 = d[3 * G + k]; \
+                    float d0 = d[k], d1 = d[K + k], d2 = d[2 * K + k], d3 = d[3 * K + k]; \
                     l0 += d0 * b0; h0 += d0 * b1; l1 += d1 * b0; h1 += d1 * b1;         \
                     l2 += d2 * b0; h2 += d2 * b1; l3 += d3 * b0; h3 += d3 * b1;         \
                 }                                                                       \
@@ -547,8 +551,8 @@ ATTR static void P##_lstm_grad_step(ptrdiff_t rows, ptrdiff_t H, const float *dz
         for (; r < rows; r++) {                                                         \
             PG_LSTM_GRAD_INIT(P, r, l0, h0)                                             \
             if (dz_next != NULL) {                                                      \
-                const float *d = dz_next + r * G;                                       \
-                for (ptrdiff_t k = 0; k < G; k++) {                                     \
+                const float *d = dz_next + r * K;                                       \
+                for (ptrdiff_t k = 0; k < K; k++) {                                     \
                     pg_vf b0, b1;                                                       \
                     memcpy(&b0, panel + k * 2 * PG_UNITS, sizeof b0);                   \
                     memcpy(&b1, panel + k * 2 * PG_UNITS + PG_UNITS, sizeof b1);        \
@@ -641,16 +645,16 @@ static void pg_lstm_step_float(ptrdiff_t rows, ptrdiff_t H, const float *h_prev,
 
 
 /* One LSTM BPTT step for units u0:u1 (u0 a multiple of PG_NR_FLOAT); see PG_DEFINE_LSTM_GRAD_STEP. */
-static void pg_lstm_grad_step_float(ptrdiff_t rows, ptrdiff_t H, const float *dz_next,
+static void pg_lstm_grad_step_float(ptrdiff_t rows, ptrdiff_t H, ptrdiff_t K, const float *dz_next,
                                     const float *packed, float *dh, const float *a,
                                     const float *c_t, const float *c_prev, const float *dy_t,
                                     const float *dc_ext, float *dc, float *dz_t, ptrdiff_t u0,
                                     ptrdiff_t u1)
 {
     if (pg_cpu_has_avx2_fma())
-        pg_avx2_lstm_grad_step(rows, H, dz_next, packed, dh, a, c_t, c_prev, dy_t, dc_ext, dc, dz_t, u0, u1);
+        pg_avx2_lstm_grad_step(rows, H, K, dz_next, packed, dh, a, c_t, c_prev, dy_t, dc_ext, dc, dz_t, u0, u1);
     else
-        pg_generic_lstm_grad_step(rows, H, dz_next, packed, dh, a, c_t, c_prev, dy_t, dc_ext, dc, dz_t, u0, u1);
+        pg_generic_lstm_grad_step(rows, H, K, dz_next, packed, dh, a, c_t, c_prev, dy_t, dc_ext, dc, dz_t, u0, u1);
 }
 
 /* One GRU (reset_after=True) forward step for units u0:u1; see PG_DEFINE_GRU_STEP. */

@@ -139,7 +139,7 @@ cdef extern from "packed_gemm.h" nogil:
     void pg_lstm_step_float(Py_ssize_t rows, Py_ssize_t H, const float* h_prev,
                             const float* packed, float* z, const float* c_prev, float* c_t,
                             float* h_t, Py_ssize_t u0, Py_ssize_t u1)
-    void pg_lstm_grad_step_float(Py_ssize_t rows, Py_ssize_t H, const float* dz_next,
+    void pg_lstm_grad_step_float(Py_ssize_t rows, Py_ssize_t H, Py_ssize_t K, const float* dz_next,
                                  const float* packed, float* dh, const float* a,
                                  const float* c_t, const float* c_prev, const float* dy_t,
                                  const float* dc_ext, float* dc, float* dz_t, Py_ssize_t u0,

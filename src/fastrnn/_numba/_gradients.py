@@ -1,5 +1,6 @@
 r"""The GEMMs after the BPTT loop of the Numba backend, shared by the cells whose
-recurrent input is ``h_{t-1}`` itself (SimpleRNN and LSTM).
+recurrent input is ``h_{t-1}`` itself (SimpleRNN, LSTM, and the LSTM with a
+projection, where ``h``, and so ``H`` below, has the P projected units).
 
 With ``dz`` the gradient with respect to the pre-activations (G*H of them per
 row), every step's rows give, by time block:

@@ -1,20 +1,24 @@
 """LSTM cell with a projection (PyTorch's ``proj_size``), Numba backend.
 
 The steps, names and workspace are those of :mod:`fastrnn._python.lstm_proj`,
-whose docstring has the equations and the kernel contract. What differs is how
-the work is done: the time loop is a ``nogil`` kernel run on fixed batch chunks
-(:func:`fastrnn._parallel.batch_chunks`), with the gate math of a step fused
-into one pass (no temporary per gate); the GEMMs over all steps (input
-projection before the loop, weight gradients and ``dx`` after it) run once
-through NumPy's BLAS. The chunks do not depend on ``n_threads`` and the GEMMs
-after the loop are not split, so neither does the result.
+whose docstring has the equations and the kernel contract, and the layout follows
+:mod:`fastrnn._numba.lstm`. What differs from the reference is how the work is
+done: the GEMMs over all steps run through NumPy's BLAS in fixed time blocks
+(input projection before the loop; weight gradients and ``dx`` after it, with
+partial weight gradients summed in block order), and the time loop is a
+``nogil`` kernel run on fixed batch chunks, with the gate math of a step fused
+into one pass (no temporary per gate). The BPTT loop keeps ``dh_t`` of every
+step, the left factor of ``dW_hr``, instead of recomputing it after the loop.
+Pieces do not depend on ``n_threads``, and BLAS runs on one thread inside them,
+so neither does the result.
 """
 
 import numpy as np
 
+from fastrnn._numba._gradients import block_gradients
 from fastrnn._numba._options import jit
 from fastrnn._numba.activations import sigmoid, tanh
-from fastrnn._parallel import batch_chunks, blas_threads, run_pieces
+from fastrnn._parallel import batch_chunks, blas_threads, run_pieces, time_blocks
 
 GATES = 4
 
@@ -59,8 +63,10 @@ def _forward_loop(w_hh, w_hr, h0, c0, y, h_n, c_n, gates, c_all, m_all, b0, b1):
 
 
 @jit
-def _backward_loop(w_hh, w_hr, c0, gates, c_all, dy, dh_n, dc_n, dc_seq, dz, dh0, dc0, b0, b1):
-    """BPTT time loop for batch rows ``b0:b1``: fills ``dz``, ``dh0`` and ``dc0``."""
+def _backward_loop(w_hh, w_hr, c0, gates, c_all, dy, dh_n, dc_n, dc_seq, dz, dh_all, dh0, dc0,
+                   b0, b1):
+    """BPTT time loop for batch rows ``b0:b1``: fills ``dz``, ``dh0``, ``dc0`` and ``dh_all``
+    (``dh_t``, the total gradient reaching ``h_t``, of every step)."""
     T, _, H = c_all.shape
     one = c_all.dtype.type(1)
     has_dc_seq = dc_seq.shape[0] == T
@@ -69,6 +75,7 @@ def _backward_loop(w_hh, w_hr, c0, gates, c_all, dy, dh_n, dc_n, dc_seq, dz, dh0
     dz_t = np.empty((b1 - b0, GATES * H), dtype=c_all.dtype)
     for t in range(T - 1, -1, -1):
         dh += dy[t, b0:b1]
+        dh_all[t, b0:b1] = dh
         dm = np.dot(dh, w_hr)
         a = gates[t, b0:b1]
         c_t = c_all[t, b0:b1]
@@ -106,16 +113,21 @@ def lstm_proj_forward(x, w_ih, w_hh, w_hr, bias, h0, c0, y, h_n, c_n, gates, c_a
     T, B, D = x.shape
     H = w_hr.shape[1]
     G = GATES * H
+    blocks = time_blocks(T, B, D * G)
     chunks = batch_chunks(B, H, GATES)
-    # 1. input projection for every step at once: gates = x W_ih^T + b
-    gate_rows = gates.reshape(T * B, G)
-    np.matmul(x.reshape(T * B, D), w_ih.T, out=gate_rows)
-    gate_rows += bias
+
+    def project(k):  # 1. input projection for every step: gates = x W_ih^T + b
+        t0, t1 = blocks[k], blocks[k + 1]
+        rows = (t1 - t0) * B
+        gate_rows = gates[t0:t1].reshape(rows, G)
+        np.matmul(x[t0:t1].reshape(rows, D), w_ih.T, out=gate_rows)
+        gate_rows += bias
 
     def recur(k):  # 2. the recurrence, one batch chunk for all steps
         _forward_loop(w_hh, w_hr, h0, c0, y, h_n, c_n, gates, c_all, m_all, chunks[k], chunks[k + 1])
 
     with blas_threads.limit(1):
+        run_pieces(project, len(blocks) - 1, n_threads)
         run_pieces(recur, len(chunks) - 1, n_threads)
 
 
@@ -126,25 +138,28 @@ def lstm_proj_backward(x, w_ih, w_hh, w_hr, h0, c0, y, gates, c_all, m_all, dy, 
     P, H = w_hr.shape
     G = GATES * H
     chunks = batch_chunks(B, H, GATES)
+    blocks = time_blocks(T, B, (2 * D + P) * G + P * H)
+    n_blocks = len(blocks) - 1
+    dh_all = np.empty((T, B, P), dtype=x.dtype)
+    # per-block partial sums, reduced in block order so n_threads cannot change the result
+    dw_ih_part = np.empty((n_blocks, G, D), dtype=x.dtype)
+    dw_hh_part = np.empty((n_blocks, G, P), dtype=x.dtype)
+    dw_hr_part = np.empty((n_blocks, P, H), dtype=x.dtype)
 
     def recur(k):  # 1. the recurrence backwards, one batch chunk for all steps
-        _backward_loop(w_hh, w_hr, c0, gates, c_all, dy, dh_n, dc_n, dc_seq, dz, dh0, dc0,
+        _backward_loop(w_hh, w_hr, c0, gates, c_all, dy, dh_n, dc_n, dc_seq, dz, dh_all, dh0, dc0,
                        chunks[k], chunks[k + 1])
+
+    def gemms(k):  # 2. GEMMs over the rows of the steps of block k (h_{t-1} has P columns)
+        t0, t1 = blocks[k], blocks[k + 1]
+        block_gradients(x, w_ih, h0, y, dz, dx, dw_ih_part[k], dw_hh_part[k], t0, t1)
+        rows = (t1 - t0) * B
+        np.matmul(dh_all[t0:t1].reshape(rows, P).T, m_all[t0:t1].reshape(rows, H), out=dw_hr_part[k])
 
     with blas_threads.limit(1):
         run_pieces(recur, len(chunks) - 1, n_threads)
-    # 2. GEMMs over all T*B rows, unsplit so that n_threads cannot change them
-    dz_rows = dz.reshape(T * B, G)
-    # dh_t = dy_t + dz_{t+1} W_hh (dh_n at the last step), the left factor of dW_hr
-    dh_all = dy.copy()
-    if T > 1:
-        np.add(dh_all[:-1].reshape((T - 1) * B, P), dz[1:].reshape((T - 1) * B, G) @ w_hh,
-               out=dh_all[:-1].reshape((T - 1) * B, P))
-    dh_all[-1] += dh_n
-    np.matmul(dh_all.reshape(T * B, P).T, m_all.reshape(T * B, H), out=dw_hr)
-    np.matmul(dz_rows.T, x.reshape(T * B, D), out=dw_ih)
-    np.matmul(dz[0].T, h0, out=dw_hh)
-    if T > 1:
-        dw_hh += dz[1:].reshape((T - 1) * B, G).T @ y[:-1].reshape((T - 1) * B, P)
-    np.sum(dz_rows, axis=0, out=db)
-    np.matmul(dz_rows, w_ih, out=dx.reshape(T * B, D))
+        run_pieces(gemms, n_blocks, n_threads)
+    np.sum(dw_ih_part, axis=0, out=dw_ih)
+    np.sum(dw_hh_part, axis=0, out=dw_hh)
+    np.sum(dw_hr_part, axis=0, out=dw_hr)
+    np.sum(dz.reshape(T * B, G), axis=0, out=db)
