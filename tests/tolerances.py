@@ -37,6 +37,10 @@ TORCH_PARITY = {
 
 #: Values worked out by hand with math.tanh in float64: a few roundings apart.
 HAND_CHECKED = dict(rtol=1e-14, atol=1e-15)
+#: The same, for the LSTM's one step, whose hand-worked gradients chain four gates and two tanh.
+HAND_CHECKED_LSTM = dict(rtol=1e-13, atol=1e-15)
+#: The float64 reference against an independent scalar loop (math.fsum, math.tanh/exp) over many steps.
+INDEPENDENT_LOOP = dict(rtol=1e-12, atol=1e-14)
 
 #: Central finite differences of the float64 reference: step and agreement.
 #: The truncation error is O(step**2) and the rounding error O(eps * |loss| / step).
