@@ -43,6 +43,14 @@ class Parameter:
         else:
             self.grad += gradient
 
+    # explicit state: protocols 0 and 1 cannot store a __slots__ class without it
+    def __getstate__(self):
+        return {"data": self.data, "grad": self.grad}
+
+    def __setstate__(self, state):
+        self.data = state["data"]
+        self.grad = state["grad"]
+
     def __array__(self, dtype=None, copy=None):
         return self.data if dtype is None else self.data.astype(dtype)
 

@@ -173,11 +173,10 @@ class Optimizer:
         return state
 
     def __setstate__(self, state):
-        entries = state.pop("_slots")
         self.__dict__.update(state)
         # pickle keeps the variables shared with the model, so re-keying by their new ids
         # reattaches every slot to the model's copy of its variable
-        self._slots = {id(variable): (variable, slots) for variable, slots in entries}
+        self._slots = {id(variable): (variable, slots) for variable, slots in state["_slots"]}
 
     def active_slots(self):
         """Names of the per-variable state arrays this configuration keeps."""
