@@ -18,6 +18,7 @@ models in two fresh worker processes and compares with the parent.
 """
 
 import functools
+import inspect
 import io
 import math
 import multiprocessing
@@ -82,8 +83,8 @@ class _Comparison:
         if isinstance(a, np.generic):
             assert a.tobytes() == b.tobytes(), f"{path}: {a!r} became {b!r}"
             return
-        if isinstance(a, _BY_REFERENCE):
-            assert a is b or a == b, f"{path}: {a!r} became {b!r}"
+        if isinstance(a, _BY_REFERENCE) or (inspect.isroutine(a) and not inspect.ismethod(a)):
+            assert a is b or a == b, f"{path}: {a!r} became {b!r}"  # pickled by name: the same object
             return
         if isinstance(a, tuple):  # immutable: identity does not matter
             self._sequence(a, b, path)
@@ -106,6 +107,8 @@ class _Comparison:
         elif isinstance(a, np.random.Generator):
             assert type(a.bit_generator) is type(b.bit_generator), f"{path}: another bit generator"
             self.compare(a.bit_generator.state, b.bit_generator.state, path + ".bit_generator.state")
+            if hasattr(a.bit_generator, "seed_seq"):  # what Generator.spawn() draws from (NumPy >= 1.25)
+                self.compare(a.bit_generator.seed_seq, b.bit_generator.seed_seq, path + ".bit_generator.seed_seq")
         elif isinstance(a, types.MethodType):
             assert a.__func__ is b.__func__, f"{path}: bound to another function"
             self.compare(a.__self__, b.__self__, path + ".__self__")
