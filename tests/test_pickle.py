@@ -354,8 +354,9 @@ def _loss_data(kind):
 NN_LOSS_CONFIGS = {
     "mse": (fastrnn.losses.MSELoss, {}, "values"),
     "mse-none": (fastrnn.losses.MSELoss, dict(reduction="none"), "values"),
-    "bce-weights": (fastrnn.losses.BCEWithLogitsLoss, dict(pos_weight=[1.0, 2.0, 0.5], weight=[[1.0], [0.0], [2.0], [1.0]],
-                                                           reduction="sum"), "values"),
+    "bce-weights": (fastrnn.losses.BCEWithLogitsLoss, dict(pos_weight=[1.0, 2.0, 0.5],
+                                                           weight=[[1.0], [0.0], [2.0], [1.0]], reduction="sum"),
+                    "values"),
     "bce": (fastrnn.losses.BCEWithLogitsLoss, {}, "values"),
     "cross-entropy": (fastrnn.losses.CrossEntropyLoss, {}, "class"),
     "cross-entropy-weight-smoothing-none": (fastrnn.losses.CrossEntropyLoss, dict(weight=[1.0, 0.5, 2.0],
@@ -391,7 +392,8 @@ def _dense(activation):
 
 
 KERAS_LAYER_CONFIGS = {
-    **{f"dense-{name}": (layers.Dense, _dense(name), "seq") for name in ("linear", "relu", "sigmoid", "tanh", "softmax")},
+    **{f"dense-{name}": (layers.Dense, _dense(name), "seq")
+       for name in ("linear", "relu", "sigmoid", "tanh", "softmax")},
     "dense-2d-nobias-initializers": (layers.Dense, lambda: layers.Dense(
         3, use_bias=False, kernel_initializer=initializers.Orthogonal(gain=0.5), seed=2), "flat"),
     "embedding-mask_zero": (layers.Embedding, lambda: layers.Embedding(7, 3, mask_zero=True, seed=3), "tokens"),
