@@ -26,6 +26,7 @@ import os
 import pickle
 import threading
 import types
+from copy import deepcopy
 
 import numpy as np
 import pytest
@@ -866,13 +867,15 @@ def test_round_trip(case):
     assert_identical(subject.obj, copy)
 
 
-@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("protocol", [*PROTOCOLS, "deepcopy"])
 def test_every_protocol(protocol):
-    """A trained model with every kind of layer, its optimizer and history, under each pickle protocol."""
-    subject = _model_subject("text", "adam", "trained")
-    copy = round_trip(subject.obj, protocol)
-    assert_identical(subject.obj, copy)
-    assert_identical(subject.step(subject.obj), subject.step(copy), distinct=False)
+    """A trained model with every kind of layer, its optimizer and history, under each pickle protocol
+    and through ``copy.deepcopy`` (which uses the same reduction)."""
+    for subject in (_model_subject("text", "adam", "trained"),
+                    _nn_subject(fastrnn.nn.LSTM, dict(proj_size=2, num_layers=2, dropout=0.5), "trained", None)):
+        copy = deepcopy(subject.obj) if protocol == "deepcopy" else round_trip(subject.obj, protocol)
+        assert_identical(subject.obj, copy)
+        assert_identical(subject.step(subject.obj), subject.step(copy), distinct=False)
 
 
 def test_copy_keeps_the_objects_tied_together():
