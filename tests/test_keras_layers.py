@@ -18,10 +18,12 @@ from fastrnn.interop.keras import (
     torch_to_keras,
 )
 from fastrnn.keras import activations, initializers, layers
+from tolerances import (FINITE_DIFFERENCE, FINITE_DIFFERENCE_STEP, FLOAT64_REORDERED, HAND_CHECKED,
+                        ORTHONORMAL, TORCH_PARITY)
 
 F64 = dict(dtype="float64")
 RNN64 = dict(dtype="float64", backend="python")
-FD_TOL = dict(rtol=1e-6, atol=1e-8)
+FD_TOL = FINITE_DIFFERENCE
 B, T, D, H = 3, 6, 3, 4
 
 
@@ -40,7 +42,7 @@ def holes_mask():
                      [0, 0, 0, 0, 0, 0]], dtype=bool)
 
 
-def numerical_gradient(f, array, eps=1e-6):
+def numerical_gradient(f, array, eps=FINITE_DIFFERENCE_STEP):
     """Central differences of the scalar ``f()`` with respect to ``array`` (changed in place, restored)."""
     grad = np.zeros_like(array, dtype=np.float64)
     for index in np.ndindex(array.shape):
@@ -193,7 +195,7 @@ def test_dense_matches_time_distributed_dense():
     dense(x)
     wrapped(x)
     wrapped.set_weights(dense.get_weights())
-    np.testing.assert_allclose(dense(x), wrapped(x), rtol=1e-14)
+    np.testing.assert_allclose(dense(x), wrapped(x), **HAND_CHECKED)
 
 
 # --- recurrent layers: gradients --------------------------------------------------------------
@@ -274,15 +276,15 @@ def test_mask_equals_running_valid_steps_alone(cell):
             continue
         alone, *alone_states = layer(x[b:b + 1, valid])
         for s, a in zip(states, alone_states):
-            np.testing.assert_allclose(s[b], a[0], rtol=1e-12, atol=1e-14)
+            np.testing.assert_allclose(s[b], a[0], **FLOAT64_REORDERED)
         for t in range(T):
             seen = np.count_nonzero(mask[b, :t + 1])
             expected = np.zeros(H) if seen == 0 else alone[0, seen - 1]
-            np.testing.assert_allclose(output[b, t], expected, rtol=1e-12, atol=1e-14)
+            np.testing.assert_allclose(output[b, t], expected, **FLOAT64_REORDERED)
     last = recurrent(cell)
     last(x)
     last.set_weights(layer.get_weights())
-    np.testing.assert_allclose(last(x, mask=mask), output[:, -1], rtol=1e-12)
+    np.testing.assert_allclose(last(x, mask=mask), output[:, -1], **FLOAT64_REORDERED)
 
 
 def test_zero_output_for_mask_and_masked_inputs_ignored():
@@ -302,8 +304,8 @@ def test_right_padded_mask_matches_unmasked_prefix():
     mask[:, 4:] = False
     _, h, c = layer(x, mask=mask)
     _, h4, c4 = layer(x[:, :4])
-    np.testing.assert_allclose(h, h4, rtol=1e-12)
-    np.testing.assert_allclose(c, c4, rtol=1e-12)
+    np.testing.assert_allclose(h, h4, **FLOAT64_REORDERED)
+    np.testing.assert_allclose(c, c4, **FLOAT64_REORDERED)
 
 
 def test_go_backwards_reverses_processing():
@@ -313,7 +315,7 @@ def test_go_backwards_reverses_processing():
     layer(x)
     forward(x)
     forward.set_weights(layer.get_weights())
-    np.testing.assert_allclose(layer(x), forward(x[:, ::-1]), rtol=1e-12)
+    np.testing.assert_allclose(layer(x), forward(x[:, ::-1]), **FLOAT64_REORDERED)
 
 
 def test_compute_mask_propagation():
@@ -337,9 +339,9 @@ def test_stateful_carries_state_between_calls():
     chunks.set_weights(whole.get_weights())
     chunks.reset_states()
     y = np.concatenate([chunks(x[:, :2]), chunks(x[:, 2:])], axis=1)
-    np.testing.assert_allclose(y, whole(x), rtol=1e-12)
+    np.testing.assert_allclose(y, whole(x), **FLOAT64_REORDERED)
     chunks.reset_states()
-    np.testing.assert_allclose(chunks(x[:, :2]), whole(x)[:, :2], rtol=1e-12)
+    np.testing.assert_allclose(chunks(x[:, :2]), whole(x)[:, :2], **FLOAT64_REORDERED)
 
 
 def test_input_dropout_uses_one_mask_per_sequence():
@@ -349,7 +351,7 @@ def test_input_dropout_uses_one_mask_per_sequence():
     drop = layer._tape["drop"]
     assert drop.shape == (B, D)
     assert set(np.unique(drop)) <= {0.0, 2.0}
-    np.testing.assert_allclose(y, layer(x * drop[:, None, :]), rtol=1e-12)
+    np.testing.assert_allclose(y, layer(x * drop[:, None, :]), **FLOAT64_REORDERED)
     np.testing.assert_array_equal(layer(x), layer(x, training=False))
 
 
@@ -379,7 +381,7 @@ def test_bidirectional_masked_outputs_are_zero_and_directions_line_up():
     backward.return_state, backward.zero_output_for_mask = False, True
     for b in range(2):
         first = np.nonzero(mask[b])[0][0]
-        np.testing.assert_allclose(y_b[b, first], h[b], rtol=1e-12)
+        np.testing.assert_allclose(y_b[b, first], h[b], **FLOAT64_REORDERED)
 
 
 def test_bidirectional_weights_and_params():
@@ -502,9 +504,9 @@ def test_initializers():
     limit = np.sqrt(6 / 70)
     assert w.dtype == np.float64 and np.abs(w).max() <= limit and np.abs(w).max() > 0.9 * limit
     q = initializers.get("orthogonal")((5, 20), "float64", rng)
-    np.testing.assert_allclose(q @ q.T, np.eye(5), atol=1e-12)
+    np.testing.assert_allclose(q @ q.T, np.eye(5), **ORTHONORMAL[np.dtype(np.float64)])
     q = initializers.Orthogonal(gain=2.0)((20, 5), "float64", rng)
-    np.testing.assert_allclose(q.T @ q, 4 * np.eye(5), atol=1e-12)
+    np.testing.assert_allclose(q.T @ q, 4 * np.eye(5), **ORTHONORMAL[np.dtype(np.float64)])
     u = initializers.get("uniform")((1000,), "float32", rng)
     assert u.dtype == np.float32 and np.abs(u).max() <= 0.05
     n = initializers.get("normal")((20000,), "float64", rng)
@@ -520,7 +522,7 @@ def test_layer_initial_weights():
     lstm(np.zeros((1, 2, 4)))
     np.testing.assert_array_equal(lstm.bias.data, [0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0])
     r = lstm.recurrent_kernel.data.astype(np.float64)
-    np.testing.assert_allclose(r @ r.T, np.eye(3), atol=1e-6)
+    np.testing.assert_allclose(r @ r.T, np.eye(3), **ORTHONORMAL[np.dtype(np.float32)])
     no_forget = layers.LSTM(3, unit_forget_bias=False)
     no_forget(np.zeros((1, 2, 4)))
     np.testing.assert_array_equal(no_forget.bias.data, 0)
@@ -557,7 +559,7 @@ def test_interop_round_trip_and_adjoint(cell, reset_after):
     keras_grads = torch_grads_to_keras(cell, grads, reset_after=reset_after)
     lhs = sum(np.sum(torch_weights[name] * g) for name, g in grads.items())
     rhs = sum(np.sum(k * g) for k, g in zip([kernel, recurrent_kernel, bias], keras_grads))
-    np.testing.assert_allclose(lhs, rhs, rtol=1e-12)
+    np.testing.assert_allclose(lhs, rhs, **FLOAT64_REORDERED)
     # keras_grads_to_torch is the adjoint of torch_to_keras
     torch_arrays = {name: rng.normal(size=torch_weights["b_ih"].shape if v is None else v.shape)
                     for name, v in torch_weights.items()}
@@ -568,7 +570,7 @@ def test_interop_round_trip_and_adjoint(cell, reset_after):
     d_torch = keras_grads_to_torch(cell, *d_keras, reset_after=reset_after)
     lhs = sum(np.sum(k * d) for k, d in zip(keras_view, d_keras))
     rhs = sum(np.sum(torch_arrays[name] * d_torch[name]) for name in torch_arrays)
-    np.testing.assert_allclose(lhs, rhs, rtol=1e-12)
+    np.testing.assert_allclose(lhs, rhs, **FLOAT64_REORDERED)
 
 
 def test_interop_gru_gate_order():
@@ -605,7 +607,7 @@ def test_keras_layer_matches_torch_through_interop(cell):
     layer(x)
     layer.set_weights(torch_to_keras(cell, params["weight_ih_l0"], params["weight_hh_l0"],
                                      params["bias_ih_l0"], params["bias_hh_l0"]))
-    np.testing.assert_allclose(layer(x), expected.detach().numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(layer(x), expected.detach().numpy(), **TORCH_PARITY[np.dtype(np.float64)])
 
 
 def test_float32_default_and_public_names():

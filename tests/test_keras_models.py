@@ -13,6 +13,7 @@ import pytest
 from fastrnn import keras
 from fastrnn.exceptions import ArgumentError, FastRNNError, ShapeError
 from fastrnn.keras import layers, losses, optimizers, saving
+from tolerances import FLOAT32_BATCHED_LOSS, FLOAT32_REORDERED, KERAS_PARITY
 
 
 def _keras():
@@ -181,10 +182,10 @@ def test_fit_loss_is_the_batch_size_weighted_mean_and_evaluate_matches_predict()
     y_pred = model.predict(x, verbose=0)
     expected_loss = losses.BinaryCrossentropy()(y, y_pred)
     expected_accuracy = np.mean((y_pred[:, 0] > 0.5) == (y == 1))
-    assert history.history["loss"][0] == pytest.approx(expected_loss, rel=1e-5)
+    assert history.history["loss"][0] == pytest.approx(expected_loss, rel=FLOAT32_BATCHED_LOSS["rtol"])
     assert history.history["accuracy"][0] == pytest.approx(expected_accuracy)
     loss, accuracy = model.evaluate(x, y, batch_size=7, verbose=0)
-    assert loss == pytest.approx(expected_loss, rel=1e-5) and accuracy == pytest.approx(expected_accuracy)
+    assert loss == pytest.approx(expected_loss, rel=FLOAT32_BATCHED_LOSS["rtol"]) and accuracy == pytest.approx(expected_accuracy)
     assert model.evaluate(x, y, verbose=0, return_dict=True).keys() == {"loss", "accuracy"}
 
 
@@ -194,8 +195,8 @@ def test_predict_in_batches_equals_one_shot(builder):
     x = _separable(n=45)[0] if builder is _dense_model else _tokens(n=45)[0]
     one_shot = model(x)
     for batch_size in (1, 7, 32, 100):
-        np.testing.assert_allclose(model.predict(x, batch_size=batch_size, verbose=0), one_shot, rtol=1e-6,
-                                   atol=1e-7, err_msg=f"batch_size={batch_size}")
+        np.testing.assert_allclose(model.predict(x, batch_size=batch_size, verbose=0), one_shot, **FLOAT32_REORDERED,
+                                   err_msg=f"batch_size={batch_size}")
 
 
 def test_rnn_model_with_masking_trains_and_masked_targets_do_not_count():
@@ -208,7 +209,7 @@ def test_rnn_model_with_masking_trains_and_masked_targets_do_not_count():
     before = model.evaluate(x, y, verbose=0)
     changed = y.copy()
     changed[x == 0] = (changed[x == 0] + 1) % 3  # only padded steps differ
-    assert model.evaluate(x, changed, verbose=0) == pytest.approx(before, rel=1e-6)
+    assert model.evaluate(x, changed, verbose=0) == pytest.approx(before, rel=FLOAT32_REORDERED["rtol"])
     history = model.fit(x, y, epochs=3, batch_size=8, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
 
@@ -222,14 +223,14 @@ def test_class_weight_and_sample_weight():
     expected = losses.BinaryCrossentropy()(y, y_pred, sample_weight=weights)
     by_class = model.fit(x, y, class_weight={0: 0.5, 1: 3.0}, shuffle=False, epochs=1, verbose=0)
     by_sample = model.fit(x, y, sample_weight=weights, shuffle=False, epochs=1, verbose=0)
-    assert by_class.history["loss"][0] == pytest.approx(expected, rel=1e-5)
+    assert by_class.history["loss"][0] == pytest.approx(expected, rel=FLOAT32_BATCHED_LOSS["rtol"])
     assert by_sample.history == by_class.history
-    assert model.evaluate(x, y, sample_weight=weights, verbose=0)[0] == pytest.approx(expected, rel=1e-5)
+    assert model.evaluate(x, y, sample_weight=weights, verbose=0)[0] == pytest.approx(expected, rel=FLOAT32_BATCHED_LOSS["rtol"])
     # compiled metrics are not weighted (Keras's metrics, not weighted_metrics)
     assert by_class.history["accuracy"][0] == pytest.approx(np.mean((y_pred[:, 0] > 0.5) == (y == 1)))
     history = model.fit(x[:30], y[:30], validation_data=(x[30:], y[30:], weights[30:]), epochs=1, verbose=0)
     assert history.history["val_loss"][0] == pytest.approx(
-        losses.BinaryCrossentropy()(y[30:], y_pred[30:], sample_weight=weights[30:]), rel=1e-5)
+        losses.BinaryCrossentropy()(y[30:], y_pred[30:], sample_weight=weights[30:]), rel=FLOAT32_BATCHED_LOSS["rtol"])
     with pytest.raises(ArgumentError, match="not both"):
         model.fit(x, y, sample_weight=weights, class_weight={0: 1.0}, verbose=0)
     with pytest.raises(ShapeError, match="one entry per sample"):
@@ -250,10 +251,10 @@ def test_weighted_fit_matches_keras():
                       metrics=["accuracy"])
     history = ours.fit(x, y, batch_size=16, epochs=2, shuffle=False, class_weight={0: 0.3, 1: 2.0}, verbose=0)
     expected = theirs.fit(x, y, batch_size=16, epochs=2, shuffle=False, class_weight={0: 0.3, 1: 2.0}, verbose=0)
-    np.testing.assert_allclose(history.history["loss"], expected.history["loss"], rtol=1e-4)
-    np.testing.assert_allclose(history.history["accuracy"], expected.history["accuracy"], atol=1e-6)
+    np.testing.assert_allclose(history.history["loss"], expected.history["loss"], **KERAS_PARITY)
+    np.testing.assert_allclose(history.history["accuracy"], expected.history["accuracy"], **KERAS_PARITY)
     for mine, reference in zip(ours.get_weights(), theirs.get_weights()):
-        np.testing.assert_allclose(mine, reference, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(mine, reference, **KERAS_PARITY)
 
 
 def test_train_and_test_on_batch():
@@ -353,10 +354,10 @@ def test_fit_matches_keras_given_the_same_weights():
                       metrics=["accuracy"])
     history = ours.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
     expected = theirs.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
-    np.testing.assert_allclose(history.history["loss"], expected.history["loss"], rtol=1e-4)
-    np.testing.assert_allclose(history.history["accuracy"], expected.history["accuracy"], atol=1e-6)
+    np.testing.assert_allclose(history.history["loss"], expected.history["loss"], **KERAS_PARITY)
+    np.testing.assert_allclose(history.history["accuracy"], expected.history["accuracy"], **KERAS_PARITY)
     for mine, reference in zip(ours.get_weights(), theirs.get_weights()):
-        np.testing.assert_allclose(mine, reference, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(mine, reference, **KERAS_PARITY)
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -381,8 +382,8 @@ def test_masked_sequence_loss_and_accuracy_match_keras():
         model.compile(optimizer=optimizer, metrics=["accuracy"], loss="sparse_categorical_crossentropy")
     history = ours.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
     expected = theirs.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
-    np.testing.assert_allclose(history.history["loss"], expected.history["loss"], rtol=1e-4)
-    np.testing.assert_allclose(history.history["accuracy"], expected.history["accuracy"], atol=1e-6)
+    np.testing.assert_allclose(history.history["loss"], expected.history["loss"], **KERAS_PARITY)
+    np.testing.assert_allclose(history.history["accuracy"], expected.history["accuracy"], **KERAS_PARITY)
 
 
 # weights and saving ----------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Each case builds a Keras model, copies its weights into the fastrnn layers
 with ``get_weights()``/``set_weights()`` and compares outputs (float32:
-rtol 1e-4, atol 1e-5) and, for some cases, the gradients of
+tolerances.KERAS_PARITY) and, for some cases, the gradients of
 ``loss = sum(output * R)`` with respect to every weight and the input
 (``tf.GradientTape``). Skipped when Keras or TensorFlow is not installed.
 """
@@ -18,13 +18,11 @@ tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
 from fastrnn.keras import layers  # noqa: E402
+from tolerances import KERAS_GRADIENT_PARITY, KERAS_PARITY  # noqa: E402
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                                 reason="the parity tests use Keras's TensorFlow backend")
 
-RTOL, ATOL = 1e-4, 1e-5
-# gradients sum over more terms than outputs do
-GRAD_RTOL, GRAD_ATOL = 2e-4, 2e-5
 B, T, D, H, VOCAB = 4, 7, 5, 6, 9
 
 CELLS = {
@@ -110,11 +108,11 @@ def compare(keras_layers, fast_layers, x, seed=0, with_grads=False, keras_input=
     assert len(got) == len(expected)
     for i, (g, e) in enumerate(zip(got, expected)):
         assert g.shape == e.shape, f"output {i}: shape {g.shape} != Keras's {e.shape}"
-        np.testing.assert_allclose(g, e, rtol=RTOL, atol=ATOL, err_msg=f"output {i}")
+        np.testing.assert_allclose(g, e, **KERAS_PARITY, err_msg=f"output {i}")
     if with_grads:
         assert len(grads) == len(expected_grads)
         for i, (g, e) in enumerate(zip(grads, expected_grads)):
-            np.testing.assert_allclose(g, e, rtol=GRAD_RTOL, atol=GRAD_ATOL, err_msg=f"gradient {i}")
+            np.testing.assert_allclose(g, e, **KERAS_GRADIENT_PARITY, err_msg=f"gradient {i}")
     return got
 
 
@@ -220,8 +218,8 @@ def test_initial_state_with_mask(cell):
     fast_rnn.set_weights(rnn.get_weights())
     got = fast_rnn(e, mask=fast_embedding.compute_mask(tokens), initial_state=states)
     for g, x in zip(got, expected):
-        np.testing.assert_allclose(g, x, rtol=RTOL, atol=ATOL)
-    np.testing.assert_allclose(got[1][3], states[0][3], rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(g, x, **KERAS_PARITY)
+    np.testing.assert_allclose(got[1][3], states[0][3], **KERAS_PARITY)
 
 
 def test_stateful_lstm():
@@ -235,11 +233,11 @@ def test_stateful_lstm():
     fast_rnn.reset_states()
     for seed in (1, 2, 3):
         x = float_input(seed)
-        np.testing.assert_allclose(fast_rnn(x), np.asarray(model(x)), rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(fast_rnn(x), np.asarray(model(x)), **KERAS_PARITY)
     keras_rnn.reset_states()
     fast_rnn.reset_states()
     x = float_input(9)
-    np.testing.assert_allclose(fast_rnn(x), np.asarray(model(x)), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(fast_rnn(x), np.asarray(model(x)), **KERAS_PARITY)
 
 
 # --- Bidirectional --------------------------------------------------------------------------

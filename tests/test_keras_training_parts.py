@@ -14,6 +14,8 @@ import pytest
 from fastrnn.exceptions import ArgumentError, FastRNNError, ShapeError
 from fastrnn.keras import losses, metrics, optimizers
 from fastrnn.parameter import Parameter
+from tolerances import (CLIPPED_LOG, FINITE_DIFFERENCE_LOSS, FINITE_DIFFERENCE_STEP, FLOAT32_REORDERED,
+                        FLOAT64_REORDERED, HAND_CHECKED, KERAS_LOSS_PARITY, KERAS_OPTIMIZER_PARITY)
 
 
 def _keras():
@@ -112,7 +114,7 @@ def test_optimizer_follows_keras_formulas_for_20_steps(kind, config):
     optimizer = getattr(optimizers, kind)(**config)
     for step, (g, want) in enumerate(zip(grads, expected), start=1):
         optimizer.apply([g], [parameter])
-        np.testing.assert_allclose(parameter.data, want, rtol=1e-12, atol=1e-14,
+        np.testing.assert_allclose(parameter.data, want, **FLOAT64_REORDERED,
                                    err_msg=f"{kind} {config} step {step}")
     assert optimizer.iterations == 20
 
@@ -121,18 +123,18 @@ def test_global_clipnorm_scales_all_gradients_together():
     a, b = Parameter(np.zeros(3)), Parameter(np.zeros(2))
     ga, gb = np.array([3.0, 0.0, 0.0]), np.array([0.0, 4.0])  # global norm 5
     optimizers.SGD(learning_rate=1.0, global_clipnorm=1.0).apply([ga, gb], [a, b])
-    np.testing.assert_allclose(a.data, -ga / 5, rtol=1e-12)
-    np.testing.assert_allclose(b.data, -gb / 5, rtol=1e-12)
+    np.testing.assert_allclose(a.data, -ga / 5, **FLOAT64_REORDERED)
+    np.testing.assert_allclose(b.data, -gb / 5, **FLOAT64_REORDERED)
     # below the threshold, nothing changes
     c = Parameter(np.zeros(2))
     optimizers.SGD(learning_rate=1.0, global_clipnorm=10.0).apply([gb], [c])
-    np.testing.assert_allclose(c.data, -gb, rtol=1e-12)
+    np.testing.assert_allclose(c.data, -gb, **FLOAT64_REORDERED)
 
 
 def test_clipnorm_acts_per_variable():
     a, b = Parameter(np.zeros(1)), Parameter(np.zeros(1))
     optimizers.SGD(learning_rate=1.0, clipnorm=1.0).apply([np.array([3.0]), np.array([0.5])], [a, b])
-    np.testing.assert_allclose([a.data[0], b.data[0]], [-1.0, -0.5], rtol=1e-12)
+    np.testing.assert_allclose([a.data[0], b.data[0]], [-1.0, -0.5], **FLOAT64_REORDERED)
 
 
 def test_optimizer_skips_none_gradients_and_updates_plain_arrays():
@@ -150,7 +152,7 @@ def test_optimizer_float32_stays_float32_in_place():
     optimizers.Adam().apply([np.full((2, 2), 0.3)], [parameter])
     assert parameter.data is data and data.dtype == np.float32
     # first Adam step moves each entry by lr * sign(g) up to epsilon
-    np.testing.assert_allclose(data, 1 - 0.001, rtol=1e-6)
+    np.testing.assert_allclose(data, 1 - 0.001, **FLOAT32_REORDERED)
 
 
 def test_apply_gradients_spelling():
@@ -221,14 +223,14 @@ def test_optimizer_matches_keras_for_20_steps(kind, config):
     for step, g in enumerate(grads, start=1):
         theirs.apply([keras.ops.convert_to_tensor(g)], [variable])
         ours.apply([g], [parameter])
-        np.testing.assert_allclose(parameter.data, keras.ops.convert_to_numpy(variable), rtol=2e-5, atol=2e-6,
+        np.testing.assert_allclose(parameter.data, keras.ops.convert_to_numpy(variable), **KERAS_OPTIMIZER_PARITY,
                                    err_msg=f"{kind} {config} step {step}")
 
 
 # ---------------------------------------------------------------------------------------------
 # losses
 # ---------------------------------------------------------------------------------------------
-def _finite_difference(loss, y_true, y_pred, mask=None, h=1e-6):
+def _finite_difference(loss, y_true, y_pred, mask=None, h=FINITE_DIFFERENCE_STEP):
     gradient = np.zeros_like(y_pred)
     for index in np.ndindex(y_pred.shape):
         plus, minus = y_pred.copy(), y_pred.copy()
@@ -281,7 +283,7 @@ def test_loss_gradient_matches_finite_differences(case):
     value, gradient = loss.value_and_gradient(y_true, y_pred)
     assert gradient.shape == y_pred.shape and gradient.dtype == np.float64
     assert value == pytest.approx(loss(y_true, y_pred))
-    np.testing.assert_allclose(gradient, _finite_difference(loss, y_true, y_pred), rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(gradient, _finite_difference(loss, y_true, y_pred), **FINITE_DIFFERENCE_LOSS)
 
 
 @pytest.mark.parametrize("case", [c for c in LOSS_CASES if len(c[3].shape) == 3], ids=lambda c: c[0])
@@ -290,9 +292,9 @@ def test_masked_loss_is_mean_over_unmasked_steps(case):
     mask = np.array([[True, True, False], [True, False, False]])
     value, gradient = loss.value_and_gradient(y_true, y_pred, mask)
     per_step = [loss(y_true[b:b + 1, t:t + 1], y_pred[b:b + 1, t:t + 1]) for b, t in zip(*np.nonzero(mask))]
-    assert value == pytest.approx(np.mean(per_step), rel=1e-12)
+    assert value == pytest.approx(np.mean(per_step), rel=FLOAT64_REORDERED["rtol"])
     assert np.all(gradient[~mask] == 0)
-    np.testing.assert_allclose(gradient, _finite_difference(loss, y_true, y_pred, mask), rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(gradient, _finite_difference(loss, y_true, y_pred, mask), **FINITE_DIFFERENCE_LOSS)
     # everything masked: zero, as Keras's divide_no_nan gives
     assert loss(y_true, y_pred, np.zeros_like(mask)) == 0.0
 
@@ -304,15 +306,15 @@ def test_sample_weights_multiply_and_the_divisor_counts_elements(case):
     per_step = np.array([[1.0, 0.0, 3.0], [0.5, 0.5, 1.0]])
     unweighted = [[loss(y_true[b:b + 1, t:t + 1], y_pred[b:b + 1, t:t + 1]) for t in range(3)] for b in range(2)]
     assert loss(y_true, y_pred, sample_weight=per_sample) == pytest.approx(
-        np.mean(np.array(unweighted) * per_sample[:, None]), rel=1e-12)
+        np.mean(np.array(unweighted) * per_sample[:, None]), rel=FLOAT64_REORDERED["rtol"])
     assert loss(y_true, y_pred, sample_weight=per_step) == pytest.approx(
-        np.mean(np.array(unweighted) * per_step), rel=1e-12)
+        np.mean(np.array(unweighted) * per_step), rel=FLOAT64_REORDERED["rtol"])
     mask = np.array([[True, True, False], [True, False, False]])
     assert loss(y_true, y_pred, mask, per_sample) == pytest.approx(
-        np.sum(np.array(unweighted) * per_sample[:, None] * mask) / 3, rel=1e-12)
+        np.sum(np.array(unweighted) * per_sample[:, None] * mask) / 3, rel=FLOAT64_REORDERED["rtol"])
     weighted = lambda t, p, m: loss(t, p, m, per_step)  # noqa: E731
     np.testing.assert_allclose(loss.gradient(y_true, y_pred, mask, per_step),
-                               _finite_difference(weighted, y_true, y_pred, mask), rtol=1e-5, atol=1e-8)
+                               _finite_difference(weighted, y_true, y_pred, mask), **FINITE_DIFFERENCE_LOSS)
     with pytest.raises(ShapeError, match="sample_weight"):
         loss(y_true, y_pred, sample_weight=np.ones(3))
 
@@ -321,28 +323,28 @@ def test_sequence_loss_is_mean_over_batch_and_steps():
     rng = np.random.default_rng(8)
     y_pred = rng.normal(size=(3, 4, 2))
     y_true = rng.normal(size=(3, 4, 2))
-    assert losses.MeanSquaredError()(y_true, y_pred) == pytest.approx(np.mean((y_pred - y_true) ** 2), rel=1e-12)
+    assert losses.MeanSquaredError()(y_true, y_pred) == pytest.approx(np.mean((y_pred - y_true) ** 2), rel=FLOAT64_REORDERED["rtol"])
 
 
 def test_binary_crossentropy_hand_values_and_clipping():
     bce = losses.BinaryCrossentropy()
     y, p = np.array([[1.0], [0.0]]), np.array([[0.8], [0.4]])
-    assert bce(y, p) == pytest.approx(-(math.log(0.8) + math.log(0.6)) / 2, rel=1e-12)
+    assert bce(y, p) == pytest.approx(-(math.log(0.8) + math.log(0.6)) / 2, rel=FLOAT64_REORDERED["rtol"])
     # y of shape (B,) against predictions (B, 1), as Keras allows
-    assert bce(np.array([1.0, 0.0]), p) == pytest.approx(bce(y, p), rel=1e-15)
+    assert bce(np.array([1.0, 0.0]), p) == pytest.approx(bce(y, p), rel=HAND_CHECKED["rtol"])
     # exact 0/1 predictions are clipped to [1e-7, 1 - 1e-7]: finite loss, zero gradient outside the clip
     value, gradient = bce.value_and_gradient(np.array([[1.0]]), np.array([[0.0]]))
-    assert value == pytest.approx(-math.log(1e-7), rel=1e-9)
+    assert value == pytest.approx(-math.log(1e-7), rel=CLIPPED_LOG["rtol"])
     assert gradient[0, 0] == 0.0
 
 
 def test_categorical_crossentropy_hand_value_with_rescaling():
     cce = losses.CategoricalCrossentropy()
     # rows are rescaled to sum to one before the log
-    assert cce(np.array([[0, 1.0]]), np.array([[1.0, 3.0]])) == pytest.approx(-math.log(0.75), rel=1e-12)
+    assert cce(np.array([[0, 1.0]]), np.array([[1.0, 3.0]])) == pytest.approx(-math.log(0.75), rel=FLOAT64_REORDERED["rtol"])
     sparse = losses.SparseCategoricalCrossentropy()
-    assert sparse(np.array([1]), np.array([[1.0, 3.0]])) == pytest.approx(-math.log(0.75), rel=1e-12)
-    assert sparse(np.array([[1]]), np.array([[1.0, 3.0]])) == pytest.approx(-math.log(0.75), rel=1e-12)
+    assert sparse(np.array([1]), np.array([[1.0, 3.0]])) == pytest.approx(-math.log(0.75), rel=FLOAT64_REORDERED["rtol"])
+    assert sparse(np.array([[1]]), np.array([[1.0, 3.0]])) == pytest.approx(-math.log(0.75), rel=FLOAT64_REORDERED["rtol"])
 
 
 def test_loss_computes_in_prediction_dtype():
@@ -388,11 +390,11 @@ def test_loss_matches_keras(case):
                                                            if k != "name"})
     y_true, y_pred = y_true.astype(np.float32), y_pred.astype(np.float32)
     expected = float(keras.ops.convert_to_numpy(theirs(y_true, y_pred)))
-    assert loss(y_true, y_pred) == pytest.approx(expected, rel=2e-5, abs=1e-6)
+    assert loss(y_true, y_pred) == pytest.approx(expected, rel=KERAS_LOSS_PARITY["rtol"], abs=KERAS_LOSS_PARITY["atol"])
     # one weight per element of the loss (Keras itself does not broadcast (B,) weights over steps)
     weight = np.linspace(0.5, 2.0, y_pred[..., 0].size).reshape(y_pred.shape[:-1]).astype(np.float32)
     expected = float(keras.ops.convert_to_numpy(theirs(y_true, y_pred, sample_weight=weight)))
-    assert loss(y_true, y_pred, sample_weight=weight) == pytest.approx(expected, rel=2e-5, abs=1e-6)
+    assert loss(y_true, y_pred, sample_weight=weight) == pytest.approx(expected, rel=KERAS_LOSS_PARITY["rtol"], abs=KERAS_LOSS_PARITY["atol"])
 
 
 # ---------------------------------------------------------------------------------------------

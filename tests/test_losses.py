@@ -11,6 +11,8 @@ import pytest
 
 from fastrnn.exceptions import ArgumentError, DTypeError, ShapeError
 from fastrnn.losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from tolerances import (FINITE_DIFFERENCE, FINITE_DIFFERENCE_STEP, FLOAT64_REORDERED, HAND_CHECKED,
+                        SHORT_COMPUTATION)
 
 try:
     import torch
@@ -21,7 +23,7 @@ requires_torch = pytest.mark.skipif(torch is None, reason="torch is not installe
 
 REDUCTIONS = ["mean", "sum", "none"]
 DTYPES = [np.float64, np.float32]
-TOLERANCE = {np.float64: dict(rtol=1e-12, atol=1e-14), np.float32: dict(rtol=1e-5, atol=1e-6)}
+TOLERANCE = {dtype.type: tolerance for dtype, tolerance in SHORT_COMPUTATION.items()}
 
 
 # ----------------------------------------------------------------------------- cases
@@ -147,8 +149,8 @@ class TestAgainstTorch:
         criterion = loss_class(**kwargs)
         value = criterion(arrays["input"], arrays["target"])
         expected_value, expected_grad = torch_loss_and_grad(torch_name, arrays, kwargs, "mean", np.float64, 1.0)
-        np.testing.assert_allclose(value, expected_value, rtol=1e-12)
-        np.testing.assert_allclose(criterion.backward(), expected_grad, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(value, expected_value, **FLOAT64_REORDERED)
+        np.testing.assert_allclose(criterion.backward(), expected_grad, **FLOAT64_REORDERED)
 
     @pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
     @pytest.mark.parametrize("weight", [False, True])
@@ -165,7 +167,7 @@ class TestAgainstTorch:
 
 # ----------------------------------------------------------------------------- without torch
 
-def numerical_gradient(function, x, step=1e-6):
+def numerical_gradient(function, x, step=FINITE_DIFFERENCE_STEP):
     """Central differences of the scalar ``function`` at ``x`` (float64)."""
     grad = np.zeros_like(x)
     for index in np.ndindex(x.shape):
@@ -198,7 +200,7 @@ class TestFiniteDifferences:
             return float(np.sum(loss_class(reduction=reduction, **kwargs)(x, target) * grad_output))
 
         numeric = numerical_gradient(scalar, arrays["input"])
-        np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(analytic, numeric, **FINITE_DIFFERENCE)
 
 
 def log_softmax_rows(x):
@@ -212,23 +214,23 @@ class TestDefinitions:
     def test_mse(self):
         (arrays, _) = MSE_CASES["3d"]
         d = arrays["input"] - arrays["target"]
-        assert MSELoss()(**arrays) == pytest.approx(np.mean(d ** 2), rel=1e-14)
-        assert MSELoss("sum")(**arrays) == pytest.approx(np.sum(d ** 2), rel=1e-14)
-        np.testing.assert_allclose(MSELoss("none")(**arrays), d ** 2, rtol=1e-15)
+        assert MSELoss()(**arrays) == pytest.approx(np.mean(d ** 2), rel=HAND_CHECKED["rtol"])
+        assert MSELoss("sum")(**arrays) == pytest.approx(np.sum(d ** 2), rel=HAND_CHECKED["rtol"])
+        np.testing.assert_allclose(MSELoss("none")(**arrays), d ** 2, **HAND_CHECKED)
 
     def test_bce(self):
         arrays, kwargs = BCE_CASES["weight_and_pos_weight"]
         x, y = arrays["input"], arrays["target"]
         s = 1 / (1 + np.exp(-x))
         expected = -kwargs["weight"] * (kwargs["pos_weight"] * y * np.log(s) + (1 - y) * np.log(1 - s))
-        np.testing.assert_allclose(BCEWithLogitsLoss("none", **kwargs)(x, y), expected, rtol=1e-12)
+        np.testing.assert_allclose(BCEWithLogitsLoss("none", **kwargs)(x, y), expected, **FLOAT64_REORDERED)
 
     def test_bce_stable_for_huge_logits(self):
         x = np.array([-1000.0, 1000.0, -1000.0, 1000.0])
         y = np.array([1.0, 0.0, 0.0, 1.0])
         criterion = BCEWithLogitsLoss("none")
-        np.testing.assert_allclose(criterion(x, y), [1000.0, 1000.0, 0.0, 0.0], rtol=1e-15)
-        np.testing.assert_allclose(criterion.backward(np.ones(4)), [-1.0, 1.0, 0.0, 0.0], atol=1e-300)
+        np.testing.assert_allclose(criterion(x, y), [1000.0, 1000.0, 0.0, 0.0], **HAND_CHECKED)
+        np.testing.assert_allclose(criterion.backward(np.ones(4)), [-1.0, 1.0, 0.0, 0.0], **HAND_CHECKED)
 
     def test_cross_entropy_weight_ignore_smoothing(self):
         rng = np.random.default_rng(9)
@@ -243,9 +245,9 @@ class TestDefinitions:
         smooth = -(logp * w).sum(axis=1)
         per_target = np.where(kept, (1 - eps) * nll + eps / 3 * smooth, 0.0)
         criterion = CrossEntropyLoss(weight=w, ignore_index=-1, label_smoothing=eps)
-        assert criterion(x, target) == pytest.approx(per_target.sum() / w[target[kept]].sum(), rel=1e-13)
+        assert criterion(x, target) == pytest.approx(per_target.sum() / w[target[kept]].sum(), rel=FLOAT64_REORDERED["rtol"])
         none = CrossEntropyLoss(weight=w, ignore_index=-1, label_smoothing=eps, reduction="none")
-        np.testing.assert_allclose(none(x, target), per_target, rtol=1e-13)
+        np.testing.assert_allclose(none(x, target), per_target, **FLOAT64_REORDERED)
         grad = none.backward(np.ones(5))
         np.testing.assert_array_equal(grad[2], 0.0)
 
@@ -255,12 +257,12 @@ class TestDefinitions:
         x, t = arrays["input"], arrays["target"]
         rows = np.moveaxis(x, 1, -1).reshape(-1, x.shape[1])
         expected = -log_softmax_rows(rows)[np.arange(rows.shape[0]), t.reshape(-1)].reshape(t.shape)
-        np.testing.assert_allclose(CrossEntropyLoss(reduction="none")(x, t), expected, rtol=1e-12)
+        np.testing.assert_allclose(CrossEntropyLoss(reduction="none")(x, t), expected, **FLOAT64_REORDERED)
 
     def test_cross_entropy_stable_for_huge_logits(self):
         criterion = CrossEntropyLoss(reduction="none")
         value = criterion(np.array([[1e4, -1e4, 0.0], [-5e3, 5e3, 5e3]]), np.array([0, 2]))
-        np.testing.assert_allclose(value, [0.0, np.log(2.0)], atol=1e-12)
+        np.testing.assert_allclose(value, [0.0, np.log(2.0)], **FLOAT64_REORDERED)
         assert np.isfinite(criterion.backward(np.ones(2))).all()
 
     def test_cross_entropy_all_ignored_is_nan_with_zero_grad(self):

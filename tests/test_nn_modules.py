@@ -8,7 +8,7 @@ import pytest
 import fastrnn.nn as fnn
 from fastrnn.exceptions import ArgumentError, DTypeError, ShapeError
 from helpers import assert_close
-from tolerances import INVARIANT
+from tolerances import FINITE_DIFFERENCE, FINITE_DIFFERENCE_STEP, INVARIANT
 
 CELLS = {"RNN": fnn.RNN, "LSTM": fnn.LSTM, "GRU": fnn.GRU}
 T, B, D, H = 5, 3, 4, 6
@@ -41,7 +41,7 @@ def test_parameter_gradients_equal_finite_differences(cell):
 
     module(x, lengths=lengths)
     d_x = module.backward(w, v)
-    eps = 1e-6
+    eps = FINITE_DIFFERENCE_STEP
     for name, parameter in module.named_parameters():
         flat = parameter.data.reshape(-1)
         for index in rng.choice(flat.size, size=3, replace=False):
@@ -52,7 +52,7 @@ def test_parameter_gradients_equal_finite_differences(cell):
             down = loss()
             flat[index] = saved
             numeric = (up - down) / (2 * eps)
-            assert abs(parameter.grad.reshape(-1)[index] - numeric) < 1e-6 * max(1, abs(numeric)), (
+            assert abs(parameter.grad.reshape(-1)[index] - numeric) < FINITE_DIFFERENCE["rtol"] * max(1, abs(numeric)), (
                 f"{cell} {name}[{index}]")
     # padded inputs do not reach the outputs, so their gradient is exactly zero
     assert np.all(d_x[2:, 1] == 0) and np.all(d_x[3:, 2] == 0)

@@ -14,6 +14,7 @@ import pytest
 from fastrnn.exceptions import ArgumentError, NonFiniteError, ShapeError
 from fastrnn.optim import SGD, Adam, RMSprop, clip_grad_norm_, clip_grad_value_
 from fastrnn.parameter import Parameter
+from tolerances import FLOAT64_REORDERED, HAND_CHECKED, SHORT_COMPUTATION, TORCH_PARITY
 
 try:
     import torch
@@ -25,7 +26,7 @@ requires_torch = pytest.mark.skipif(torch is None, reason="torch is not installe
 SHAPES = [(3, 4), (5,), (2, 3, 2)]
 N_STEPS = 20
 #: Same operations in the same order as torch, so float64 agrees to a few roundings per step.
-TOLERANCE = {np.float64: dict(rtol=1e-10, atol=1e-12), np.float32: dict(rtol=2e-4, atol=2e-5)}
+TOLERANCE = {dtype.type: tolerance for dtype, tolerance in TORCH_PARITY.items()}
 
 
 def initial_arrays(dtype, seed=0):
@@ -173,29 +174,29 @@ class TestHandComputedSteps:
 
     def test_sgd_weight_decay(self):
         got = self.run(SGD, [self.g1], lr=0.1, weight_decay=0.5)
-        np.testing.assert_allclose(got, self.p0 - 0.1 * (self.g1 + 0.5 * self.p0), rtol=1e-14)
+        np.testing.assert_allclose(got, self.p0 - 0.1 * (self.g1 + 0.5 * self.p0), **HAND_CHECKED)
 
     def test_sgd_momentum_starts_at_gradient(self):
         got = self.run(SGD, [self.g1, self.g2], lr=0.1, momentum=0.9, dampening=0.25)
         buf1 = self.g1  # no dampening on the first step
         buf2 = 0.9 * buf1 + 0.75 * self.g2
-        np.testing.assert_allclose(got, self.p0 - 0.1 * buf1 - 0.1 * buf2, rtol=1e-13)
+        np.testing.assert_allclose(got, self.p0 - 0.1 * buf1 - 0.1 * buf2, **FLOAT64_REORDERED)
 
     def test_sgd_nesterov(self):
         got = self.run(SGD, [self.g1, self.g2], lr=0.1, momentum=0.9, nesterov=True)
         buf1 = self.g1
         p1 = self.p0 - 0.1 * (self.g1 + 0.9 * buf1)
         buf2 = 0.9 * buf1 + self.g2
-        np.testing.assert_allclose(got, p1 - 0.1 * (self.g2 + 0.9 * buf2), rtol=1e-13)
+        np.testing.assert_allclose(got, p1 - 0.1 * (self.g2 + 0.9 * buf2), **FLOAT64_REORDERED)
 
     def test_sgd_maximize(self):
         got = self.run(SGD, [self.g1], lr=0.1, maximize=True)
-        np.testing.assert_allclose(got, self.p0 + 0.1 * self.g1, rtol=1e-14)
+        np.testing.assert_allclose(got, self.p0 + 0.1 * self.g1, **HAND_CHECKED)
 
     def test_adam_first_step_is_sign_like(self):
         # After bias correction the first step is lr * g / (|g| + eps).
         got = self.run(Adam, [self.g1], lr=0.01, eps=1e-8)
-        np.testing.assert_allclose(got, self.p0 - 0.01 * self.g1 / (np.abs(self.g1) + 1e-8), rtol=1e-12)
+        np.testing.assert_allclose(got, self.p0 - 0.01 * self.g1 / (np.abs(self.g1) + 1e-8), **FLOAT64_REORDERED)
 
     def test_adam_two_steps(self):
         b1, b2, lr, eps = 0.9, 0.999, 0.01, 1e-8
@@ -206,7 +207,7 @@ class TestHandComputedSteps:
         m = b1 * m + (1 - b1) * self.g2
         v = b2 * v + (1 - b2) * self.g2 ** 2
         p = p - lr * (m / (1 - b1 ** 2)) / (np.sqrt(v / (1 - b2 ** 2)) + eps)
-        np.testing.assert_allclose(got, p, rtol=1e-12)
+        np.testing.assert_allclose(got, p, **FLOAT64_REORDERED)
 
     def test_adam_amsgrad_uses_running_max(self):
         b1, b2, lr, eps = 0.9, 0.5, 0.01, 1e-8
@@ -218,12 +219,12 @@ class TestHandComputedSteps:
         v_new = b2 * v + (1 - b2) * small ** 2
         v_max = np.maximum(v, v_new)
         p = p - lr / (1 - b1 ** 2) * m / (np.sqrt(v_max) / np.sqrt(1 - b2 ** 2) + eps)
-        np.testing.assert_allclose(got, p, rtol=1e-12)
+        np.testing.assert_allclose(got, p, **FLOAT64_REORDERED)
 
     def test_rmsprop_eps_after_sqrt(self):
         got = self.run(RMSprop, [self.g1], lr=0.01, alpha=0.9, eps=0.1)
         v = 0.1 * self.g1 ** 2
-        np.testing.assert_allclose(got, self.p0 - 0.01 * self.g1 / (np.sqrt(v) + 0.1), rtol=1e-13)
+        np.testing.assert_allclose(got, self.p0 - 0.01 * self.g1 / (np.sqrt(v) + 0.1), **FLOAT64_REORDERED)
 
     def test_rmsprop_centered_momentum(self):
         a, lr, mom, eps = 0.9, 0.01, 0.5, 1e-8
@@ -234,7 +235,7 @@ class TestHandComputedSteps:
             avg = a * avg + (1 - a) * g
             buf = mom * buf + g / (np.sqrt(v - avg ** 2) + eps)
             p = p - lr * buf
-        np.testing.assert_allclose(got, p, rtol=1e-12)
+        np.testing.assert_allclose(got, p, **FLOAT64_REORDERED)
 
     @pytest.mark.parametrize("dtype", [np.float32, np.float64])
     @pytest.mark.parametrize("optimizer_class", [SGD, Adam, RMSprop])
@@ -393,30 +394,30 @@ class TestClipByHand:
         param = Parameter(np.zeros(2))
         param.grad = np.array([3.0, 4.0])
         total = clip_grad_norm_(param, max_norm=1.0)
-        assert isinstance(total, float) and total == pytest.approx(5.0, rel=1e-15)
-        np.testing.assert_allclose(param.grad, np.array([3.0, 4.0]) / (5.0 + 1e-6), rtol=1e-15)
+        assert isinstance(total, float) and total == pytest.approx(5.0, rel=HAND_CHECKED["rtol"])
+        np.testing.assert_allclose(param.grad, np.array([3.0, 4.0]) / (5.0 + 1e-6), **HAND_CHECKED)
 
     def test_joint_norm_over_parameters(self):
         a, b, c = Parameter(np.zeros(1)), Parameter(np.zeros(2)), Parameter(np.zeros(3))
         a.grad, b.grad = np.array([1.0]), np.array([2.0, -2.0])
         total = clip_grad_norm_([a, b, c], max_norm=1.5)
-        assert total == pytest.approx(3.0, rel=1e-15)
+        assert total == pytest.approx(3.0, rel=HAND_CHECKED["rtol"])
         assert c.grad is None
-        np.testing.assert_allclose(b.grad, np.array([2.0, -2.0]) * 1.5 / (3.0 + 1e-6), rtol=1e-15)
+        np.testing.assert_allclose(b.grad, np.array([2.0, -2.0]) * 1.5 / (3.0 + 1e-6), **HAND_CHECKED)
 
     @pytest.mark.parametrize("norm_type", [math.inf, "inf"])
     def test_norm_inf(self, norm_type):
         param = Parameter(np.zeros(3))
         param.grad = np.array([1.0, -7.0, 2.0])
         assert clip_grad_norm_([param], 3.5, norm_type=norm_type) == 7.0
-        np.testing.assert_allclose(param.grad, np.array([1.0, -7.0, 2.0]) * 3.5 / (7.0 + 1e-6), rtol=1e-15)
+        np.testing.assert_allclose(param.grad, np.array([1.0, -7.0, 2.0]) * 3.5 / (7.0 + 1e-6), **HAND_CHECKED)
 
     def test_no_clipping_below_max_norm(self):
         params = clip_params(np.float64)
         before = grads_of(params)
         total = clip_grad_norm_(params, max_norm=1e6)
         expected = np.sqrt(sum(np.sum(g ** 2) for g in before))
-        assert total == pytest.approx(expected, rel=1e-14)
+        assert total == pytest.approx(expected, rel=HAND_CHECKED["rtol"])
         for p, g in zip(params, before):
             np.testing.assert_array_equal(p.grad, g)
 
@@ -463,19 +464,19 @@ class TestClipAgainstTorch:
         reference = self.torch_params(params)
         total = clip_grad_norm_(params, max_norm, norm_type=norm_type)
         expected = torch.nn.utils.clip_grad_norm_(reference, max_norm, norm_type=norm_type)
-        rtol = 1e-12 if dtype == np.float64 else 1e-5
-        assert total == pytest.approx(float(expected), rel=rtol)
+        tolerance = SHORT_COMPUTATION[np.dtype(dtype)]
+        assert total == pytest.approx(float(expected), rel=tolerance["rtol"])
         for p, t in zip(params, reference):
             assert p.grad.dtype == dtype
-            np.testing.assert_allclose(p.grad, t.grad.numpy(), rtol=rtol, atol=0)
+            np.testing.assert_allclose(p.grad, t.grad.numpy(), **tolerance)
 
     def test_clip_grad_norm_single_parameter(self):
         (param,) = clip_params(np.float64)[:1]
         (reference,) = self.torch_params([param])
         total = clip_grad_norm_(param, 0.3)
         expected = torch.nn.utils.clip_grad_norm_(reference, 0.3)
-        assert total == pytest.approx(float(expected), rel=1e-12)
-        np.testing.assert_allclose(param.grad, reference.grad.numpy(), rtol=1e-12)
+        assert total == pytest.approx(float(expected), rel=FLOAT64_REORDERED["rtol"])
+        np.testing.assert_allclose(param.grad, reference.grad.numpy(), **FLOAT64_REORDERED)
 
     @pytest.mark.parametrize("dtype", [np.float64, np.float32])
     def test_clip_grad_value(self, dtype):

@@ -29,18 +29,24 @@ INVARIANT = {
     np.dtype(np.float32): dict(rtol=2e-5, atol=2e-6),
 }
 
-#: fastrnn against torch.nn.RNN given the same weights, in the same dtype.
+#: fastrnn against torch.nn (RNN, LSTM, GRU) or ONNX Runtime given the same weights, in the same dtype.
 TORCH_PARITY = {
     np.dtype(np.float64): dict(rtol=1e-10, atol=1e-12),
     np.dtype(np.float32): dict(rtol=2e-4, atol=2e-5),
 }
 
-#: Values worked out by hand with math.tanh in float64: a few roundings apart.
+#: float64 values against a formula worked out by hand (math.tanh, a written-out product, one
+#: wrapper around one operation): a few roundings apart.
 HAND_CHECKED = dict(rtol=1e-14, atol=1e-15)
-#: The same, for the LSTM's one step, whose hand-worked gradients chain four gates and two tanh.
-HAND_CHECKED_LSTM = dict(rtol=1e-13, atol=1e-15)
-#: The float64 reference against an independent scalar loop (math.fsum, math.tanh/exp) over many steps.
-INDEPENDENT_LOOP = dict(rtol=1e-12, atol=1e-14)
+#: Two float64 computations of one quantity whose sums run in another order or over many terms:
+#: an independent scalar loop (math.fsum) against the reference, masked against unmasked steps,
+#: chunks against the whole, a closed form over arrays against the code.
+FLOAT64_REORDERED = dict(rtol=1e-12, atol=1e-14)
+#: Two float32 computations of one quantity in different batches or orders of summation.
+FLOAT32_REORDERED = dict(rtol=1e-6, atol=1e-7)
+#: A float32 loss averaged batch by batch (as fit/evaluate report it) against the same loss
+#: computed at once.
+FLOAT32_BATCHED_LOSS = dict(rtol=1e-5)
 
 #: Central finite differences of the float64 reference: step and agreement.
 #: The truncation error is O(step**2) and the rounding error O(eps * |loss| / step).
@@ -48,6 +54,36 @@ FINITE_DIFFERENCE_STEP = 1e-6
 FINITE_DIFFERENCE = dict(rtol=1e-6, atol=1e-8)
 #: For relu, a finite difference is only valid if no pre-activation is closer to 0 than this.
 RELU_KINK_MARGIN = 1e-3
+
+#: Central differences of a Keras-facade loss (log, softmax, clipping to [1e-7, 1 - 1e-7]): the
+#: curvature near the clip makes the truncation error larger than the recurrent layers'.
+FINITE_DIFFERENCE_LOSS = dict(rtol=1e-5, atol=1e-8)
+#: log of a prediction clipped at Keras's epsilon 1e-7 against math.log(1e-7): relative.
+CLIPPED_LOG = dict(rtol=1e-9)
+
+#: A short computation (a loss and its gradient, a gradient clip: a handful of elementwise
+#: operations and one reduction) against torch or a NumPy formula, in the same dtype.
+SHORT_COMPUTATION = {
+    np.dtype(np.float64): dict(rtol=1e-12, atol=1e-14),
+    np.dtype(np.float32): dict(rtol=1e-5, atol=1e-6),
+}
+#: The global gradient norm of a model trained side by side with torch, float64: relative.
+GRADIENT_NORM_PARITY = dict(rtol=1e-9)
+#: Rows of an orthogonal initialiser: ``q q^T`` against the identity (or ``gain**2`` times it).
+ORTHONORMAL = {
+    np.dtype(np.float64): dict(atol=1e-12),
+    np.dtype(np.float32): dict(atol=1e-6),
+}
+
+#: A Keras-facade layer or model against Keras (TensorFlow backend) on the same float32 weights:
+#: outputs, losses, accuracies and trained weights.
+KERAS_PARITY = dict(rtol=1e-4, atol=1e-5)
+#: The same for gradients, which sum over more terms than outputs do.
+KERAS_GRADIENT_PARITY = dict(rtol=2e-4, atol=2e-5)
+#: One Keras-facade loss value against Keras's, float32.
+KERAS_LOSS_PARITY = dict(rtol=2e-5, atol=1e-6)
+#: One optimizer update of the Keras facade against Keras's, float32.
+KERAS_OPTIMIZER_PARITY = dict(rtol=2e-5, atol=2e-6)
 
 #: The float32 tanh of the compiled backends against float64 tanh rounded to float32, in ulp.
 TANH_FLOAT32_ULP = 8
