@@ -21,7 +21,9 @@ import numpy as np
 import pytest
 
 import fastrnn
-from conftest import ALL_BACKENDS, COMPILED_BACKENDS, require_backend
+from conformance.cases import Case, lay_out
+from conformance.cells import LSTM, require
+from conftest import ALL_BACKENDS, COMPILED_BACKENDS
 from fastrnn import _backends
 from fastrnn._python import lstm as reference_kernels
 from helpers import assert_close
@@ -29,78 +31,43 @@ from tolerances import BACKEND_VS_REFERENCE, FINITE_DIFFERENCE, FINITE_DIFFERENC
 
 DTYPES = [np.float64, np.float32]
 DTYPE_IDS = ["float64", "float32"]
-INPUTS = ("x", "w_ih", "w_hh", "b_ih", "b_hh", "h0", "c0")
-GRADIENTS = ("x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh")
-
-
-def require_lstm_backend(name):
-    """``name`` if it loads and has LSTM kernels; otherwise skip (or fail, see conftest)."""
-    return require_backend(name, kernel="lstm_backward")
+INPUTS = LSTM.inputs
+GRADIENTS = LSTM.gradients
 
 
 @pytest.fixture(params=COMPILED_BACKENDS)
 def lstm_compiled_backend(request):
-    return require_lstm_backend(request.param)
+    return require(LSTM, request.param)
 
 
 @pytest.fixture(params=ALL_BACKENDS)
 def lstm_any_backend(request):
-    return require_lstm_backend(request.param)
+    return require(LSTM, request.param)
 
 
 @dataclass(frozen=True)
-class Case:
-    name: str
-    seed: int
-    T: int
-    B: int
-    D: int
-    H: int
-    batch_first: bool = False
+class DcCase(Case):
+    """A conformance case of the LSTM, plus a gradient ``dc`` for the cell state of every step."""
+
     dc_layout: str = "c"          # "c", "fortran" or "strided": how the caller's dc is laid out
 
-    @property
-    def shape(self):
-        return (self.T, self.B, self.D, self.H)
-
     def describe(self, backend, dtype):
-        return (f"cell=LSTM (dc given) case={self.name!r} backend={backend} dtype={np.dtype(dtype).name} "
-                f"(T, B, D, H)={self.shape} seed={self.seed} batch_first={self.batch_first} "
-                f"dc_layout={self.dc_layout}")
+        return Case.describe(self, LSTM, backend, dtype) + f" (dc given, dc_layout={self.dc_layout})"
 
     def arrays(self, dtype):
-        """Time-major float64 inputs and gradients, rounded to ``dtype`` (values stay float64)."""
-        rng = np.random.default_rng(self.seed)
-        T, B, D, H = self.shape
-        k = 1.0 / np.sqrt(max(H, 1))
-        values = {
-            "x": rng.normal(size=(T, B, D)),
-            "w_ih": rng.uniform(-k, k, (4 * H, D)),
-            "w_hh": rng.uniform(-k, k, (4 * H, H)),
-            "b_ih": rng.uniform(-k, k, 4 * H),
-            "b_hh": rng.uniform(-k, k, 4 * H),
-            "h0": rng.uniform(-0.9, 0.9, (B, H)),
-            "c0": rng.normal(size=(B, H)),
-            "dy": rng.normal(size=(T, B, H)),
-            "dh_n": rng.normal(size=(B, H)),
-            "dc_n": rng.normal(size=(B, H)),
-            "dc": rng.normal(size=(T, B, H)),
-        }
-        return {name: value.astype(dtype).astype(np.float64) for name, value in values.items()}
+        """Time-major float64 inputs and loss weights, ``dc`` among them, rounded to ``dtype``."""
+        arrays = self.reference_arrays(LSTM, dtype)
+        dc = np.random.default_rng((self.seed, 1)).normal(size=(self.T, self.B, self.H))
+        arrays["dc"] = dc.astype(dtype).astype(np.float64)
+        return arrays
 
 
 def user_layout(array, case, dtype):
-    """A time-major array as the caller passes it: batch-first if the case is, in the case's layout."""
+    """A time-major array as the caller passes it: batch-first if the case is, in the case's dc layout."""
     array = np.asarray(array, dtype)
     if case.batch_first:
         array = array.transpose(1, 0, 2)
-    if case.dc_layout == "fortran":
-        return np.asfortranarray(array)
-    if case.dc_layout == "strided":
-        wide = np.zeros(array.shape[:-1] + (2 * array.shape[-1],), dtype)
-        wide[..., ::2] = array
-        return wide[..., ::2]
-    return np.ascontiguousarray(array)
+    return lay_out(array, case.dc_layout)
 
 
 def run(case, arrays, backend, dtype, dc="given"):
@@ -158,9 +125,9 @@ def finite_difference_gradient(arrays, name, step):
 
 
 FD_CASES = [
-    Case("fd_small", seed=701, T=3, B=2, D=3, H=2),
-    Case("fd_batch_first", seed=702, T=4, B=2, D=2, H=3, batch_first=True),
-    Case("fd_one_step", seed=703, T=1, B=1, D=2, H=2),
+    DcCase("fd_small", seed=701, T=3, B=2, D=3, H=2),
+    DcCase("fd_batch_first", seed=702, T=4, B=2, D=2, H=3, batch_first=True),
+    DcCase("fd_one_step", seed=703, T=1, B=1, D=2, H=2),
 ]
 
 
@@ -191,13 +158,13 @@ def test_reference_dc_is_not_the_same_as_no_dc():
 
 
 BACKEND_CASES = [
-    Case("small", seed=711, T=5, B=3, D=4, H=6),
-    Case("one_unit_one_row", seed=712, T=4, B=1, D=1, H=1),
-    Case("units_past_a_block", seed=713, T=3, B=2, D=5, H=70),
-    Case("batch_first", seed=714, T=6, B=4, D=3, H=5, batch_first=True),
-    Case("fortran_dc", seed=715, T=4, B=3, D=2, H=4, dc_layout="fortran"),
-    Case("strided_dc_batch_first", seed=716, T=3, B=5, D=2, H=3, batch_first=True, dc_layout="strided"),
-    Case("multi_chunk", seed=717, T=6, B=64, D=16, H=128),
+    DcCase("small", seed=711, T=5, B=3, D=4, H=6),
+    DcCase("one_unit_one_row", seed=712, T=4, B=1, D=1, H=1),
+    DcCase("units_past_a_block", seed=713, T=3, B=2, D=5, H=70),
+    DcCase("batch_first", seed=714, T=6, B=4, D=3, H=5, batch_first=True),
+    DcCase("fortran_dc", seed=715, T=4, B=3, D=2, H=4, dc_layout="fortran"),
+    DcCase("strided_dc_batch_first", seed=716, T=3, B=5, D=2, H=3, batch_first=True, dc_layout="strided"),
+    DcCase("multi_chunk", seed=717, T=6, B=64, D=16, H=128),
 ]
 
 
@@ -231,7 +198,7 @@ def test_dc_of_zeros_equals_no_dc_bit_for_bit(case, lstm_any_backend, dtype):
 # ------------------------------------------------------------------------------------------
 
 
-SEMANTIC_CASE = Case("semantic", seed=721, T=6, B=4, D=3, H=5)
+SEMANTIC_CASE = DcCase("semantic", seed=721, T=6, B=4, D=3, H=5)
 
 
 def truncated_gradients(arrays, b, steps, dh_n, dc_n, backend, dtype):
