@@ -1,4 +1,4 @@
-"""Comparing results with messages that say what failed.
+"""Comparing results with messages that say what failed, and central finite differences.
 
 Every assertion message starts with a context naming the cell, backend, dtype,
 shape and seed (see :meth:`conformance.cases.Case.describe`) and says which
@@ -37,3 +37,23 @@ def assert_results_identical(actual, expected, context):
             raise AssertionError(
                 f"{context}: {name} is not bit-identical: {np.count_nonzero(diff)} of {diff.size} "
                 f"entries differ, by up to {diff.max():.3g}")
+
+
+def finite_difference_gradient(loss, arrays, name, step):
+    """Central differences of ``loss(arrays)`` (a float) with respect to every entry of ``arrays[name]``.
+
+    Returns
+    -------
+    ndarray shaped like ``arrays[name]``
+    """
+    grad = np.zeros_like(arrays[name])
+    shifted = dict(arrays)
+    for index in np.ndindex(grad.shape):
+        value = arrays[name].copy()
+        value[index] += step
+        shifted[name] = value
+        up = loss(shifted)
+        value[index] -= 2 * step
+        down = loss(shifted)
+        grad[index] = (up - down) / (2 * step)
+    return grad

@@ -26,7 +26,7 @@ from conformance.cells import LSTM, require
 from conftest import ALL_BACKENDS, COMPILED_BACKENDS
 from fastrnn import _backends
 from fastrnn._python import lstm as reference_kernels
-from helpers import assert_close
+from helpers import assert_close, finite_difference_gradient
 from tolerances import BACKEND_VS_REFERENCE, FINITE_DIFFERENCE, FINITE_DIFFERENCE_STEP, INVARIANT
 
 DTYPES = [np.float64, np.float32]
@@ -112,18 +112,6 @@ def loss(arrays):
                  + np.sum(arrays["dh_n"] * h_n) + np.sum(arrays["dc_n"] * c_n))
 
 
-def finite_difference_gradient(arrays, name, step):
-    grad = np.zeros_like(arrays[name])
-    for index in np.ndindex(grad.shape):
-        shifted = {key: value.copy() for key, value in arrays.items()}
-        shifted[name][index] += step
-        up = loss(shifted)
-        shifted[name][index] -= 2 * step
-        down = loss(shifted)
-        grad[index] = (up - down) / (2 * step)
-    return grad
-
-
 FD_CASES = [
     DcCase("fd_small", seed=701, T=3, B=2, D=3, H=2),
     DcCase("fd_batch_first", seed=702, T=4, B=2, D=2, H=3, batch_first=True),
@@ -137,7 +125,7 @@ def test_reference_gradients_with_dc_match_finite_differences(case):
     context = case.describe("python", np.float64)
     got = run(case, arrays, "python", np.float64)
     for name in GRADIENTS:
-        numeric = finite_difference_gradient(arrays, name, FINITE_DIFFERENCE_STEP)
+        numeric = finite_difference_gradient(loss, arrays, name, FINITE_DIFFERENCE_STEP)
         np.testing.assert_allclose(got["d" + name], numeric, **FINITE_DIFFERENCE,
                                    err_msg=f"{context}: gradient {name} vs central finite differences")
 

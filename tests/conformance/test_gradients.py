@@ -6,10 +6,13 @@ weight and every bias the case passes. The loss is
 the backward call returns given those loss weights.
 """
 
+import functools
+
 import numpy as np
 import pytest
 
 from conformance.cases import SMALL_CASES, cell_cases
+from helpers import finite_difference_gradient
 from tolerances import FINITE_DIFFERENCE, FINITE_DIFFERENCE_STEP, RELU_KINK_MARGIN, scaled
 
 #: The layout cases only differ in how the same numbers are passed: the reference sees none of it.
@@ -22,21 +25,6 @@ def loss(cell, arrays):
     for name, value in states.items():
         total += np.sum(value * arrays["d" + name])
     return float(total)
-
-
-def finite_difference_gradient(cell, arrays, name, step):
-    """Central differences of :func:`loss` with respect to every entry of ``arrays[name]``."""
-    grad = np.zeros_like(arrays[name])
-    shifted = dict(arrays)
-    for index in np.ndindex(grad.shape):
-        value = arrays[name].copy()
-        value[index] += step
-        shifted[name] = value
-        up = loss(cell, shifted)
-        value[index] -= 2 * step
-        down = loss(cell, shifted)
-        grad[index] = (up - down) / (2 * step)
-    return grad
 
 
 def relu_pre_activations(arrays):
@@ -71,7 +59,7 @@ def test_reference_gradients_match_finite_differences(cell, case):
     for name in cell.gradients:
         if name not in grads:
             continue
-        numeric = finite_difference_gradient(cell, arrays, name, FINITE_DIFFERENCE_STEP)
+        numeric = finite_difference_gradient(functools.partial(loss, cell), arrays, name, FINITE_DIFFERENCE_STEP)
         assert grads[name].shape == numeric.shape, f"{context}: gradient {name} has shape {grads[name].shape}"
         np.testing.assert_allclose(grads[name], numeric, **scaled(FINITE_DIFFERENCE, numeric),
                                    err_msg=f"{context}: gradient {name} vs central finite differences")
