@@ -8,7 +8,7 @@ Every kernel has the signature and semantics of its counterpart in
 (a fused type picks the specialisation); callers validate them first.
 
 Work is cut into pieces fixed by the problem's shape
-(:func:`fastrnn._parallel.batch_chunks`, :func:`fastrnn._parallel.time_blocks`)
+(:func:`fastrnn._partition.batch_chunks`, :func:`fastrnn._partition.time_blocks`)
 and spread over ``n_threads`` OpenMP threads with ``prange``, so results are
 bit for bit the same for any ``n_threads``. Every product is computed by the
 packed micro-kernel of ``packed_gemm.h`` rather than BLAS: measured on a
@@ -27,7 +27,7 @@ from packed_gemm cimport at_b_work_size, gemm_at_b, gemm_packed, pack, packed_si
 
 import numpy as np
 
-from fastrnn._parallel import batch_chunks, step_column_threads, time_blocks
+from fastrnn._partition import batch_chunks, step_column_threads, time_blocks
 
 
 cdef inline int _threads_for(int n_threads, Py_ssize_t n_pieces) noexcept nogil:

@@ -223,15 +223,15 @@ def test_missing_backend_is_skipped_unless_required(fresh_registry, monkeypatch)
 
 
 def test_set_num_threads_caps_the_default_and_is_validated(monkeypatch):
-    from fastrnn import _parallel
+    from fastrnn import _threads
 
-    monkeypatch.setattr(_parallel, "_thread_cap", None)
+    monkeypatch.setattr(_threads, "_thread_cap", None)
     assert fastrnn.get_num_threads() == (os.cpu_count() or 1)
     fastrnn.set_num_threads(1)
     assert fastrnn.get_num_threads() == 1
-    assert _parallel.default_n_threads(8) == 1
+    assert _threads.default_n_threads(8) == 1
     fastrnn.set_num_threads(None)
-    assert _parallel.default_n_threads(8) == min(8, os.cpu_count() or 1)
+    assert _threads.default_n_threads(8) == min(8, os.cpu_count() or 1)
     with pytest.raises(fastrnn.ArgumentError, match="n_threads must be a positive integer or None; got 0"):
         fastrnn.set_num_threads(0)
 

@@ -10,7 +10,7 @@ Importing fastrnn compiles nothing and does not import Numba.
 __version__ = "0.1.0"
 
 from fastrnn._backends import available_backends, show_config, use_backend
-from fastrnn._parallel import get_num_threads, set_num_threads
+from fastrnn._threads import get_num_threads, set_num_threads
 from fastrnn.exceptions import (
     ArgumentError,
     BackendUnavailableError,

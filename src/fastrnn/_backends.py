@@ -47,7 +47,7 @@ def _load(name):
         return None
     _loaded[name] = module
     # a backend may bring its own BLAS (SciPy's): let the thread limiter find it
-    from fastrnn._parallel import blas_threads
+    from fastrnn._threads import blas_threads
 
     blas_threads.forget_libraries()
     return module
@@ -206,7 +206,7 @@ def show_config(file=None):
     import numpy
 
     from fastrnn import __version__
-    from fastrnn._parallel import blas_threads
+    from fastrnn._threads import blas_threads
 
     out = file or sys.stdout
     lines = [

@@ -211,24 +211,11 @@ def torch_fit_epoch(n_threads):
     return epoch
 
 
-class _threads_limited:
+def _threads_limited(n_threads):
     """``fastrnn.set_num_threads(n_threads)`` for the duration of a block (``fit`` passes no count)."""
+    from fastrnn._threads import num_threads_capped
 
-    def __init__(self, n_threads):
-        self.n_threads = n_threads
-
-    def __enter__(self):
-        import fastrnn
-        from fastrnn import _parallel
-
-        self.saved = _parallel._thread_cap
-        fastrnn.set_num_threads(self.n_threads)
-        return self
-
-    def __exit__(self, *exc):
-        import fastrnn
-
-        fastrnn.set_num_threads(self.saved)
+    return num_threads_capped(n_threads)
 
 
 def run_fit(args, out, peers):

@@ -12,7 +12,8 @@ import numpy as np
 from fastrnn._numba._gradients import block_gradients
 from fastrnn._numba._options import jit
 from fastrnn._numba.activations import sigmoid, tanh
-from fastrnn._parallel import batch_chunks, blas_threads, run_pieces, time_blocks
+from fastrnn._partition import batch_chunks, time_blocks
+from fastrnn._threads import blas_threads, run_pieces
 
 GATES = 4
 

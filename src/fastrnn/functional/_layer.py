@@ -10,7 +10,8 @@ Weights use PyTorch's layout: ``w_ih`` of shape (G*H, D), ``w_hh`` of shape
 
 import numpy as np
 
-from fastrnn._parallel import batch_chunks, default_n_threads, time_blocks
+from fastrnn._partition import batch_chunks, time_blocks
+from fastrnn._threads import default_n_threads
 from fastrnn._validation import (
     as_float_array,
     check_finite,

@@ -1,0 +1,102 @@
+"""The work partition: how a kernel's work is cut into pieces that threads take whole.
+
+Results must not depend on the number of threads. So the work is cut into
+pieces whose boundaries depend only on the problem's shape, never on
+``n_threads``; threads then take whole pieces, and anything summed over pieces
+is summed in piece order. Two cuts are used:
+
+* batch chunks, for the time loop: rows of the batch are independent of each
+  other through the whole sequence, so a chunk runs all ``T`` steps with no
+  barrier between steps;
+* time blocks, for the GEMMs over all steps (input projection, weight and input
+  gradients): ``T*B`` rows of a time-major array split at step boundaries are
+  contiguous row blocks.
+
+A large layer whose batch is one chunk shares each step's product by columns
+instead (:func:`step_column_threads`): every element is still computed the
+same way, whichever thread computes it.
+
+How many threads take the pieces, and how BLAS is kept to one thread meanwhile,
+is :mod:`fastrnn._threads`' job. Both the Numba backend and the Cython
+extension read the cuts from here.
+"""
+
+import numpy as np
+
+# A chunk of the time loop must carry at least this many multiply-adds per step
+# for a second thread to pay for itself (measured with the fused float32 LSTM
+# and GRU steps: two chunks of 16 rows at H=128 run 1.5-1.9x faster on 2
+# threads than one chunk, and no slower on 1).
+MIN_CHUNK_WORK = 16 * 128 * 128 * 2
+# Sharing one step's product by columns costs a barrier per step, which a busy
+# machine makes expensive (measured: an LSTM with B=32, H=128 ran 3-6x slower
+# on 2 threads than on 1 while other processes were running), so it needs this
+# much more work per step than a batch chunk.
+MIN_STEP_SPLIT_WORK = 32 * 256 * 256 * 4
+# Chunks below this many rows make the per-step GEMM inefficient.
+MIN_CHUNK_ROWS = 16
+# A GEMM over all steps is cut into pieces of at least this many multiply-adds.
+MIN_BLOCK_WORK = 1 << 24
+# Upper bound on pieces of either kind; it bounds the threads that can help.
+MAX_PIECES = 8
+
+
+def _bounds(n, pieces):
+    """Split ``range(n)`` into ``pieces`` near-equal parts; return the ``pieces + 1`` boundaries."""
+    return np.array([n * k // pieces for k in range(pieces + 1)], dtype=np.intp)
+
+
+def batch_chunks(batch, hidden, gates=1):
+    """Fixed split of the batch for the time loop.
+
+    Parameters
+    ----------
+    batch, hidden, gates : int
+        Batch size, hidden size and gates per cell (RNN 1, GRU 3, LSTM 4).
+
+    Returns
+    -------
+    ndarray of shape (n_chunks + 1,)
+        Chunk ``k`` holds batch rows ``bounds[k]:bounds[k + 1]``.
+    """
+    work = batch * hidden * hidden * gates
+    pieces = min(work // MIN_CHUNK_WORK, batch // MIN_CHUNK_ROWS, MAX_PIECES)
+    return _bounds(batch, max(int(pieces), 1))
+
+
+def step_column_threads(batch, hidden, gates, n_threads):
+    """Threads that share the columns of each step's recurrent product.
+
+    Used only when :func:`batch_chunks` leaves the whole batch in one chunk:
+    then a large layer (``MIN_STEP_SPLIT_WORK`` multiply-adds per step) still
+    gets ``n_threads``, at the cost of one synchronisation per step. Every
+    output element is computed the same way by whichever thread, so results
+    still do not depend on ``n_threads``.
+
+    Returns
+    -------
+    int
+    """
+    if batch * hidden * hidden * gates < MIN_STEP_SPLIT_WORK:
+        return 1
+    return max(1, min(n_threads, hidden // 16))
+
+
+def time_blocks(steps, batch, work_per_row):
+    """Fixed split of the steps for GEMMs over all ``steps * batch`` rows.
+
+    Parameters
+    ----------
+    steps, batch : int
+        ``T`` and ``B``.
+    work_per_row : int
+        Multiply-adds per row of the GEMM (e.g. ``D * G * H`` for the input projection).
+
+    Returns
+    -------
+    ndarray of shape (n_blocks + 1,)
+        Block ``k`` holds steps ``bounds[k]:bounds[k + 1]``.
+    """
+    work = steps * batch * work_per_row
+    pieces = min(work // MIN_BLOCK_WORK, steps, MAX_PIECES)
+    return _bounds(steps, max(int(pieces), 1))
