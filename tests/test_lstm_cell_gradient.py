@@ -76,8 +76,8 @@ def run(case, arrays, backend, dtype, dc="given"):
         *(user_layout(arrays["x"], case, dtype) if name == "x" else np.asarray(arrays[name], dtype)
           for name in INPUTS),
         batch_first=case.batch_first, backend=backend)
-    dc_arg = {"given": user_layout(arrays["dc"], case, dtype), "zeros": user_layout(np.zeros_like(arrays["dc"]), case, dtype),
-              "none": None}[dc]
+    dc_arg = {"given": user_layout(arrays["dc"], case, dtype),
+              "zeros": user_layout(np.zeros_like(arrays["dc"]), case, dtype), "none": None}[dc]
     grads = fastrnn.lstm_backward(cache, user_layout(arrays["dy"], case, dtype), np.asarray(arrays["dh_n"], dtype),
                                   np.asarray(arrays["dc_n"], dtype), dc=dc_arg)
     out = {"y": np.asarray(y), "h_n": h_n, "c_n": c_n}

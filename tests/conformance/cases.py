@@ -27,10 +27,7 @@ import pytest
 from conformance.cells import CELLS
 from helpers import assert_results_close
 
-try:
-    from fastrnn import _partition as partition
-except ImportError:  # pragma: no cover - before fastrnn._parallel was split
-    from fastrnn import _parallel as partition
+from fastrnn import _partition as partition
 
 DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
 BIASES = {"both": ("b_ih", "b_hh"), "none": (), "ih": ("b_ih",), "hh": ("b_hh",)}
@@ -77,8 +74,8 @@ class Case:
         if dtype is not None:
             parts.append(f"dtype={np.dtype(dtype).name}")
         parts.append(f"(T, B, D, H)={self.shape}" + (f" P={self.proj_size}" if cell.projected else "")
-                     + f" seed={self.seed + cell.seed_offset} bias={self.bias} states={self.states} batch_first={self.batch_first} "
-                     f"layout={self.layout}")
+                     + f" seed={self.seed + cell.seed_offset} bias={self.bias} states={self.states} "
+                     f"batch_first={self.batch_first} layout={self.layout}")
         return " ".join(parts)
 
     # -- the numbers -------------------------------------------------------------------------

@@ -118,23 +118,3 @@ def test_nan_in_x_propagates_like_reference(cell, backend, dtype):
     np.testing.assert_array_equal(np.isnan(y), np.isnan(expected),
                                   err_msg=f"{context}: NaN positions differ from the reference; got {y.ravel()}")
     assert np.isnan(y[0, 0]).all() and not np.isnan(y[:, 1:]).any(), f"{context}: NaN reached other rows: {y}"
-
-
-hypothesis = pytest.importorskip("hypothesis")
-st = hypothesis.strategies
-
-
-@pytest.mark.parametrize("backend", COMPILED_BACKENDS)
-@pytest.mark.parametrize("cell", CELLS, ids=repr)
-@hypothesis.settings(max_examples=10)
-@hypothesis.given(T=st.integers(1, 6), B=st.integers(1, 5), D=st.integers(1, 5), H=st.integers(2, 7),
-                  bias=st.sampled_from(sorted(["both", "none", "ih", "hh"])), states=st.booleans(),
-                  batch_first=st.booleans(), seed=st.integers(0, 2**32 - 1))
-def test_random_shapes_match_reference(cell, backend, T, B, D, H, bias, states, batch_first, seed):
-    """Random small problems (hypothesis), in float64."""
-    require(cell, backend)
-    case = Case("random", seed=seed, T=T, B=B, D=D, H=H, bias=bias, states=states,
-                batch_first=batch_first and cell.batch_first)
-    dtype = DTYPES[0]
-    assert_matches_reference(run(cell, case, backend, dtype), cell, case, dtype, BACKEND_VS_REFERENCE[dtype],
-                             case.describe(cell, backend, dtype))

@@ -10,7 +10,7 @@
 import numpy as np
 import pytest
 
-from conformance.cases import DTYPES, SMALL_CASES, column_split, multi_chunk, partition, run
+from conformance.cases import SMALL_CASES, column_split, multi_chunk, partition, run
 from conformance.cells import CELLS, require
 from conformance.test_backends import matrix
 from conftest import COMPILED_BACKENDS
@@ -97,7 +97,8 @@ def test_multi_chunk_cases_really_cut_the_work(cell):
     T, B, D, H = case.shape
     G = cell.gates
     assert len(partition.batch_chunks(B, H, G)) - 1 >= 2, f"{case.describe(cell)}: the time loop is one batch chunk"
-    assert len(partition.time_blocks(T, B, D * G * H)) - 1 >= 2, f"{case.describe(cell)}: the input projection is one block"
+    assert len(partition.time_blocks(T, B, D * G * H)) - 1 >= 2, \
+        f"{case.describe(cell)}: the input projection is one block"
     assert len(partition.time_blocks(T, B, (2 * D + H) * G * H)) - 1 >= 2, f"{case.describe(cell)}: BPTT is one block"
     case = column_split(cell)
     T, B, D, H = case.shape
