@@ -8,11 +8,7 @@ here on purpose, apart from the package's own cell table, so that the tests
 check the package rather than repeat it.
 """
 
-import importlib
 from dataclasses import dataclass
-
-import numpy as np
-import pytest
 
 import fastrnn
 from conftest import require_backend
@@ -144,17 +140,9 @@ class Cell:
         """The backward call with the loss weights of ``arrays`` (absent ones default to zeros)."""
         return self.backward_fn(cache, **{name: arrays[name] for name in self.loss_weights if name in arrays})
 
-    def kernel_modules(self, backend):
-        """The modules whose kernel functions a call on ``backend`` may run (for spying on them)."""
-        _, module = _backends.resolve(backend)
-        modules = [module] if hasattr(module, self.kernel) else []
-        if self.projected:  # the functional layer also reaches these kernels directly
-            for name in ("fastrnn._python.lstm_proj", "fastrnn._numba.lstm_proj"):
-                try:
-                    modules.append(importlib.import_module(name))
-                except ImportError:
-                    pass
-        return modules
+    def kernel_module(self, backend):
+        """The module whose kernel functions a call on ``backend`` runs (for spying on them)."""
+        return _backends.resolve(backend, kernel=self.kernel)[1]
 
     def kernel_names(self):
         return (self.kernel, self.kernel.replace("_forward", "_backward"))
@@ -182,25 +170,7 @@ GRU_RESET_BEFORE = Cell("gru_reset_before", "GRU(reset_after=False)", 3, fastrnn
 
 CELLS = (RNN_TANH, RNN_RELU, LSTM, LSTM_PROJ, GRU, GRU_RESET_BEFORE)
 
-_PROBED = {}
-
 
 def require(cell, backend):
-    """``backend`` if it runs ``cell`` here; otherwise skip the test (or fail it, see conftest).
-
-    The projected LSTM is reached outside the backend registry while a backend
-    has no kernel of its own for it (the functional layer then runs another
-    backend's kernels): a probe call says which backend really ran.
-    """
-    if not cell.projected:
-        return require_backend(backend, kernel=cell.kernel)
-    require_backend(backend)
-    if hasattr(_backends.resolve(backend)[1], cell.kernel):
-        return require_backend(backend, kernel=cell.kernel)
-    if backend not in _PROBED:
-        _, _, cache = cell.forward({"x": np.zeros((1, 1, 1)), "w_ih": np.zeros((8, 1)), "w_hh": np.zeros((8, 1)),
-                                    "w_hr": np.zeros((1, 2))}, backend)
-        _PROBED[backend] = cache.backend
-    if _PROBED[backend] != backend:
-        pytest.skip(f"{cell.name} has no {backend} kernel: backend={backend!r} runs on {_PROBED[backend]!r}")
-    return backend
+    """``backend`` if it loads and has ``cell``'s kernels; otherwise skip the test (or fail it, see conftest)."""
+    return require_backend(backend, kernel=cell.kernel)

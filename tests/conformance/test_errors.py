@@ -54,15 +54,15 @@ def kernel_calls(request, monkeypatch):
     cell, backend = request.param
     require(cell, backend)
     calls = []
-    for module in cell.kernel_modules(backend):
-        for name in cell.kernel_names():
-            kernel = getattr(module, name)
+    module = cell.kernel_module(backend)
+    for name in cell.kernel_names():
+        kernel = getattr(module, name)
 
-            def recording(*args, _kernel=kernel, _name=name):
-                calls.append(_name)
-                return _kernel(*args)
+        def recording(*args, _kernel=kernel, _name=name):
+            calls.append(_name)
+            return _kernel(*args)
 
-            monkeypatch.setattr(module, name, recording)
+        monkeypatch.setattr(module, name, recording)
     return cell, backend, calls
 
 
@@ -238,9 +238,8 @@ def test_unknown_backend(cell, name):
                    f"cell={cell.name}")
 
 
-#: Every backend has the Elman kernels (a backend is one that has them); the projected LSTM is not
-#: looked up by kernel in the registry on every backend.
-OPTIONAL_KERNELS = [cell for cell in CELLS if cell.kernel != "rnn_forward" and not cell.projected]
+#: Every backend has the Elman kernels (a backend is one that has them); the others are optional.
+OPTIONAL_KERNELS = [cell for cell in CELLS if cell.kernel != "rnn_forward"]
 
 
 @pytest.mark.parametrize("cell", OPTIONAL_KERNELS, ids=repr)
