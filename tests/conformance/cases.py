@@ -25,9 +25,9 @@ import numpy as np
 import pytest
 
 from conformance.cells import CELLS
-from helpers import assert_results_close
-
+from conftest import ALL_BACKENDS
 from fastrnn import _partition as partition
+from helpers import assert_results_close
 
 DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
 BIASES = {"both": ("b_ih", "b_hh"), "none": (), "ih": ("b_ih",), "hh": ("b_hh",)}
@@ -220,6 +220,24 @@ def cell_cases(cases=None, cells=CELLS):
     """``pytest.param(cell, case)`` for every cell and each case that applies to it."""
     return [pytest.param(cell, case, id=f"{cell.id}-{case.name}")
             for cell in cells for case in cases_for(cell, cases(cell) if callable(cases) else cases)]
+
+
+def matrix(cases=None, backends=ALL_BACKENDS, dtypes=DTYPES, reference_run=False, cells=CELLS):
+    """``pytest.param(cell, case, backend, dtype)`` over the product; without the run that *is*
+    the reference (python, float64, time-major C order) unless ``reference_run``, and with the
+    reference backend on the small cases only (the large ones are there for the compiled kernels'
+    chunked paths, and would only time the reference against itself)."""
+    params = []
+    for cell in cells:
+        for case in cases_for(cell, cases(cell) if callable(cases) else cases):
+            for backend in backends:
+                for dtype in dtypes:
+                    is_reference = (backend, dtype, case.layout, case.batch_first) == ("python", DTYPES[0], "c", False)
+                    if (is_reference and not reference_run) or (backend == "python" and not case.small):
+                        continue
+                    params.append(pytest.param(cell, case, backend, dtype,
+                                               id=f"{cell.id}-{case.name}-{backend}-{dtype.name}"))
+    return params
 
 
 # -- running a case ----------------------------------------------------------------------------

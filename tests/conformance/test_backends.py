@@ -9,29 +9,11 @@ reference backend itself is checked too wherever it is not the reference run
 import numpy as np
 import pytest
 
-from conformance.cases import DTYPES, SMALL_CASES, Case, assert_matches_reference, cases_for, dtype_params, run
+from conformance.cases import DTYPES, SMALL_CASES, Case, assert_matches_reference, dtype_params, matrix, run
 from conformance.cells import CELLS, require
-from conftest import ALL_BACKENDS, COMPILED_BACKENDS
+from conftest import COMPILED_BACKENDS
 from helpers import assert_close
 from tolerances import BACKEND_VS_REFERENCE, INVARIANT
-
-
-def matrix(cases=None, backends=ALL_BACKENDS, dtypes=DTYPES, reference_run=False, cells=CELLS):
-    """``pytest.param(cell, case, backend, dtype)`` over the product; without the run that *is*
-    the reference (python, float64, time-major C order) unless ``reference_run``, and with the
-    reference backend on the small cases only (the large ones are there for the compiled kernels'
-    chunked paths, and would only time the reference against itself)."""
-    params = []
-    for cell in cells:
-        for case in cases_for(cell, cases(cell) if callable(cases) else cases):
-            for backend in backends:
-                for dtype in dtypes:
-                    is_reference = (backend, dtype, case.layout, case.batch_first) == ("python", DTYPES[0], "c", False)
-                    if (is_reference and not reference_run) or (backend == "python" and not case.small):
-                        continue
-                    params.append(pytest.param(cell, case, backend, dtype,
-                                               id=f"{cell.id}-{case.name}-{backend}-{dtype.name}"))
-    return params
 
 
 @pytest.mark.parametrize("cell, case, backend, dtype", matrix())

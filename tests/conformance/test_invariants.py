@@ -10,9 +10,8 @@
 import numpy as np
 import pytest
 
-from conformance.cases import SMALL_CASES, column_split, multi_chunk, partition, run
+from conformance.cases import SMALL_CASES, column_split, matrix, multi_chunk, partition, run
 from conformance.cells import CELLS, require
-from conformance.test_backends import matrix
 from conftest import COMPILED_BACKENDS
 from helpers import assert_close, assert_results_identical
 from tolerances import INVARIANT

@@ -11,9 +11,8 @@ import functools
 import numpy as np
 import pytest
 
-from conformance.cases import LONG, SMALL_CASES
+from conformance.cases import LONG, SMALL_CASES, matrix
 from conformance.cells import CELLS, require
-from conformance.test_backends import matrix
 from helpers import assert_close
 from tolerances import TORCH_PARITY
 
