@@ -23,9 +23,10 @@ def pytest_addoption(parser):
 
 def pytest_benchmark_update_machine_info(config, machine_info):
     """Record the CPU and the versions of everything timed, so saved runs can be compared."""
-    from fastrnn import benchmark
+    import fastrnn
+    from fastrnn.benchmarks.tables import cpu_name, package_version
 
-    machine_info["cpu_model_name"] = benchmark._cpu_name()
-    machine_info["fastrnn_available_backends"] = benchmark.fastrnn.available_backends()
+    machine_info["cpu_model_name"] = cpu_name()
+    machine_info["fastrnn_available_backends"] = fastrnn.available_backends()
     for package in ("fastrnn", "numpy", "scipy", "numba", "torch", "onnxruntime"):
-        machine_info[f"{package}_version"] = benchmark._version(package)
+        machine_info[f"{package}_version"] = package_version(package)

@@ -1,7 +1,7 @@
 """Benchmarks of the RNN, LSTM and GRU cells: fastrnn's backends against PyTorch and ONNX Runtime.
 
-The grid, the inputs and the callables timed come from :mod:`fastrnn.benchmark`
-(the module ``python -m fastrnn bench`` runs), so both measure the same work.
+The grid, the inputs and the callables timed come from :mod:`fastrnn.benchmarks`
+(the sub-package ``python -m fastrnn bench`` runs), so both measure the same work.
 Benchmarks are grouped by cell, shape, pass and thread count, e.g. group
 ``lstm-S1-fwd-1t`` holds ``lstm-S1-fwd-1t-numba``, ``lstm-S1-fwd-1t-torch`` and
 ``lstm-S1-fwd-1t-onnxruntime``. Every callable is run once before timing, which
@@ -10,17 +10,9 @@ compiles the JIT kernels. See ``bench/README.md``.
 
 import pytest
 
-from fastrnn.benchmark import (
-    CELLS,
-    COMPILED_BACKENDS,
-    PASSES,
-    SHAPES,
-    check_backend,
-    fastrnn_runner,
-    make_problem,
-    onnxruntime_runner,
-    torch_runner,
-)
+from fastrnn.benchmarks.backends import COMPILED_BACKENDS, check_backend, fastrnn_runner
+from fastrnn.benchmarks.grid import CELLS, PASSES, SHAPES, make_problem
+from fastrnn.benchmarks.peers import onnxruntime_runner, torch_runner
 from fastrnn.exceptions import BackendUnavailableError
 
 THREADS = (1, 2)

@@ -1,4 +1,4 @@
-"""Benchmarks of whole training workloads (see :mod:`fastrnn.benchmark_training`).
+"""Benchmarks of whole training workloads (see :mod:`fastrnn.benchmarks.training` and :mod:`fastrnn.benchmarks.fit`).
 
 Groups ``train-{cell}-{shape}-{threads}t`` time one training step (forward, MSE,
 backward, Adam) of a 2-layer bidirectional LSTM or GRU in fastrnn.nn and in
@@ -8,16 +8,9 @@ in fastrnn.keras, Keras on TensorFlow and PyTorch.
 
 import pytest
 
-from fastrnn.benchmark_training import (
-    TRAINING_MODELS,
-    TRAINING_SHAPES,
-    fastrnn_fit_epoch,
-    fastrnn_training_step,
-    keras_fit_epoch,
-    torch_fit_epoch,
-    torch_training_step,
-    training_problem,
-)
+from fastrnn.benchmarks.fit import fastrnn_fit_epoch, keras_fit_epoch, torch_fit_epoch
+from fastrnn.benchmarks.training import (TRAINING_MODELS, TRAINING_SHAPES, fastrnn_training_step,
+                                         torch_training_step, training_problem)
 
 THREADS = (1, 2)
 

@@ -4,7 +4,7 @@ Commands
 --------
 bench
     Time fastrnn's RNN, LSTM and GRU, a training step and a Keras-style fit
-    epoch against PyTorch, ONNX Runtime and Keras (see :mod:`fastrnn.benchmark`).
+    epoch against PyTorch, ONNX Runtime and Keras (see :mod:`fastrnn.benchmarks`).
 demo
     Train models on data that ships with Python (see :mod:`fastrnn.demo`).
 info
@@ -26,9 +26,9 @@ def _info(args):
 
 
 def _bench(args):
-    from fastrnn import benchmark
+    from fastrnn.benchmarks import cli as bench_cli
 
-    return benchmark.run(args)
+    return bench_cli.run(args)
 
 
 def _demo(args):
@@ -44,7 +44,7 @@ def build_parser():
     -------
     argparse.ArgumentParser
     """
-    from fastrnn import benchmark
+    from fastrnn.benchmarks import cli as bench_cli
 
     parser = argparse.ArgumentParser(
         prog="python -m fastrnn",
@@ -62,7 +62,7 @@ def build_parser():
                     "Implementations are warmed up, then alternated round after round; the "
                     "table gives medians and the median per-round ratio peer/fastrnn.",
     )
-    benchmark.add_arguments(bench)
+    bench_cli.add_arguments(bench)
     bench.set_defaults(func=_bench)
 
     info = commands.add_parser(

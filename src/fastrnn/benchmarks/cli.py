@@ -1,0 +1,186 @@
+"""The command line of the benchmarks: the options of ``python -m fastrnn bench`` and the report it prints.
+
+The report is a header naming the machine and the versions, then the tables
+asked for: the cells' passes (:mod:`~fastrnn.benchmarks.passes`), the training
+step (:mod:`~fastrnn.benchmarks.training`) and the ``fit`` epoch
+(:mod:`~fastrnn.benchmarks.fit`), then optionally peak memory and the cost of a
+new process (:mod:`~fastrnn.benchmarks.startup`).
+"""
+
+import argparse
+import os
+import platform
+import sys
+
+import fastrnn
+from fastrnn.benchmarks.backends import check_backend, compiled_backends
+from fastrnn.benchmarks.fit import run_fit
+from fastrnn.benchmarks.grid import CELLS, SHAPES
+from fastrnn.benchmarks.passes import run_cells
+from fastrnn.benchmarks.peers import available_peers
+from fastrnn.benchmarks.startup import peak_memory, startup_times
+from fastrnn.benchmarks.tables import cpu_name, package_version
+from fastrnn.benchmarks.targets import FIRST_CALL_TARGET_S, IMPORT_TARGET_S
+from fastrnn.benchmarks.training import run_training
+from fastrnn.exceptions import BackendUnavailableError
+
+__all__ = ["DESCRIPTION", "add_arguments", "run", "main"]
+
+#: One line on what ``python -m fastrnn bench`` does.
+DESCRIPTION = ("Speed of fastrnn against PyTorch, ONNX Runtime and Keras. Prints a table of medians "
+               "and ratios.")
+
+
+def _parse_list(text, kind=str):
+    """Items of a comma-separated option, stripped, empty ones dropped."""
+    return [kind(item.strip()) for item in text.split(",") if item.strip()]
+
+
+def add_arguments(parser):
+    """Add the options of ``python -m fastrnn bench`` to an :class:`argparse.ArgumentParser`."""
+    grid = "; ".join(f"{s.name}=(T={s.T}, B={s.B}, D={s.D}, H={s.H}) {s.note}" for s in SHAPES.values())
+    parser.add_argument("--cells", type=lambda t: _parse_list(t.lower()), default=list(CELLS),
+                        metavar="rnn,lstm", help=f"comma-separated cells to run (default: all: "
+                                                 f"{','.join(CELLS)})")
+    parser.add_argument("--shapes", type=lambda t: _parse_list(t.upper()), default=list(SHAPES),
+                        metavar="S1,S3", help=f"comma-separated shapes to run (default: all). {grid}")
+    parser.add_argument("--threads", type=lambda t: _parse_list(t, int), default=[1, 2],
+                        metavar="1,2", help="comma-separated thread counts (default: 1,2)")
+    parser.add_argument("--backends", type=_parse_list, default=None, metavar="numba,cython",
+                        help="comma-separated fastrnn backends (default: every available compiled "
+                             "backend; 'python' only when named)")
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--repeat", type=int, default=None, metavar="N",
+                        help="timed rounds per row (default: chosen from --time-per-shape)")
+    budget.add_argument("--time-per-shape", type=float, default=1.5, metavar="SECONDS",
+                        help="seconds of timed rounds for each cell, shape, thread count and pass; the "
+                             "number of rounds follows (at least 5) (default: 1.5)")
+    parser.add_argument("--no-torch", action="store_true",
+                        help="do not compare with torch.nn.RNN / LSTM / GRU")
+    parser.add_argument("--no-onnx", action="store_true",
+                        help="do not compare with ONNX Runtime's RNN / LSTM / GRU operators")
+    parser.add_argument("--no-startup", action="store_true",
+                        help="skip the new-process measurements (import time, first call)")
+    parser.add_argument("--tables", type=_parse_list, default=["cells", "training", "fit"],
+                        metavar="cells,training,fit",
+                        help="which tables to print: 'cells' (each cell's forward and forward+"
+                             "backward), 'training' (a whole training step of 2-layer "
+                             "bidirectional LSTM and GRU, with Adam, and what variable lengths "
+                             "cost) and 'fit' (one fastrnn.keras fit epoch of the seeds' "
+                             "Embedding-SimpleRNN-Dense model against Keras and PyTorch) "
+                             "(default: all)")
+    parser.add_argument("--no-keras", action="store_true",
+                        help="do not compare with Keras on TensorFlow in the 'fit' table")
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    parser.add_argument("--memory", action="store_true",
+                        help="also measure the peak memory of an LSTM forward+backward on S2 in new "
+                             "processes, fastrnn against torch")
+    return parser
+
+
+def run(args, out=None):
+    """Run the benchmarks described by parsed ``args`` and print the report.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        From a parser given :func:`add_arguments`.
+    out : file-like, optional
+        Where to print; standard output by default.
+
+    Returns
+    -------
+    int
+        Exit status: 0, or 2 for an unknown cell or shape, or an unavailable backend.
+    """
+    out = out or sys.stdout
+    for what, names, known in (("cell", args.cells, CELLS), ("shape", args.shapes, SHAPES),
+                               ("table", args.tables, ("cells", "training", "fit"))):
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            print(f"error: unknown {what}(s) {', '.join(unknown)}; known: {', '.join(known)}",
+                  file=sys.stderr)
+            return 2
+    backends = args.backends if args.backends is not None else compiled_backends()
+    try:
+        for name in backends:
+            check_backend(name)
+    except (BackendUnavailableError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not backends:
+        print("error: no compiled backend is available; try --backends python", file=sys.stderr)
+        return 2
+    if any(n < 1 for n in args.threads):
+        print("error: --threads must be positive integers", file=sys.stderr)
+        return 2
+
+    print(f"# fastrnn {fastrnn.__version__} benchmark, float32, times are medians in ms", file=out)
+    print(f"# cpu: {cpu_name()} ({os.cpu_count()} logical cores); Python "
+          f"{platform.python_version()}", file=out)
+    print("# " + ", ".join(f"{pkg} {package_version(pkg)}"
+                           for pkg in ("numpy", "scipy", "numba", "torch", "onnxruntime")), file=out)
+    print(f"# backends: {', '.join(backends)} (available: {', '.join(fastrnn.available_backends())}); "
+          f"threads: {', '.join(map(str, args.threads))} (fastrnn n_threads, "
+          f"torch.set_num_threads, ORT intra_op_num_threads)", file=out)
+    peers = available_peers(with_torch=not args.no_torch, with_onnx=not args.no_onnx, out=out)
+    print("# ratios = median over paired rounds of peer time / best fastrnn backend time "
+          "(> 1: fastrnn faster); n = rounds", file=out)
+    out.flush()
+
+    if "cells" in args.tables:
+        run_cells(args, backends, peers, out)
+    if "training" in args.tables:
+        run_training(args, out, with_torch="torch" in peers)
+    if "fit" in args.tables:
+        fit_peers = [peer for peer in peers if peer == "torch"]
+        if not args.no_keras:
+            try:
+                import tensorflow  # noqa: F401
+
+                fit_peers.append("keras")
+            except ImportError as error:
+                print(f"# tensorflow not available, Keras skipped ({error})", file=out)
+        run_fit(args, out, fit_peers)
+
+    if args.memory:
+        implementations = backends + (["torch"] if "torch" in peers else [])
+        memory = peak_memory(implementations)
+        print("\n# peak RSS of one LSTM forward+backward on S2, float32, 1 thread, each in a new "
+              "process (MiB): whole process / added by the pass", file=out)
+        for who, (total, added) in memory.items():
+            print(f"{who}: {total:.0f} / {added:.0f}", file=out)
+
+    if not args.no_startup:
+        startup = startup_times()
+        (cold, backend), (warm, _) = startup["first_call"]
+        print(f"\n# new process (wall time; bare `python -c pass`: {startup['python']:.3f} s)", file=out)
+        verdict = "ok" if startup["import"] < IMPORT_TARGET_S else "MISS"
+        print(f"python -c 'import fastrnn': {startup['import']:.3f} s "
+              f"(target < {IMPORT_TARGET_S} s: {verdict})", file=out)
+        verdict = "ok" if warm < FIRST_CALL_TARGET_S else "MISS"
+        print(f"import + one forward+backward on S1 ({backend}): "
+              f"first run {cold:.3f} s, second run (warm caches) {warm:.3f} s "
+              f"(target < {FIRST_CALL_TARGET_S} s: {verdict})", file=out)
+    return 0
+
+
+def main(argv=None):
+    """Entry point of ``python -m fastrnn.benchmarks``; ``python -m fastrnn bench`` is the same.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments; ``sys.argv[1:]`` by default.
+
+    Returns
+    -------
+    int
+        Exit status.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m fastrnn bench",
+        description=DESCRIPTION,
+    )
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

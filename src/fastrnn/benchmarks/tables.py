@@ -1,0 +1,60 @@
+"""Tables and their parts: the machine's description, times in milliseconds, aligned or Markdown rows."""
+
+import platform
+
+__all__ = ["cpu_name", "package_version", "format_ms", "format_table", "target_note"]
+
+
+def cpu_name():
+    """The CPU's model name (``/proc/cpuinfo``), else what :mod:`platform` knows."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def package_version(package):
+    """The installed version of ``package``, or ``"not installed"``."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def format_ms(seconds):
+    """Milliseconds with three significant digits, without exponent notation."""
+    if seconds is None:
+        return "-"
+    ms = seconds * 1e3
+    for limit, digits in ((100, 0), (10, 1), (1, 2)):
+        if ms >= limit:
+            return f"{ms:.{digits}f}"
+    return f"{ms:.3f}"
+
+
+def format_table(header, rows, markdown):
+    """Rows of cells as aligned plain text, or as Markdown; numbers are right-aligned."""
+    left = [i < 5 or name in ("best", "target") for i, name in enumerate(header)]
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |",
+                 "|" + "|".join("---" if is_left else "---:" for is_left in left) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        return "\n".join(lines)
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows)]
+    fmt = "  ".join(f"{{:{'<' if is_left else '>'}{w}}}" for is_left, w in zip(left, widths))
+    lines = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
+    lines += [fmt.format(*row) for row in rows]
+    return "\n".join(lines)
+
+
+def target_note(value, target, label):
+    """``"label>=target ok"`` (or ``MISS``) for a measured ratio ``value``; None without a target."""
+    if target is None or value is None:
+        return None
+    return f"{label}>={target:g} {'ok' if value >= target else 'MISS'}"
