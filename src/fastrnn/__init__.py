@@ -16,9 +16,7 @@ from fastrnn.exceptions import (
     BackendUnavailableError,
     DTypeError,
     FastRNNError,
-    ModelFileError,
     NonFiniteError,
-    NotCompiledError,
     ShapeError,
     StaleCacheError,
     UnknownBackendError,
@@ -29,14 +27,23 @@ from fastrnn.functional import gru_backward, gru_forward
 
 #: Sub-packages loaded on first attribute access, so ``import fastrnn`` stays light.
 _SUBPACKAGES = ("nn", "optim", "losses", "keras")
+#: Names that live in a facade, loaded from there on first access: the facade is a layer above
+#: this package root's eager imports, so only this lazy path may reach it.
+_LAZY_NAMES = {"NotCompiledError": "fastrnn.keras.exceptions", "ModelFileError": "fastrnn.keras.exceptions"}
 
 
 def __getattr__(name):
-    if name in _SUBPACKAGES:
-        import importlib
+    import importlib
 
+    if name in _SUBPACKAGES:
         return importlib.import_module(f"fastrnn.{name}")
+    if name in _LAZY_NAMES:
+        return getattr(importlib.import_module(_LAZY_NAMES[name]), name)
     raise AttributeError(f"module 'fastrnn' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_SUBPACKAGES) | set(_LAZY_NAMES))
 
 
 __all__ = [

@@ -2,7 +2,8 @@
 
 Every class derives from :class:`ValueError` or :class:`TypeError`, so code that
 already catches those keeps working, and from :class:`FastRNNError`, so code that
-wants to catch only fastrnn's errors can.
+wants to catch only fastrnn's errors can. The Keras-style facade's own errors
+(``NotCompiledError``, ``ModelFileError``) live in :mod:`fastrnn.keras.exceptions`.
 """
 
 
@@ -57,11 +58,3 @@ class BackendUnavailableError(FastRNNError, ValueError):
 
 class StaleCacheError(FastRNNError, ValueError):
     """A forward cache whose arrays no longer match what the forward pass stored."""
-
-
-class NotCompiledError(FastRNNError, ValueError):
-    """A Keras-style model was trained or evaluated before ``compile()`` gave it a loss and an optimizer."""
-
-
-class ModelFileError(FastRNNError, ValueError):
-    """A model file that cannot be loaded: not a fastrnn model, damaged, or of an unsupported version."""

@@ -14,11 +14,12 @@ import time
 
 import numpy as np
 
-from fastrnn.exceptions import ArgumentError, NotCompiledError, ShapeError
+from fastrnn.exceptions import ArgumentError, ShapeError
 from fastrnn.keras import losses as losses_module
 from fastrnn.keras import metrics as metrics_module
 from fastrnn.keras import optimizers as optimizers_module
 from fastrnn.keras.callbacks import Callback, History
+from fastrnn.keras.exceptions import NotCompiledError
 from fastrnn.keras.layers.base import Layer, unique_name
 
 __all__ = ["Sequential", "Input", "NotCompiledError"]

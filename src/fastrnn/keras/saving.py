@@ -26,7 +26,8 @@ import zipfile
 
 import numpy as np
 
-from fastrnn.exceptions import ArgumentError, ModelFileError
+from fastrnn.exceptions import ArgumentError
+from fastrnn.keras.exceptions import ModelFileError
 
 __all__ = ["ModelFileError", "save_model", "load_model", "serialize_layer", "deserialize_layer",
            "FORMAT_NAME", "FORMAT_VERSION"]
