@@ -12,7 +12,7 @@ import pytest
 
 from fastrnn import keras
 from fastrnn.exceptions import ArgumentError, FastRNNError, ShapeError
-from fastrnn.keras import layers, losses, optimizers, saving
+from fastrnn.keras import layers, losses, model_file, optimizers, saving
 from tolerances import FLOAT32_BATCHED_LOSS, FLOAT32_REORDERED, KERAS_PARITY
 
 
@@ -478,7 +478,7 @@ def test_save_overwrites_atomically_and_a_failed_save_keeps_the_old_file(tmp_pat
 
     second = _dense_model(seed=9)
     second.build((None, 4))
-    monkeypatch.setattr(saving, "_write_array", broken)
+    monkeypatch.setattr(model_file, "_write_array", broken)  # the array writer of the file format
     with pytest.raises(RuntimeError, match="disk full"):
         second.save(path)
     assert path.read_bytes() == good

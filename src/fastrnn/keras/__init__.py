@@ -16,8 +16,9 @@ This package never imports :mod:`fastrnn.nn` (the PyTorch-style facade).
 
 from fastrnn.keras import callbacks, layers, losses, metrics, optimizers
 from fastrnn.keras.callbacks import Callback, History
-from fastrnn.keras.models import Input, NotCompiledError, Sequential
-from fastrnn.keras.saving import ModelFileError, load_model, save_model
+from fastrnn.keras.exceptions import ModelFileError, NotCompiledError
+from fastrnn.keras.models import Input, Sequential
+from fastrnn.keras.saving import load_model, save_model
 
 __all__ = [
     "layers",

@@ -21,6 +21,8 @@ from fastrnn.keras import optimizers as optimizers_module
 from fastrnn.keras.callbacks import Callback, History
 from fastrnn.keras.exceptions import NotCompiledError
 from fastrnn.keras.layers.base import Layer, unique_name
+from fastrnn.keras.model_file import save_model
+from fastrnn.keras.serialization import deserialize_layer, serialize_layer
 
 __all__ = ["Sequential", "Input", "NotCompiledError"]
 
@@ -722,16 +724,12 @@ class Sequential:
     # configuration and saving -------------------------------------------------------------
     def get_config(self):
         """The model's structure (JSON-serialisable): its name and each layer's class and config."""
-        from fastrnn.keras.saving import serialize_layer  # saving imports this module
-
         return {"name": self.name, "input_shape": None if self._input_shape is None else list(self._input_shape),
                 "layers": [serialize_layer(layer) for layer in self._layers]}
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
         """A new, unbuilt model from :meth:`get_config`'s output."""
-        from fastrnn.keras.saving import deserialize_layer
-
         layers = [deserialize_layer(entry, custom_objects) for entry in config["layers"]]
         input_shape = config.get("input_shape")
         if input_shape is not None:
@@ -743,8 +741,6 @@ class Sequential:
 
         See :func:`fastrnn.keras.saving.save_model`.
         """
-        from fastrnn.keras.saving import save_model
-
         save_model(self, filepath)
 
     def __repr__(self):
