@@ -17,9 +17,8 @@ import numpy as np
 import pytest
 
 import fastrnn
-from conformance.cases import SMALL_CASES, cell_cases
+from conformance.cases import SMALL_CASES, backend_params, cell_cases
 from conformance.cells import GRU, GRU_RESET_BEFORE, require
-from conftest import ALL_BACKENDS
 from helpers import assert_close
 from tolerances import BACKEND_VS_REFERENCE, FLOAT64_REORDERED, HAND_CHECKED, TORCH_PARITY
 
@@ -71,7 +70,7 @@ def test_reference_forward_matches_scalar_loop(cell, case):
     np.testing.assert_allclose(states["h_n"], expected_h, **FLOAT64_REORDERED, err_msg=f"{context}: h_n")
 
 
-@pytest.mark.parametrize("backend", ALL_BACKENDS)
+@pytest.mark.parametrize("backend", backend_params())
 def test_hand_checked_one_unit_one_step(backend):
     """T=B=D=H=1: the two variants worked out by hand (they differ only by where b_hn sits)."""
     require(GRU, backend)
@@ -140,7 +139,7 @@ ONNX_CASES = [case for case in SMALL_CASES if not case.batch_first and case.layo
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
-@pytest.mark.parametrize("backend", ALL_BACKENDS)
+@pytest.mark.parametrize("backend", backend_params())
 @pytest.mark.parametrize("cell, case", cell_cases(ONNX_CASES, cells=(GRU_RESET_BEFORE,)))
 def test_reset_before_matches_onnx_equations(cell, case, backend, dtype):
     require(cell, backend)
@@ -182,7 +181,7 @@ def run_onnxruntime(x, W, R, B, h0, linear_before_reset):
 ORT_CASES = [case for case in ONNX_CASES if case.name in ("T1", "odd_7_5_3_11", "no_bias", "saturated")]
 
 
-@pytest.mark.parametrize("backend", ALL_BACKENDS)
+@pytest.mark.parametrize("backend", backend_params())
 @pytest.mark.parametrize("cell, case", cell_cases(ORT_CASES, cells=VARIANTS))
 def test_matches_onnxruntime(cell, case, backend):
     require(cell, backend)

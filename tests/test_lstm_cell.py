@@ -13,14 +13,13 @@ import numpy as np
 import pytest
 
 import fastrnn
-from conformance.cases import SMALL_CASES, cell_cases
+from conformance.cases import SMALL_CASES, backend_params, cell_cases
 from conformance.cells import LSTM, require
-from conftest import ALL_BACKENDS
 from fastrnn import _backends
 from tolerances import FLOAT64_REORDERED, HAND_CHECKED
 
 
-@pytest.fixture(params=ALL_BACKENDS)
+@pytest.fixture(params=backend_params())
 def backend(request):
     return require(LSTM, request.param)
 

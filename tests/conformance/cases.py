@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from conformance.cells import CELLS
-from conftest import ALL_BACKENDS
+from conftest import ALL_BACKENDS, COMPILED_BACKENDS
 from fastrnn import _partition as partition
 from helpers import assert_results_close
 
@@ -235,9 +235,19 @@ def matrix(cases=None, backends=ALL_BACKENDS, dtypes=DTYPES, reference_run=False
                     is_reference = (backend, dtype, case.layout, case.batch_first) == ("python", DTYPES[0], "c", False)
                     if (is_reference and not reference_run) or (backend == "python" and not case.small):
                         continue
-                    params.append(pytest.param(cell, case, backend, dtype,
+                    params.append(pytest.param(cell, case, backend, dtype, marks=backend_marks(backend),
                                                id=f"{cell.id}-{case.name}-{backend}-{dtype.name}"))
     return params
+
+
+def backend_marks(backend):
+    """The ``compiled`` mark for a compiled backend (``-m "not compiled"`` runs the reference alone)."""
+    return [pytest.mark.compiled] if backend in COMPILED_BACKENDS else []
+
+
+def backend_params(backends=ALL_BACKENDS):
+    """``pytest.param(backend)`` with its marks."""
+    return [pytest.param(backend, marks=backend_marks(backend), id=backend) for backend in backends]
 
 
 # -- running a case ----------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import fastrnn
-from conformance.cases import Case, collect
+from conformance.cases import Case, backend_marks, collect
 from conformance.cells import CELLS, require
 from conftest import ALL_BACKENDS
 from fastrnn import _backends
@@ -44,11 +44,12 @@ def with_cells(table=None, cells=None):
         for error_id in (table(cell) if table else [None]):
             ids = [cell.id, backend] + ([error_id] if table else [])
             values = [(cell, backend)] + ([error_id] if table else [])
-            params.append(pytest.param(*values, id="-".join(ids)))
+            params.append(pytest.param(*values, marks=backend_marks(backend), id="-".join(ids)))
     return params
 
 
-@pytest.fixture(params=[pytest.param(pair, id=f"{pair[0].id}-{pair[1]}") for pair in CELL_BACKENDS])
+@pytest.fixture(params=[pytest.param(pair, marks=backend_marks(pair[1]), id=f"{pair[0].id}-{pair[1]}")
+                        for pair in CELL_BACKENDS])
 def kernel_calls(request, monkeypatch):
     """``(cell, backend, calls)``: the cell's kernels wrapped to record each call in ``calls``."""
     cell, backend = request.param

@@ -3,7 +3,7 @@ for every cell. Skipped when hypothesis is absent."""
 
 import pytest
 
-from conformance.cases import DTYPES, Case, assert_matches_reference, run
+from conformance.cases import DTYPES, Case, assert_matches_reference, backend_params, run
 from conformance.cells import CELLS, require
 from conftest import COMPILED_BACKENDS
 from tolerances import BACKEND_VS_REFERENCE
@@ -12,7 +12,7 @@ hypothesis = pytest.importorskip("hypothesis")
 st = hypothesis.strategies
 
 
-@pytest.mark.parametrize("backend", COMPILED_BACKENDS)
+@pytest.mark.parametrize("backend", backend_params(COMPILED_BACKENDS))
 @pytest.mark.parametrize("cell", CELLS, ids=repr)
 @hypothesis.settings(max_examples=10)
 @hypothesis.given(T=st.integers(1, 6), B=st.integers(1, 5), D=st.integers(1, 5), H=st.integers(2, 7),
