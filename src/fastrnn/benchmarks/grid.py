@@ -4,10 +4,13 @@ Every table and the pytest-benchmark suite in ``bench/`` take their shapes,
 cells and inputs from here, so they all time the same work.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+
+from fastrnn.functional import cells
+from fastrnn.functional.cells import CellSpec
 
 __all__ = ["Shape", "SHAPES", "Cell", "CELLS", "PASSES", "Problem", "make_problem"]
 
@@ -50,54 +53,13 @@ SHAPES = {
 }
 
 
-@dataclass(frozen=True)
-class Cell:
-    """A recurrent cell as fastrnn, PyTorch and ONNX each spell it.
+#: A recurrent cell as fastrnn, PyTorch and ONNX each spell it: the functional
+#: layer's cell table row (gates, states, function names, ``torch_name``,
+#: ``onnx_name``, ``blocks("onnx")``, ``onnx_attributes``).
+Cell = CellSpec
 
-    Attributes
-    ----------
-    name : str
-        ``"rnn"``, ``"lstm"`` or ``"gru"``; the name benchmark ids and ``--cells`` use.
-    gates : int
-        Gate blocks stacked in the weights, in PyTorch's layout: ``w_ih`` is
-        ``(gates * H, D)``.
-    has_cell_state : bool
-        Whether the cell carries a cell state ``c`` besides ``h`` (the LSTM).
-    forward, backward : str
-        The names of fastrnn's functions, e.g. ``"lstm_forward"``.
-    torch_module : str
-        The ``torch.nn`` class, e.g. ``"LSTM"``.
-    onnx_op : str
-        The ONNX operator, e.g. ``"LSTM"``.
-    onnx_blocks : tuple of int
-        PyTorch's gate blocks in ONNX's gate order (LSTM: i,f,g,o to i,o,f,c;
-        GRU: r,z,n to z,r,h).
-    onnx_attributes : dict
-        Extra attributes of the ONNX node.
-    """
-
-    name: str
-    gates: int
-    has_cell_state: bool
-    forward: str
-    backward: str
-    torch_module: str
-    onnx_op: str
-    onnx_blocks: tuple
-    onnx_attributes: dict = field(default_factory=dict)
-
-
-#: The cells, in the order of the tables.
-CELLS = {
-    cell.name: cell
-    for cell in [
-        Cell("rnn", 1, False, "rnn_forward", "rnn_backward", "RNN", "RNN", (0,)),
-        Cell("lstm", 4, True, "lstm_forward", "lstm_backward", "LSTM", "LSTM", (0, 3, 1, 2)),
-        # PyTorch's GRU applies the reset gate after the recurrent product
-        Cell("gru", 3, False, "gru_forward", "gru_backward", "GRU", "GRU", (1, 0, 2),
-             {"linear_before_reset": 1}),
-    ]
-}
+#: The cells, in the order of the tables: the cell table itself.
+CELLS = cells.CELLS
 
 #: Passes and how tables print them.
 PASSES = {"fwd": "fwd", "fwdbwd": "fwd+bwd"}

@@ -11,7 +11,7 @@ __all__ = ["torch_runner", "onnx_state_names", "onnx_model", "onnxruntime_runner
 def torch_runner(problem, pass_, n_threads):
     """A no-argument callable running one pass of ``problem``'s cell in PyTorch, with its weights.
 
-    The module is ``torch.nn.RNN``, ``LSTM`` or ``GRU`` (:attr:`Cell.torch_module`).
+    The module is ``torch.nn.RNN``, ``LSTM`` or ``GRU`` (:attr:`CellSpec.torch_name`).
 
     Parameters
     ----------
@@ -34,7 +34,7 @@ def torch_runner(problem, pass_, n_threads):
 
     p = problem
     torch.set_num_threads(n_threads)
-    rnn = getattr(torch.nn, p.cell.torch_module)(p.shape.D, p.shape.H)
+    rnn = getattr(torch.nn, p.cell.torch_name)(p.shape.D, p.shape.H)
     with torch.no_grad():
         for name, value in [("weight_ih_l0", p.w_ih), ("weight_hh_l0", p.w_hh),
                             ("bias_ih_l0", p.b_ih), ("bias_hh_l0", p.b_hh)]:
@@ -86,7 +86,7 @@ def onnx_model(problem):
 
     Inputs ``X`` [T, B, D], ``initial_h`` [1, B, H] and, for the LSTM,
     ``initial_c`` [1, B, H]; weights as initializers in ONNX's layout, the gate
-    blocks reordered by :attr:`Cell.onnx_blocks`: ``W`` [1, G*H, D],
+    blocks reordered by :meth:`CellSpec.blocks` (``"onnx"``): ``W`` [1, G*H, D],
     ``R`` [1, G*H, H], ``B`` [1, 2*G*H] = [Wb, Rb].
 
     Returns
@@ -106,7 +106,7 @@ def onnx_model(problem):
     T, B, D, H = p.shape.T, p.shape.B, p.shape.D, p.shape.H
 
     def onnx_order(array):
-        return np.concatenate([array[k * H:(k + 1) * H] for k in cell.onnx_blocks])
+        return np.concatenate([array[k * H:(k + 1) * H] for k in cell.blocks("onnx")])
 
     initializers = [
         numpy_helper.from_array(onnx_order(p.w_ih)[None], "W"),
@@ -116,8 +116,8 @@ def onnx_model(problem):
     ]
     states = onnx_state_names(cell)
     finals = ["Y_h", "Y_c"] if cell.has_cell_state else ["Y_h"]
-    node = helper.make_node(cell.onnx_op, ["X", "W", "R", "B", "", *states], ["Y", *finals],
-                            hidden_size=H, **cell.onnx_attributes)
+    node = helper.make_node(cell.onnx_name, ["X", "W", "R", "B", "", *states], ["Y", *finals],
+                            hidden_size=H, **dict(cell.onnx_attributes))
     graph = helper.make_graph(
         [node], f"fastrnn_bench_{cell.name}",
         inputs=[helper.make_tensor_value_info("X", TensorProto.FLOAT, [T, B, D])]
