@@ -32,7 +32,6 @@ from fastrnn.functional.cells import LSTM
 
 __all__ = ["lstm_proj_forward", "lstm_proj_backward", "LSTMProjCache"]
 
-GATES = LSTM.gates
 
 
 class _ProjLayer:
@@ -50,7 +49,7 @@ class _ProjLayer:
     """
 
     batch_first = False  # LayerCache reads it; this layer is time-major only
-    gates = GATES
+    gates = LSTM.gates
     # the bias sum and the default thread count are every cell's: they read T, B, D, H,
     # gates, dtype and the biases, which this class has under the same names
     summed_bias = Layer.summed_bias
@@ -79,14 +78,14 @@ class _ProjLayer:
                 + ("; use lstm_forward for an LSTM without projection" if P == 0 else "")
             )
         T, B, D = x.shape
-        check_shape("w_ih", w_ih, (GATES * H, D),
-                    f"4*H = {GATES * H} rows, H = {H} from w_hr, and D = {D} columns like the features of x")
-        check_shape("w_hh", w_hh, (GATES * H, P),
-                    f"4*H = {GATES * H} rows and P = {P} columns, (P, H) = {w_hr.shape} from w_hr")
+        check_shape("w_ih", w_ih, (LSTM.gates * H, D),
+                    f"4*H = {LSTM.gates * H} rows, H = {H} from w_hr, and D = {D} columns like the features of x")
+        check_shape("w_hh", w_hh, (LSTM.gates * H, P),
+                    f"4*H = {LSTM.gates * H} rows and P = {P} columns, (P, H) = {w_hr.shape} from w_hr")
         for name in ("b_ih", "b_hh"):
             if name in arrays:
-                check_ndim(name, arrays[name], 1, f"({GATES * H},)")
-                check_shape(name, arrays[name], (GATES * H,), f"4*H, H = {H} from w_hr")
+                check_ndim(name, arrays[name], 1, f"({LSTM.gates * H},)")
+                check_shape(name, arrays[name], (LSTM.gates * H,), f"4*H, H = {H} from w_hr")
         if "h0" in arrays:
             check_ndim("h0", arrays["h0"], 2, "(B, P)")
             check_shape("h0", arrays["h0"], (B, P), f"B = {B} batch rows of x, P = {P} rows of w_hr")
@@ -196,7 +195,7 @@ def lstm_proj_forward(x, w_ih, w_hh, w_hr, b_ih=None, b_hh=None, h0=None, c0=Non
     ends = row_ends(ends, T, B)  # states at each row's end: see lstm_forward
 
     y = np.empty((T, B, P), layer.dtype)
-    gates = np.empty((T, B, GATES * H), layer.dtype)
+    gates = np.empty((T, B, LSTM.gates * H), layer.dtype)
     kept = T if requires_grad else 0  # inference stores no step of c or m
     c_all = np.empty((T if requires_grad or ends is not None else 0, B, H), layer.dtype)
     m_all = np.empty((kept, B, H), layer.dtype)
@@ -246,7 +245,7 @@ def lstm_proj_backward(cache, dy=None, dh_n=None, dc_n=None, dc=None):
     T, B, D = cache.x.shape
     P, H = cache.w_hr.shape
     dtype = cache.x.dtype
-    G = GATES * H
+    G = LSTM.gates * H
     dc_n = gradient_input("dc_n", dc_n, (B, H), (B, H), dtype, False)
     if dc is None:
         dc_seq = np.zeros((0, B, H), dtype)  # the kernels' "no per-step gradient"
