@@ -7,10 +7,9 @@ a plain NumPy reference that is also shipped as the ``"python"`` backend.
 Importing fastrnn compiles nothing and does not import Numba.
 """
 
-__version__ = "0.1.0"
-
 from fastrnn._backends import available_backends, show_config, use_backend
 from fastrnn._threads import get_num_threads, set_num_threads
+from fastrnn._version import __version__
 from fastrnn.exceptions import (
     ArgumentError,
     BackendUnavailableError,

@@ -205,8 +205,8 @@ def show_config(file=None):
     """
     import numpy
 
-    from fastrnn import __version__
     from fastrnn._threads import blas_threads
+    from fastrnn._version import __version__
 
     out = file or sys.stdout
     lines = [

@@ -31,7 +31,7 @@ import zipfile
 
 import numpy as np
 
-from fastrnn import __version__
+from fastrnn._version import __version__
 from fastrnn.exceptions import ArgumentError
 from fastrnn.keras import losses, metrics, optimizers
 from fastrnn.keras.exceptions import ModelFileError
