@@ -563,3 +563,16 @@ def test_module_files_name_packages_by_their_folder(tmp_path):
     _write_package(tmp_path, {"fastrnn/__init__.py": "", "fastrnn/a/__init__.py": "", "fastrnn/a/b.py": ""})
     assert set(module_files(tmp_path)) == {"fastrnn", "fastrnn.a", "fastrnn.a.b"}
     assert os.path.basename(module_files(tmp_path)["fastrnn.a"]) == "__init__.py"
+
+
+def test_benchmark_modules_share_only_public_names():
+    """Within ``fastrnn.benchmarks`` what one module uses from another is public there (issue 10, item 7)."""
+    problems = []
+    for module, path in module_files(SRC).items():
+        if not module.startswith("fastrnn.benchmarks"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("fastrnn.benchmarks"):
+                problems += [f"{module} ({path}:{node.lineno}) imports the private name {alias.name} from "
+                             f"{node.module}" for alias in node.names if alias.name.startswith("_")]
+    assert not problems, "\n".join(problems)
