@@ -5,8 +5,9 @@ import numpy as np
 from fastrnn import _backends
 from fastrnn._validation import check_n_threads
 from fastrnn.exceptions import ArgumentError
-from fastrnn.functional._layer import (Layer, LayerCache, backward_inputs, gradients_to_ends,
-                                       read_only_view, row_ends, states_at_ends)
+from fastrnn.functional._layer import (Layer, LayerCache, LayerGradients, backward_inputs,
+                                       final_gradients_at_ends, read_only_view, row_ends,
+                                       states_at_ends)
 from fastrnn.functional.cells import GRU
 
 __all__ = ["gru_forward", "gru_backward", "GRUCache"]
@@ -143,34 +144,16 @@ def gru_backward(cache, dy=None, dh_n=None):
         forward pass was).
     """
     dy, (dh_n,) = backward_inputs(cache, GRUCache, dy, [("dh_n", dh_n)])
-    if cache.ends is not None:
-        dy, dh_passed = gradients_to_ends(cache.ends, dy, dh_n)
-        dh_n = np.zeros_like(dh_n)
-    T, B, D = cache.x.shape
-    H = cache.w_hh.shape[1]
-    dtype = cache.x.dtype
-
-    G = GRU.gates * H
-    dx = np.empty((T, B, D), dtype)
-    dh0 = np.empty((B, H), dtype)
-    dw_ih = np.zeros((G, D), dtype)
-    dw_hh = np.zeros((G, H), dtype)
-    db_ih = np.zeros(G, dtype)
-    db_hh = np.zeros(G, dtype)
-    if T == 0 or B == 0:
-        dh0[...] = dh_n
-        dx[...] = 0
-    else:
+    (dy,), (dh_n,), passed = final_gradients_at_ends(cache.ends, [(dy, dh_n)])
+    # the GRU's n gate keeps b_hn apart from b_in, so the two bias gradients differ
+    grads = LayerGradients(cache, [("h0", dh_n)], split_bias=True)
+    if grads.has_steps:
         _, kernels = _backends.resolve(cache.backend)
-        dz_x = np.empty((T, B, G), dtype)
-        dz_h = np.empty((T, B, G), dtype)
-        kernels.gru_backward(cache.x, cache.w_ih, cache.w_hh, cache.h0, cache.reset_after, cache.y, cache.gates,
-                             dy, dh_n, dz_x, dz_h, dx, dh0, dw_ih, dw_hh, db_ih, db_hh, cache.n_threads)
-    if cache.ends is not None:
-        dh0 += dh_passed
-    grads = {"x": dx.transpose(1, 0, 2) if cache.batch_first else dx, "h0": dh0, "w_ih": dw_ih, "w_hh": dw_hh}
-    if cache.has_b_ih:
-        grads["b_ih"] = db_ih
-    if cache.has_b_hh:
-        grads["b_hh"] = db_hh
-    return grads
+        T, B, _ = cache.x.shape
+        G = GRU.gates * cache.w_hh.shape[1]
+        dz_x = np.empty((T, B, G), cache.x.dtype)
+        dz_h = np.empty((T, B, G), cache.x.dtype)
+        kernels.gru_backward(cache.x, cache.w_ih, cache.w_hh, cache.h0, cache.reset_after, cache.y,
+                             cache.gates, dy, dh_n, dz_x, dz_h, grads.x, grads["h0"], grads["w_ih"],
+                             grads["w_hh"], grads["b_ih"], grads["b_hh"], cache.n_threads)
+    return grads.result(passed)

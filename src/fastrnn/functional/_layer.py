@@ -185,6 +185,123 @@ def gradients_to_ends(ends, sequence_grad, final_grad):
     return out, passed
 
 
+def final_gradients_at_ends(ends, pairs):
+    """The backward side of ``ends``: let each final state's gradient enter at each row's end.
+
+    Parameters
+    ----------
+    ends : ndarray of int of shape (B,) or None
+        The forward call's ``ends``; with ``None`` the gradients are returned as given.
+    pairs : list of (ndarray of shape (T, B, F), ndarray of shape (B, F))
+        For each final state, the gradient of the per-step sequence it is read from
+        (``dy`` for ``h_n``; a sequence of zero steps stands for zeros, the kernels'
+        "no per-step gradient") and the final state's gradient.
+
+    Returns
+    -------
+    sequences : list of ndarray of shape (T, B, F)
+        With the final gradients added at each row's end (the given arrays without ``ends``).
+    finals : list of ndarray of shape (B, F)
+        Zeros with ``ends`` (the gradients have entered already), else the given ones.
+    passed : list of ndarray of shape (B, F) or None
+        What goes straight to the initial states (rows with ``ends == 0``); None without ``ends``.
+    """
+    sequences = [sequence for sequence, _ in pairs]
+    finals = [final for _, final in pairs]
+    if ends is None:
+        return sequences, finals, None
+    T = sequences[0].shape[0]
+    passed = []
+    for i, (sequence, final) in enumerate(pairs):
+        if sequence.shape[0] == 0:
+            sequence = np.zeros((T,) + sequence.shape[1:], sequence.dtype)
+        sequences[i], through = gradients_to_ends(ends, sequence, final)
+        finals[i] = np.zeros_like(final)
+        passed.append(through)
+    return sequences, finals, passed
+
+
+class LayerGradients:
+    """The arrays a backward kernel writes, and the gradient dictionary made of them.
+
+    Parameters
+    ----------
+    cache : LayerCache
+    initial : list of (str, ndarray of shape (B, F))
+        Each initial state's name and the gradient of its final state as the kernel
+        receives it, e.g. ``[("h0", dh_n)]``. A layer without steps (T or B zero)
+        runs no kernel: there the final gradients are the initial states' gradients.
+    weights : tuple of str
+        The cache's weights beyond ``w_ih`` and ``w_hh`` that get a gradient (``("w_hr",)``).
+    split_bias : bool
+        The kernel writes ``b_ih``'s and ``b_hh``'s gradients apart (GRU); otherwise
+        one array ``"b"`` for the bias sum, which both biases share.
+
+    Attributes
+    ----------
+    has_steps : bool
+        The kernel runs (T and B are not zero).
+    x : ndarray of shape (T, B, D)
+        Written in full by the kernel.
+
+    Notes
+    -----
+    ``grads[name]`` is the array for an initial state, a weight or ``"b"`` /
+    ``"b_ih"`` / ``"b_hh"``; weight and bias gradients start at zero because the
+    kernels add into them.
+    """
+
+    def __init__(self, cache, initial, weights=(), *, split_bias=False):
+        T, B, D = cache.x.shape
+        dtype = cache.x.dtype
+        self._cache = cache
+        self.has_steps = T > 0 and B > 0
+        self.x = np.empty((T, B, D), dtype)
+        self._initial = [name for name, _ in initial]
+        self._arrays = {
+            name: np.empty(final.shape, dtype) if self.has_steps else np.array(final, dtype, order="C")
+            for name, final in initial
+        }
+        self._weights = ("w_ih", "w_hh", *weights)
+        for name in self._weights:
+            self._arrays[name] = np.zeros(getattr(cache, name).shape, dtype)
+        for name in ("b_ih", "b_hh") if split_bias else ("b",):
+            self._arrays[name] = np.zeros(cache.w_ih.shape[0], dtype)
+
+    def __getitem__(self, name):
+        return self._arrays[name]
+
+    def result(self, passed=None):
+        """The backward function's dictionary.
+
+        Parameters
+        ----------
+        passed : list of ndarray of shape (B, F) or None
+            From :func:`final_gradients_at_ends`, added to the initial states' gradients.
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``"x"`` (batch-first if the forward pass was), the initial states, the
+            weights, and ``"b_ih"`` / ``"b_hh"`` for the biases the forward pass was given.
+        """
+        cache = self._cache
+        if passed is not None:
+            for name, through in zip(self._initial, passed):
+                self._arrays[name] += through
+        grads = {"x": self.x.transpose(1, 0, 2) if cache.batch_first else self.x}
+        for name in (*self._initial, *self._weights):
+            grads[name] = self._arrays[name]
+        db_ih = self._arrays.get("b_ih", self._arrays.get("b"))
+        db_hh = self._arrays.get("b_hh", self._arrays.get("b"))
+        if cache.has_b_ih:
+            grads["b_ih"] = db_ih
+        if cache.has_b_hh:
+            # a shared bias-sum gradient is copied so that the two entries are not one array
+            grads["b_hh"] = db_hh.copy() if cache.has_b_ih and db_hh is db_ih else db_hh
+        return grads
+
+
 def gradient_input(name, value, shape, user_shape, dtype, batch_first):
     """A gradient argument (``dy``, ``dh_n``): zeros when ``None``, else validated and converted."""
     if value is None:

@@ -4,9 +4,9 @@ import numpy as np
 
 from fastrnn import _backends
 from fastrnn._validation import check_n_threads
-from fastrnn.functional._layer import (Layer, LayerCache, backward_inputs, gradient_input,
-                                       gradients_to_ends, read_only_view, row_ends,
-                                       states_at_ends)
+from fastrnn.functional._layer import (Layer, LayerCache, LayerGradients, backward_inputs,
+                                       final_gradients_at_ends, gradient_input, read_only_view,
+                                       row_ends, states_at_ends)
 from fastrnn.functional.cells import LSTM
 
 __all__ = ["lstm_forward", "lstm_backward", "LSTMCache"]
@@ -137,45 +137,22 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None, *, dc=None):
         its input (``"x"`` batch-first if the forward pass was).
     """
     dy, (dh_n, dc_n) = backward_inputs(cache, LSTMCache, dy, [("dh_n", dh_n), ("dc_n", dc_n)])
-    T, B, D = cache.x.shape
+    T, B, _ = cache.x.shape
     H = cache.w_hh.shape[1]
     dtype = cache.x.dtype
-    G = LSTM.gates * H
     if dc is None:  # the kernels read shape (0, B, H) as "none": no T*B*H zeros to add
         dc_seq = np.empty((0, B, H), dtype)
     else:
         user_y_shape = (B, T, H) if cache.batch_first else (T, B, H)
         dc_seq = gradient_input("dc", dc, (T, B, H), user_y_shape, dtype, cache.batch_first)
-    if cache.ends is not None:
-        dy, dh_passed = gradients_to_ends(cache.ends, dy, dh_n)
-        if dc_seq.shape[0] == 0:
-            dc_seq = np.zeros((T, B, H), dtype)
-        dc_seq, dc_passed = gradients_to_ends(cache.ends, dc_seq, dc_n)
-        dh_n, dc_n = np.zeros_like(dh_n), np.zeros_like(dc_n)
-
-    dx = np.empty((T, B, D), dtype)
-    dh0 = np.empty((B, H), dtype)
-    dc0 = np.empty((B, H), dtype)
-    dw_ih = np.zeros((G, D), dtype)
-    dw_hh = np.zeros((G, H), dtype)
-    db = np.zeros(G, dtype)
-    if T == 0 or B == 0:
-        dx[...] = 0
-        dh0[...] = dh_n
-        dc0[...] = dc_n
-    else:
+    (dy, dc_seq), (dh_n, dc_n), passed = final_gradients_at_ends(cache.ends,
+                                                                 [(dy, dh_n), (dc_seq, dc_n)])
+    grads = LayerGradients(cache, [("h0", dh_n), ("c0", dc_n)])
+    if grads.has_steps:
         _, kernels = _backends.resolve(cache.backend)
-        dz = np.empty((T, B, G), dtype)
+        dz = np.empty((T, B, LSTM.gates * H), dtype)
         kernels.lstm_backward(cache.x, cache.w_ih, cache.w_hh, cache.h0, cache.c0, cache.y,
-                              cache.gates, cache.c_all, dy, dh_n, dc_n, dc_seq, dz, dx, dh0,
-                              dc0, dw_ih, dw_hh, db, cache.n_threads)
-    if cache.ends is not None:
-        dh0 += dh_passed
-        dc0 += dc_passed
-    grads = {"x": dx.transpose(1, 0, 2) if cache.batch_first else dx, "h0": dh0, "c0": dc0,
-             "w_ih": dw_ih, "w_hh": dw_hh}
-    if cache.has_b_ih:
-        grads["b_ih"] = db
-    if cache.has_b_hh:
-        grads["b_hh"] = db.copy() if cache.has_b_ih else db
-    return grads
+                              cache.gates, cache.c_all, dy, dh_n, dc_n, dc_seq, dz, grads.x,
+                              grads["h0"], grads["c0"], grads["w_ih"], grads["w_hh"], grads["b"],
+                              cache.n_threads)
+    return grads.result(passed)

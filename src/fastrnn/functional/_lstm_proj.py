@@ -26,8 +26,9 @@ from fastrnn._validation import (
     kernel_array,
 )
 from fastrnn.exceptions import ShapeError
-from fastrnn.functional._layer import Layer, LayerCache, backward_inputs, gradient_input, read_only_view
-from fastrnn.functional._layer import gradients_to_ends, row_ends, states_at_ends
+from fastrnn.functional._layer import (Layer, LayerCache, LayerGradients, backward_inputs,
+                                       final_gradients_at_ends, gradient_input, read_only_view,
+                                       row_ends, states_at_ends)
 from fastrnn.functional.cells import LSTM
 
 __all__ = ["lstm_proj_forward", "lstm_proj_backward", "LSTMProjCache"]
@@ -242,44 +243,22 @@ def lstm_proj_backward(cache, dy=None, dh_n=None, dc_n=None, dc=None):
     """
     # dy and dh_n have P columns: backward_inputs reads that from w_hh's second axis
     dy, (dh_n,) = backward_inputs(cache, LSTMProjCache, dy, [("dh_n", dh_n)])
-    T, B, D = cache.x.shape
-    P, H = cache.w_hr.shape
+    T, B, _ = cache.x.shape
+    H = cache.w_hr.shape[1]
     dtype = cache.x.dtype
-    G = LSTM.gates * H
     dc_n = gradient_input("dc_n", dc_n, (B, H), (B, H), dtype, False)
     if dc is None:
         dc_seq = np.zeros((0, B, H), dtype)  # the kernels' "no per-step gradient"
     else:
         dc_seq = gradient_input("dc", dc, (T, B, H), (T, B, H), dtype, False)
-    if cache.ends is not None:  # the final states' gradients enter at each row's end
-        dy, dh_passed = gradients_to_ends(cache.ends, dy, dh_n)
-        dc_seq, dc_passed = gradients_to_ends(
-            cache.ends, dc_seq if dc_seq.shape[0] else np.zeros((T, B, H), dtype), dc_n)
-        dh_n, dc_n = np.zeros_like(dh_n), np.zeros_like(dc_n)
-
-    dx = np.empty((T, B, D), dtype)
-    dh0 = np.empty((B, P), dtype)
-    dc0 = np.empty((B, H), dtype)
-    dw_ih = np.zeros((G, D), dtype)
-    dw_hh = np.zeros((G, P), dtype)
-    dw_hr = np.zeros((P, H), dtype)
-    db = np.zeros(G, dtype)
-    if T == 0 or B == 0:
-        dx[...] = 0
-        dh0[...] = dh_n
-        dc0[...] = dc_n
-    else:
+    (dy, dc_seq), (dh_n, dc_n), passed = final_gradients_at_ends(cache.ends,
+                                                                 [(dy, dh_n), (dc_seq, dc_n)])
+    grads = LayerGradients(cache, [("h0", dh_n), ("c0", dc_n)], ("w_hr",))
+    if grads.has_steps:
         _, kernels = _backends.resolve(cache.backend, kernel="lstm_proj_backward")
-        dz = np.empty((T, B, G), dtype)
+        dz = np.empty((T, B, LSTM.gates * H), dtype)
         kernels.lstm_proj_backward(cache.x, cache.w_ih, cache.w_hh, cache.w_hr, cache.h0, cache.c0,
                                    cache.y, cache.gates, cache.c_all, cache.m_all, dy, dh_n, dc_n,
-                                   dc_seq, dz, dx, dh0, dc0, dw_ih, dw_hh, dw_hr, db, cache.n_threads)
-    if cache.ends is not None:
-        dh0 += dh_passed
-        dc0 += dc_passed
-    grads = {"x": dx, "h0": dh0, "c0": dc0, "w_ih": dw_ih, "w_hh": dw_hh, "w_hr": dw_hr}
-    if cache.has_b_ih:
-        grads["b_ih"] = db
-    if cache.has_b_hh:
-        grads["b_hh"] = db.copy() if cache.has_b_ih else db
-    return grads
+                                   dc_seq, dz, grads.x, grads["h0"], grads["c0"], grads["w_ih"],
+                                   grads["w_hh"], grads["w_hr"], grads["b"], cache.n_threads)
+    return grads.result(passed)

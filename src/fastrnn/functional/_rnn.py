@@ -4,8 +4,9 @@ import numpy as np
 
 from fastrnn import _backends
 from fastrnn._validation import check_choice, check_n_threads
-from fastrnn.functional._layer import (Layer, LayerCache, backward_inputs, gradients_to_ends,
-                                       read_only_view, row_ends, states_at_ends)
+from fastrnn.functional._layer import (Layer, LayerCache, LayerGradients, backward_inputs,
+                                       final_gradients_at_ends, read_only_view, row_ends,
+                                       states_at_ends)
 from fastrnn.functional.cells import RNN
 
 __all__ = ["rnn_forward", "rnn_backward", "RNNCache"]
@@ -124,32 +125,12 @@ def rnn_backward(cache, dy=None, dh_n=None):
         (``"x"`` batch-first if the forward pass was).
     """
     dy, (dh_n,) = backward_inputs(cache, RNNCache, dy, [("dh_n", dh_n)])
-    if cache.ends is not None:
-        dy, dh_passed = gradients_to_ends(cache.ends, dy, dh_n)
-        dh_n = np.zeros_like(dh_n)
-    T, B, D = cache.x.shape
-    H = cache.w_hh.shape[1]
-    dtype = cache.x.dtype
-
-    dx = np.empty((T, B, D), dtype)
-    dh0 = np.empty((B, H), dtype)
-    dw_ih = np.zeros((H, D), dtype)
-    dw_hh = np.zeros((H, H), dtype)
-    db = np.zeros(H, dtype)
-    if T == 0 or B == 0:
-        dh0[...] = dh_n
-    else:
+    (dy,), (dh_n,), passed = final_gradients_at_ends(cache.ends, [(dy, dh_n)])
+    grads = LayerGradients(cache, [("h0", dh_n)])
+    if grads.has_steps:
         _, kernels = _backends.resolve(cache.backend)
-        dz = np.empty((T, B, H), dtype)
+        dz = np.empty(cache.y.shape, cache.x.dtype)
         kernels.rnn_backward(cache.x, cache.w_ih, cache.w_hh, cache.h0, cache.y, dy, dh_n,
-                             cache.nonlinearity == "relu", dz, dx, dh0, dw_ih, dw_hh, db,
-                             cache.n_threads)
-    if cache.ends is not None:
-        dh0 += dh_passed
-    grads = {"x": dx.transpose(1, 0, 2) if cache.batch_first else dx, "h0": dh0,
-             "w_ih": dw_ih, "w_hh": dw_hh}
-    if cache.has_b_ih:
-        grads["b_ih"] = db
-    if cache.has_b_hh:
-        grads["b_hh"] = db.copy() if cache.has_b_ih else db
-    return grads
+                             cache.nonlinearity == "relu", dz, grads.x, grads["h0"],
+                             grads["w_ih"], grads["w_hh"], grads["b"], cache.n_threads)
+    return grads.result(passed)
