@@ -6,7 +6,7 @@ from fastrnn import _backends
 from fastrnn._validation import check_n_threads
 from fastrnn.exceptions import ArgumentError
 from fastrnn.functional._layer import (Layer, LayerCache, LayerGradients, backward_inputs,
-                                       final_gradients_at_ends, read_only_view, row_ends,
+                                       final_gradients_at_ends, forward_outputs, row_ends,
                                        states_at_ends)
 from fastrnn.functional.cells import GRU
 
@@ -116,11 +116,9 @@ def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, reset_after=Tru
                             threads)
     if ends is not None:
         h_n = states_at_ends(ends, y, h0)
-    if not requires_grad:
-        return layer.to_user_layout(y), h_n, None
     cache = GRUCache(layer, backend_name, threads, reset_after=reset_after, h0=layer.states[0],
-                     y=y, gates=gates, ends=ends)
-    return layer.to_user_layout(read_only_view(y)), h_n, cache
+                     y=y, gates=gates, ends=ends) if requires_grad else None
+    return forward_outputs(layer, y, h_n, cache)
 
 
 def gru_backward(cache, dy=None, dh_n=None):

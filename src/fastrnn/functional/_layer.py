@@ -128,6 +128,25 @@ def read_only_view(array):
     return view
 
 
+def forward_outputs(layer, y, finals, cache):
+    """What a forward function returns, ``(y, finals, cache)``.
+
+    ``y`` comes in the caller's layout, and read-only when a cache refers to it
+    (the backward pass reads it as the kernels wrote it).
+
+    Parameters
+    ----------
+    layer : Layer
+    y : ndarray of shape (T, B, F)
+        The output the kernel wrote.
+    finals : ndarray or tuple of ndarray
+        The final states, returned as given.
+    cache : LayerCache or None
+    """
+    if cache is not None:
+        y = read_only_view(y)
+    return layer.to_user_layout(y), finals, cache
+
 
 def row_ends(ends, T, B):
     """The ``ends`` argument of a forward call: None, or int64 of shape (B,) in [0, T]."""

@@ -5,7 +5,7 @@ import numpy as np
 from fastrnn import _backends
 from fastrnn._validation import check_n_threads
 from fastrnn.functional._layer import (Layer, LayerCache, LayerGradients, backward_inputs,
-                                       final_gradients_at_ends, gradient_input, read_only_view,
+                                       final_gradients_at_ends, forward_outputs, gradient_input,
                                        row_ends, states_at_ends)
 from fastrnn.functional.cells import LSTM
 
@@ -102,11 +102,9 @@ def lstm_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, batch
                              y, h_n, c_n, gates, c_all, threads)
     if ends is not None:
         h_n, c_n = states_at_ends(ends, y, h0), states_at_ends(ends, c_all, c0)
-    if not requires_grad:
-        return layer.to_user_layout(y), (h_n, c_n), None
     cache = LSTMCache(layer, backend_name, threads, h0=layer.states[0], c0=layer.states[1], y=y,
-                      gates=gates, c_all=c_all, ends=ends)
-    return layer.to_user_layout(read_only_view(y)), (h_n, c_n), cache
+                      gates=gates, c_all=c_all, ends=ends) if requires_grad else None
+    return forward_outputs(layer, y, (h_n, c_n), cache)
 
 
 def lstm_backward(cache, dy=None, dh_n=None, dc_n=None, *, dc=None):

@@ -27,7 +27,7 @@ from fastrnn._validation import (
 )
 from fastrnn.exceptions import ShapeError
 from fastrnn.functional._layer import (Layer, LayerCache, LayerGradients, backward_inputs,
-                                       final_gradients_at_ends, gradient_input, read_only_view,
+                                       final_gradients_at_ends, forward_outputs, gradient_input,
                                        row_ends, states_at_ends)
 from fastrnn.functional.cells import LSTM
 
@@ -51,10 +51,11 @@ class _ProjLayer:
 
     batch_first = False  # LayerCache reads it; this layer is time-major only
     gates = LSTM.gates
-    # the bias sum and the default thread count are every cell's: they read T, B, D, H,
-    # gates, dtype and the biases, which this class has under the same names
+    # the bias sum, the default thread count and the output layout are every cell's: they
+    # read T, B, D, H, gates, dtype, the biases and batch_first, which this class has too
     summed_bias = Layer.summed_bias
     n_threads = Layer.n_threads
+    to_user_layout = Layer.to_user_layout
 
     def __init__(self, x, w_ih, w_hh, w_hr, b_ih, b_hh, h0, c0):
         named = [("x", as_float_array("x", x))]
@@ -209,11 +210,9 @@ def lstm_proj_forward(x, w_ih, w_hh, w_hr, b_ih=None, b_hh=None, h0=None, c0=Non
                                   layer.h0, layer.c0, y, h_n, c_n, gates, c_all, m_all, threads)
     if ends is not None:
         h_n, c_n = states_at_ends(ends, y, layer.h0), states_at_ends(ends, c_all, layer.c0)
-    if not requires_grad:
-        return y, (h_n, c_n), None
     cache = LSTMProjCache(layer, backend_name, threads, w_hr=layer.w_hr, h0=layer.h0, c0=layer.c0,
-                          y=y, gates=gates, c_all=c_all, m_all=m_all, ends=ends)
-    return read_only_view(y), (h_n, c_n), cache
+                          y=y, gates=gates, c_all=c_all, m_all=m_all, ends=ends) if requires_grad else None
+    return forward_outputs(layer, y, (h_n, c_n), cache)
 
 
 def lstm_proj_backward(cache, dy=None, dh_n=None, dc_n=None, dc=None):

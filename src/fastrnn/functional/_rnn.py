@@ -5,7 +5,7 @@ import numpy as np
 from fastrnn import _backends
 from fastrnn._validation import check_choice, check_n_threads
 from fastrnn.functional._layer import (Layer, LayerCache, LayerGradients, backward_inputs,
-                                       final_gradients_at_ends, read_only_view, row_ends,
+                                       final_gradients_at_ends, forward_outputs, row_ends,
                                        states_at_ends)
 from fastrnn.functional.cells import RNN
 
@@ -97,11 +97,9 @@ def rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, nonlinearity="t
                             nonlinearity == "relu", y, h_n, threads)
     if ends is not None:
         h_n = states_at_ends(ends, y, h0)
-    if not requires_grad:
-        return layer.to_user_layout(y), h_n, None
     cache = RNNCache(layer, backend_name, threads, nonlinearity=nonlinearity, h0=h0, y=y,
-                     ends=ends)
-    return layer.to_user_layout(read_only_view(y)), h_n, cache
+                     ends=ends) if requires_grad else None
+    return forward_outputs(layer, y, h_n, cache)
 
 
 def rnn_backward(cache, dy=None, dh_n=None):
