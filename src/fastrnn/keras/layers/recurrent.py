@@ -43,7 +43,26 @@ from fastrnn.keras.layers.core import (
 __all__ = ["SimpleRNN", "LSTM", "GRU", "Bidirectional"]
 
 
-class RNNLayer(Layer):
+class _RecurrentLayer(Layer):
+    """What the recurrent layers and Bidirectional share: masks, a call that takes
+    initial states, and the mask passed on only with the sequence.
+
+    A subclass sets ``return_sequences``.
+    """
+
+    supports_masking = True
+
+    def __call__(self, x, mask=None, training=False, initial_state=None):
+        if not self.built:
+            self.build(tuple(np.shape(x)[1:]))
+        return self.call(x, mask=mask, training=training, initial_state=initial_state)
+
+    def compute_mask(self, x, mask=None):
+        """The input mask when returning sequences (for the main output), else None."""
+        return mask if self.return_sequences else None
+
+
+class RNNLayer(_RecurrentLayer):
     """What SimpleRNN, LSTM and GRU share: arguments, weights, masks, states, forward and backward.
 
     A subclass sets ``SPEC``, its row of the cell table (gate count, states,
@@ -52,7 +71,6 @@ class RNNLayer(Layer):
     """
 
     SPEC = None
-    supports_masking = True
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
@@ -172,11 +190,6 @@ class RNNLayer(Layer):
         return states
 
     # forward -------------------------------------------------------------------------
-    def __call__(self, x, mask=None, training=False, initial_state=None):
-        if not self.built:
-            self.build(tuple(np.shape(x)[1:]))
-        return self.call(x, mask=mask, training=training, initial_state=initial_state)
-
     def call(self, x, mask=None, training=False, initial_state=None):
         """Run the layer over a batch of sequences.
 
@@ -224,10 +237,6 @@ class RNNLayer(Layer):
             self.states = [f.copy() for f in finals]
         self._tape = {"direction": tape, "drop": drop, "shape": (B, T, D)} if training else None
         return [output] + finals if self.return_state else output
-
-    def compute_mask(self, x, mask=None):
-        """The input mask when returning sequences (for the main output), else None."""
-        return mask if self.return_sequences else None
 
     # backward ------------------------------------------------------------------------
     def backward(self, d_output):
@@ -467,7 +476,7 @@ class GRU(RNNLayer):
 _MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
 
-class Bidirectional(Layer):
+class Bidirectional(_RecurrentLayer):
     """Run a recurrent layer forwards and a copy of it backwards, and merge the two outputs.
 
     Parameters
@@ -491,8 +500,6 @@ class Bidirectional(Layer):
     backward layer's. ``return_state`` gives ``[output, *forward_states,
     *backward_states]``.
     """
-
-    supports_masking = True
 
     def __init__(self, layer, merge_mode="concat", backward_layer=None, **kwargs):
         if not isinstance(layer, RNNLayer):
@@ -556,11 +563,6 @@ class Bidirectional(Layer):
             self.backward_layer.reset_states(list(states)[n:])
 
     reset_state = reset_states
-
-    def __call__(self, x, mask=None, training=False, initial_state=None):
-        if not self.built:
-            self.build(tuple(np.shape(x)[1:]))
-        return self.call(x, mask=mask, training=training, initial_state=initial_state)
 
     def call(self, x, mask=None, training=False, initial_state=None):
         """Run both directions and merge.
@@ -661,9 +663,6 @@ class Bidirectional(Layer):
         self.grad_initial_state = (self.forward_layer.grad_initial_state
                                    + self.backward_layer.grad_initial_state)
         return dx
-
-    def compute_mask(self, x, mask=None):
-        return mask if self.return_sequences else None
 
     def get_config(self):
         return {**super().get_config(), "merge_mode": self.merge_mode,
