@@ -176,7 +176,9 @@ class Optimizer:
         """Yield ``(param, grad)`` for the parameters of ``group`` that have a gradient.
 
         The gradient is returned in the parameter's dtype, negated when the
-        group maximizes; it is never the caller's array, so updates may work in it.
+        group maximizes, then with the group's L2 weight decay ``weight_decay * p``
+        added (every rule here takes the same coupled decay); it is never the
+        caller's array, so updates may work in it.
         """
         for param in group["params"]:
             if param.grad is None:
@@ -190,7 +192,18 @@ class Optimizer:
             grad = np.array(grad, dtype=param.data.dtype, copy=True)
             if group.get("maximize", False):
                 np.negative(grad, out=grad)
+            if group.get("weight_decay", 0) != 0:
+                grad += group["weight_decay"] * param.data
             yield param, grad
+
+    def _state_of(self, param, *buffers):
+        """The state of ``param``; on its first step ``{"step": 0}`` and a zero array per name in ``buffers``."""
+        state = self.state.setdefault(param, {})
+        if not state:
+            state["step"] = 0
+            for name in buffers:
+                state[name] = np.zeros_like(param.data)
+        return state
 
     def step(self):
         """Update every parameter that has a gradient, once."""
@@ -310,8 +323,6 @@ class SGD(Optimizer):
             lr = group["lr"]
             momentum = group["momentum"]
             for param, grad in self._gradients(group):
-                if group["weight_decay"] != 0:
-                    grad += group["weight_decay"] * param.data
                 if momentum != 0:
                     state = self.state.setdefault(param, {})
                     buf = state.get("momentum_buffer")
@@ -373,15 +384,8 @@ class Adam(Optimizer):
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             for param, grad in self._gradients(group):
-                if group["weight_decay"] != 0:
-                    grad += group["weight_decay"] * param.data
-                state = self.state.setdefault(param, {})
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = np.zeros_like(param.data)
-                    state["exp_avg_sq"] = np.zeros_like(param.data)
-                    if group["amsgrad"]:
-                        state["max_exp_avg_sq"] = np.zeros_like(param.data)
+                state = self._state_of(param, "exp_avg", "exp_avg_sq",
+                                       *(["max_exp_avg_sq"] if group["amsgrad"] else []))
                 state["step"] += 1
                 step = state["step"]
                 exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
@@ -444,16 +448,9 @@ class RMSprop(Optimizer):
         for group in self.param_groups:
             alpha = group["alpha"]
             for param, grad in self._gradients(group):
-                if group["weight_decay"] != 0:
-                    grad += group["weight_decay"] * param.data
-                state = self.state.setdefault(param, {})
-                if not state:
-                    state["step"] = 0
-                    state["square_avg"] = np.zeros_like(param.data)
-                    if group["momentum"] > 0:
-                        state["momentum_buffer"] = np.zeros_like(param.data)
-                    if group["centered"]:
-                        state["grad_avg"] = np.zeros_like(param.data)
+                state = self._state_of(param, "square_avg",
+                                       *(["momentum_buffer"] if group["momentum"] > 0 else []),
+                                       *(["grad_avg"] if group["centered"] else []))
                 state["step"] += 1
                 square_avg = state["square_avg"]
                 square_avg *= alpha
