@@ -39,21 +39,46 @@ def assert_results_identical(actual, expected, context):
                 f"entries differ, by up to {diff.max():.3g}")
 
 
-def finite_difference_gradient(loss, arrays, name, step):
-    """Central differences of ``loss(arrays)`` (a float) with respect to every entry of ``arrays[name]``.
+def central_differences(f, array, step, indices=None):
+    """Central differences of the scalar ``f()`` with respect to entries of ``array``, which ``f`` reads.
+
+    Each entry is moved to ``value + step`` and ``value - step`` in place and then restored, so
+    ``array`` may be a model's own weight (or a view of it).
+
+    Parameters
+    ----------
+    f : callable
+        No arguments; returns a float.
+    array : ndarray
+    step : float
+    indices : iterable of int or tuple, optional
+        The entries to differentiate (indices into ``array``); every entry by default.
 
     Returns
     -------
-    ndarray shaped like ``arrays[name]``
+    ndarray of float64 shaped like ``array``
+        Zero at the entries not in ``indices``.
     """
-    grad = np.zeros_like(arrays[name])
-    shifted = dict(arrays)
-    for index in np.ndindex(grad.shape):
-        value = arrays[name].copy()
-        value[index] += step
-        shifted[name] = value
-        up = loss(shifted)
-        value[index] -= 2 * step
-        down = loss(shifted)
+    grad = np.zeros(array.shape, np.float64)
+    for index in np.ndindex(array.shape) if indices is None else indices:
+        saved = array[index]
+        array[index] = saved + step
+        up = f()
+        array[index] = saved - step
+        down = f()
+        array[index] = saved
         grad[index] = (up - down) / (2 * step)
     return grad
+
+
+def finite_difference_gradient(loss, arrays, name, step):
+    """Central differences of ``loss(arrays)`` (a float) with respect to every entry of ``arrays[name]``.
+
+    ``arrays`` is not modified: the differences move the entries of a copy.
+
+    Returns
+    -------
+    ndarray of float64 shaped like ``arrays[name]``
+    """
+    shifted = dict(arrays, **{name: np.array(arrays[name], dtype=np.float64)})
+    return central_differences(lambda: loss(shifted), shifted[name], step)

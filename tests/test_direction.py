@@ -23,7 +23,7 @@ from fastrnn.functional.cells import CELLS, cell_spec
 from fastrnn.functional.direction import backward_direction, run_direction
 from fastrnn.functional.lengths import MaskedSequences, SequenceLengths
 from fastrnn.keras import layers
-from helpers import assert_close
+from helpers import assert_close, central_differences
 from tolerances import FINITE_DIFFERENCE, FINITE_DIFFERENCE_STEP, INVARIANT
 
 F64 = np.dtype(np.float64)
@@ -146,16 +146,7 @@ def test_runner_gradients_equal_finite_differences(cell, projected, kind, revers
     arrays = {"x": x, **weights, **dict(zip(spec.initial_state_names, states))}
     context = f"{cell}{'_proj' if projected else ''} {kind} reverse={reverse} fill={fill}"
     for name, array in arrays.items():
-        numeric = np.empty_like(array)
-        flat, out = array.reshape(-1), numeric.reshape(-1)
-        for i in range(flat.size):
-            saved = flat[i]
-            flat[i] = saved + FINITE_DIFFERENCE_STEP
-            up = loss()
-            flat[i] = saved - FINITE_DIFFERENCE_STEP
-            down = loss()
-            flat[i] = saved
-            out[i] = (up - down) / (2 * FINITE_DIFFERENCE_STEP)
+        numeric = central_differences(loss, array, FINITE_DIFFERENCE_STEP)
         assert_close(grads[name], numeric, FINITE_DIFFERENCE, context, f"d{name}")
 
 

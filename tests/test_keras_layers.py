@@ -18,6 +18,7 @@ from fastrnn.interop.keras import (
     torch_to_keras,
 )
 from fastrnn.keras import activations, initializers, layers
+from helpers import central_differences
 from tolerances import (FINITE_DIFFERENCE, FINITE_DIFFERENCE_STEP, FLOAT64_REORDERED, HAND_CHECKED,
                         ORTHONORMAL, TORCH_PARITY)
 
@@ -40,20 +41,6 @@ def holes_mask():
     return np.array([[1, 1, 0, 1, 0, 0],
                      [0, 1, 1, 0, 1, 1],
                      [0, 0, 0, 0, 0, 0]], dtype=bool)
-
-
-def numerical_gradient(f, array, eps=FINITE_DIFFERENCE_STEP):
-    """Central differences of the scalar ``f()`` with respect to ``array`` (changed in place, restored)."""
-    grad = np.zeros_like(array, dtype=np.float64)
-    for index in np.ndindex(array.shape):
-        old = array[index]
-        array[index] = old + eps
-        up = f()
-        array[index] = old - eps
-        down = f()
-        array[index] = old
-        grad[index] = (up - down) / (2 * eps)
-    return grad
 
 
 def check_gradients(layer, x, mask=None, initial_state=None, reseed=None, seed=0):
@@ -88,7 +75,7 @@ def check_gradients(layer, x, mask=None, initial_state=None, reseed=None, seed=0
             targets.append((f"initial state {i}", state, layer.grad_initial_state[i]))
     for name, array, analytic in targets:
         assert analytic is not None, f"no gradient for {name}"
-        np.testing.assert_allclose(analytic, numerical_gradient(loss, array), **FD_TOL,
+        np.testing.assert_allclose(analytic, central_differences(loss, array, FINITE_DIFFERENCE_STEP), **FD_TOL,
                                    err_msg=f"{type(layer).__name__}: gradient of {name}")
     return outputs
 

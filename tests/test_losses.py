@@ -11,6 +11,7 @@ import pytest
 
 from fastrnn.exceptions import ArgumentError, DTypeError, ShapeError
 from fastrnn.losses import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from helpers import finite_difference_gradient
 from tolerances import (FINITE_DIFFERENCE, FINITE_DIFFERENCE_STEP, FLOAT64_REORDERED, HAND_CHECKED,
                         SHORT_COMPUTATION)
 
@@ -167,17 +168,6 @@ class TestAgainstTorch:
 
 # ----------------------------------------------------------------------------- without torch
 
-def numerical_gradient(function, x, step=FINITE_DIFFERENCE_STEP):
-    """Central differences of the scalar ``function`` at ``x`` (float64)."""
-    grad = np.zeros_like(x)
-    for index in np.ndindex(x.shape):
-        plus, minus = x.copy(), x.copy()
-        plus[index] += step
-        minus[index] -= step
-        grad[index] = (function(plus) - function(minus)) / (2 * step)
-    return grad
-
-
 FD_CASES = [c for c in ALL_CASES if c[2] != "large_logits"]
 FD_IDS = [f"{torch_name}-{name}" for _, torch_name, name, _ in FD_CASES]
 
@@ -196,10 +186,10 @@ class TestFiniteDifferences:
         grad_output = grad_output_for(np.shape(value)) if reduction == "none" else 1.7
         analytic = criterion.backward(grad_output)
 
-        def scalar(x):
-            return float(np.sum(loss_class(reduction=reduction, **kwargs)(x, target) * grad_output))
+        def scalar(shifted):
+            return float(np.sum(loss_class(reduction=reduction, **kwargs)(shifted["input"], target) * grad_output))
 
-        numeric = numerical_gradient(scalar, arrays["input"])
+        numeric = finite_difference_gradient(scalar, arrays, "input", FINITE_DIFFERENCE_STEP)
         np.testing.assert_allclose(analytic, numeric, **FINITE_DIFFERENCE)
 
 
