@@ -6,6 +6,7 @@ quantity disagreed.
 """
 
 import numpy as np
+import pytest
 
 from tolerances import scaled
 
@@ -82,3 +83,14 @@ def finite_difference_gradient(loss, arrays, name, step):
     """
     shifted = dict(arrays, **{name: np.array(arrays[name], dtype=np.float64)})
     return central_differences(lambda: loss(shifted), shifted[name], step)
+
+
+def usable_keras():
+    """The ``keras`` package with a working backend, or skip the test (absent, or installed without a
+    usable backend)."""
+    try:
+        keras = pytest.importorskip("keras")
+        keras.ops.convert_to_tensor(np.zeros(1, dtype=np.float32))
+    except (ImportError, RuntimeError, ValueError, AttributeError) as error:
+        pytest.skip(f"keras is not usable here: {type(error).__name__}: {error}")
+    return keras

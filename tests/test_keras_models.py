@@ -13,17 +13,8 @@ import pytest
 from fastrnn import keras
 from fastrnn.exceptions import ArgumentError, FastRNNError, ShapeError
 from fastrnn.keras import layers, losses, model_file, optimizers, saving
+from helpers import usable_keras
 from tolerances import FLOAT32_BATCHED_LOSS, FLOAT32_REORDERED, KERAS_PARITY
-
-
-def _keras():
-    """The keras package with a working backend, or skip (absent, or installed without a usable backend)."""
-    try:
-        real = pytest.importorskip("keras")
-        real.ops.convert_to_tensor(np.zeros(1, dtype=np.float32))
-    except (ImportError, RuntimeError, ValueError, AttributeError) as error:
-        pytest.skip(f"keras is not usable here: {type(error).__name__}: {error}")
-    return real
 
 
 def _separable(n=240, d=4, seed=0):
@@ -123,7 +114,7 @@ def test_keras_facade_does_not_import_the_torch_style_facade():
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # raised inside Keras's backends
 def test_param_counts_equal_keras():
-    real = _keras()
+    real = usable_keras()
     ours = keras.Sequential([layers.Embedding(100, 16), layers.LSTM(12, return_sequences=True), layers.GRU(7),
                              layers.Dense(3, activation="softmax")])
     ours.build((None, 9))
@@ -239,7 +230,7 @@ def test_class_weight_and_sample_weight():
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_weighted_fit_matches_keras():
-    real = _keras()
+    real = usable_keras()
     x, y = _separable(n=48)
     ours = _dense_model()
     ours.build((None, 4))
@@ -342,7 +333,7 @@ def test_ragged_inputs_get_a_clear_error():
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_fit_matches_keras_given_the_same_weights():
-    real = _keras()
+    real = usable_keras()
     x, y = _tokens(n=64, T=8)
     ours = _rnn_model()
     ours.build((None, 8))
@@ -362,7 +353,7 @@ def test_fit_matches_keras_given_the_same_weights():
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_masked_sequence_loss_and_accuracy_match_keras():
-    real = _keras()
+    real = usable_keras()
     x, _ = _tokens(n=32, T=6)
     y = (x % 3).astype(np.int64)
     ours = keras.Sequential([layers.Embedding(30, 5, mask_zero=True, seed=1),

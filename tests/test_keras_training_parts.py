@@ -14,18 +14,9 @@ import pytest
 from fastrnn.exceptions import ArgumentError, FastRNNError, ShapeError
 from fastrnn.keras import losses, metrics, optimizers
 from fastrnn.parameter import Parameter
+from helpers import usable_keras
 from tolerances import (CLIPPED_LOG, FINITE_DIFFERENCE_LOSS, FINITE_DIFFERENCE_STEP, FLOAT32_REORDERED,
                         FLOAT64_REORDERED, HAND_CHECKED, KERAS_LOSS_PARITY, KERAS_OPTIMIZER_PARITY)
-
-
-def _keras():
-    """The keras package with a working backend, or skip (absent, or installed without a usable backend)."""
-    try:
-        keras = pytest.importorskip("keras")
-        keras.ops.convert_to_tensor(np.zeros(1, dtype=np.float32))
-    except (ImportError, RuntimeError, ValueError, AttributeError) as error:
-        pytest.skip(f"keras is not usable here: {type(error).__name__}: {error}")
-    return keras
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,7 +203,7 @@ def test_optimizer_defaults_are_keras_defaults():
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # raised inside TensorFlow
 @pytest.mark.parametrize("kind, config", OPTIMIZER_CASES, ids=lambda c: str(c))
 def test_optimizer_matches_keras_for_20_steps(kind, config):
-    keras = _keras()
+    keras = usable_keras()
     rng = np.random.default_rng(5)
     p0 = rng.normal(size=(3, 4)).astype(np.float32)
     grads = [g.astype(np.float32) for g in _gradient_sequence(p0.shape, 20, seed=6)]
@@ -384,7 +375,7 @@ def test_loss_shape_errors_and_names():
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # raised inside TensorFlow
 @pytest.mark.parametrize("case", LOSS_CASES, ids=[c[0] for c in LOSS_CASES])
 def test_loss_matches_keras(case):
-    keras = _keras()
+    keras = usable_keras()
     _, loss, y_true, y_pred = case
     theirs = getattr(keras.losses, type(loss).__name__)(**{k: v for k, v in loss.get_config().items()
                                                            if k != "name"})
