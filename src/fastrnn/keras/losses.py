@@ -61,6 +61,13 @@ def _same_shape_target(y_true, y_pred, loss_name):
     return target.astype(y_pred.dtype, copy=False)
 
 
+def _difference(y_true, y_pred, loss_name):
+    """``y_pred - y_true`` (the target checked and converted as :func:`_same_shape_target` does) and
+    C, the size of the averaged last axis, in ``y_pred``'s dtype."""
+    difference = y_pred - _same_shape_target(y_true, y_pred, loss_name)
+    return difference, y_pred.dtype.type(y_pred.shape[-1])
+
+
 def broadcast_sample_weight(sample_weight, shape, what="sample_weight"):
     """``sample_weight`` of shape (B,), (B, 1) or ``shape`` as an array that broadcasts to ``shape`` (B, ...)."""
     weight = np.asarray(sample_weight, dtype=np.float64)
@@ -320,9 +327,7 @@ class MeanSquaredError(Loss):
     default_name = "mean_squared_error"
 
     def elementwise(self, y_true, y_pred):
-        y = _same_shape_target(y_true, y_pred, self.name)
-        difference = y_pred - y
-        C = y_pred.dtype.type(y_pred.shape[-1])
+        difference, C = _difference(y_true, y_pred, self.name)
         return np.mean(difference * difference, axis=-1), difference * (2 / C)
 
 
@@ -337,9 +342,7 @@ class MeanAbsoluteError(Loss):
     default_name = "mean_absolute_error"
 
     def elementwise(self, y_true, y_pred):
-        y = _same_shape_target(y_true, y_pred, self.name)
-        difference = y_pred - y
-        C = y_pred.dtype.type(y_pred.shape[-1])
+        difference, C = _difference(y_true, y_pred, self.name)
         return np.mean(np.abs(difference), axis=-1), np.sign(difference) / C
 
 
