@@ -101,9 +101,8 @@ def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, reset_after=Tru
     G = GRU.gates * H
     y = np.empty((T, B, H), layer.dtype)
     gates = np.empty((T, B, WORKSPACE_BLOCKS * H), layer.dtype)
-    if T == 0 or B == 0:
-        h_n = h0.copy()
-    else:
+    (h_n,) = layer.final_state_arrays([h0])
+    if layer.has_steps:
         bias_x = np.zeros(G, layer.dtype)
         b_hn = np.zeros(H, layer.dtype)
         if layer.b_ih is not None:
@@ -111,7 +110,6 @@ def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, reset_after=Tru
         if layer.b_hh is not None:
             bias_x[: 2 * H] += layer.b_hh[: 2 * H]
             b_hn[...] = layer.b_hh[2 * H :]
-        h_n = np.empty((B, H), layer.dtype)
         kernels.gru_forward(layer.x, layer.w_ih, layer.w_hh, bias_x, b_hn, h0, reset_after, y, h_n, gates,
                             threads)
     if ends is not None:

@@ -99,6 +99,17 @@ class Layer:
             for name, _ in states
         ]
 
+    @property
+    def has_steps(self):
+        """Whether a kernel runs: a layer with no step or no row (T or B zero) runs none."""
+        return self.T > 0 and self.B > 0
+
+    def final_state_arrays(self, initial):
+        """The arrays a forward kernel writes the final states into, shaped like ``initial``
+        (list of ndarray of shape (B, F)); without steps no kernel runs, and the final states
+        are copies of the initial ones."""
+        return [np.empty_like(state) if self.has_steps else state.copy() for state in initial]
+
     def summed_bias(self):
         """``b_ih + b_hh`` (zeros for a missing one): the kernels take the sum."""
         bias = np.zeros(self.gates * self.H, self.dtype)

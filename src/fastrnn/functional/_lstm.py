@@ -93,11 +93,8 @@ def lstm_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, batch
     gates = np.empty((T, B, LSTM.gates * H), layer.dtype)
     # the kernels store the cell state of every step only when given room for it
     c_all = np.empty((T if requires_grad or ends is not None else 0, B, H), layer.dtype)
-    if T == 0 or B == 0:
-        h_n, c_n = h0.copy(), c0.copy()
-    else:
-        h_n = np.empty((B, H), layer.dtype)
-        c_n = np.empty((B, H), layer.dtype)
+    h_n, c_n = layer.final_state_arrays([h0, c0])
+    if layer.has_steps:
         kernels.lstm_forward(layer.x, layer.w_ih, layer.w_hh, layer.summed_bias(), h0, c0,
                              y, h_n, c_n, gates, c_all, threads)
     if ends is not None:

@@ -51,11 +51,14 @@ class _ProjLayer:
 
     batch_first = False  # LayerCache reads it; this layer is time-major only
     gates = LSTM.gates
-    # the bias sum, the default thread count and the output layout are every cell's: they
-    # read T, B, D, H, gates, dtype, the biases and batch_first, which this class has too
+    # the bias sum, the default thread count, the output layout and the final-state arrays are
+    # every cell's: they read T, B, D, H, gates, dtype, the biases and batch_first, which this
+    # class has too
     summed_bias = Layer.summed_bias
     n_threads = Layer.n_threads
     to_user_layout = Layer.to_user_layout
+    has_steps = Layer.has_steps
+    final_state_arrays = Layer.final_state_arrays
 
     def __init__(self, x, w_ih, w_hh, w_hr, b_ih, b_hh, h0, c0):
         named = [("x", as_float_array("x", x))]
@@ -201,11 +204,8 @@ def lstm_proj_forward(x, w_ih, w_hh, w_hr, b_ih=None, b_hh=None, h0=None, c0=Non
     kept = T if requires_grad else 0  # inference stores no step of c or m
     c_all = np.empty((T if requires_grad or ends is not None else 0, B, H), layer.dtype)
     m_all = np.empty((kept, B, H), layer.dtype)
-    if T == 0 or B == 0:
-        h_n, c_n = layer.h0.copy(), layer.c0.copy()
-    else:
-        h_n = np.empty((B, P), layer.dtype)
-        c_n = np.empty((B, H), layer.dtype)
+    h_n, c_n = layer.final_state_arrays([layer.h0, layer.c0])
+    if layer.has_steps:
         kernels.lstm_proj_forward(layer.x, layer.w_ih, layer.w_hh, layer.w_hr, layer.summed_bias(),
                                   layer.h0, layer.c0, y, h_n, c_n, gates, c_all, m_all, threads)
     if ends is not None:

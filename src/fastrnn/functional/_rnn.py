@@ -89,10 +89,8 @@ def rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, nonlinearity="t
     threads = layer.n_threads(n_threads)
 
     y = np.empty((T, B, H), layer.dtype)
-    if T == 0 or B == 0:
-        h_n = h0.copy()
-    else:
-        h_n = np.empty((B, H), layer.dtype)
+    (h_n,) = layer.final_state_arrays([h0])
+    if layer.has_steps:
         kernels.rnn_forward(layer.x, layer.w_ih, layer.w_hh, layer.summed_bias(), h0,
                             nonlinearity == "relu", y, h_n, threads)
     if ends is not None:
