@@ -1,7 +1,9 @@
 """What every cell's functional API shares: validating a layer's arguments and
 converting them once to the kernel layout (time-major, C-contiguous, one dtype),
-and the ``ends`` option (final states read at each row's end, their gradients
-entering there).
+the ``ends`` option (final states read at each row's end, their gradients
+entering there), the path of a layer without steps, what a forward function
+returns, and the arrays a backward kernel writes with the gradient dictionary
+made of them (:class:`LayerGradients`).
 
 Weights use PyTorch's layout: ``w_ih`` of shape (G*H, D), ``w_hh`` of shape
 (G*H, H), biases of shape (G*H,), with G gate blocks per cell
