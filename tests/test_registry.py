@@ -226,13 +226,13 @@ def test_set_num_threads_caps_the_default_and_is_validated(monkeypatch):
     from fastrnn import _threads
 
     monkeypatch.setattr(_threads, "_thread_cap", None)
-    assert fastrnn.get_num_threads() == (os.cpu_count() or 1)
+    assert fastrnn.get_num_threads() == len(os.sched_getaffinity(0))
     fastrnn.set_num_threads(1)
     assert fastrnn.get_num_threads() == 1
     assert _threads.default_n_threads(8) == 1
     fastrnn.set_num_threads(None)
-    assert _threads.default_n_threads(8) == min(8, os.cpu_count() or 1)
-    with pytest.raises(fastrnn.ArgumentError, match="n_threads must be a positive integer or None; got 0"):
+    assert _threads.default_n_threads(8) == min(8, len(os.sched_getaffinity(0)))
+    with pytest.raises(fastrnn.ArgumentError, match="n_threads must be None or an integer from 1 to 2147483647; got 0"):
         fastrnn.set_num_threads(0)
 
 

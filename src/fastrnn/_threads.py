@@ -18,24 +18,34 @@ from contextlib import contextmanager
 _thread_cap = None
 
 
+def available_cores():
+    """The cores this process may run on: its CPU affinity where the OS reports one."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def set_num_threads(n_threads):
     """Cap the threads of every call that does not pass ``n_threads`` (``None``: one per core).
 
     Like ``torch.set_num_threads``, the setting is process-wide; a call's own
-    ``n_threads`` argument still wins. Results do not depend on it.
+    ``n_threads`` argument still wins. ``n_threads`` is an integer from 1 to
+    2**31 - 1 (else :class:`fastrnn.exceptions.ArgumentError`); a value above
+    the cores this process may run on counts as that number of cores. Results
+    do not depend on it.
     """
     global _thread_cap
-    if n_threads is not None and (isinstance(n_threads, bool) or not isinstance(n_threads, int)
-                                  or n_threads < 1):
-        from fastrnn.exceptions import ArgumentError
+    from fastrnn._validation import check_n_threads
 
-        raise ArgumentError(f"n_threads must be a positive integer or None; got {n_threads!r}")
-    _thread_cap = n_threads
+    check_n_threads(n_threads)
+    _thread_cap = None if n_threads is None else int(n_threads)
 
 
 def get_num_threads():
-    """The most threads a call that does not pass ``n_threads`` uses."""
-    return _thread_cap or os.cpu_count() or 1
+    """The most threads a call that does not pass ``n_threads`` uses (at most one per core)."""
+    cores = available_cores()
+    return min(_thread_cap, cores) if _thread_cap else cores
 
 
 def default_n_threads(n_pieces):

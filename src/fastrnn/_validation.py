@@ -81,12 +81,29 @@ def check_choice(name, value, choices):
         raise ArgumentError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
 
 
+# Thread counts beyond a C int are never meant (and would overflow the compiled kernels).
+MAX_N_THREADS = 2**31 - 1
+
+
 def check_n_threads(n_threads):
-    """Require ``None`` or a positive integer."""
+    """Require ``None`` or a positive integer of at most :data:`MAX_N_THREADS`.
+
+    Returns
+    -------
+    int or None
+        ``None``, or ``n_threads`` as an ``int`` capped at the cores this
+        process may run on (asking for more threads than cores only costs
+        memory and switching; results do not depend on the thread count).
+    """
     if n_threads is None:
-        return
-    if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral) or n_threads < 1:
-        raise ArgumentError(f"n_threads must be None or a positive integer; got {n_threads!r}")
+        return None
+    if (isinstance(n_threads, (bool, np.bool_)) or not isinstance(n_threads, numbers.Integral)
+            or not 1 <= n_threads <= MAX_N_THREADS):
+        raise ArgumentError(
+            f"n_threads must be None or an integer from 1 to {MAX_N_THREADS}; got {n_threads!r}")
+    from fastrnn._threads import available_cores
+
+    return min(int(n_threads), available_cores())
 
 
 def kernel_array(array, dtype):

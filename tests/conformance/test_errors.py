@@ -219,12 +219,14 @@ def test_bad_option(kernel_calls, option):
     assert calls == []
 
 
-@pytest.mark.parametrize("n_threads", [0, -2, 1.5, "2", True])
+@pytest.mark.parametrize("n_threads", [0, -2, 1.5, "2", True, np.bool_(True), 2**31, 2**64])
 def test_bad_n_threads(n_threads, kernel_calls):
+    """Not a thread count, or one no C int holds (it used to overflow inside the Cython kernel)."""
     cell, backend, calls = kernel_calls
     with pytest.raises(fastrnn.ArgumentError) as error:
         cell.forward(call_args(cell, valid_arrays(cell)), backend, n_threads=n_threads)
-    assert_message(error, [r"\bn_threads must be None or a positive integer", re.escape(f"got {n_threads!r}")],
+    assert_message(error, [r"\bn_threads must be None or an integer from 1 to 2147483647",
+                           re.escape(f"got {n_threads!r}")],
                    f"cell={cell.name} backend={backend}")
     assert calls == []
 

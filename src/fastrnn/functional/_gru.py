@@ -70,6 +70,8 @@ def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, reset_after=Tru
         Overrides :func:`fastrnn.use_backend` and ``FASTRNN_BACKEND``.
     n_threads : int, optional
         Threads to use; by default chosen from the problem size. Results do not depend on it.
+        An integer from 1 to 2**31 - 1 (else :class:`~fastrnn.exceptions.ArgumentError`);
+        more than the cores this process may run on counts as one per core.
     requires_grad : bool
         Keep a cache for :func:`gru_backward`.
     ends : array_like of int of shape (B,), optional

@@ -17,6 +17,7 @@ from fastrnn._threads import default_n_threads
 from fastrnn._validation import (
     as_float_array,
     check_finite,
+    check_n_threads,
     check_ndim,
     check_shape,
     compute_dtype,
@@ -123,7 +124,7 @@ class Layer:
     def n_threads(self, n_threads):
         """The caller's thread count, or one chosen from the problem size."""
         if n_threads is not None:
-            return int(n_threads)
+            return check_n_threads(n_threads)
         pieces = max(
             len(batch_chunks(self.B, self.H, self.gates)) - 1,
             len(time_blocks(self.T, self.B, self.D * self.gates * self.H)) - 1,

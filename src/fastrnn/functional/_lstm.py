@@ -58,7 +58,8 @@ def lstm_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, batch
         Overrides :func:`fastrnn.use_backend` and ``FASTRNN_BACKEND``.
     n_threads : int, optional
         Threads to use; by default chosen from the problem size. Results do
-        not depend on it.
+        not depend on it. An integer from 1 to 2**31 - 1 (else :class:`~fastrnn.exceptions.ArgumentError`);
+        more than the cores this process may run on counts as one per core.
     requires_grad : bool
         Keep a cache for :func:`lstm_backward`. With ``False`` the cell state
         of every step is not stored (unless ``ends`` needs it).

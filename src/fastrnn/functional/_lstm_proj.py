@@ -164,6 +164,8 @@ def lstm_proj_forward(x, w_ih, w_hh, w_hr, b_ih=None, b_hh=None, h0=None, c0=Non
     n_threads : int, optional
         Threads to use; by default chosen from the problem size, as for
         :func:`fastrnn.lstm_forward`. Results do not depend on it.
+        An integer from 1 to 2**31 - 1 (else :class:`~fastrnn.exceptions.ArgumentError`);
+        more than the cores this process may run on counts as one per core.
     requires_grad : bool
         Keep a cache for :func:`lstm_proj_backward`. With ``False`` neither the
         cell state (unless ``ends`` needs it) nor the unprojected output of
