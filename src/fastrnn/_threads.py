@@ -15,6 +15,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
+from fastrnn._validation import check_n_threads
+
 _thread_cap = None
 
 
@@ -24,6 +26,12 @@ def available_cores():
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+def capped_n_threads(n_threads):
+    """``n_threads`` (a valid count) capped at the cores: more threads than cores only cost
+    memory and switching, and results do not depend on the thread count."""
+    return min(n_threads, available_cores())
 
 
 def set_num_threads(n_threads):
@@ -36,8 +44,6 @@ def set_num_threads(n_threads):
     do not depend on it.
     """
     global _thread_cap
-    from fastrnn._validation import check_n_threads
-
     check_n_threads(n_threads)
     _thread_cap = None if n_threads is None else int(n_threads)
 

@@ -91,9 +91,8 @@ def check_n_threads(n_threads):
     Returns
     -------
     int or None
-        ``None``, or ``n_threads`` as an ``int`` capped at the cores this
-        process may run on (asking for more threads than cores only costs
-        memory and switching; results do not depend on the thread count).
+        ``None``, or ``n_threads`` as an ``int`` (:func:`fastrnn._threads.capped_n_threads`
+        then caps it at the cores).
     """
     if n_threads is None:
         return None
@@ -101,9 +100,7 @@ def check_n_threads(n_threads):
             or not 1 <= n_threads <= MAX_N_THREADS):
         raise ArgumentError(
             f"n_threads must be None or an integer from 1 to {MAX_N_THREADS}; got {n_threads!r}")
-    from fastrnn._threads import available_cores
-
-    return min(int(n_threads), available_cores())
+    return int(n_threads)
 
 
 def kernel_array(array, dtype):

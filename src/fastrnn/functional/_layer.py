@@ -13,7 +13,7 @@ Weights use PyTorch's layout: ``w_ih`` of shape (G*H, D), ``w_hh`` of shape
 import numpy as np
 
 from fastrnn._partition import batch_chunks, time_blocks
-from fastrnn._threads import default_n_threads
+from fastrnn._threads import capped_n_threads, default_n_threads
 from fastrnn._validation import (
     as_float_array,
     check_finite,
@@ -124,7 +124,7 @@ class Layer:
     def n_threads(self, n_threads):
         """The caller's thread count, or one chosen from the problem size."""
         if n_threads is not None:
-            return check_n_threads(n_threads)
+            return capped_n_threads(check_n_threads(n_threads))
         pieces = max(
             len(batch_chunks(self.B, self.H, self.gates)) - 1,
             len(time_blocks(self.T, self.B, self.D * self.gates * self.H)) - 1,
