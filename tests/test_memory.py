@@ -1,10 +1,19 @@
 """Costs in proportion to the work: thread counts capped at the cores, model files whose
 declared sizes cannot make a small file cost much memory."""
 
+import io
+import json
+import time
+import tracemalloc
+import zipfile
+
 import numpy as np
 import pytest
 
 import fastrnn
+from fastrnn import keras
+from fastrnn.keras import layers, model_file, saving
+from fastrnn.keras.exceptions import ModelFileError
 from conformance.cases import Case, backend_marks
 from conformance.cells import CELLS, require
 from conftest import ALL_BACKENDS
@@ -56,3 +65,111 @@ def test_set_num_threads_caps_at_the_cores(monkeypatch):
     assert fastrnn.get_num_threads() == 2
     fastrnn.set_num_threads(None)
     assert fastrnn.get_num_threads() == 3
+
+
+# -- model files -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def saved(tmp_path):
+    """``(document, entries, write)``: a small saved model's JSON document and entries (name -> bytes),
+    and ``write(name, document, entries, deflated=())`` that zips them into a new file."""
+    model = keras.Sequential([layers.Embedding(10, 4, seed=0), layers.LSTM(3, seed=1)])
+    model.build((None, 5))
+    path = tmp_path / "good.keras"
+    model.save(path)
+    with zipfile.ZipFile(path) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    document = json.loads(entries.pop(model_file.CONFIG_ENTRY))
+
+    def write(name, document, entries, deflated=()):
+        target = tmp_path / name
+        with zipfile.ZipFile(target, "w") as archive:
+            archive.writestr(model_file.CONFIG_ENTRY, json.dumps(document))
+            for entry, data in entries.items():
+                archive.writestr(entry, data, zipfile.ZIP_DEFLATED if entry in deflated else zipfile.ZIP_STORED)
+        return target
+
+    return document, entries, write
+
+
+def npy_header(shape, dtype="<f4"):
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": dtype, "fortran_order": False, "shape": shape})
+    return buffer.getvalue()
+
+
+def load_peak(path):
+    """``(error, peak bytes NumPy and Python allocated, seconds)`` of ``load_model(path)``."""
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        with pytest.raises(ModelFileError) as error:
+            saving.load_model(path)
+        return error.value, tracemalloc.get_traced_memory()[1], time.perf_counter() - start
+    finally:
+        tracemalloc.stop()
+
+
+PEAK_LIMIT = 4 << 20  # far below the inflated sizes below, far above a small model's own needs
+
+
+def test_an_entry_larger_than_its_declared_array_is_refused_before_decompressing(saved):
+    """A 50 MB entry of zeros deflates to about 50 KB; the model says it holds a (10, 4) array."""
+    document, entries, write = saved
+    entry = document["weights"][0]["entry"]
+    path = write("bomb.keras", document, dict(entries, **{entry: npy_header((12_500_000,)) + bytes(50_000_000)}),
+                 deflated={entry})
+    error, peak, _ = load_peak(path)
+    assert f"entry {entry} declares 50000128 bytes; its array takes 160 bytes" in str(error)
+    assert peak < PEAK_LIMIT
+
+
+def test_an_npy_header_that_disagrees_with_the_declared_shape_is_refused_unread(saved):
+    """The entry's size fits the declared (10, 4) float32, but its header claims a huge array."""
+    document, entries, write = saved
+    entry = document["weights"][0]["entry"]
+    data = npy_header((10**12,)) + bytes(160)
+    path = write("header.keras", document, dict(entries, **{entry: data}))
+    error, peak, _ = load_peak(path)
+    assert "holds an array of shape (1000000000000,)" in str(error) and "says (10, 4)" in str(error)
+    assert peak < PEAK_LIMIT
+
+
+def test_a_config_declaring_a_huge_layer_is_refused_before_building_it(saved):
+    """Embedding(input_dim=5e7) with a (10, 4) weight entry: the layer is never allocated (it took 4.6 GiB)."""
+    document, entries, write = saved
+    for layer in document["model"]["config"]["layers"]:
+        if layer["class_name"] == "Embedding":
+            layer["config"]["input_dim"] = 50_000_000
+    path = write("huge.keras", document, entries)
+    error, peak, seconds = load_peak(path)
+    assert "ask for more weight values than the file's" in str(error)
+    assert peak < PEAK_LIMIT and seconds < 5
+
+
+def test_a_consistent_file_still_loads_bit_for_bit(saved, tmp_path):
+    """The checks refuse nothing a fastrnn save writes, nor the same entries deflated."""
+    document, entries, write = saved
+    original = saving.load_model(tmp_path / "good.keras")
+    again = saving.load_model(write("deflated.keras", document, entries, deflated=set(entries)))
+    for ours, theirs in zip(original.get_weights(), again.get_weights()):
+        assert ours.dtype == theirs.dtype
+        np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("shape, dtype", [([10, -4], "<f4"), ("10", "<f4"), ([10, True], "<f4"), ([10, 4], "|O"),
+                                          ([10, 4], "nonsense")])
+def test_a_declared_shape_or_dtype_that_is_no_arrays_is_refused(saved, shape, dtype):
+    document, entries, write = saved
+    document["weights"][0].update(shape=shape, dtype=dtype)
+    error, _, _ = load_peak(write("declared.keras", document, entries))
+    assert f"entry {document['weights'][0]['entry']} declares" in str(error)
+
+
+def test_a_model_description_larger_than_the_cap_is_refused_unread(saved, monkeypatch):
+    document, entries, write = saved
+    path = write("long.keras", dict(document, padding="x" * 5000), entries)
+    monkeypatch.setattr(model_file, "MAX_DOCUMENT_BYTES", 4096)
+    error, _, _ = load_peak(path)
+    assert f"{model_file.CONFIG_ENTRY} declares" in str(error) and "at most 4096" in str(error)

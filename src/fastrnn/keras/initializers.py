@@ -7,7 +7,9 @@ are its two axes, for a vector both equal its length. Recurrent layers apply
 kernel of shape (D, 4*H) as a whole (see REFERENCE.md b6).
 """
 
+import contextvars
 import math
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -15,6 +17,34 @@ from fastrnn.exceptions import ArgumentError
 
 __all__ = ["Initializer", "Zeros", "Ones", "Constant", "RandomUniform", "RandomNormal",
            "GlorotUniform", "GlorotNormal", "Orthogonal", "get", "serialize", "as_generator"]
+
+# (values left, error factory) while a model file is loaded; see value_budget
+_budget = contextvars.ContextVar("fastrnn_keras_value_budget", default=None)
+
+
+@contextmanager
+def value_budget(values, error):
+    """Refuse initial weights of more than ``values`` values in total, in this context.
+
+    Loading a model file builds its layers (drawing initial weights) before the
+    saved weights replace them; the budget, the values the file's weight
+    entries hold, keeps a config that declares huge layers from allocating
+    and drawing them. Past it, ``error(requested, left)`` is raised.
+    """
+    token = _budget.set([values, error])
+    try:
+        yield
+    finally:
+        _budget.reset(token)
+
+
+def _charge(shape):
+    budget = _budget.get()
+    if budget is not None:
+        requested = math.prod(shape)
+        if requested > budget[0]:
+            raise budget[1](requested, budget[0])
+        budget[0] -= requested
 
 
 def as_generator(seed):
@@ -47,6 +77,7 @@ class Initializer:
 
     def __call__(self, shape, dtype="float32", rng=None):
         shape = (int(shape),) if np.ndim(shape) == 0 else tuple(int(s) for s in shape)
+        _charge(shape)
         return np.asarray(self._sample(shape, as_generator(rng)), dtype=dtype)
 
     def _sample(self, shape, rng):

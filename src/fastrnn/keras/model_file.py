@@ -15,7 +15,11 @@ file is written to a temporary file in the destination folder and renamed over
 the destination (``os.replace``), so a crash never leaves a half-written model
 where a good one was. Anything wrong with a file being loaded -- not a zip,
 truncated, corrupted, another format or a newer version, arrays that do not
-match the structure -- raises :class:`ModelFileError`.
+match the structure -- raises :class:`ModelFileError`. Reading costs memory in
+proportion to the arrays the file declares: every entry's uncompressed size is
+checked against its declared shape and dtype before it is decompressed, and
+:mod:`fastrnn.keras.saving` builds the layers within the values those entries
+hold (:func:`weight_values`).
 
 This module knows the format and what it stores of a model (``layers``,
 ``get_config()``, weights, optimizer, loss, metrics), never the model class:
@@ -23,8 +27,8 @@ This module knows the format and what it stores of a model (``layers``,
 :func:`read_document` and :func:`read_array` return.
 """
 
-import io
 import json
+import math
 import os
 import secrets
 import zipfile
@@ -36,11 +40,17 @@ from fastrnn.exceptions import ArgumentError
 from fastrnn.keras import losses, metrics, optimizers
 from fastrnn.keras.exceptions import ModelFileError
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "CONFIG_ENTRY", "save_model", "read_document", "read_array"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "CONFIG_ENTRY", "save_model", "read_document", "read_array",
+           "weight_values"]
 
 FORMAT_NAME = "fastrnn.keras.model"
 FORMAT_VERSION = 1
 CONFIG_ENTRY = "fastrnn_model.json"
+
+# Bounds that keep a small file from costing much memory when read.
+MAX_DOCUMENT_BYTES = 64 << 20
+_MAX_HEADER_BYTES = 1 << 16
+_READ_CHUNK = 1 << 20
 
 
 def _json_default(value):
@@ -162,9 +172,14 @@ def read_document(archive, path):
         When the archive is not a fastrnn model file or was written by a newer format version.
     """
     try:
-        document = json.loads(archive.read(CONFIG_ENTRY).decode("utf-8"))
+        info = archive.getinfo(CONFIG_ENTRY)
     except KeyError:
         raise ModelFileError(f"{path}: not a fastrnn model file (the archive has no {CONFIG_ENTRY})") from None
+    if info.file_size > MAX_DOCUMENT_BYTES:
+        raise ModelFileError(f"{path}: {CONFIG_ENTRY} declares {info.file_size} bytes; a model description "
+                             f"has at most {MAX_DOCUMENT_BYTES}")
+    with archive.open(info) as handle:
+        document = json.loads(handle.read(MAX_DOCUMENT_BYTES).decode("utf-8"))
     if not isinstance(document, dict) or document.get("format") != FORMAT_NAME:
         raise ModelFileError(f"{path}: not a fastrnn model file (format {document.get('format')!r} "
                              f"where {FORMAT_NAME!r} was expected)" if isinstance(document, dict)
@@ -179,13 +194,97 @@ def read_document(archive, path):
     return document
 
 
-def read_array(archive, record, path):
-    """The array of one ``record`` (``entry`` and, optionally, the ``shape`` and ``dtype`` it must have)."""
+def _declared(record, path):
+    """The ``shape`` and ``dtype`` a weight record declares, checked to be an array's."""
     entry = record["entry"]
-    array = np.lib.format.read_array(io.BytesIO(archive.read(entry)), allow_pickle=False)
-    shape = tuple(record["shape"]) if "shape" in record else array.shape
-    dtype = np.dtype(record["dtype"]) if "dtype" in record else array.dtype
-    if array.shape != shape or array.dtype != dtype:
-        raise ModelFileError(f"{path}: entry {entry} holds an array of shape {array.shape} and dtype {array.dtype}; "
-                             f"the model description says {shape} and {dtype}")
-    return array
+    shape, dtype = record["shape"], record["dtype"]
+    if (not isinstance(shape, list)
+            or any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in shape)):
+        raise ModelFileError(f"{path}: entry {entry} declares shape {shape!r}; expected a list of sizes")
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise ModelFileError(f"{path}: entry {entry} declares dtype {dtype!r}, which is none") from None
+    if dtype.kind not in "fiub":
+        raise ModelFileError(f"{path}: entry {entry} declares dtype {dtype}; weights are numbers")
+    return tuple(shape), dtype
+
+
+def _entry_info(archive, entry, path):
+    try:
+        return archive.getinfo(entry)
+    except KeyError:
+        raise ModelFileError(f"{path}: the archive has no entry {entry}") from None
+
+
+def _check_entry_size(info, nbytes, path):
+    """An entry declaring a size its array cannot have is refused before any of it is decompressed."""
+    if not nbytes <= info.file_size <= nbytes + _MAX_HEADER_BYTES:
+        raise ModelFileError(f"{path}: entry {info.filename} declares {info.file_size} bytes; its array "
+                             f"takes {nbytes} bytes (plus a header of at most {_MAX_HEADER_BYTES})")
+
+
+def weight_values(archive, records, path):
+    """The number of values the weight entries ``records`` hold, after checking every entry's
+    declared size against the shape and dtype the model description gives it.
+
+    This bounds what loading may allocate: see
+    :func:`fastrnn.keras.initializers.value_budget`.
+
+    Raises
+    ------
+    ModelFileError
+        When a record's shape or dtype is not an array's, its entry is missing, or the entry's
+        declared uncompressed size does not fit the shape and dtype.
+    """
+    values = 0
+    for record in records:
+        shape, dtype = _declared(record, path)
+        count = math.prod(shape)
+        _check_entry_size(_entry_info(archive, record["entry"], path), count * dtype.itemsize, path)
+        values += count
+    return values
+
+
+def read_array(archive, record, path):
+    """The array of one ``record`` (``entry`` and, optionally, the ``shape`` and ``dtype`` it must have).
+
+    The entry's declared size is checked against the declared shape before
+    anything is decompressed, its ``.npy`` header against the declared shape
+    and the entry's size, and no more than the header's array is read (the
+    zip CRC is still verified), so an entry cannot cost more memory than the
+    array it is declared to hold.
+    """
+    entry = record["entry"]
+    info = _entry_info(archive, entry, path)
+    declared = _declared(record, path) if "shape" in record else None
+    if declared is not None:
+        _check_entry_size(info, math.prod(declared[0]) * declared[1].itemsize, path)
+    with archive.open(info) as handle:
+        version = np.lib.format.read_magic(handle)
+        if version == (1, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(handle)
+        elif version == (2, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(handle)
+        else:
+            raise ModelFileError(f"{path}: entry {entry} is in .npy format version {version}; 1.0 or 2.0 "
+                                 "was expected")
+        if dtype.hasobject:
+            raise ModelFileError(f"{path}: entry {entry} holds Python objects; weights are numbers")
+        if declared is not None and (shape, dtype) != declared:
+            raise ModelFileError(f"{path}: entry {entry} holds an array of shape {shape} and dtype {dtype}; "
+                                 f"the model description says {declared[0]} and {declared[1]}")
+        nbytes = math.prod(shape) * dtype.itemsize
+        if info.file_size != handle.tell() + nbytes:
+            raise ModelFileError(f"{path}: entry {entry} declares {info.file_size} bytes; its header "
+                                 f"({handle.tell()} bytes) and array of shape {shape} and dtype {dtype} "
+                                 f"take {handle.tell() + nbytes}")
+        array = np.empty(shape[::-1] if fortran_order else shape, dtype)
+        target = memoryview(array.reshape(-1).view(np.uint8))
+        for start in range(0, nbytes, _READ_CHUNK):
+            chunk = handle.read(min(_READ_CHUNK, nbytes - start))
+            if len(chunk) != min(_READ_CHUNK, nbytes - start):
+                raise ModelFileError(f"{path}: entry {entry} ends before its array does")
+            target[start:start + len(chunk)] = chunk
+        handle.read(1)  # reaches the end, where zipfile checks the CRC
+    return array.T if fortran_order else array

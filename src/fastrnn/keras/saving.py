@@ -10,10 +10,10 @@ match the structure -- raises :class:`ModelFileError`.
 import os
 import zipfile
 
-from fastrnn.keras import losses, optimizers
+from fastrnn.keras import initializers, losses, optimizers
 from fastrnn.keras.exceptions import ModelFileError
 from fastrnn.keras.model_file import (CONFIG_ENTRY, FORMAT_NAME, FORMAT_VERSION, read_array, read_document,
-                                      save_model)
+                                      save_model, weight_values)
 from fastrnn.keras.models import Sequential
 from fastrnn.keras.serialization import deserialize_layer, serialize_layer
 
@@ -26,14 +26,22 @@ def _load(archive, path, custom_objects, compile):
     model_entry = document["model"]
     if model_entry.get("class_name") != "Sequential":
         raise ModelFileError(f"{path}: unknown model class {model_entry.get('class_name')!r}")
-    model = Sequential.from_config(model_entry["config"], custom_objects)
+    # the layers' initial weights may hold no more values than the file's weights: a config
+    # declaring huge layers fails here, before they are allocated and drawn
+    values = weight_values(archive, document["weights"], path)
 
-    shapes = document["build_shapes"]
-    if len(shapes) != len(model.layers):
-        raise ModelFileError(f"{path}: {len(shapes)} build shapes for {len(model.layers)} layers")
-    for layer, shape in zip(model.layers, shapes):
-        if shape is not None and not layer.built:
-            layer.build(tuple(shape))
+    def too_many(requested, left):
+        return ModelFileError(f"{path}: the layers' configurations ask for more weight values than the "
+                              f"file's {values} saved ones (a weight of {requested} values with {left} left)")
+
+    with initializers.value_budget(values, too_many):
+        model = Sequential.from_config(model_entry["config"], custom_objects)
+        shapes = document["build_shapes"]
+        if len(shapes) != len(model.layers):
+            raise ModelFileError(f"{path}: {len(shapes)} build shapes for {len(model.layers)} layers")
+        for layer, shape in zip(model.layers, shapes):
+            if shape is not None and not layer.built:
+                layer.build(tuple(shape))
 
     records = list(document["weights"])
     for layer in model.layers:
