@@ -67,6 +67,10 @@ def _check_unit_interval(name, value):
 class Optimizer:
     """Base class: parameter groups, per-parameter state, ``zero_grad`` and ``state_dict``.
 
+    ``step()`` refuses a step in which any gradient holds NaN or infinity:
+    it raises :class:`fastrnn.exceptions.NonFiniteError` naming the parameter
+    and changes nothing (PyTorch would write the NaN into the weights).
+
     Parameters
     ----------
     params : iterable of parameters, or iterable of dict
@@ -196,6 +200,21 @@ class Optimizer:
                 grad += group["weight_decay"] * param.data
             yield param, grad
 
+    def _refuse_non_finite_gradients(self):
+        """Raise NonFiniteError, before any parameter changes, when a gradient holds NaN or infinity.
+
+        Unlike PyTorch, a step never spreads a NaN gradient into the weights:
+        the whole step is refused, naming the parameter.
+        """
+        for group_index, group in enumerate(self.param_groups):
+            for index, param in enumerate(group["params"]):
+                if param.grad is not None and not np.isfinite(param.grad).all():
+                    raise NonFiniteError(
+                        f"the gradient of parameter {index} of parameter group {group_index} "
+                        f"(shape {param.data.shape}) is not finite; the step was not applied and "
+                        "no parameter changed"
+                    )
+
     def _state_of(self, param, *buffers):
         """The state of ``param``; on its first step ``{"step": 0}`` and a zero array per name in ``buffers``."""
         state = self.state.setdefault(param, {})
@@ -318,7 +337,8 @@ class SGD(Optimizer):
             )
 
     def step(self):
-        """Update every parameter that has a gradient, once."""
+        """Update every parameter that has a gradient, once (none when a gradient is not finite)."""
+        self._refuse_non_finite_gradients()
         for group in self.param_groups:
             lr = group["lr"]
             momentum = group["momentum"]
@@ -380,7 +400,8 @@ class Adam(Optimizer):
         _check_nonnegative("weight_decay", group["weight_decay"])
 
     def step(self):
-        """Update every parameter that has a gradient, once."""
+        """Update every parameter that has a gradient, once (none when a gradient is not finite)."""
+        self._refuse_non_finite_gradients()
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             for param, grad in self._gradients(group):
@@ -444,7 +465,8 @@ class RMSprop(Optimizer):
         _check_nonnegative("alpha", group["alpha"])
 
     def step(self):
-        """Update every parameter that has a gradient, once."""
+        """Update every parameter that has a gradient, once (none when a gradient is not finite)."""
+        self._refuse_non_finite_gradients()
         for group in self.param_groups:
             alpha = group["alpha"]
             for param, grad in self._gradients(group):

@@ -1,10 +1,11 @@
-"""Hooks into Sequential.fit, as keras.callbacks: the base Callback, History, EarlyStopping and ModelCheckpoint."""
+"""Hooks into Sequential.fit, as keras.callbacks: the base Callback, History, EarlyStopping, ModelCheckpoint
+and TerminateOnNaN."""
 
 import math
 import os
 import warnings
 
-__all__ = ["Callback", "History", "EarlyStopping", "ModelCheckpoint"]
+__all__ = ["Callback", "History", "EarlyStopping", "ModelCheckpoint", "TerminateOnNaN"]
 
 
 class Callback:
@@ -209,3 +210,19 @@ class ModelCheckpoint(Callback):
         self.model.save(path)
         if self.verbose:
             print(f"Epoch {epoch + 1}: saved the model to {path}")
+
+
+class TerminateOnNaN(Callback):
+    """Stop training at the first batch whose loss is NaN or infinite.
+
+    Without it, :meth:`fastrnn.keras.Sequential.fit` raises
+    :class:`fastrnn.exceptions.NonFiniteError` at such a batch; with it,
+    ``fit`` returns normally. Either way the step of that batch is not applied,
+    so the model keeps the weights of the last good step.
+    """
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            print(f"Batch {batch}: the loss is {loss}; training stops", flush=True)
+            self.model.stop_training = True

@@ -14,11 +14,11 @@ import time
 
 import numpy as np
 
-from fastrnn.exceptions import ArgumentError, ShapeError
+from fastrnn.exceptions import ArgumentError, NonFiniteError, ShapeError
 from fastrnn.keras import losses as losses_module
 from fastrnn.keras import metrics as metrics_module
 from fastrnn.keras import optimizers as optimizers_module
-from fastrnn.keras.callbacks import Callback, History
+from fastrnn.keras.callbacks import Callback, History, TerminateOnNaN
 from fastrnn.keras.exceptions import NotCompiledError
 from fastrnn.keras.layers.base import Layer, unique_name
 from fastrnn.keras.model_file import save_model
@@ -38,6 +38,17 @@ def _as_array(name, value):
     if array.ndim == 0:
         raise ShapeError(f"{name} must have a batch axis; got a scalar")
     return array
+
+
+def _check_finite_data(name, array):
+    """Require no NaN or infinity in a training array, naming the first bad index (one pass, before training)."""
+    if array is None or array.dtype.kind not in "fc":
+        return
+    bad = ~np.isfinite(array)
+    if bad.any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise NonFiniteError(f"{name} has a non-finite value at index {index}: {array[index]}; "
+                             "training on it would turn every weight into NaN, so nothing was trained")
 
 
 def _class_weight_to_sample_weight(y, class_weight):
@@ -437,7 +448,7 @@ class Sequential:
         if training:
             self._backward(d_pred)
             params = self.trainable_weights
-            self.optimizer.apply([p.grad for p in params], params)
+            self._apply_finite_step(loss, params)
             for weight in self.weights:
                 weight.grad = None
         if metrics is None:
@@ -445,6 +456,40 @@ class Sequential:
         for metric in metrics:
             metric.update_state(y, y_pred, mask=mask)  # compiled metrics ignore sample weights, as in Keras
         return loss, metrics
+
+    def _apply_finite_step(self, loss, params):
+        """The optimizer step, applied only when the loss, the gradients and the updated weights are finite.
+
+        Otherwise the weights keep their previous values (the optimizer's
+        slots and iteration count may have moved) and NonFiniteError says so.
+        """
+        problem = None
+        if not np.isfinite(loss):
+            problem = f"the loss is {loss}"
+        else:
+            for param in params:
+                if param.grad is not None and not np.isfinite(param.grad).all():
+                    problem = f"the gradient of {getattr(param, 'name', None) or 'a weight'} is not finite"
+                    break
+        if problem is None:
+            # An overflowing update (e.g. a huge learning rate) makes the weights non-finite
+            # from finite gradients; a copy lets the step be undone.
+            before = [np.array(p.data, copy=True) for p in params]
+            self.optimizer.apply([p.grad for p in params], params)
+            for param, old in zip(params, before):
+                if not np.isfinite(param.data).all():
+                    for restored, saved in zip(params, before):
+                        restored.data[...] = saved
+                    problem = (f"the update made {getattr(param, 'name', None) or 'a weight'} non-finite "
+                               "(is the learning rate too large?)")
+                    break
+        if problem is not None:
+            for weight in self.weights:
+                weight.grad = None
+            error = NonFiniteError(f"{problem}; the step was not applied and the model keeps its previous "
+                                   "weights (callbacks.TerminateOnNaN stops training quietly instead)")
+            error.step_not_applied = True  # fit tells this from bad data further down
+            raise error
 
     # training -----------------------------------------------------------------------------
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
@@ -491,6 +536,8 @@ class Sequential:
         self._require_compiled("fit")
         x, y = self._check_pair(x, y, "training data")
         weights = self._sample_weights(y, sample_weight, class_weight, "training data")
+        for name, array in (("x", x), ("y", y), ("sample_weight", weights)):
+            _check_finite_data(name, array)
         batch_size = _check_batch_size(batch_size)
         verbose = _check_verbose(verbose)
         for name, value in (("epochs", epochs), ("initial_epoch", initial_epoch)):
@@ -550,15 +597,27 @@ class Sequential:
                 if order is not None:
                     rows = order[rows]
                 x_batch, y_batch = x[rows], y[rows]
-                loss, metrics = self._loss_and_metrics_step(x_batch, y_batch, metrics, training=True,
-                                                            sample_weight=None if weights is None else weights[rows])
+                try:
+                    loss, metrics = self._loss_and_metrics_step(
+                        x_batch, y_batch, metrics, training=True,
+                        sample_weight=None if weights is None else weights[rows])
+                except NonFiniteError as error:
+                    if not getattr(error, "step_not_applied", False) or not any(isinstance(callback, TerminateOnNaN) for callback in callbacks):
+                        raise
+                    # The step was not applied: the callbacks see the NaN loss, TerminateOnNaN
+                    # stops training, and the model keeps the weights of the last good step.
+                    logs = {**logs, "loss": float("nan")}
+                    for callback in callbacks:
+                        callback.on_train_batch_end(step, logs)
+                    self.stop_training = True
+                    break
                 loss_total += loss * len(x_batch)
                 seen += len(x_batch)
                 logs = {"loss": loss_total / seen, **{m.name: m.result() for m in metrics}}
                 progress.update(logs)
                 for callback in callbacks:
                     callback.on_train_batch_end(step, logs)
-            if x_val is not None:
+            if x_val is not None and not self.stop_training:
                 validation = self._evaluate_arrays(x_val, y_val, batch_size, sample_weight=weights_val)
                 logs.update({f"val_{key}": value for key, value in validation.items()})
             progress.close(logs)
@@ -577,6 +636,8 @@ class Sequential:
         self._require_compiled("train_on_batch")
         x, y = self._check_pair(x, y, "train_on_batch")
         weights = self._sample_weights(y, sample_weight, class_weight, "train_on_batch")
+        for name, array in (("x", x), ("y", y), ("sample_weight", weights)):
+            _check_finite_data(name, array)
         loss, metrics = self._loss_and_metrics_step(x, y, None, training=True, sample_weight=weights)
         return self._result({"loss": loss, **{m.name: m.result() for m in metrics}}, return_dict)
 
