@@ -741,6 +741,7 @@ def _fitted_callback(make_callback):
 
 case(callbacks.History, "after-fit")(functools.partial(_fitted_callback, lambda: None))
 case(callbacks.Callback, "after-fit")(functools.partial(_fitted_callback, callbacks.Callback))
+case(callbacks.TerminateOnNaN, "after-fit")(functools.partial(_fitted_callback, callbacks.TerminateOnNaN))
 case(callbacks.EarlyStopping, "restore-best-after-fit")(functools.partial(
     _fitted_callback, lambda: callbacks.EarlyStopping(monitor="val_loss", patience=1, restore_best_weights=True,
                                                       min_delta=1e-3)))

@@ -75,6 +75,18 @@ def check_finite(name, array):
         raise NonFiniteError(f"{name} must be finite; it holds {bad} NaN or infinite value(s)")
 
 
+def check_bool(name, value):
+    """Require ``True`` or ``False`` (a Python or NumPy boolean), so that e.g. ``"no"`` is not read as true.
+
+    Returns
+    -------
+    bool
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise ArgumentError(f"{name} must be True or False; got {value!r} of type {type(value).__name__}")
+    return bool(value)
+
+
 def check_choice(name, value, choices):
     """Require ``value`` to be one of ``choices``."""
     if value not in choices:

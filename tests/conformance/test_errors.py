@@ -219,6 +219,39 @@ def test_bad_option(kernel_calls, option):
     assert calls == []
 
 
+NOT_BOOLEANS = ["no", "", 1, 0, None, 1.0, np.int64(1), np.array([True])]
+
+
+@pytest.mark.parametrize("value", NOT_BOOLEANS, ids=repr)
+@pytest.mark.parametrize("kernel_calls", with_cells(cells=lambda cell: cell.batch_first), indirect=True)
+def test_batch_first_takes_only_booleans(kernel_calls, value):
+    """``batch_first="no"`` used to be read as true (any truthy value was)."""
+    cell, backend, calls = kernel_calls
+    with pytest.raises(fastrnn.ArgumentError) as error:
+        cell.forward_fn(**call_args(cell, valid_arrays(cell)), **dict(cell.options), batch_first=value,
+                        backend=backend)
+    assert_message(error, [r"\bbatch_first must be True or False", re.escape(f"got {value!r}")],
+                   f"cell={cell.name} backend={backend}")
+    assert calls == []
+
+
+@pytest.mark.parametrize("value", NOT_BOOLEANS, ids=repr)
+def test_requires_grad_takes_only_booleans(kernel_calls, value):
+    cell, backend, calls = kernel_calls
+    with pytest.raises(fastrnn.ArgumentError) as error:
+        cell.forward(call_args(cell, valid_arrays(cell)), backend, requires_grad=value)
+    assert_message(error, [r"\brequires_grad must be True or False", re.escape(f"got {value!r}")],
+                   f"cell={cell.name} backend={backend}")
+    assert calls == []
+
+
+@pytest.mark.parametrize("value", [np.bool_(True), np.bool_(False)], ids=repr)
+def test_numpy_booleans_are_booleans(kernel_calls, value):
+    cell, backend, _ = kernel_calls
+    _, _, cache = cell.forward(call_args(cell, valid_arrays(cell)), backend, requires_grad=value)
+    assert (cache is not None) == bool(value)
+
+
 @pytest.mark.parametrize("n_threads", [0, -2, 1.5, "2", True, np.bool_(True), 2**31, 2**64])
 def test_bad_n_threads(n_threads, kernel_calls):
     """Not a thread count, or one no C int holds (it used to overflow inside the Cython kernel)."""
@@ -314,6 +347,11 @@ def backward_errors(cell):
                                [r"\bdh_n must have shape " + shape(B, R), "got shape " + shape(1, B, R)]),
         "dh_n_batch": (dict(dh_n=np.ones((B + 1, R))), False, fastrnn.ShapeError,
                        [r"\bdh_n must have shape " + shape(B, R), "got shape " + shape(B + 1, R)]),
+        # the forward ran in float64: a float32 gradient used to be cast silently
+        "dy_float32": (dict(dy=np.ones((T, B, R), np.float32)), False, fastrnn.DTypeError,
+                       [r"\bdy must have the dtype of the forward pass \(float64\)", "got dtype float32"]),
+        "dh_n_float16": (dict(dh_n=np.ones((B, R), np.float16)), False, fastrnn.DTypeError,
+                         [r"\bdh_n must have the dtype of the forward pass \(float64\)", "got dtype float16"]),
     }
     if cell.batch_first:
         errors["dy_time_major_for_batch_first"] = (dict(dy=np.ones((T, B, R))), True, fastrnn.ShapeError,
@@ -325,6 +363,8 @@ def backward_errors(cell):
                             [r"\bdc_n must have shape " + shape(B, H), "got shape " + shape(B, H + 1)]),
             "dc_n_3d_like_torch": (dict(dc_n=np.ones((1, B, H))), False, fastrnn.ShapeError,
                                    [r"\bdc_n must have shape " + shape(B, H)]),
+            "dc_n_float32": (dict(dc_n=np.ones((B, H), np.float32)), False, fastrnn.DTypeError,
+                             [r"\bdc_n must have the dtype of the forward pass \(float64\)", "got dtype float32"]),
         })
     return errors
 

@@ -3,8 +3,7 @@
 import numpy as np
 
 from fastrnn import _backends
-from fastrnn._validation import check_n_threads
-from fastrnn.exceptions import ArgumentError
+from fastrnn._validation import check_bool, check_n_threads
 from fastrnn.functional._layer import (Layer, LayerCache, LayerGradients, backward_inputs,
                                        final_gradients_at_ends, forward_outputs, row_ends,
                                        states_at_ends)
@@ -89,10 +88,9 @@ def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, reset_after=Tru
     cache : GRUCache or None
         ``None`` when ``requires_grad`` is false.
     """
-    if not isinstance(reset_after, (bool, np.bool_)):
-        raise ArgumentError(f"reset_after must be True or False; got {reset_after!r}")
-    reset_after = bool(reset_after)
+    reset_after = check_bool("reset_after", reset_after)
     check_n_threads(n_threads)
+    requires_grad = check_bool("requires_grad", requires_grad)
     backend_name, kernels = _backends.resolve(backend, kernel="gru_forward")
     layer = Layer(x, w_ih, w_hh, b_ih, b_hh, [("h0", h0)], spec=GRU, batch_first=batch_first)
     T, B, H = layer.T, layer.B, layer.H

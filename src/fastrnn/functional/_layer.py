@@ -15,6 +15,7 @@ import numpy as np
 from fastrnn._partition import batch_chunks, time_blocks
 from fastrnn._threads import capped_n_threads, default_n_threads
 from fastrnn._validation import (
+    check_bool,
     as_float_array,
     check_finite,
     check_n_threads,
@@ -23,7 +24,7 @@ from fastrnn._validation import (
     compute_dtype,
     kernel_array,
 )
-from fastrnn.exceptions import ShapeError, StaleCacheError
+from fastrnn.exceptions import DTypeError, ShapeError, StaleCacheError
 from fastrnn.functional.lengths import validated_lengths
 
 
@@ -52,6 +53,7 @@ class Layer:
 
     def __init__(self, x, w_ih, w_hh, b_ih, b_hh, states, *, spec, batch_first):
         gates, cell = spec.gates, spec.torch_name
+        batch_first = check_bool("batch_first", batch_first)
         named = [("x", as_float_array("x", x)), ("w_ih", as_float_array("w_ih", w_ih)),
                  ("w_hh", as_float_array("w_hh", w_hh))]
         for name, value in [("b_ih", b_ih), ("b_hh", b_hh), *states]:
@@ -336,10 +338,18 @@ class LayerGradients:
 
 
 def gradient_input(name, value, shape, user_shape, dtype, batch_first):
-    """A gradient argument (``dy``, ``dh_n``): zeros when ``None``, else validated and converted."""
+    """A gradient argument (``dy``, ``dh_n``): zeros when ``None``, else validated and converted.
+
+    Its dtype must be the forward pass's (float16 counting as float32), as
+    forward refuses mixed inputs, rather than being cast silently.
+    """
     if value is None:
         return np.zeros(shape, dtype)
     array = as_float_array(name, value)
+    given = np.dtype(np.float32) if array.dtype == np.float16 else array.dtype
+    if given != dtype:
+        raise DTypeError(f"{name} must have the dtype of the forward pass ({dtype}); got dtype "
+                         f"{array.dtype}; cast it to {dtype} first")
     check_shape(name, array, user_shape, "the shape of the matching forward output")
     if batch_first and array.ndim == 3:
         array = array.transpose(1, 0, 2)

@@ -3,7 +3,7 @@
 import numpy as np
 
 from fastrnn import _backends
-from fastrnn._validation import check_n_threads
+from fastrnn._validation import check_bool, check_n_threads
 from fastrnn.functional._layer import (Layer, LayerCache, LayerGradients, backward_inputs,
                                        final_gradients_at_ends, forward_outputs, gradient_input,
                                        row_ends, states_at_ends)
@@ -82,6 +82,7 @@ def lstm_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, batch
         ``None`` when ``requires_grad`` is false.
     """
     check_n_threads(n_threads)
+    requires_grad = check_bool("requires_grad", requires_grad)
     backend_name, kernels = _backends.resolve(backend, kernel="lstm_forward")
     layer = Layer(x, w_ih, w_hh, b_ih, b_hh, [("h0", h0), ("c0", c0)], spec=LSTM,
                   batch_first=batch_first)

@@ -17,6 +17,7 @@ import numpy as np
 
 from fastrnn import _backends
 from fastrnn._validation import (
+    check_bool,
     as_float_array,
     check_finite,
     check_n_threads,
@@ -195,6 +196,7 @@ def lstm_proj_forward(x, w_ih, w_hh, w_hr, b_ih=None, b_hh=None, h0=None, c0=Non
         For NaN or infinity in a weight or an initial state.
     """
     check_n_threads(n_threads)
+    requires_grad = check_bool("requires_grad", requires_grad)
     backend_name, kernels = _backends.resolve(backend, kernel="lstm_proj_forward")
     layer = _ProjLayer(x, w_ih, w_hh, w_hr, b_ih, b_hh, h0, c0)
     T, B, H, P = layer.T, layer.B, layer.H, layer.P

@@ -5,6 +5,8 @@ import math
 import os
 import warnings
 
+from fastrnn._validation import check_bool
+
 __all__ = ["Callback", "History", "EarlyStopping", "ModelCheckpoint", "TerminateOnNaN"]
 
 
@@ -127,7 +129,7 @@ class EarlyStopping(Callback):
         self.verbose = verbose
         self.mode = _direction(monitor, mode)
         self.baseline = baseline
-        self.restore_best_weights = bool(restore_best_weights)
+        self.restore_best_weights = check_bool("restore_best_weights", restore_best_weights)
         self.start_from_epoch = int(start_from_epoch)
 
     def _improves(self, value, reference):
@@ -191,7 +193,7 @@ class ModelCheckpoint(Callback):
         self.filepath = os.fspath(filepath)
         self.monitor = monitor
         self.verbose = verbose
-        self.save_best_only = bool(save_best_only)
+        self.save_best_only = check_bool("save_best_only", save_best_only)
         self.mode = _direction(monitor, mode)
         self.best = None
 

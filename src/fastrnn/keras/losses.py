@@ -19,6 +19,7 @@ model), as Keras does; the gradient has the shape and dtype of ``y_pred``.
 
 import numpy as np
 
+from fastrnn._validation import check_bool
 from fastrnn.exceptions import ArgumentError, DTypeError, ShapeError
 
 __all__ = [
@@ -215,7 +216,7 @@ class BinaryCrossentropy(Loss):
 
     def __init__(self, from_logits=False, label_smoothing=0.0, name=None):
         super().__init__(name)
-        self.from_logits = bool(from_logits)
+        self.from_logits = check_bool("from_logits", from_logits)
         self.label_smoothing = _check_smoothing(label_smoothing)
 
     def elementwise(self, y_true, y_pred):
@@ -263,7 +264,7 @@ class CategoricalCrossentropy(Loss):
 
     def __init__(self, from_logits=False, label_smoothing=0.0, name=None):
         super().__init__(name)
-        self.from_logits = bool(from_logits)
+        self.from_logits = check_bool("from_logits", from_logits)
         self.label_smoothing = _check_smoothing(label_smoothing)
 
     def elementwise(self, y_true, y_pred):
@@ -304,7 +305,7 @@ class SparseCategoricalCrossentropy(Loss):
 
     def __init__(self, from_logits=False, name=None):
         super().__init__(name)
-        self.from_logits = bool(from_logits)
+        self.from_logits = check_bool("from_logits", from_logits)
 
     def elementwise(self, y_true, y_pred):
         labels = sparse_labels(y_true, y_pred, self.name)

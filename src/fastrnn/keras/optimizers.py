@@ -34,6 +34,7 @@ import numbers
 
 import numpy as np
 
+from fastrnn._validation import check_bool
 from fastrnn.exceptions import ArgumentError, ShapeError
 
 __all__ = ["Optimizer", "SGD", "RMSprop", "Adam", "get", "serialize"]
@@ -250,7 +251,7 @@ class SGD(Optimizer):
                  clipvalue=None, global_clipnorm=None, name=None):
         super().__init__(learning_rate, weight_decay, clipnorm, clipvalue, global_clipnorm, name)
         self.momentum = _number("momentum", momentum, low=0, high=1)
-        self.nesterov = bool(nesterov)
+        self.nesterov = check_bool("nesterov", nesterov)
 
     def active_slots(self):
         return ("momentum",) if self.momentum != 0 else ()
@@ -300,7 +301,7 @@ class RMSprop(Optimizer):
         self.rho = _number("rho", rho, low=0, high=1, high_open=True)
         self.momentum = _number("momentum", momentum, low=0, high=1)
         self.epsilon = _number("epsilon", epsilon, low=0)
-        self.centered = bool(centered)
+        self.centered = check_bool("centered", centered)
 
     def active_slots(self):
         return ("velocity",) + (("momentum",) if self.momentum > 0 else ()) + \
@@ -362,7 +363,7 @@ class Adam(Optimizer):
         self.beta_1 = _number("beta_1", beta_1, low=0, high=1, high_open=True)
         self.beta_2 = _number("beta_2", beta_2, low=0, high=1, high_open=True)
         self.epsilon = _number("epsilon", epsilon, low=0)
-        self.amsgrad = bool(amsgrad)
+        self.amsgrad = check_bool("amsgrad", amsgrad)
 
     def active_slots(self):
         return ("momentum", "velocity") + (("velocity_hat",) if self.amsgrad else ())

@@ -4,6 +4,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from fastrnn._validation import check_bool
 from fastrnn.exceptions import ArgumentError, ShapeError
 from fastrnn.parameter import Parameter
 
@@ -58,7 +59,7 @@ class Module:
     # modes -------------------------------------------------------------------
     def train(self, mode=True):
         """Set training mode (dropout active) on this module and its sub-modules; returns self."""
-        object.__setattr__(self, "training", bool(mode))
+        object.__setattr__(self, "training", check_bool("mode", mode))
         for module in self._modules.values():
             module.train(mode)
         return self

@@ -19,6 +19,7 @@ import warnings
 
 import numpy as np
 
+from fastrnn._validation import check_bool
 from fastrnn.exceptions import ArgumentError, DTypeError, ShapeError
 from fastrnn.functional import cells
 from fastrnn.functional.direction import backward_direction, run_direction
@@ -70,10 +71,10 @@ class RNNBase(Module):
         dtype = np.dtype(dtype)
         if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise DTypeError(f"dtype must be float32 or float64; got {dtype}")
-        self.bias = bool(bias)
-        self.batch_first = bool(batch_first)
+        self.bias = check_bool("bias", bias)
+        self.batch_first = check_bool("batch_first", batch_first)
         self.dropout = float(dropout)
-        self.bidirectional = bool(bidirectional)
+        self.bidirectional = check_bool("bidirectional", bidirectional)
         self.proj_size = int(proj_size)
         self.dtype = dtype
         self.backend = backend

@@ -21,6 +21,7 @@ PyTorch packing on each call (:mod:`fastrnn.interop`).
 
 import numpy as np
 
+from fastrnn._validation import check_bool
 from fastrnn.exceptions import ArgumentError, ShapeError
 from fastrnn.parameter import Parameter
 
@@ -60,7 +61,7 @@ class Layer:
         snake = "".join("_" + c.lower() if c.isupper() else c for c in type(self).__name__).lstrip("_")
         self.name = name or unique_name(snake)
         self.dtype = np.dtype(dtype)
-        self.trainable = bool(trainable)
+        self.trainable = check_bool("trainable", trainable)
         self.built = False
         self.declared_input_shape = None if input_shape is None else tuple(input_shape)
         self._weights = []  # (name, Parameter) in Keras's get_weights() order

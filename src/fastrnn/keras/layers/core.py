@@ -7,6 +7,7 @@ Each layer pairs ``call`` with an explicit ``backward`` (see
 
 import numpy as np
 
+from fastrnn._validation import check_bool
 from fastrnn.exceptions import ArgumentError, DTypeError, ShapeError
 from fastrnn.keras import activations, initializers
 from fastrnn.keras.layers.base import Layer
@@ -123,7 +124,7 @@ class Dense(Layer):
         super().__init__(**kwargs)
         self.units = positive_int("units", units)
         self.activation = activations.get(activation)
-        self.use_bias = bool(use_bias)
+        self.use_bias = check_bool("use_bias", use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
         self.rng = initializers.as_generator(seed)
@@ -209,7 +210,7 @@ class Embedding(Layer):
         self.input_dim = positive_int("input_dim", input_dim)
         self.output_dim = positive_int("output_dim", output_dim)
         self.embeddings_initializer = initializers.get(embeddings_initializer)
-        self.mask_zero = bool(mask_zero)
+        self.mask_zero = check_bool("mask_zero", mask_zero)
         self.rng = initializers.as_generator(seed)
         self.embeddings = None
         self._tape = None

@@ -23,6 +23,7 @@ SimpleRNN), recurrent activations other than sigmoid.
 
 import numpy as np
 
+from fastrnn._validation import check_bool
 from fastrnn.exceptions import ArgumentError, ShapeError
 from fastrnn.functional import cells
 from fastrnn.functional.direction import backward_direction, run_direction
@@ -84,7 +85,7 @@ class RNNLayer(_RecurrentLayer):
         self.activation = self._check_activation("activation", activation, self._ACTIVATIONS)
         self.recurrent_activation = self._check_activation(
             "recurrent_activation", recurrent_activation, ("sigmoid",))
-        self.use_bias = bool(use_bias)
+        self.use_bias = check_bool("use_bias", use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.recurrent_initializer = initializers.get(recurrent_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
@@ -95,11 +96,11 @@ class RNNLayer(_RecurrentLayer):
                 f"{self.CELL}: recurrent_dropout={recurrent_dropout} is not supported: it needs a new "
                 "mask on h at every step, which the fused kernels do not apply; use dropout (on the "
                 "inputs) instead, or recurrent_dropout=0")
-        self.return_sequences = bool(return_sequences)
-        self.return_state = bool(return_state)
-        self.go_backwards = bool(go_backwards)
-        self.stateful = bool(stateful)
-        self.zero_output_for_mask = bool(zero_output_for_mask)
+        self.return_sequences = check_bool("return_sequences", return_sequences)
+        self.return_state = check_bool("return_state", return_state)
+        self.go_backwards = check_bool("go_backwards", go_backwards)
+        self.stateful = check_bool("stateful", stateful)
+        self.zero_output_for_mask = check_bool("zero_output_for_mask", zero_output_for_mask)
         self.seed = seed if isinstance(seed, (int, np.integer)) or seed is None else None
         self.rng = initializers.as_generator(seed)
         self.backend = backend
@@ -399,7 +400,7 @@ class LSTM(RNNLayer):
                  bias_initializer="zeros", unit_forget_bias=True, dropout=0.0, recurrent_dropout=0.0,
                  return_sequences=False, return_state=False, go_backwards=False, stateful=False,
                  seed=None, **kwargs):
-        self.unit_forget_bias = bool(unit_forget_bias)
+        self.unit_forget_bias = check_bool("unit_forget_bias", unit_forget_bias)
         super().__init__(units, activation=activation, recurrent_activation=recurrent_activation,
                          use_bias=use_bias, kernel_initializer=kernel_initializer,
                          recurrent_initializer=recurrent_initializer,
@@ -453,7 +454,7 @@ class GRU(RNNLayer):
                  bias_initializer="zeros", dropout=0.0, recurrent_dropout=0.0,
                  return_sequences=False, return_state=False, go_backwards=False, stateful=False,
                  seed=None, reset_after=True, **kwargs):
-        self.reset_after = bool(reset_after)
+        self.reset_after = check_bool("reset_after", reset_after)
         super().__init__(units, activation=activation, recurrent_activation=recurrent_activation,
                          use_bias=use_bias, kernel_initializer=kernel_initializer,
                          recurrent_initializer=recurrent_initializer,
