@@ -111,7 +111,9 @@ def rnn_backward(x, w_ih, w_hh, h0, y, dy, dh_n, relu, dz, dx, dh0, dw_ih, dw_hh
     dh = dh_n
     for t in range(T - 1, -1, -1):
         g = dy[t] + dh
-        dz[t] = g * (y[t] > 0) if relu else g * (1 - y[t] * y[t])
+        # relu: select rather than multiply, so that a NaN or inf gradient at a unit whose
+        # output is 0 gives 0, as in the compiled kernels and torch
+        dz[t] = np.where(y[t] > 0, g, 0) if relu else g * (1 - y[t] * y[t])
         dh = dz[t] @ w_hh
     dh0[...] = dh
     # 2. everything else is a GEMM over all T*B rows

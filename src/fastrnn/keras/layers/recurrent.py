@@ -215,6 +215,9 @@ class RNNLayer(_RecurrentLayer):
         """
         x = float_input(self, x, ndim=3, features=self.kernel.shape[0])
         B, T, D = x.shape
+        if T == 0 and not self.return_sequences:
+            raise ShapeError(f"layer {self.name!r}: x has no time steps (shape {x.shape}); the layer returns "
+                             "the output of the last step (return_sequences=False), so it needs T >= 1")
         mask = check_mask(self, mask, (B, T))
         states0 = self._initial_states(initial_state, B)
         drop = None
