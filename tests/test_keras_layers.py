@@ -4,7 +4,7 @@ Every layer's ``backward`` is checked against central finite differences in
 float64 (with the reference ``python`` backend, so that the checks test the
 layers' own maps and not a kernel's speed tricks); masks against their
 definition; error messages for what a user can get wrong; parameter counts
-against the formulas of REFERENCE.md b7.
+against the formulas of docs/weight-layouts.md ("Parameter counts").
 """
 
 import numpy as np
@@ -456,7 +456,7 @@ def test_argument_errors():
         layers.Embedding(0, 3)
 
 
-# --- parameter counts (REFERENCE.md b7) -----------------------------------------------------------
+# --- parameter counts (docs/weight-layouts.md, "Parameter counts") --------------------------------
 def counts_of(layer, D_=8):
     layer(np.zeros((1, 2, D_)))
     return layer.count_params()
@@ -476,7 +476,7 @@ def test_parameter_counts(D_, H_):
     for layer, expected in counts.items():
         layer(x)
         assert layer.count_params() == expected, type(layer).__name__
-    if (D_, H_) == (8, 4):  # REFERENCE.md's worked examples
+    if (D_, H_) == (8, 4):  # the worked examples of docs/weight-layouts.md
         assert [counts_of(layers.LSTM(4)), counts_of(layers.GRU(4)),
                 counts_of(layers.GRU(4, reset_after=False))] == [208, 168, 156]
     embedding = layers.Embedding(10, H_)

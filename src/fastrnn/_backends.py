@@ -1,8 +1,8 @@
 """Which kernel backends load on this machine, and which one a call uses.
 
 A backend is a module exporting the kernel functions of the contract in
-DESIGN.md. Each is imported the first time it is needed; a failure is
-remembered with its reason, so asking for that backend later says why it is
+``docs/architecture.md`` ("The kernel contract"). Each is imported the first
+time it is needed; a failure is remembered with its reason, so asking for that backend later says why it is
 missing. Resolution order for a call: its ``backend=`` argument, then the
 innermost :func:`use_backend` context, then ``FASTRNN_BACKEND``, then ``"auto"``.
 """

@@ -4,7 +4,7 @@ Each initialiser is a callable ``init(shape, dtype, rng)`` returning a new
 array. Fan sizes follow Keras: for a matrix of shape (fan_in, fan_out) they
 are its two axes, for a vector both equal its length. Recurrent layers apply
 ``glorot_uniform`` and ``orthogonal`` to the fused matrices, e.g. the LSTM
-kernel of shape (D, 4*H) as a whole (see REFERENCE.md b6).
+kernel of shape (D, 4*H) as a whole (see ``docs/weight-layouts.md``, "Initial values").
 """
 
 import contextvars

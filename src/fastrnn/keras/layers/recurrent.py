@@ -373,7 +373,7 @@ class SimpleRNN(RNNLayer):
 
 
 class LSTM(RNNLayer):
-    """Long short-term memory layer (gates i, f, c, o; REFERENCE.md b2).
+    """Long short-term memory layer (gates i, f, c, o; ``docs/weight-layouts.md``, "LSTM").
 
     Parameters
     ----------
@@ -424,7 +424,7 @@ class LSTM(RNNLayer):
 
 
 class GRU(RNNLayer):
-    """Gated recurrent unit layer (gates z, r, h; REFERENCE.md b3).
+    """Gated recurrent unit layer (gates z, r, h; ``docs/weight-layouts.md``, "GRU").
 
     Parameters
     ----------
