@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from fastrnn.exceptions import DTypeError, NonFiniteError, ShapeError
+
 
 class Parameter:
     """A trainable array of a module, with the gradient that backward passes add into.
@@ -56,3 +58,86 @@ class Parameter:
 
     def __repr__(self):
         return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+def _as_array(value):
+    """``value`` as an ndarray; a torch tensor is detached and moved to the CPU first."""
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor, without importing torch
+        value = value.detach().cpu()
+        try:
+            return value.numpy()
+        except TypeError:  # e.g. bfloat16, which NumPy has no dtype for
+            raise DTypeError(f"a tensor of dtype {value.dtype}, which NumPy cannot hold") from None
+    if isinstance(value, Parameter):
+        return value.data
+    return np.asarray(value)
+
+
+def prepare_update(entries, where):
+    """Check every new value of an update and convert it, before any parameter is written.
+
+    Both facades' loaders (``nn.Module.load_state_dict``, Keras ``set_weights``
+    and the model file reader through it) call this first and
+    :func:`apply_update` only when it returns, so an update is all or nothing:
+    a bad entry anywhere leaves every parameter as it was.
+
+    Parameters
+    ----------
+    entries : iterable of (str, Parameter, array_like)
+        The name to report, the parameter and its new value (an array, a
+        nested list or a torch tensor).
+    where : str
+        What is being updated, for messages (``"state_dict of LSTM"``).
+
+    Returns
+    -------
+    list of (Parameter, ndarray)
+        Each value converted to its parameter's dtype, ready for
+        :func:`apply_update`.
+
+    Raises
+    ------
+    ShapeError
+        Naming every entry whose shape differs from its parameter's.
+    DTypeError
+        Naming the first entry that is not real floating point (integers,
+        booleans, strings, objects and complex numbers are refused: a silent
+        cast would change or drop values).
+    NonFiniteError
+        Naming the first entry holding NaN or infinity, including values that
+        overflow the parameter's dtype.
+    """
+    entries = list(entries)
+    arrays = []
+    for name, parameter, value in entries:
+        try:
+            arrays.append(_as_array(value))
+        except DTypeError as error:
+            raise DTypeError(f"{where}: {name!r} must be a real floating-point array; got {error}") from None
+        except (TypeError, ValueError) as error:  # ragged nested lists and the like
+            raise DTypeError(f"{where}: {name!r} must be a real floating-point array; got "
+                             f"{type(value).__name__} ({error})") from None
+    wrong = [f"{name!r}: expected shape {parameter.shape}, got {array.shape}"
+             for (name, parameter, _), array in zip(entries, arrays) if array.shape != parameter.shape]
+    if wrong:
+        raise ShapeError(f"{where}: size mismatch for " + "; ".join(wrong))
+    prepared = []
+    for (name, parameter, _), array in zip(entries, arrays):
+        if array.dtype.kind != "f":
+            raise DTypeError(f"{where}: {name!r} must be a real floating-point array "
+                             f"(converted to {parameter.dtype}); got dtype {array.dtype}")
+        with np.errstate(over="ignore"):
+            converted = np.array(array, dtype=parameter.dtype, copy=True)
+        if not np.isfinite(converted).all():
+            index = tuple(int(i) for i in np.argwhere(~np.isfinite(converted))[0])
+            source = "holds" if not np.isfinite(array[index]) else f"overflows {parameter.dtype} with"
+            raise NonFiniteError(f"{where}: {name!r} must be finite; it {source} {float(array[index])!r} "
+                                 f"at index {index}")
+        prepared.append((parameter, converted))
+    return prepared
+
+
+def apply_update(prepared):
+    """Write the arrays that :func:`prepare_update` returned into their parameters (in place)."""
+    for parameter, array in prepared:
+        parameter.data[...] = array

@@ -23,6 +23,7 @@ from fastrnn.keras.exceptions import NotCompiledError
 from fastrnn.keras.layers.base import Layer, unique_name
 from fastrnn.keras.model_file import save_model
 from fastrnn.keras.serialization import deserialize_layer, serialize_layer
+from fastrnn.parameter import apply_update
 
 __all__ = ["Sequential", "Input", "NotCompiledError"]
 
@@ -299,16 +300,23 @@ class Sequential:
         return [array for layer in self._layers for array in layer.get_weights()]
 
     def set_weights(self, weights):
-        """Set every layer's weights from a list as :meth:`get_weights` returns."""
+        """Set every layer's weights from a list as :meth:`get_weights` returns, all or nothing.
+
+        Every array is checked (count, shape, real floating dtype, finiteness;
+        see ``Layer.set_weights``) before any layer is written, so after an
+        error the model is unchanged.
+        """
         weights = list(weights)
         expected = sum(len(layer.weights) for layer in self._layers)
         if len(weights) != expected:
             raise ArgumentError(f"model {self.name!r} has {expected} weight array(s); got {len(weights)}")
+        prepared = []
         start = 0
         for layer in self._layers:
             count = len(layer.weights)
-            layer.set_weights(weights[start:start + count])
+            prepared += layer._prepare_weights(weights[start:start + count])
             start += count
+        apply_update(prepared)
 
     def count_params(self):
         """The number of scalars in every weight."""

@@ -5,8 +5,8 @@ from collections import OrderedDict
 import numpy as np
 
 from fastrnn._validation import check_bool
-from fastrnn.exceptions import ArgumentError, ShapeError
-from fastrnn.parameter import Parameter
+from fastrnn.exceptions import ArgumentError
+from fastrnn.parameter import Parameter, apply_update, prepare_update
 
 
 class Module:
@@ -96,6 +96,16 @@ class Module:
             With ``strict``, naming every missing and unexpected key.
         ShapeError
             Naming each key whose array has the wrong shape.
+        DTypeError
+            Naming a key whose value is not a real floating-point array
+            (integers, strings, objects and complex values are refused).
+        NonFiniteError
+            Naming a key whose array holds NaN or infinity.
+
+        Notes
+        -----
+        All or nothing: every entry is checked before any is written, so
+        after an error the module's parameters are exactly as they were.
         """
         if not hasattr(state_dict, "keys"):
             raise ArgumentError(
@@ -112,21 +122,8 @@ class Module:
                 parts.append("unexpected key(s): " + ", ".join(repr(k) for k in unexpected))
             raise ArgumentError(f"error loading state_dict into {type(self).__name__}: "
                                 + "; ".join(parts))
-        arrays = {}
-        wrong = []
-        for name, parameter in own.items():
-            if name not in state_dict:
-                continue
-            value = state_dict[name]
-            if hasattr(value, "detach"):  # a torch tensor
-                value = value.detach().cpu().numpy()
-            array = np.asarray(value)
-            if array.shape != parameter.shape:
-                wrong.append(f"{name!r}: expected shape {parameter.shape}, got {array.shape}")
-            arrays[name] = array
-        if wrong:
-            raise ShapeError(f"error loading state_dict into {type(self).__name__}: size mismatch for "
-                             + "; ".join(wrong))
-        for name, array in arrays.items():
-            own[name].data[...] = array
+        # every entry is checked and converted before any parameter is written
+        apply_update(prepare_update(((name, parameter, state_dict[name]) for name, parameter in own.items()
+                                     if name in state_dict),
+                                    f"error loading state_dict into {type(self).__name__}"))
         return missing, unexpected

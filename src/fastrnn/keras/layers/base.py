@@ -23,7 +23,7 @@ import numpy as np
 
 from fastrnn._validation import check_bool
 from fastrnn.exceptions import ArgumentError, ShapeError
-from fastrnn.parameter import Parameter
+from fastrnn.parameter import Parameter, apply_update, prepare_update
 
 _layer_counts = {}
 
@@ -87,17 +87,38 @@ class Layer:
         return [parameter.data.copy() for parameter in self.weights]
 
     def set_weights(self, weights):
-        """Copy arrays into the weights; each must have the weight's shape."""
+        """Copy arrays into the weights, all or nothing.
+
+        Parameters
+        ----------
+        weights : list of array_like
+            One real floating-point array per weight, in :meth:`get_weights`
+            order, each of the weight's shape and finite.
+
+        Raises
+        ------
+        ArgumentError
+            When the number of arrays differs from the number of weights.
+        ShapeError, DTypeError, NonFiniteError
+            Naming the weight whose array has the wrong shape, is not real
+            floating point, or is not finite. Every array is checked before
+            any is written, so after an error the layer is unchanged.
+        """
+        apply_update(self._prepare_weights(weights))
+
+    def _prepare_weights(self, weights):
+        """Check ``weights`` against this layer's weights; the (Parameter, array) pairs to write."""
+        weights = list(weights)
         if len(weights) != len(self._weights):
             raise ArgumentError(f"layer {self.name!r} has {len(self._weights)} weight(s) "
                                 f"({', '.join(n for n, _ in self._weights)}); got {len(weights)} array(s)")
-        arrays = [np.asarray(w) for w in weights]
-        for (name, parameter), array in zip(self._weights, arrays):
-            if array.shape != parameter.shape:
+        for (name, parameter), array in zip(self._weights, weights):
+            shape = np.shape(array)
+            if shape != parameter.shape:
                 raise ShapeError(f"layer {self.name!r}: weight {name!r} must have shape "
-                                 f"{parameter.shape}; got {array.shape}")
-        for (_, parameter), array in zip(self._weights, arrays):
-            parameter.data[...] = array
+                                 f"{parameter.shape}; got {shape}")
+        return prepare_update(((name, parameter, array) for (name, parameter), array in zip(self._weights, weights)),
+                              f"layer {self.name!r}: set_weights")
 
     def count_params(self):
         return int(sum(parameter.data.size for parameter in self.weights))
