@@ -2,9 +2,10 @@
 
 A backend is a module exporting the kernel functions of the contract in
 ``docs/architecture.md`` ("The kernel contract"). Each is imported the first
-time it is needed; a failure is remembered with its reason, so asking for that backend later says why it is
-missing. Resolution order for a call: its ``backend=`` argument, then the
-innermost :func:`use_backend` context, then ``FASTRNN_BACKEND``, then ``"auto"``.
+time it is needed; a failure is remembered with its reason, so asking for that
+backend later says why it is missing. Resolution order for a call: its
+``backend=`` argument, then the innermost :func:`use_backend` context, then
+``FASTRNN_BACKEND``, then ``"auto"``.
 """
 
 import contextvars
