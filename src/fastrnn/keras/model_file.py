@@ -13,7 +13,8 @@ The file is a zip archive (stored, not compressed) holding:
 Arrays are written as they are, so a save/load round trip is bit-exact. The
 file is written to a temporary file in the destination folder and renamed over
 the destination (``os.replace``), so a crash never leaves a half-written model
-where a good one was. Anything wrong with a file being loaded -- not a zip,
+where a good one was (see :func:`save_model` for the temporary files'
+names, permissions and symlinks). Anything wrong with a file being loaded -- not a zip,
 truncated, corrupted, another format or a newer version, arrays that do not
 match the structure -- raises :class:`ModelFileError`. Reading costs memory in
 proportion to the arrays the file declares: every entry's uncompressed size is
@@ -31,6 +32,7 @@ import json
 import math
 import os
 import secrets
+import stat
 import zipfile
 
 import numpy as np
@@ -46,6 +48,8 @@ __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "CONFIG_ENTRY", "save_model", "read_
 FORMAT_NAME = "fastrnn.keras.model"
 FORMAT_VERSION = 1
 CONFIG_ENTRY = "fastrnn_model.json"
+# in the names of the temporary files a save writes next to its destination
+TEMPORARY_MARKER = ".fastrnn-tmp-"
 
 # Bounds that keep a small file from costing much memory when read.
 MAX_DOCUMENT_BYTES = 64 << 20
@@ -119,7 +123,20 @@ def save_model(model, filepath):
     model : fastrnn.keras.Sequential
     filepath : str or os.PathLike
         Written as given (no suffix is added); ``.keras`` or ``.fastrnn`` are
-        good choices.
+        good choices. A symlink stays a symlink: the file it points to is
+        replaced.
+
+    Notes
+    -----
+    The model is written to a temporary file next to the destination's
+    target, ``.<name>.fastrnn-tmp-<pid>-<random>``, flushed to disk and then
+    renamed over the target, so a save that fails or is killed never leaves a
+    half-written file where the previous one was. A failed save deletes its
+    temporary file; one left by a killed process is deleted by the next save
+    to the same file (on Windows, where that process cannot be asked about,
+    such files are left for the user to delete: they are safe to remove when
+    no save is running). A file being replaced keeps its permission bits; a
+    new file gets the default ones (``0o666`` less the umask).
 
     Raises
     ------
@@ -132,25 +149,88 @@ def save_model(model, filepath):
         text = json.dumps(document, indent=1, default=_json_default, allow_nan=True)
     except TypeError as error:
         raise ArgumentError(f"the model's configuration cannot be saved as JSON: {error}") from error
-    directory = os.path.dirname(os.path.abspath(path))
-    temporary = os.path.join(directory, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
-    # os.open with 0o666 lets the umask decide the final file's mode, as for any new file
+    # through a symlink the link stays and its target is replaced
+    target = os.path.realpath(path)
+    directory, name = os.path.split(target)
+    prefix = f".{name}{TEMPORARY_MARKER}"
+    _remove_stale_temporaries(directory, prefix)
+    temporary = os.path.join(directory, f"{prefix}{os.getpid()}-{secrets.token_hex(6)}")
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        mode = None  # a new file: os.open's 0o666 lets the umask decide, as for any new file
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(descriptor, "wb") as raw:
+            if mode is not None:  # the replaced file's permissions, set before any data is written
+                if hasattr(os, "fchmod"):
+                    os.fchmod(raw.fileno(), mode)
+                else:
+                    os.chmod(temporary, mode)
             with zipfile.ZipFile(raw, "w", compression=zipfile.ZIP_STORED) as archive:
                 archive.writestr(CONFIG_ENTRY, text)
-                for name, array in arrays.items():
-                    _write_array(archive, name, array)
+                for entry, array in arrays.items():
+                    _write_array(archive, entry, array)
             raw.flush()
             os.fsync(raw.fileno())
-        os.replace(temporary, path)
+        os.replace(temporary, target)
     except BaseException:
         try:
             os.unlink(temporary)
         except OSError:
             pass
         raise
+    _sync_directory(directory)
+
+
+def _remove_stale_temporaries(directory, prefix):
+    """Delete the temporary files that earlier saves to the same file left when their process died.
+
+    A temporary file is named ``.<name>.fastrnn-tmp-<pid>-<random>``; one whose
+    process still runs may belong to a save in progress and is left alone.
+    """
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for candidate in names:
+        if not candidate.startswith(prefix):
+            continue
+        pid, _, rest = candidate[len(prefix):].partition("-")
+        if not (pid.isdigit() and rest and all(c in "0123456789abcdef" for c in rest)):
+            continue
+        if _process_alive(int(pid)):
+            continue
+        try:
+            os.unlink(os.path.join(directory, candidate))
+        except OSError:
+            pass
+
+
+def _process_alive(pid):
+    if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C_EVENT there, not ask
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError, OverflowError):
+        return True  # someone else's process, or a platform where this cannot be asked: keep the file
+    return True
+
+
+def _sync_directory(directory):
+    """Make the rename durable where the platform allows opening a folder (POSIX)."""
+    try:
+        handle = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)
 
 
 def read_document(archive, path):
