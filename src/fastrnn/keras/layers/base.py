@@ -117,8 +117,8 @@ class Layer:
             if shape != parameter.shape:
                 raise ShapeError(f"layer {self.name!r}: weight {name!r} must have shape "
                                  f"{parameter.shape}; got {shape}")
-        return prepare_update(((name, parameter, array) for (name, parameter), array in zip(self._weights, weights)),
-                              f"layer {self.name!r}: set_weights")
+        entries = ((name, parameter, array) for (name, parameter), array in zip(self._weights, weights))
+        return prepare_update(entries, f"layer {self.name!r}: set_weights")
 
     def count_params(self):
         return int(sum(parameter.data.size for parameter in self.weights))
