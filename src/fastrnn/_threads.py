@@ -10,12 +10,15 @@
   OpenMP and calls no BLAS.
 """
 
+import functools
 import os
 import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 from fastrnn._validation import check_n_threads
+from fastrnn.exceptions import ConcurrentUseError
 
 _thread_cap = None
 
@@ -68,10 +71,16 @@ class _BlasThreads:
 
     def __init__(self):
         self._libraries = None
+        self._changed = threading.Condition()
+        self._inside = 0  # threads now inside a limit block
+        self._held = None  # the limit they share
+        self._restore = []  # (library, count before the first one entered)
 
     def forget_libraries(self):
         """Find the BLAS libraries again on next use (after a module loaded another one)."""
-        self._libraries = None
+        with self._changed:
+            if not self._inside:
+                self._libraries = None
 
     def _load(self):
         from threadpoolctl import ThreadpoolController
@@ -81,23 +90,43 @@ class _BlasThreads:
 
     @contextmanager
     def limit(self, n_threads):
-        if self._libraries is None:
-            self._load()
-        previous = [lib.get_num_threads() for lib in self._libraries]
-        changed = [
-            (lib, before) for lib, before in zip(self._libraries, previous) if before != n_threads
-        ]
-        for lib, _ in changed:
-            lib.set_num_threads(n_threads)
+        """Hold every BLAS at ``n_threads`` while any thread is inside a ``limit`` block.
+
+        The BLAS thread count is one process-wide setting. Saving and restoring it per
+        call races: a thread leaving would restore the old count while another is still
+        inside its kernel. So the first thread in sets the limit and remembers the old
+        counts, later ones only count themselves in, and the last one out restores.
+        A thread asking for a different limit while one is held waits for it to end.
+        """
+        with self._changed:
+            while self._inside and self._held != n_threads:
+                self._changed.wait()
+            if not self._inside:
+                if self._libraries is None:
+                    self._load()
+                self._restore = [(lib, lib.get_num_threads()) for lib in self._libraries]
+                for lib, before in self._restore:
+                    if before != n_threads:
+                        lib.set_num_threads(n_threads)
+                self._held = n_threads
+            self._inside += 1
         try:
             yield
         finally:
-            for lib, before in changed:
-                lib.set_num_threads(before)
+            with self._changed:
+                self._inside -= 1
+                if not self._inside:
+                    for lib, before in self._restore:
+                        if before != n_threads:
+                            lib.set_num_threads(before)
+                    self._restore, self._held = [], None
+                    self._changed.notify_all()
 
     def info(self):
         """Describe the loaded BLAS libraries (for ``show_config``)."""
-        self._load()
+        with self._changed:
+            if not self._inside:
+                self._load()
         return [lib.info() for lib in self._libraries]
 
 
@@ -148,3 +177,130 @@ def num_threads_capped(n_threads):
         yield
     finally:
         set_num_threads(saved)
+
+
+class PerThread:
+    """An attribute whose value each thread sees on its own (a data descriptor).
+
+    The facades keep what a forward pass leaves for its backward pass (the tape) in
+    such an attribute, so a module shared by threads pairs each thread's backward
+    with that thread's own forward. The values live outside the instance (in a
+    weak table), so pickling and copying see none of them, and a thread that
+    never set a value reads ``default``.
+    """
+
+    _table = weakref.WeakKeyDictionary()
+    _table_lock = threading.Lock()
+
+    def __init__(self, default=None):
+        self.default = default
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def _values(self, obj):
+        # (this object's threading.local, the value each name was last set to by any thread)
+        with PerThread._table_lock:
+            values = PerThread._table.get(obj)
+            if values is None:
+                values = PerThread._table[obj] = (threading.local(), {})
+            return values
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        return getattr(self._values(obj)[0], self.name, self.default)
+
+    def __set__(self, obj, value):
+        local, latest = self._values(obj)
+        setattr(local, self.name, value)
+        latest[self.name] = value
+
+    def for_pickling(self, obj):
+        """The calling thread's value, or, where it set none, the last value any thread set
+        (a pool pickles in a helper thread what the main thread left)."""
+        local, latest = self._values(obj)
+        return getattr(local, self.name, latest.get(self.name, self.default))
+
+
+def _per_thread_attributes(cls):
+    return {name: attr for klass in reversed(cls.__mro__) for name, attr in vars(klass).items()
+            if isinstance(attr, PerThread)}
+
+
+def getstate_with_per_thread(obj):
+    """``__getstate__`` for a class with :class:`PerThread` attributes: the instance's
+    dict plus the calling thread's values (see :meth:`PerThread.for_pickling`): a module
+    pickled between forward and backward keeps its tape, and the copy's backward runs in
+    the thread that unpickles it."""
+    state = dict(obj.__dict__)
+    for name, attr in _per_thread_attributes(type(obj)).items():
+        state[name] = attr.for_pickling(obj)
+    return state
+
+
+def setstate_with_per_thread(obj, state):
+    """``__setstate__`` partner of :func:`getstate_with_per_thread`."""
+    state = dict(state)
+    per_thread = {name: state.pop(name) for name in _per_thread_attributes(type(obj)) if name in state}
+    obj.__dict__.update(state)
+    for name, value in per_thread.items():
+        setattr(obj, name, value)
+
+
+class Exclusive:
+    """A guard for an object that one thread at a time may use.
+
+    ``with guard.hold(what):`` raises :class:`fastrnn.exceptions.ConcurrentUseError`
+    at once, instead of waiting or mixing states, when another thread is inside a
+    ``hold`` block of the same guard. The same thread may nest ``hold`` blocks.
+    The guard is not pickled state: an owner creates one lazily via :func:`exclusive`.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._owner = None
+        self._depth = 0
+
+    @contextmanager
+    def hold(self, what):
+        me = threading.get_ident()
+        if self._owner != me:
+            if not self._lock.acquire(blocking=False):
+                raise ConcurrentUseError(
+                    f"{what} is already running in another thread; this object cannot be used "
+                    f"by two threads at once (give each thread its own, or serialise the calls)")
+            self._owner = me
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if not self._depth:
+                self._owner = None
+                self._lock.release()
+
+
+_guards = weakref.WeakKeyDictionary()
+_guards_lock = threading.Lock()
+
+
+def exclusive(obj):
+    """The :class:`Exclusive` guard of ``obj`` (created on first use, never pickled)."""
+    with _guards_lock:
+        guard = _guards.get(obj)
+        if guard is None:
+            guard = _guards[obj] = Exclusive()
+        return guard
+
+
+def one_thread_at_a_time(method):
+    """Decorate a method so that two threads running it (or another method so decorated)
+    on the same object raise :class:`ConcurrentUseError` instead of mixing their states."""
+
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        with exclusive(self).hold(f"{type(self).__name__}.{method.__name__}()"):
+            return method(self, *args, **kwargs)
+
+    return guarded

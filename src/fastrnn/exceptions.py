@@ -56,5 +56,9 @@ class BackendUnavailableError(FastRNNError, ValueError):
         return (type(self), (self.backend, self.reason))
 
 
+class ConcurrentUseError(FastRNNError, RuntimeError):
+    """An object that one thread at a time may use was used by two threads at once."""
+
+
 class StaleCacheError(FastRNNError, ValueError):
     """A forward cache whose arrays no longer match what the forward pass stored."""

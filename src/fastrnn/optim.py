@@ -31,6 +31,7 @@ import numbers
 
 import numpy as np
 
+from fastrnn._threads import one_thread_at_a_time
 from fastrnn.exceptions import ArgumentError, NonFiniteError, ShapeError
 
 __all__ = ["Optimizer", "SGD", "Adam", "RMSprop", "clip_grad_norm_", "clip_grad_value_"]
@@ -227,6 +228,12 @@ class Optimizer:
     def step(self):
         """Update every parameter that has a gradient, once."""
         raise NotImplementedError
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # an optimizer's state (moments, step counts) is updated in place: one step at a time
+        if "step" in cls.__dict__:
+            cls.step = one_thread_at_a_time(cls.__dict__["step"])
 
     def state_dict(self):
         """The optimizer's state and hyperparameters, with parameters replaced by their index.

@@ -1,8 +1,13 @@
 """A trainable array and its gradient, shared by both facades (fastrnn.nn, fastrnn.keras) and the optimizers."""
 
+import threading
+
 import numpy as np
 
 from fastrnn.exceptions import DTypeError, NonFiniteError, ShapeError
+
+# backward passes of a module shared by threads add into the same .grad arrays
+_accumulate_lock = threading.Lock()
 
 
 class Parameter:
@@ -39,11 +44,16 @@ class Parameter:
         return self.data.dtype
 
     def accumulate(self, gradient):
-        """Add ``gradient`` into ``grad`` (allocating it on first use)."""
-        if self.grad is None:
-            self.grad = np.array(gradient, dtype=self.data.dtype, copy=True)
-        else:
-            self.grad += gradient
+        """Add ``gradient`` into ``grad`` (allocating it on first use).
+
+        Safe from several threads at once: each sum is complete, taken in the order the
+        gradients arrive (so the last bits of a float sum may differ from run to run).
+        """
+        with _accumulate_lock:
+            if self.grad is None:
+                self.grad = np.array(gradient, dtype=self.data.dtype, copy=True)
+            else:
+                self.grad += gradient
 
     # explicit state: protocols 0 and 1 cannot store a __slots__ class without it
     def __getstate__(self):

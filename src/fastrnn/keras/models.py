@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from fastrnn._threads import one_thread_at_a_time
 from fastrnn.exceptions import ArgumentError, NonFiniteError, ShapeError
 from fastrnn.keras import losses as losses_module
 from fastrnn.keras import metrics as metrics_module
@@ -500,6 +501,7 @@ class Sequential:
             raise error
 
     # training -----------------------------------------------------------------------------
+    @one_thread_at_a_time  # training state (optimizer, callbacks, history) is one per model
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
             validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0):
         """Train for ``epochs`` passes over ``(x, y)`` in mini-batches.
@@ -639,6 +641,7 @@ class Sequential:
         self.history = history
         return history
 
+    @one_thread_at_a_time  # training state (optimizer, callbacks, history) is one per model
     def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict=False):
         """One optimizer step on one batch; returns the loss (and metrics) of that batch."""
         self._require_compiled("train_on_batch")

@@ -34,6 +34,7 @@ import numbers
 
 import numpy as np
 
+from fastrnn._threads import one_thread_at_a_time
 from fastrnn._validation import check_bool
 from fastrnn.exceptions import ArgumentError, ShapeError
 
@@ -137,6 +138,7 @@ class Optimizer:
                 self.update_step(grad, data, self._slots_of(variable, data), lr)
         self.iterations += 1
 
+    @one_thread_at_a_time  # slots and iteration counts are updated in place
     def apply_gradients(self, grads_and_vars):
         """Keras's spelling of :meth:`apply`: an iterable of ``(gradient, variable)`` pairs."""
         pairs = list(grads_and_vars)

@@ -19,6 +19,7 @@ import warnings
 
 import numpy as np
 
+from fastrnn._threads import PerThread, getstate_with_per_thread, setstate_with_per_thread
 from fastrnn._validation import check_bool
 from fastrnn.exceptions import ArgumentError, DTypeError, ShapeError
 from fastrnn.functional import cells
@@ -50,6 +51,13 @@ class RNNBase(Module):
     """
 
     SPEC = None
+
+    # what forward leaves for backward, and backward's hx gradient: each thread has its
+    # own, so threads sharing a module pair their own forward and backward
+    _tape = PerThread()
+    grad_hx = PerThread()
+    __getstate__ = getstate_with_per_thread
+    __setstate__ = setstate_with_per_thread
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, proj_size=0, *, dtype=np.float32, seed=None,

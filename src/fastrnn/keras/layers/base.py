@@ -21,6 +21,7 @@ PyTorch packing on each call (:mod:`fastrnn.interop`).
 
 import numpy as np
 
+from fastrnn._threads import PerThread, getstate_with_per_thread, setstate_with_per_thread
 from fastrnn._validation import check_bool
 from fastrnn.exceptions import ArgumentError, ShapeError
 from fastrnn.parameter import Parameter, apply_update, prepare_update
@@ -56,6 +57,11 @@ class Layer:
     """
 
     supports_masking = False
+    # what call(training=True) leaves for backward: each thread has its own, so
+    # threads sharing a layer pair their own call and backward
+    _tape = PerThread()
+    __getstate__ = getstate_with_per_thread
+    __setstate__ = setstate_with_per_thread
 
     def __init__(self, name=None, dtype="float32", trainable=True, input_shape=None):
         snake = "".join("_" + c.lower() if c.isupper() else c for c in type(self).__name__).lstrip("_")

@@ -7,6 +7,7 @@ Each layer pairs ``call`` with an explicit ``backward`` (see
 
 import numpy as np
 
+from fastrnn._threads import PerThread
 from fastrnn._validation import check_bool
 from fastrnn.exceptions import ArgumentError, DTypeError, ShapeError
 from fastrnn.keras import activations, initializers
@@ -411,6 +412,8 @@ class TimeDistributed(Layer):
     """
 
     supports_masking = True
+
+    _shape = PerThread()  # the (B, T) of this thread's last call, for backward
 
     def __init__(self, layer, **kwargs):
         if not isinstance(layer, Layer):

@@ -23,6 +23,7 @@ SimpleRNN), recurrent activations other than sigmoid.
 
 import numpy as np
 
+from fastrnn._threads import PerThread
 from fastrnn._validation import check_bool
 from fastrnn.exceptions import ArgumentError, ShapeError
 from fastrnn.functional import cells
@@ -72,6 +73,8 @@ class RNNLayer(_RecurrentLayer):
     """
 
     SPEC = None
+
+    grad_initial_state = PerThread()  # each thread's backward leaves its own
 
     def __init__(self, units, activation="tanh", recurrent_activation="sigmoid", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
