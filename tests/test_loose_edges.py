@@ -150,3 +150,45 @@ def test_relu_gradient_with_nan_matches_torch():
     np.testing.assert_allclose(grads["x"], x_torch.grad.numpy(), **tol)
     np.testing.assert_allclose(grads["w_hh"], rnn.weight_hh_l0.grad.numpy(), **tol)
     np.testing.assert_allclose(grads["w_ih"], rnn.weight_ih_l0.grad.numpy(), **tol)
+
+
+# --------------------------------------------------------------------------------------
+# what the fuzz suite found: arguments that reached NumPy before any check of fastrnn's
+# --------------------------------------------------------------------------------------
+_X = np.ones((1, 3, 2), np.float32)
+FUZZ_FINDINGS = {
+    "nn seed str": (lambda: nn.LSTM(2, 3, seed="1"), ArgumentError, "seed"),
+    "nn seed float": (lambda: nn.LSTM(2, 3, seed=1.5), ArgumentError, "seed"),
+    "nn seed negative": (lambda: nn.GRU(2, 3, seed=-1), ArgumentError, "seed"),
+    "keras seed str": (lambda: layers.SimpleRNN(2, seed="1"), ArgumentError, "seed"),
+    "nn dtype unknown": (lambda: nn.GRU(2, 3, dtype="x"), fastrnn.DTypeError, "dtype"),
+    "nn hx str": (lambda: nn.GRU(1, 1)(np.ones((2, 1, 1), np.float32), ""), fastrnn.DTypeError, "h0"),
+    "nn hx complex": (lambda: nn.GRU(2, 2)(np.ones((3, 1, 2), np.float32), np.full((1, 1, 2), 1 + 5j)),
+                      fastrnn.DTypeError, "h0"),
+    "keras initial_state bool": (lambda: layers.GRU(2)(_X, initial_state=False), ArgumentError,
+                                 "initial_state"),
+    "keras initial_state int": (lambda: layers.GRU(2)(_X, initial_state=3), ArgumentError, "initial_state"),
+    "keras initial_state 0-d": (lambda: layers.LSTM(1)(_X, initial_state=np.float64(1)), ArgumentError,
+                                "initial_state"),
+    "keras initial_state complex": (lambda: layers.GRU(2)(_X, initial_state=[np.full((1, 2), 1 + 5j)]),
+                                    fastrnn.DTypeError, "initial_state"),
+    "lstm_proj None weight": (
+        lambda: fastrnn.functional._lstm_proj.lstm_proj_forward(
+            np.zeros((2, 1, 3)), None, np.zeros((8, 1)), np.zeros((1, 2))),
+        fastrnn.DTypeError, "w_ih"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FUZZ_FINDINGS))
+def test_fuzz_findings_raise_fastrnn_errors_naming_the_argument(case):
+    call, error, argument = FUZZ_FINDINGS[case]
+    with pytest.raises(error, match=rf"\b{argument}\b"):
+        call()
+
+
+def test_valid_seeds_and_states_still_work():
+    nn.LSTM(2, 3, seed=np.int64(3))
+    generator = np.random.default_rng(1)
+    assert nn.LSTM(2, 3, seed=generator).rng is generator
+    assert layers.GRU(2)(_X, initial_state=np.zeros((1, 2))).shape == (1, 2)
+    assert layers.GRU(2)(_X, initial_state=[np.zeros((1, 2), np.float64)]).shape == (1, 2)

@@ -118,3 +118,27 @@ def check_n_threads(n_threads):
 def kernel_array(array, dtype):
     """``array`` as a C-contiguous array of ``dtype``, copied only when it is not one already."""
     return np.ascontiguousarray(array, dtype=dtype)
+
+
+def random_generator(seed, name="seed"):
+    """A :class:`numpy.random.Generator` from a user's ``seed`` argument.
+
+    Parameters
+    ----------
+    seed : None, int >= 0, numpy.random.SeedSequence or numpy.random.Generator
+        A Generator is returned as is (its stream is shared, not copied).
+
+    Raises
+    ------
+    ArgumentError
+        For anything else, naming ``name`` (NumPy's own message would not).
+    """
+    if isinstance(seed, np.random.Generator):
+        return seed
+    valid = (seed is None or isinstance(seed, np.random.SeedSequence)
+             or (isinstance(seed, numbers.Integral) and not isinstance(seed, (bool, np.bool_))
+                 and seed >= 0))
+    if not valid:
+        raise ArgumentError(f"{name} must be None, a non-negative integer or a "
+                            f"numpy.random.Generator; got {seed!r} of type {type(seed).__name__}")
+    return np.random.default_rng(seed)

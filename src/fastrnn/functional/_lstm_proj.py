@@ -62,9 +62,10 @@ class _ProjLayer:
     final_state_arrays = Layer.final_state_arrays
 
     def __init__(self, x, w_ih, w_hh, w_hr, b_ih, b_hh, h0, c0):
-        named = [("x", as_float_array("x", x))]
-        for name, value in [("w_ih", w_ih), ("w_hh", w_hh), ("w_hr", w_hr), ("b_ih", b_ih),
-                            ("b_hh", b_hh), ("h0", h0), ("c0", c0)]:
+        # the weights are required (as_float_array refuses None); biases and states are optional
+        named = [(name, as_float_array(name, value))
+                 for name, value in [("x", x), ("w_ih", w_ih), ("w_hh", w_hh), ("w_hr", w_hr)]]
+        for name, value in [("b_ih", b_ih), ("b_hh", b_hh), ("h0", h0), ("c0", c0)]:
             if value is not None:
                 named.append((name, as_float_array(name, value)))
         arrays = dict(named)

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from fastrnn._validation import random_generator
 from fastrnn.exceptions import ArgumentError
 
 __all__ = ["Initializer", "Zeros", "Ones", "Constant", "RandomUniform", "RandomNormal",
@@ -48,10 +49,9 @@ def _charge(shape):
 
 
 def as_generator(seed):
-    """A :class:`numpy.random.Generator` from ``None``, an int or a Generator (returned as is)."""
-    if isinstance(seed, np.random.Generator):
-        return seed
-    return np.random.default_rng(seed)
+    """A :class:`numpy.random.Generator` from ``None``, an int or a Generator (returned as is);
+    anything else raises :class:`~fastrnn.exceptions.ArgumentError` naming ``seed``."""
+    return random_generator(seed)
 
 
 def _fans(shape):

@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 
 from fastrnn._threads import PerThread, getstate_with_per_thread, setstate_with_per_thread
-from fastrnn._validation import check_bool
+from fastrnn._validation import as_float_array, check_bool, random_generator
 from fastrnn.exceptions import ArgumentError, DTypeError, ShapeError
 from fastrnn.functional import cells
 from fastrnn.functional.direction import backward_direction, run_direction
@@ -76,7 +76,10 @@ class RNNBase(Module):
         if proj_size >= self.hidden_size:
             raise ArgumentError(f"proj_size must be smaller than hidden_size = {self.hidden_size}; "
                                 f"got {proj_size}")
-        dtype = np.dtype(dtype)
+        try:
+            dtype = np.dtype(dtype)
+        except TypeError:
+            raise DTypeError(f"dtype must be float32 or float64; got {dtype!r}") from None
         if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
             raise DTypeError(f"dtype must be float32 or float64; got {dtype}")
         self.bias = check_bool("bias", bias)
@@ -87,7 +90,7 @@ class RNNBase(Module):
         self.dtype = dtype
         self.backend = backend
         self.n_threads = n_threads
-        self.rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        self.rng = random_generator(seed)
         self._tape = None
         self.grad_hx = None
         self._make_parameters()
@@ -248,7 +251,8 @@ class RNNBase(Module):
             if value is None:
                 states.append(np.zeros((L, B, size), self.dtype))
                 continue
-            array = np.asarray(value, dtype=self.dtype)
+            # refuses strings, objects and complex values, which a cast would take or mangle
+            array = as_float_array(name, value).astype(self.dtype, copy=False)
             expected = (L, B, size) if batched else (L, size)
             if array.shape != expected:
                 raise ShapeError(

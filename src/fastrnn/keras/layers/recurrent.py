@@ -24,7 +24,7 @@ SimpleRNN), recurrent activations other than sigmoid.
 import numpy as np
 
 from fastrnn._threads import PerThread
-from fastrnn._validation import check_bool
+from fastrnn._validation import as_float_array, check_bool
 from fastrnn.exceptions import ArgumentError, ShapeError
 from fastrnn.functional import cells
 from fastrnn.functional.direction import backward_direction, run_direction
@@ -178,15 +178,20 @@ class RNNLayer(_RecurrentLayer):
             initial_state = self.states
         if initial_state is None:
             return [np.zeros((B, self.units), self.dtype) for _ in range(self.N_STATES)]
-        if isinstance(initial_state, np.ndarray) and self.N_STATES == 1:
+        if isinstance(initial_state, np.ndarray) and initial_state.ndim == 2 and self.N_STATES == 1:
             initial_state = [initial_state]
+        if not isinstance(initial_state, (list, tuple)):
+            raise ArgumentError(f"layer {self.name!r} ({self.CELL}): initial_state must be a list of "
+                                f"{self.N_STATES} array(s) of shape (batch, units); got "
+                                f"{type(initial_state).__name__}")
         initial_state = list(initial_state)
         if len(initial_state) != self.N_STATES:
             raise ArgumentError(f"layer {self.name!r} ({self.CELL}) takes {self.N_STATES} initial "
                                 f"state(s); got {len(initial_state)}")
         states = []
         for state in initial_state:
-            array = np.ascontiguousarray(state, dtype=self.dtype)
+            # refuses strings, objects and complex values, which a cast would take or mangle
+            array = np.ascontiguousarray(as_float_array("initial_state", state), dtype=self.dtype)
             if array.shape != (B, self.units):
                 raise ShapeError(f"layer {self.name!r}: an initial state must have shape "
                                  f"({B}, {self.units}) (batch, units); got {array.shape}")
