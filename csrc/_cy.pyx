@@ -27,7 +27,7 @@ from packed_gemm cimport at_b_work_size, gemm_at_b, gemm_packed, pack, packed_si
 
 import numpy as np
 
-from fastrnn._partition import batch_chunks, step_column_threads, time_blocks
+from fastrnn._partition import batch_chunks, projection_spans, step_column_threads, time_blocks
 
 
 cdef inline int _threads_for(int n_threads, Py_ssize_t n_pieces) noexcept nogil:

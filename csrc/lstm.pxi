@@ -3,8 +3,9 @@
 #
 # The steps, names and workspace are those of fastrnn._python.lstm, whose
 # docstring has the equations and the kernel contract, and the layout follows
-# fastrnn._numba.lstm so the two read side by side. The forward projection runs
-# in fixed time blocks, the time loop on fixed batch chunks, both under ``prange``;
+# fastrnn._numba.lstm so the two read side by side. The forward projection runs in
+# the fixed pieces of _partition.projection_blocks (in inference a block of them, then
+# the block's steps), the time loop on fixed batch chunks, both under ``prange``;
 # the BPTT's products over all steps (dx, dW_ih, dW_hh) share their results' rows
 # and columns among the threads instead, with no partial sums per block. Every product runs on the packed micro-kernel (packed_gemm), the
 # weights packed once per call. In float32 a step's recurrent product and its gate
@@ -139,11 +140,13 @@ cdef inline void _lstm_cell_grad(const floating* a, const floating* c_t, const f
 # ---- the pieces of work: one time block or one batch chunk each
 
 cdef void _lstm_project(const floating* x, const floating* w_ih_t_packed, const floating* bias,
-                        floating* gates, Py_ssize_t B, Py_ssize_t D, Py_ssize_t H,
+                        floating* gate_rows, Py_ssize_t B, Py_ssize_t D, Py_ssize_t H,
                         Py_ssize_t t0, Py_ssize_t t1) noexcept nogil:
-    """Input projection of steps ``t0:t1``: ``gates = x W_ih^T + b`` over their rows."""
+    """Input projection of steps ``t0:t1`` (one piece): ``gate_rows = x W_ih^T + b``.
+
+    ``gate_rows`` points at the workspace row of step ``t0``.
+    """
     cdef Py_ssize_t G = LSTM_GATES * H, rows = (t1 - t0) * B, r0 = 0, slab
-    cdef floating* gate_rows = gates + t0 * B * G
     cdef const floating* x_rows = x + t0 * B * D
     # slabs of rows that stay in cache while every panel of W_ih^T passes over them; the
     # bias is added in the product's epilogue (no pass filling gates with it first)
@@ -179,7 +182,8 @@ cdef void _lstm_forward_loop(const floating* w_hh_t_packed, const floating* h0,
                              Py_ssize_t b0, Py_ssize_t b1, int column_threads) noexcept nogil:
     """Time loop for batch rows ``b0:b1``; ``gates`` holds the input projection on entry.
 
-    Without ``keep_cells`` (inference) the running cell state lives in the chunk's rows of ``c_n``.
+    Without ``keep_cells`` (inference) the running cell state lives in the chunk's rows of
+    ``c_n``, which ``c0`` may be (a block after the first).
     """
     cdef Py_ssize_t t, r, rows = b1 - b0, n = (b1 - b0) * H, G = LSTM_GATES * H
     cdef const floating* h = h0 + b0 * H
@@ -188,7 +192,8 @@ cdef void _lstm_forward_loop(const floating* w_hh_t_packed, const floating* h0,
     cdef floating* z
     cdef floating* h_t
     if not keep_cells:
-        memcpy(c_t, c_prev, n * sizeof(floating))
+        if c_t != c_prev:
+            memcpy(c_t, c_prev, n * sizeof(floating))
         c_prev = c_t
     for t in range(T):
         # the chunk's rows of gates[t] and of h_{t-1} (h0 or y[t-1]) are contiguous blocks
@@ -348,8 +353,9 @@ def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
         OUT. Hidden state of every step.
     h_n, c_n : ndarray of shape (B, H)
         OUT. Hidden and cell states after the last step.
-    gates : ndarray of shape (T, B, 4*H)
-        OUT. Workspace: the activated gates ``[i, f, g, o]`` of every step.
+    gates : ndarray of shape (T, B, 4*H) or (S, B, 4*H)
+        OUT. Workspace: the activated gates ``[i, f, g, o]`` of every step; with
+        ``S < T`` steps (inference, ``S`` one block's steps) those of the last block.
     c_all : ndarray of shape (T, B, H) or (0, B, H)
         OUT. Workspace: the cell state of every step; with shape (0, B, H)
         (inference) nothing is stored.
@@ -359,10 +365,11 @@ def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = w_hh.shape[1]
     cdef Py_ssize_t G = LSTM_GATES * H
     cdef bint keep_cells = c_all.shape[0] == T
-    cdef Py_ssize_t[::1] blocks = time_blocks(T, B, D * G)
+    cdef Py_ssize_t[::1] pieces, spans
+    pieces, spans = projection_spans(T, B, D, G, gates.shape[0])
     cdef Py_ssize_t[::1] chunks = batch_chunks(B, H, LSTM_GATES)
-    cdef Py_ssize_t k, n_blocks = blocks.shape[0] - 1, n_chunks = chunks.shape[0] - 1
-    cdef int project_threads = _threads_for(n_threads, n_blocks)
+    cdef Py_ssize_t k, s, p0, p1, t0, t1, n_chunks = chunks.shape[0] - 1
+    cdef int project_threads
     cdef int recur_threads = _threads_for(n_threads, n_chunks)
     cdef int column_threads = step_column_threads(B, H, LSTM_GATES, n_threads)
     # float32 packs W_hh^T by blocks of units for the fused step (gates side by side)
@@ -381,6 +388,9 @@ def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     cdef floating* c_n_p = &c_n[0, 0]
     cdef floating* gates_p = &gates[0, 0, 0]
     cdef floating* c_all_p = NULL
+    cdef const floating* h_prev
+    cdef const floating* c_prev
+    cdef floating* cells
     if keep_cells and T > 0:
         c_all_p = &c_all[0, 0, 0]
     with nogil:
@@ -390,18 +400,31 @@ def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
         else:
             pack(w_hh_p, H, G, 1, H, &w_hh_t_packed[0])
         pack(w_ih_p, D, G, 1, D, &w_ih_t_packed[0])  # W_ih^T: element (i, j) = W_ih[j, i]
-        # 1. input projection for every step: gates = x W_ih^T + b
-        for k in prange(n_blocks, num_threads=project_threads, schedule='static'):
-            _lstm_project(x_p, &w_ih_t_packed[0], bias_p, gates_p, B, D, H,
-                          blocks[k], blocks[k + 1])
-        # 2. the recurrence, one batch chunk for all steps
-        if n_chunks == 1:  # no batch to cut: large layers share each step's columns instead
-            _lstm_forward_loop(&w_hh_t_packed[0], h0_p, c0_p, y_p, h_n_p, c_n_p, gates_p,
-                               c_all_p, keep_cells, T, B, H, 0, B, column_threads)
-        else:
-            for k in prange(n_chunks, num_threads=recur_threads, schedule='static'):
-                _lstm_forward_loop(&w_hh_t_packed[0], h0_p, c0_p, y_p, h_n_p, c_n_p, gates_p,
-                                   c_all_p, keep_cells, T, B, H, chunks[k], chunks[k + 1], 1)
+        for s in range(spans.shape[0] - 1):  # one span of all steps, or one per block (inference)
+            p0 = spans[s]
+            p1 = spans[s + 1]
+            t0 = pieces[p0]
+            t1 = pieces[p1]
+            project_threads = _threads_for(n_threads, p1 - p0)
+            # 1. input projection of the span's steps, one piece each: gates = x W_ih^T + b,
+            # gates[0] holding step t0
+            for k in prange(p0, p1, num_threads=project_threads, schedule='static'):
+                _lstm_project(x_p, &w_ih_t_packed[0], bias_p, gates_p + (pieces[k] - t0) * B * G,
+                              B, D, H, pieces[k], pieces[k + 1])
+            # 2. the recurrence over them, one batch chunk each; between spans the state is
+            # y[t0 - 1] and the cell state c_all[t0 - 1], or c_n where it runs (inference)
+            h_prev = h0_p if t0 == 0 else y_p + (t0 - 1) * B * H
+            c_prev = c0_p if t0 == 0 else (c_all_p + (t0 - 1) * B * H if keep_cells else c_n_p)
+            cells = c_all_p + t0 * B * H if keep_cells else NULL
+            if n_chunks == 1:  # no batch to cut: large layers share each step's columns instead
+                _lstm_forward_loop(&w_hh_t_packed[0], h_prev, c_prev, y_p + t0 * B * H, h_n_p,
+                                   c_n_p, gates_p, cells, keep_cells, t1 - t0, B, H, 0, B,
+                                   column_threads)
+            else:
+                for k in prange(n_chunks, num_threads=recur_threads, schedule='static'):
+                    _lstm_forward_loop(&w_hh_t_packed[0], h_prev, c_prev, y_p + t0 * B * H, h_n_p,
+                                       c_n_p, gates_p, cells, keep_cells, t1 - t0, B, H,
+                                       chunks[k], chunks[k + 1], 1)
 
 
 def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,

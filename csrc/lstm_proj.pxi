@@ -5,7 +5,8 @@
 # The steps, names and workspace are those of fastrnn._python.lstm_proj, whose
 # docstring has the equations and the kernel contract, and the layout follows
 # fastrnn._numba.lstm_proj so the two read side by side. The input projection runs
-# in fixed time blocks, the time loop on fixed batch chunks, both under ``prange``;
+# in the fixed pieces of _partition.projection_blocks (in inference a block of them, then
+# the block's steps), the time loop on fixed batch chunks, both under ``prange``;
 # after the BPTT loop the products over all steps (dx, dW_ih, dW_hh, dW_hr) share
 # their results' rows and columns among the threads. Every product runs on the packed
 # micro-kernel (packed_gemm), the weights packed once per call. A forward step is two
@@ -29,7 +30,8 @@ cdef void _lstm_proj_forward_loop(const floating* w_hh_t_packed, const floating*
     """Time loop for batch rows ``b0:b1``; ``gates`` holds the input projection on entry.
 
     Without ``keep_cells`` (inference) the running cell state lives in the chunk's rows of
-    ``c_n``; without ``keep_m``, ``m_t`` lives in the chunk's rows of ``m_scratch`` (B, H).
+    ``c_n``, which ``c0`` may be (a block after the first); without ``keep_m``, ``m_t``
+    lives in the chunk's rows of ``m_scratch`` (B, H).
     """
     cdef Py_ssize_t t, r, rows = b1 - b0, G = LSTM_GATES * H
     cdef const floating* h = h0 + b0 * P
@@ -39,7 +41,8 @@ cdef void _lstm_proj_forward_loop(const floating* w_hh_t_packed, const floating*
     cdef floating* z
     cdef floating* h_t
     if not keep_cells:
-        memcpy(c_t, c_prev, rows * H * sizeof(floating))
+        if c_t != c_prev:
+            memcpy(c_t, c_prev, rows * H * sizeof(floating))
         c_prev = c_t
     for t in range(T):
         # the chunk's rows of gates[t], y[t], c_all[t] and m_all[t] are contiguous blocks
@@ -154,8 +157,9 @@ def lstm_proj_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
         OUT. Hidden state after the last step.
     c_n : ndarray of shape (B, H)
         OUT. Cell state after the last step.
-    gates : ndarray of shape (T, B, 4*H)
-        OUT. Workspace: the activated gates ``[i, f, g, o]`` of every step.
+    gates : ndarray of shape (T, B, 4*H) or (S, B, 4*H)
+        OUT. Workspace: the activated gates ``[i, f, g, o]`` of every step; with
+        ``S < T`` steps (inference, ``S`` one block's steps) those of the last block.
     c_all : ndarray of shape (T, B, H) or (0, B, H)
         OUT. Workspace: the cell state of every step; with shape (0, B, H)
         (inference) nothing is stored.
@@ -169,10 +173,11 @@ def lstm_proj_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     cdef Py_ssize_t P = w_hr.shape[0], H = w_hr.shape[1], G = LSTM_GATES * H
     cdef bint keep_cells = c_all.shape[0] == T
     cdef bint keep_m = m_all.shape[0] == T
-    cdef Py_ssize_t[::1] blocks = time_blocks(T, B, D * G)
+    cdef Py_ssize_t[::1] pieces, spans
+    pieces, spans = projection_spans(T, B, D, G, gates.shape[0])
     cdef Py_ssize_t[::1] chunks = batch_chunks(B, H, LSTM_GATES)
-    cdef Py_ssize_t k, n_blocks = blocks.shape[0] - 1, n_chunks = chunks.shape[0] - 1
-    cdef int project_threads = _threads_for(n_threads, n_blocks)
+    cdef Py_ssize_t k, s, p0, p1, t0, t1, n_chunks = chunks.shape[0] - 1
+    cdef int project_threads
     cdef int recur_threads = _threads_for(n_threads, n_chunks)
     cdef int column_threads = step_column_threads(B, H, LSTM_GATES, n_threads)
     dtype = np.asarray(y).dtype
@@ -194,6 +199,10 @@ def lstm_proj_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     cdef floating* gates_p = &gates[0, 0, 0]
     cdef floating* c_all_p = NULL
     cdef floating* m_all_p = NULL
+    cdef const floating* h_prev
+    cdef const floating* c_prev
+    cdef floating* cells
+    cdef floating* ms
     if keep_cells and T > 0:
         c_all_p = &c_all[0, 0, 0]
     if keep_m and T > 0:
@@ -203,21 +212,34 @@ def lstm_proj_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
         pack(w_ih_p, D, G, 1, D, &w_ih_t_packed[0])  # W_ih^T (D, 4H)
         pack(w_hh_p, P, G, 1, P, &w_hh_t_packed[0])  # W_hh^T (P, 4H)
         pack(w_hr_p, H, P, 1, H, &w_hr_t_packed[0])  # W_hr^T (H, P)
-        # 1. input projection for every step: gates = x W_ih^T + b
-        for k in prange(n_blocks, num_threads=project_threads, schedule='static'):
-            _lstm_project(x_p, &w_ih_t_packed[0], bias_p, gates_p, B, D, H,
-                          blocks[k], blocks[k + 1])
-        # 2. the recurrence, one batch chunk for all steps
-        if n_chunks == 1:  # no batch to cut: large layers share each step's columns instead
-            _lstm_proj_forward_loop(&w_hh_t_packed[0], &w_hr_t_packed[0], h0_p, c0_p, y_p, h_n_p,
-                                    c_n_p, gates_p, c_all_p, keep_cells, m_all_p, keep_m,
-                                    &m_scratch[0, 0], T, B, H, P, 0, B, column_threads)
-        else:
-            for k in prange(n_chunks, num_threads=recur_threads, schedule='static'):
-                _lstm_proj_forward_loop(&w_hh_t_packed[0], &w_hr_t_packed[0], h0_p, c0_p, y_p,
-                                        h_n_p, c_n_p, gates_p, c_all_p, keep_cells, m_all_p,
-                                        keep_m, &m_scratch[0, 0], T, B, H, P,
-                                        chunks[k], chunks[k + 1], 1)
+        for s in range(spans.shape[0] - 1):  # one span of all steps, or one per block (inference)
+            p0 = spans[s]
+            p1 = spans[s + 1]
+            t0 = pieces[p0]
+            t1 = pieces[p1]
+            project_threads = _threads_for(n_threads, p1 - p0)
+            # 1. input projection of the span's steps, one piece each: gates = x W_ih^T + b,
+            # gates[0] holding step t0
+            for k in prange(p0, p1, num_threads=project_threads, schedule='static'):
+                _lstm_project(x_p, &w_ih_t_packed[0], bias_p, gates_p + (pieces[k] - t0) * B * G,
+                              B, D, H, pieces[k], pieces[k + 1])
+            # 2. the recurrence over them, one batch chunk each; between spans the state is
+            # y[t0 - 1] and the cell state c_all[t0 - 1], or c_n where it runs (inference)
+            h_prev = h0_p if t0 == 0 else y_p + (t0 - 1) * B * P
+            c_prev = c0_p if t0 == 0 else (c_all_p + (t0 - 1) * B * H if keep_cells else c_n_p)
+            cells = c_all_p + t0 * B * H if keep_cells else NULL
+            ms = m_all_p + t0 * B * H if keep_m else NULL
+            if n_chunks == 1:  # no batch to cut: large layers share each step's columns instead
+                _lstm_proj_forward_loop(&w_hh_t_packed[0], &w_hr_t_packed[0], h_prev, c_prev,
+                                        y_p + t0 * B * P, h_n_p, c_n_p, gates_p, cells, keep_cells,
+                                        ms, keep_m, &m_scratch[0, 0], t1 - t0, B, H, P, 0, B,
+                                        column_threads)
+            else:
+                for k in prange(n_chunks, num_threads=recur_threads, schedule='static'):
+                    _lstm_proj_forward_loop(&w_hh_t_packed[0], &w_hr_t_packed[0], h_prev, c_prev,
+                                            y_p + t0 * B * P, h_n_p, c_n_p, gates_p, cells,
+                                            keep_cells, ms, keep_m, &m_scratch[0, 0], t1 - t0, B,
+                                            H, P, chunks[k], chunks[k + 1], 1)
 
 
 def lstm_proj_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,

@@ -100,3 +100,75 @@ def time_blocks(steps, batch, work_per_row):
     work = steps * batch * work_per_row
     pieces = min(work // MIN_BLOCK_WORK, steps, MAX_PIECES)
     return _bounds(steps, max(int(pieces), 1))
+
+
+# The input projection is cut into pieces of at most this many workspace entries
+# (fewer rows would waste the GEMM), and the pieces are grouped into blocks of at
+# most this many entries (at least two pieces, so that threads can share a block):
+# inference keeps the projection of one block only, so its workspace does not grow
+# with T and stays in cache between the projection and the steps that read it.
+MAX_PIECE_ENTRIES = 1 << 14
+MAX_BLOCK_ENTRIES = 1 << 16
+
+
+def projection_blocks(steps, batch, inputs, columns):
+    """Fixed split of the input projection ``x W_ih^T`` into pieces and blocks of steps.
+
+    A piece is one GEMM call (or one run of slabs) over its rows, in training and in
+    inference alike, so both compute every entry the same way. Every piece but the
+    last holds a multiple of 4 steps, so its rows start at a multiple of 4. A block
+    is a run of pieces: inference projects a block, runs its steps, then the next.
+
+    Parameters
+    ----------
+    steps, batch, inputs : int
+        ``T``, ``B`` and ``D``.
+    columns : int
+        Width of the workspace's rows (e.g. ``4H`` for an LSTM or a GRU).
+
+    Returns
+    -------
+    pieces : ndarray of shape (n_pieces + 1,)
+        Piece ``k`` holds steps ``pieces[k]:pieces[k + 1]``.
+    blocks : ndarray of shape (n_blocks + 1,)
+        Block ``j`` holds pieces ``blocks[j]:blocks[j + 1]``, so steps
+        ``pieces[blocks[j]]:pieces[blocks[j + 1]]``; every block but the last has as
+        many steps as the first.
+    """
+    batch, columns = max(int(batch), 1), max(int(columns), 1)
+    rows = min(MIN_BLOCK_WORK // max(int(inputs) * columns, 1), MAX_PIECE_ENTRIES // columns)
+    piece = 4 * max(1, -(-rows // (4 * batch)))
+    per_block = max(2, min(MAX_PIECES, MAX_BLOCK_ENTRIES // (piece * batch * columns)))
+    # the last bound of each arange is the first at or past the end
+    pieces = np.minimum(np.arange(0, max(steps, 1) + piece, piece, dtype=np.intp), steps)
+    n_pieces = len(pieces) - 1
+    blocks = np.minimum(np.arange(0, n_pieces + per_block, per_block, dtype=np.intp), n_pieces)
+    return pieces, blocks
+
+
+def projection_spans(steps, batch, inputs, columns, workspace_steps):
+    """The runs of :func:`projection_blocks` a forward kernel takes in turn.
+
+    A workspace that holds every step (training: BPTT reads the gates of every step)
+    gets one span, all pieces projected at once before the steps run; a smaller one
+    (inference: ``workspace_steps`` is the first block's steps) gets one span per block.
+
+    Returns
+    -------
+    pieces : ndarray of shape (n_pieces + 1,)
+        As :func:`projection_blocks`.
+    spans : ndarray of shape (n_spans + 1,)
+        Span ``s`` holds pieces ``spans[s]:spans[s + 1]``.
+    """
+    pieces, blocks = projection_blocks(steps, batch, inputs, columns)
+    if workspace_steps >= steps:
+        return pieces, blocks[[0, -1]]
+    return pieces, blocks
+
+
+def projection_workspace_steps(steps, batch, inputs, columns, whole):
+    """Steps of the projection workspace: ``steps`` if ``whole`` (training), else one block's."""
+    if whole:
+        return steps
+    pieces, blocks = projection_blocks(steps, batch, inputs, columns)
+    return int(pieces[blocks[1]])

@@ -3,8 +3,10 @@
 The steps, names and workspace are those of :mod:`fastrnn._python.lstm`, whose
 docstring has the equations and the kernel contract. What differs is how the
 work is done: the GEMMs over all steps run through NumPy's BLAS in fixed time
-blocks, and the time loop is a ``nogil`` kernel run on fixed batch chunks, with
-the gate math of a step fused into one pass (no temporary per gate).
+blocks (the forward projection in the pieces and blocks of
+:func:`fastrnn._partition.projection_blocks`), and the time loop is a ``nogil``
+kernel run on fixed batch chunks, with the gate math of a step fused into one
+pass (no temporary per gate).
 """
 
 import numpy as np
@@ -12,7 +14,7 @@ import numpy as np
 from fastrnn._numba._gradients import block_gradients
 from fastrnn._numba._options import jit
 from fastrnn._numba.activations import sigmoid, tanh
-from fastrnn._partition import batch_chunks, time_blocks
+from fastrnn._partition import batch_chunks, projection_spans, time_blocks
 from fastrnn._threads import blas_threads, run_pieces
 
 GATES = 4
@@ -103,22 +105,30 @@ def lstm_forward(x, w_ih, w_hh, bias, h0, c0, y, h_n, c_n, gates, c_all, n_threa
     T, B, D = x.shape
     H = w_hh.shape[1]
     G = GATES * H
-    blocks = time_blocks(T, B, D * G)
+    keep_cells = c_all.shape[0] == T
+    pieces, spans = projection_spans(T, B, D, G, gates.shape[0])
     chunks = batch_chunks(B, H, GATES)
 
-    def project(k):  # 1. input projection for every step: gates = x W_ih^T + b
-        t0, t1 = blocks[k], blocks[k + 1]
+    def project(k, base):  # gates[rows of piece k] = x W_ih^T + b, gates[0] holding step base
+        t0, t1 = pieces[k], pieces[k + 1]
         rows = (t1 - t0) * B
-        gate_rows = gates[t0:t1].reshape(rows, G)
+        gate_rows = gates[t0 - base:t1 - base].reshape(rows, G)
         np.matmul(x[t0:t1].reshape(rows, D), w_ih.T, out=gate_rows)
         gate_rows += bias
 
-    def recur(k):  # 2. the recurrence, one batch chunk for all steps
-        _forward_loop(w_hh, h0, c0, y, h_n, c_n, gates, c_all, chunks[k], chunks[k + 1])
+    def recur(t0, t1):  # the recurrence over steps t0:t1, one batch chunk per piece of work
+        h_prev = h0 if t0 == 0 else y[t0 - 1]
+        c_prev = c0 if t0 == 0 else c_n  # c_n holds the running cell state between spans
+        cells = c_all[t0:t1] if keep_cells else c_all
+        run_pieces(lambda k: _forward_loop(w_hh, h_prev, c_prev, y[t0:t1], h_n, c_n,
+                                           gates[:t1 - t0], cells, chunks[k], chunks[k + 1]),
+                   len(chunks) - 1, n_threads)
 
     with blas_threads.limit(1):
-        run_pieces(project, len(blocks) - 1, n_threads)
-        run_pieces(recur, len(chunks) - 1, n_threads)
+        for s in range(len(spans) - 1):  # one span of all steps, or one per block (inference)
+            t0, t1 = pieces[spans[s]], pieces[spans[s + 1]]
+            run_pieces(lambda k: project(spans[s] + k, t0), spans[s + 1] - spans[s], n_threads)
+            recur(t0, t1)
 
 
 def lstm_backward(x, w_ih, w_hh, h0, c0, y, gates, c_all, dy, dh_n, dc_n, dc_seq, dz, dx, dh0,

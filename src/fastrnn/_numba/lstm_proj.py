@@ -4,7 +4,9 @@ The steps, names and workspace are those of :mod:`fastrnn._python.lstm_proj`,
 whose docstring has the equations and the kernel contract, and the layout follows
 :mod:`fastrnn._numba.lstm`. What differs from the reference is how the work is
 done: the GEMMs over all steps run through NumPy's BLAS in fixed time blocks
-(input projection before the loop; weight gradients and ``dx`` after it, with
+(the input projection in the pieces of :func:`fastrnn._partition.projection_blocks`,
+before the loop or, in inference, a block at a time between runs of it; weight
+gradients and ``dx`` after it, with
 partial weight gradients summed in block order), and the time loop is a
 ``nogil`` kernel run on fixed batch chunks, with the gate math of a step fused
 into one pass (no temporary per gate). The BPTT loop keeps ``dh_t`` of every
@@ -18,7 +20,7 @@ import numpy as np
 from fastrnn._numba._gradients import block_gradients
 from fastrnn._numba._options import jit
 from fastrnn._numba.activations import sigmoid, tanh
-from fastrnn._partition import batch_chunks, time_blocks
+from fastrnn._partition import batch_chunks, projection_spans, time_blocks
 from fastrnn._threads import blas_threads, run_pieces
 
 GATES = 4
@@ -114,22 +116,32 @@ def lstm_proj_forward(x, w_ih, w_hh, w_hr, bias, h0, c0, y, h_n, c_n, gates, c_a
     T, B, D = x.shape
     H = w_hr.shape[1]
     G = GATES * H
-    blocks = time_blocks(T, B, D * G)
+    keep_cells = c_all.shape[0] == T
+    keep_m = m_all.shape[0] == T
+    pieces, spans = projection_spans(T, B, D, G, gates.shape[0])
     chunks = batch_chunks(B, H, GATES)
 
-    def project(k):  # 1. input projection for every step: gates = x W_ih^T + b
-        t0, t1 = blocks[k], blocks[k + 1]
+    def project(k, base):  # gates[rows of piece k] = x W_ih^T + b, gates[0] holding step base
+        t0, t1 = pieces[k], pieces[k + 1]
         rows = (t1 - t0) * B
-        gate_rows = gates[t0:t1].reshape(rows, G)
+        gate_rows = gates[t0 - base:t1 - base].reshape(rows, G)
         np.matmul(x[t0:t1].reshape(rows, D), w_ih.T, out=gate_rows)
         gate_rows += bias
 
-    def recur(k):  # 2. the recurrence, one batch chunk for all steps
-        _forward_loop(w_hh, w_hr, h0, c0, y, h_n, c_n, gates, c_all, m_all, chunks[k], chunks[k + 1])
+    def recur(t0, t1):  # the recurrence over steps t0:t1, one batch chunk per piece of work
+        h_prev = h0 if t0 == 0 else y[t0 - 1]
+        c_prev = c0 if t0 == 0 else c_n  # c_n holds the running cell state between spans
+        cells = c_all[t0:t1] if keep_cells else c_all
+        ms = m_all[t0:t1] if keep_m else m_all
+        run_pieces(lambda k: _forward_loop(w_hh, w_hr, h_prev, c_prev, y[t0:t1], h_n, c_n,
+                                           gates[:t1 - t0], cells, ms, chunks[k], chunks[k + 1]),
+                   len(chunks) - 1, n_threads)
 
     with blas_threads.limit(1):
-        run_pieces(project, len(blocks) - 1, n_threads)
-        run_pieces(recur, len(chunks) - 1, n_threads)
+        for s in range(len(spans) - 1):  # one span of all steps, or one per block (inference)
+            t0, t1 = pieces[spans[s]], pieces[spans[s + 1]]
+            run_pieces(lambda k: project(spans[s] + k, t0), spans[s + 1] - spans[s], n_threads)
+            recur(t0, t1)
 
 
 def lstm_proj_backward(x, w_ih, w_hh, w_hr, h0, c0, y, gates, c_all, m_all, dy, dh_n, dc_n,

@@ -35,14 +35,22 @@ Workspace. The forward pass fills, besides its outputs ``y`` (``y[t] = h_t``),
 ``h_n`` and ``c_n``:
 
 * ``gates`` of shape (T, B, 4H): first the input projection ``x_t W_ih^T + b``
-  of every step (one GEMM over ``T*B`` rows before the loop), then, step by
-  step, the *activated* gates ``[i_t, f_t, g_t, o_t]`` written over it in place;
+  of every step, then, step by step, the *activated* gates ``[i_t, f_t, g_t, o_t]``
+  written over it in place;
 * ``c_all`` of shape (T, B, H): the cell state ``c_t`` of every step.
 
 BPTT needs exactly ``gates``, ``c_all``, ``y`` (for ``h_{t-1}``), ``h0`` and
 ``c0``; every derivative above is a function of them (``\tanh(c_t)`` is
 recomputed). In inference ``c_all`` may have shape (0, B, H): the kernel then
 keeps only the running cell state and stores no step of it.
+
+The input projection runs in the fixed pieces of steps of
+:func:`fastrnn._partition.projection_blocks` (``D`` inputs, ``4H`` columns),
+one GEMM per piece, in training and inference alike, so both compute it bit for
+bit the same. In inference ``gates`` may hold only ``S < T`` steps, ``S`` the
+steps of the first block (:func:`fastrnn._partition.projection_workspace_steps`):
+the kernel then projects a block into it, runs the block's steps, and goes on
+to the next block, so no workspace grows with ``T``.
 
 Cell-state gradient of every step. Besides ``dy`` (the gradient with respect to
 ``h_t`` of every step) and ``dc_n``, the backward pass takes ``dc_seq``, the
@@ -58,6 +66,8 @@ cannot overflow, as the compiled backends do.
 """
 
 import numpy as np
+
+from fastrnn._partition import projection_spans
 
 
 def sigmoid(z):
@@ -127,8 +137,9 @@ def lstm_forward(x, w_ih, w_hh, bias, h0, c0, y, h_n, c_n, gates, c_all, n_threa
         OUT. Hidden state after the last step.
     c_n : ndarray of shape (B, H)
         OUT. Cell state after the last step.
-    gates : ndarray of shape (T, B, 4*H)
-        OUT. Workspace: the activated gates ``[i, f, g, o]`` of every step.
+    gates : ndarray of shape (T, B, 4*H) or (S, B, 4*H)
+        OUT. Workspace: the activated gates ``[i, f, g, o]`` of every step; with
+        ``S < T`` steps (inference, ``S`` one block's steps) those of the last block.
     c_all : ndarray of shape (T, B, H) or (0, B, H)
         OUT. Workspace: the cell state of every step; with shape (0, B, H)
         (inference) nothing is stored.
@@ -138,29 +149,52 @@ def lstm_forward(x, w_ih, w_hh, bias, h0, c0, y, h_n, c_n, gates, c_all, n_threa
     T, B, D = x.shape
     H = w_hh.shape[1]
     keep_cells = c_all.shape[0] == T
-    # 1. input projection for every step at once, one GEMM over T*B rows
-    np.matmul(x.reshape(T * B, D), w_ih.T, out=gates.reshape(T * B, 4 * H))
-    gates += bias
-    # 2. the recurrence
+    pieces, spans = projection_spans(T, B, D, 4 * H, gates.shape[0])
     h = h0
     c = c0
-    for t in range(T):
-        z = gates[t] + h @ w_hh.T
-        i = sigmoid(z[:, 0 * H:1 * H])
-        f = sigmoid(z[:, 1 * H:2 * H])
-        g = np.tanh(z[:, 2 * H:3 * H])
-        o = sigmoid(z[:, 3 * H:4 * H])
-        c = f * c + i * g
-        h = o * np.tanh(c)
-        gates[t, :, 0 * H:1 * H] = i
-        gates[t, :, 1 * H:2 * H] = f
-        gates[t, :, 2 * H:3 * H] = g
-        gates[t, :, 3 * H:4 * H] = o
-        y[t] = h
-        if keep_cells:
-            c_all[t] = c
+    for s in range(len(spans) - 1):  # one span of all steps, or one per block (inference)
+        t0, t1 = pieces[spans[s]], pieces[spans[s + 1]]
+        base = t0  # gates[0] holds step t0
+        # 1. input projection of the span's steps, one GEMM per piece
+        for k in range(spans[s], spans[s + 1]):
+            project(x, w_ih, bias, gates[pieces[k] - base:pieces[k + 1] - base], pieces[k], pieces[k + 1])
+        # 2. the recurrence over them
+        for t in range(t0, t1):
+            z = gates[t - base] + h @ w_hh.T
+            i = sigmoid(z[:, 0 * H:1 * H])
+            f = sigmoid(z[:, 1 * H:2 * H])
+            g = np.tanh(z[:, 2 * H:3 * H])
+            o = sigmoid(z[:, 3 * H:4 * H])
+            c = f * c + i * g
+            h = o * np.tanh(c)
+            gates[t - base, :, 0 * H:1 * H] = i
+            gates[t - base, :, 1 * H:2 * H] = f
+            gates[t - base, :, 2 * H:3 * H] = g
+            gates[t - base, :, 3 * H:4 * H] = o
+            y[t] = h
+            if keep_cells:
+                c_all[t] = c
     h_n[...] = h
     c_n[...] = c
+
+
+def project(x, w_ih, bias, out, t0, t1):
+    """Input projection of steps ``t0:t1`` into their first ``G`` columns: ``out[..., :G] = x W_ih^T + bias``.
+
+    Parameters
+    ----------
+    x : ndarray of shape (T, B, D)
+    w_ih : ndarray of shape (G, D)
+    bias : ndarray of shape (G,)
+    out : ndarray of shape (t1 - t0, B, W), W >= G
+        OUT. The workspace rows of the steps (the GRU's are wider than ``G``).
+    t0, t1 : int
+        The steps, one piece of :func:`fastrnn._partition.projection_blocks`.
+    """
+    B, D = x.shape[1:]
+    rows = out.reshape((t1 - t0) * B, out.shape[2])[:, :w_ih.shape[0]]
+    np.matmul(x[t0:t1].reshape((t1 - t0) * B, D), w_ih.T, out=rows)
+    rows += bias
 
 
 def lstm_backward(x, w_ih, w_hh, h0, c0, y, gates, c_all, dy, dh_n, dc_n, dc_seq, dz, dx, dh0,

@@ -48,8 +48,8 @@ Workspace. The forward pass fills, besides its outputs ``y`` (``y[t] = h_t``,
 shape (T, B, P)), ``h_n`` (B, P) and ``c_n`` (B, H):
 
 * ``gates`` of shape (T, B, 4H): first the input projection ``x_t W_ih^T + b``
-  of every step (one GEMM over ``T*B`` rows before the loop), then, step by
-  step, the *activated* gates ``[i_t, f_t, g_t, o_t]`` written over it in place;
+  of every step, then, step by step, the *activated* gates ``[i_t, f_t, g_t, o_t]``
+  written over it in place;
 * ``c_all`` of shape (T, B, H): the cell state ``c_t`` of every step;
 * ``m_all`` of shape (T, B, H): the unprojected output ``m_t = o_t \odot \tanh(c_t)``
   of every step (the input of the projection, needed for ``dW_hr``).
@@ -58,6 +58,10 @@ BPTT needs exactly ``gates``, ``c_all``, ``m_all``, ``y`` (for ``h_{t-1}``),
 ``h0`` and ``c0``; ``\tanh(c_t)`` is recomputed. In inference ``c_all`` and
 ``m_all`` may have shape (0, B, H): the kernel then keeps only the running
 cell state and stores no step of either.
+
+The input projection runs in the fixed pieces and blocks of steps of
+:func:`fastrnn._partition.projection_blocks`, as in :mod:`fastrnn._python.lstm`:
+in inference ``gates`` may hold one block's ``S < T`` steps only.
 
 ``dc_seq`` of shape (T, B, H), or (0, B, H) for none, lets a caller
 backpropagate a loss that reads the cell state of every step.
@@ -68,7 +72,8 @@ cannot overflow, as the compiled backends do.
 
 import numpy as np
 
-from fastrnn._python.lstm import sigmoid, step_gradients
+from fastrnn._partition import projection_spans
+from fastrnn._python.lstm import project, sigmoid, step_gradients
 
 
 def lstm_proj_forward(x, w_ih, w_hh, w_hr, bias, h0, c0, y, h_n, c_n, gates, c_all, m_all,
@@ -97,8 +102,9 @@ def lstm_proj_forward(x, w_ih, w_hh, w_hr, bias, h0, c0, y, h_n, c_n, gates, c_a
         OUT. Hidden state after the last step.
     c_n : ndarray of shape (B, H)
         OUT. Cell state after the last step.
-    gates : ndarray of shape (T, B, 4*H)
-        OUT. Workspace: the activated gates ``[i, f, g, o]`` of every step.
+    gates : ndarray of shape (T, B, 4*H) or (S, B, 4*H)
+        OUT. Workspace: the activated gates ``[i, f, g, o]`` of every step; with
+        ``S < T`` steps (inference, ``S`` one block's steps) those of the last block.
     c_all : ndarray of shape (T, B, H) or (0, B, H)
         OUT. Workspace: the cell state of every step; with shape (0, B, H)
         (inference) nothing is stored.
@@ -112,30 +118,34 @@ def lstm_proj_forward(x, w_ih, w_hh, w_hr, bias, h0, c0, y, h_n, c_n, gates, c_a
     H = w_hr.shape[1]
     keep_cells = c_all.shape[0] == T
     keep_m = m_all.shape[0] == T
-    # 1. input projection for every step at once, one GEMM over T*B rows
-    np.matmul(x.reshape(T * B, D), w_ih.T, out=gates.reshape(T * B, 4 * H))
-    gates += bias
-    # 2. the recurrence
+    pieces, spans = projection_spans(T, B, D, 4 * H, gates.shape[0])
     h = h0
     c = c0
-    for t in range(T):
-        z = gates[t] + h @ w_hh.T
-        i = sigmoid(z[:, 0 * H:1 * H])
-        f = sigmoid(z[:, 1 * H:2 * H])
-        g = np.tanh(z[:, 2 * H:3 * H])
-        o = sigmoid(z[:, 3 * H:4 * H])
-        c = f * c + i * g
-        m = o * np.tanh(c)
-        h = m @ w_hr.T
-        gates[t, :, 0 * H:1 * H] = i
-        gates[t, :, 1 * H:2 * H] = f
-        gates[t, :, 2 * H:3 * H] = g
-        gates[t, :, 3 * H:4 * H] = o
-        y[t] = h
-        if keep_cells:
-            c_all[t] = c
-        if keep_m:
-            m_all[t] = m
+    for s in range(len(spans) - 1):  # one span of all steps, or one per block (inference)
+        t0, t1 = pieces[spans[s]], pieces[spans[s + 1]]
+        base = t0  # gates[0] holds step t0
+        # 1. input projection of the span's steps, one GEMM per piece
+        for k in range(spans[s], spans[s + 1]):
+            project(x, w_ih, bias, gates[pieces[k] - base:pieces[k + 1] - base], pieces[k], pieces[k + 1])
+        # 2. the recurrence over them
+        for t in range(t0, t1):
+            z = gates[t - base] + h @ w_hh.T
+            i = sigmoid(z[:, 0 * H:1 * H])
+            f = sigmoid(z[:, 1 * H:2 * H])
+            g = np.tanh(z[:, 2 * H:3 * H])
+            o = sigmoid(z[:, 3 * H:4 * H])
+            c = f * c + i * g
+            m = o * np.tanh(c)
+            h = m @ w_hr.T
+            gates[t - base, :, 0 * H:1 * H] = i
+            gates[t - base, :, 1 * H:2 * H] = f
+            gates[t - base, :, 2 * H:3 * H] = g
+            gates[t - base, :, 3 * H:4 * H] = o
+            y[t] = h
+            if keep_cells:
+                c_all[t] = c
+            if keep_m:
+                m_all[t] = m
     h_n[...] = h
     c_n[...] = c
 

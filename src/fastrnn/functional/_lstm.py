@@ -3,6 +3,7 @@
 import numpy as np
 
 from fastrnn import _backends
+from fastrnn._partition import projection_workspace_steps
 from fastrnn._validation import check_bool, check_n_threads
 from fastrnn.functional._layer import (Layer, LayerCache, LayerGradients, backward_inputs,
                                        final_gradients_at_ends, forward_outputs, gradient_input,
@@ -61,8 +62,10 @@ def lstm_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, batch
         not depend on it. An integer from 1 to 2**31 - 1 (else :class:`~fastrnn.exceptions.ArgumentError`);
         more than the cores this process may run on counts as one per core.
     requires_grad : bool
-        Keep a cache for :func:`lstm_backward`. With ``False`` the cell state
-        of every step is not stored (unless ``ends`` needs it).
+        Keep a cache for :func:`lstm_backward`. With ``False`` nothing of the
+        size of ``T`` is allocated beyond ``y``: the gates are kept for one block
+        of steps only, and the cell state of every step is not stored (unless
+        ``ends`` needs it).
     ends : array_like of int of shape (B,), optional
         Return as ``(h_n, c_n)`` each row's states after its first ``ends[b]``
         steps (0 to T; 0 gives ``(h0, c0)``) instead of after all T: the final
@@ -92,7 +95,10 @@ def lstm_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, batch
     threads = layer.n_threads(n_threads)
 
     y = np.empty((T, B, H), layer.dtype)
-    gates = np.empty((T, B, LSTM.gates * H), layer.dtype)
+    # inference projects the input a block of steps at a time: no workspace of T steps
+    G = LSTM.gates * H
+    gates = np.empty((projection_workspace_steps(T, B, layer.x.shape[2], G, requires_grad), B, G),
+                     layer.dtype)
     # the kernels store the cell state of every step only when given room for it
     c_all = np.empty((T if requires_grad or ends is not None else 0, B, H), layer.dtype)
     h_n, c_n = layer.final_state_arrays([h0, c0])

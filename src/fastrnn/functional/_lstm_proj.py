@@ -16,6 +16,7 @@ pass runs on the backend of its forward pass.
 import numpy as np
 
 from fastrnn import _backends
+from fastrnn._partition import projection_workspace_steps
 from fastrnn._validation import (
     check_bool,
     as_float_array,
@@ -169,9 +170,10 @@ def lstm_proj_forward(x, w_ih, w_hh, w_hr, b_ih=None, b_hh=None, h0=None, c0=Non
         An integer from 1 to 2**31 - 1 (else :class:`~fastrnn.exceptions.ArgumentError`);
         more than the cores this process may run on counts as one per core.
     requires_grad : bool
-        Keep a cache for :func:`lstm_proj_backward`. With ``False`` neither the
-        cell state (unless ``ends`` needs it) nor the unprojected output of
-        every step is stored.
+        Keep a cache for :func:`lstm_proj_backward`. With ``False`` nothing of
+        the size of ``T`` is allocated beyond ``y``: the gates are kept for one
+        block of steps only, and neither the cell state (unless ``ends`` needs
+        it) nor the unprojected output of every step is stored.
     ends : array_like of int of shape (B,), optional
         Return as ``(h_n, c_n)`` each row's states after its first ``ends[b]``
         steps (0 gives ``(h0, c0)``), as :func:`~fastrnn.functional.lstm_forward`
@@ -205,7 +207,10 @@ def lstm_proj_forward(x, w_ih, w_hh, w_hr, b_ih=None, b_hh=None, h0=None, c0=Non
     ends = row_ends(ends, T, B)  # states at each row's end: see lstm_forward
 
     y = np.empty((T, B, P), layer.dtype)
-    gates = np.empty((T, B, LSTM.gates * H), layer.dtype)
+    # inference projects the input a block of steps at a time: no workspace of T steps
+    G = LSTM.gates * H
+    gates = np.empty((projection_workspace_steps(T, B, layer.x.shape[2], G, requires_grad), B, G),
+                     layer.dtype)
     kept = T if requires_grad else 0  # inference stores no step of c or m
     c_all = np.empty((T if requires_grad or ends is not None else 0, B, H), layer.dtype)
     m_all = np.empty((kept, B, H), layer.dtype)
