@@ -3,7 +3,9 @@
 # The steps, names and workspace are those of fastrnn._python.gru, whose
 # docstring has the equations of both variants and the kernel contract, and the
 # layout follows fastrnn._numba.gru and rnn.pxi. The GEMMs over all steps run in
-# fixed time blocks, the time loop runs on fixed batch chunks, both under
+# fixed time blocks (the forward projection in the pieces of
+# _partition.projection_blocks, in inference a block of them, then the block's
+# steps), the time loop runs on fixed batch chunks, both under
 # ``prange``; every product runs on the packed micro-kernel, the weights packed
 # once per call. In float32 with reset_after=True a step's recurrent product and
 # its gate math run fused, tile by tile (packed_gemm.h: pg_gru_step_float).
@@ -218,11 +220,13 @@ cdef void _gru_step_fused(Py_ssize_t rows, Py_ssize_t H, const float* h,
 
 
 cdef void _gru_project(const floating* x, const floating* w_ih_t_packed,
-                       const floating* bias_x, floating* gates, Py_ssize_t B, Py_ssize_t D,
+                       const floating* bias_x, floating* g_rows, Py_ssize_t B, Py_ssize_t D,
                        Py_ssize_t H, Py_ssize_t t0, Py_ssize_t t1) noexcept nogil:
-    """Input projection of steps ``t0:t1``: ``gates[..., :3H] = x W_ih^T + bias_x``."""
+    """Input projection of steps ``t0:t1`` (one piece): ``g_rows[..., :3H] = x W_ih^T + bias_x``.
+
+    ``g_rows`` points at the workspace row of step ``t0``.
+    """
     cdef Py_ssize_t rows = (t1 - t0) * B, r0 = 0, slab
-    cdef floating* g_rows = gates + t0 * B * 4 * H
     cdef const floating* x_rows = x + t0 * B * D
     # slabs of rows that stay in cache while every panel of W_ih^T passes over them; the
     # bias is added in the product's epilogue (no pass filling gates with it first)
@@ -414,16 +418,18 @@ def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
         OUT. Hidden state of every step.
     h_n : ndarray of shape (B, H)
         OUT. Hidden state after the last step.
-    gates : ndarray of shape (T, B, 4*H)
-        OUT. Workspace ``[r, z, n, hn]`` of every step.
+    gates : ndarray of shape (T, B, 4*H) or (S, B, 4*H)
+        OUT. Workspace ``[r, z, n, hn]`` of every step; with ``S < T`` steps
+        (inference, ``S`` one block's steps) of the last block.
     n_threads : int
         IN. OpenMP threads; results do not depend on it.
     """
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = w_hh.shape[1]
-    cdef Py_ssize_t[::1] blocks = time_blocks(T, B, D * 3 * H)
+    cdef Py_ssize_t[::1] pieces, spans
+    pieces, spans = projection_spans(T, B, D, 4 * H, gates.shape[0])
     cdef Py_ssize_t[::1] chunks = batch_chunks(B, H, 3)
-    cdef Py_ssize_t k, n_blocks = blocks.shape[0] - 1, n_chunks = chunks.shape[0] - 1
-    cdef int project_threads = _threads_for(n_threads, n_blocks)
+    cdef Py_ssize_t k, s, p0, p1, t0, t1, n_chunks = chunks.shape[0] - 1
+    cdef int project_threads
     cdef int recur_threads = _threads_for(n_threads, n_chunks)
     cdef int column_threads = step_column_threads(B, H, 3, n_threads)
     dtype = np.asarray(y).dtype
@@ -444,6 +450,7 @@ def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     cdef floating* h_n_p = &h_n[0, 0]
     cdef floating* gates_p = &gates[0, 0, 0]
     cdef floating* w_hn_t_p = &w_hh_t_packed[rz_size]
+    cdef const floating* h_prev
     with nogil:
         # transposes, element (i, j) = W[j, i], packed once for all steps
         if reset_after:
@@ -455,19 +462,28 @@ def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
             pack(w_hh_p, H, 2 * H, 1, H, &w_hh_t_packed[0])
             pack(w_hh_p + 2 * H * H, H, H, 1, H, w_hn_t_p)
         pack(w_ih_p, D, 3 * H, 1, D, &w_ih_t_packed[0])
-        # 1. input projection for every step: gates[..., :3H] = x W_ih^T + bias_x
-        for k in prange(n_blocks, num_threads=project_threads, schedule='static'):
-            _gru_project(x_p, &w_ih_t_packed[0], bias_x_p, gates_p, B, D, H,
-                         blocks[k], blocks[k + 1])
-        # 2. the recurrence, one batch chunk for all steps
-        if n_chunks == 1:  # no batch to cut: large layers share each step's columns instead
-            _gru_forward_loop(&w_hh_t_packed[0], w_hn_t_p, b_hn_p, h0_p, reset_after, y_p,
-                              h_n_p, gates_p, &scratch[0], T, B, H, 0, B, column_threads)
-        else:
-            for k in prange(n_chunks, num_threads=recur_threads, schedule='static'):
-                _gru_forward_loop(&w_hh_t_packed[0], w_hn_t_p, b_hn_p, h0_p, reset_after, y_p,
-                                  h_n_p, gates_p, &scratch[chunks[k] * 4 * H], T, B, H,
-                                  chunks[k], chunks[k + 1], 1)
+        for s in range(spans.shape[0] - 1):  # one span of all steps, or one per block (inference)
+            p0 = spans[s]
+            p1 = spans[s + 1]
+            t0 = pieces[p0]
+            t1 = pieces[p1]
+            project_threads = _threads_for(n_threads, p1 - p0)
+            # 1. input projection of the span's steps, one piece each: gates[..., :3H] =
+            # x W_ih^T + bias_x, gates[0] holding step t0
+            for k in prange(p0, p1, num_threads=project_threads, schedule='static'):
+                _gru_project(x_p, &w_ih_t_packed[0], bias_x_p, gates_p + (pieces[k] - t0) * B * 4 * H,
+                             B, D, H, pieces[k], pieces[k + 1])
+            # 2. the recurrence over them, one batch chunk each, from h = y[t0 - 1] after the first
+            h_prev = h0_p if t0 == 0 else y_p + (t0 - 1) * B * H
+            if n_chunks == 1:  # no batch to cut: large layers share each step's columns instead
+                _gru_forward_loop(&w_hh_t_packed[0], w_hn_t_p, b_hn_p, h_prev, reset_after,
+                                  y_p + t0 * B * H, h_n_p, gates_p, &scratch[0], t1 - t0, B, H, 0,
+                                  B, column_threads)
+            else:
+                for k in prange(n_chunks, num_threads=recur_threads, schedule='static'):
+                    _gru_forward_loop(&w_hh_t_packed[0], w_hn_t_p, b_hn_p, h_prev, reset_after,
+                                      y_p + t0 * B * H, h_n_p, gates_p, &scratch[chunks[k] * 4 * H],
+                                      t1 - t0, B, H, chunks[k], chunks[k + 1], 1)
 
 
 def gru_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,

@@ -3,7 +3,8 @@
 The steps, names and workspace are those of :mod:`fastrnn._python.gru`, whose
 docstring has the equations of both variants and the kernel contract. What
 differs is how the work is done: the GEMMs over all steps run through NumPy's
-BLAS in fixed time blocks, and the time loop is a ``nogil`` kernel run on fixed
+BLAS in fixed time blocks (the forward projection in the pieces and blocks of
+:func:`fastrnn._partition.projection_blocks`), and the time loop is a ``nogil`` kernel run on fixed
 batch chunks, with the pointwise gate math fused into one pass per step (two
 passes for reset_after=False, whose second recurrent product needs ``r`` first).
 """
@@ -12,7 +13,7 @@ import numpy as np
 
 from fastrnn._numba._options import jit
 from fastrnn._numba.activations import sigmoid, tanh
-from fastrnn._partition import batch_chunks, time_blocks
+from fastrnn._partition import batch_chunks, projection_spans, time_blocks
 from fastrnn._threads import blas_threads, run_pieces
 
 
@@ -153,22 +154,27 @@ def gru_forward(x, w_ih, w_hh, bias_x, b_hn, h0, reset_after, y, h_n, gates, n_t
     H = w_hh.shape[1]
     w_hr_z, w_hn = _split(w_hh)
     reset_after = bool(reset_after)
-    blocks = time_blocks(T, B, D * 3 * H)
+    pieces, spans = projection_spans(T, B, D, 4 * H, gates.shape[0])
     chunks = batch_chunks(B, H, 3)
 
-    def project(k):  # 1. input projection for every step: gates[..., :3H] = x W_ih^T + bias_x
-        t0, t1 = blocks[k], blocks[k + 1]
+    def project(k, base):  # gates[rows of piece k, :3H] = x W_ih^T + bias_x, gates[0] holding step base
+        t0, t1 = pieces[k], pieces[k + 1]
         rows = (t1 - t0) * B
-        projection = gates[t0:t1].reshape(rows, 4 * H)[:, : 3 * H]
+        projection = gates[t0 - base:t1 - base].reshape(rows, 4 * H)[:, : 3 * H]
         np.matmul(x[t0:t1].reshape(rows, D), w_ih.T, out=projection)
         projection += bias_x
 
-    def recur(k):  # 2. the recurrence, one batch chunk for all steps
-        _forward_loop(w_hh, w_hr_z, w_hn, b_hn, h0, reset_after, y, h_n, gates, chunks[k], chunks[k + 1])
+    def recur(t0, t1):  # the recurrence over steps t0:t1, one batch chunk per piece of work
+        h_prev = h0 if t0 == 0 else y[t0 - 1]
+        run_pieces(lambda k: _forward_loop(w_hh, w_hr_z, w_hn, b_hn, h_prev, reset_after, y[t0:t1],
+                                           h_n, gates[:t1 - t0], chunks[k], chunks[k + 1]),
+                   len(chunks) - 1, n_threads)
 
     with blas_threads.limit(1):
-        run_pieces(project, len(blocks) - 1, n_threads)
-        run_pieces(recur, len(chunks) - 1, n_threads)
+        for s in range(len(spans) - 1):  # one span of all steps, or one per block (inference)
+            t0, t1 = pieces[spans[s]], pieces[spans[s + 1]]
+            run_pieces(lambda k: project(spans[s] + k, t0), spans[s + 1] - spans[s], n_threads)
+            recur(t0, t1)
 
 
 def gru_backward(x, w_ih, w_hh, h0, reset_after, y, gates, dy, dh_n, dz_x, dz_h, dx, dh0, dw_ih, dw_hh,

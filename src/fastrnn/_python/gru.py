@@ -61,18 +61,27 @@ All arrays are C-contiguous, time-major and of one dtype (float32 or float64).
 ``T`` steps, ``B`` batch rows, ``D`` input features, ``H`` hidden units.
 
 Workspace ``gates`` of shape (T, B, 4H). The forward pass first writes the input
-projection ``x W_ih^T + bias_x`` into its first ``3H`` columns (one GEMM over all
-steps); step ``t`` then overwrites row block ``t`` with ``[r_t, z_t, n_t, \hat n_t]``:
+projection ``x W_ih^T + bias_x`` into its first ``3H`` columns; step ``t`` then
+overwrites row block ``t`` with ``[r_t, z_t, n_t, \hat n_t]``:
 
 * reset_after=True: ``\hat n_t = h_{t-1} W_{hn}^T + b_{hn}`` (what ``dr`` needs);
 * reset_after=False: ``\hat n_t = (r_t \odot h_{t-1}) W_{hn}^T + b_{hn}`` (kept for
   inspection; BPTT does not read it).
 
 ``y`` (with ``h0``) gives ``h_{t-1}`` for every step. ``gates`` and ``y`` are all
-that BPTT needs; inference uses the same buffer (it holds the projection anyway).
+that BPTT needs.
+
+The input projection runs in the fixed pieces and blocks of steps of
+:func:`fastrnn._partition.projection_blocks` (``D`` inputs, ``4H`` columns), one
+GEMM per piece, in training and inference alike, as in :mod:`fastrnn._python.lstm`:
+in inference ``gates`` may hold one block's ``S < T`` steps only, projected and
+run a block at a time.
 """
 
 import numpy as np
+
+from fastrnn._partition import projection_spans
+from fastrnn._python.lstm import project
 
 
 def sigmoid(v):
@@ -103,8 +112,9 @@ def gru_forward(x, w_ih, w_hh, bias_x, b_hn, h0, reset_after, y, h_n, gates, n_t
         OUT. Hidden state of every step, ``y[t] = h_{t+1}``.
     h_n : ndarray of shape (B, H)
         OUT. Hidden state after the last step.
-    gates : ndarray of shape (T, B, 4*H)
-        OUT. Workspace ``[r, z, n, hn]`` of every step (see the module docstring).
+    gates : ndarray of shape (T, B, 4*H) or (S, B, 4*H)
+        OUT. Workspace ``[r, z, n, hn]`` of every step (see the module docstring);
+        with ``S < T`` steps (inference, ``S`` one block's steps) of the last block.
     n_threads : int
         Unused by the reference (NumPy's BLAS decides).
     """
@@ -112,27 +122,30 @@ def gru_forward(x, w_ih, w_hh, bias_x, b_hn, h0, reset_after, y, h_n, gates, n_t
     H = w_hh.shape[1]
     w_hr_z = w_hh[: 2 * H]
     w_hn = w_hh[2 * H :]
-    # 1. input projection for every step at once, one GEMM over T*B rows
-    projection = gates.reshape(T * B, 4 * H)[:, : 3 * H]
-    projection[...] = x.reshape(T * B, D) @ w_ih.T
-    projection += bias_x
-    # 2. the recurrence
+    pieces, spans = projection_spans(T, B, D, 4 * H, gates.shape[0])
     h = h0
-    for t in range(T):
-        g = gates[t]
-        gx_r, gx_z, gx_n = g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H]
-        gh = h @ w_hr_z.T
-        r = sigmoid(gx_r + gh[:, :H])
-        z = sigmoid(gx_z + gh[:, H:])
-        if reset_after:
-            hn = h @ w_hn.T + b_hn
-            n = np.tanh(gx_n + r * hn)
-        else:
-            hn = (r * h) @ w_hn.T + b_hn
-            n = np.tanh(gx_n + hn)
-        h = (1 - z) * n + z * h
-        g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H], g[:, 3 * H :] = r, z, n, hn
-        y[t] = h
+    for s in range(len(spans) - 1):  # one span of all steps, or one per block (inference)
+        t0, t1 = pieces[spans[s]], pieces[spans[s + 1]]
+        base = t0  # gates[0] holds step t0
+        # 1. input projection of the span's steps into gates[..., :3H], one GEMM per piece
+        for k in range(spans[s], spans[s + 1]):
+            project(x, w_ih, bias_x, gates[pieces[k] - base:pieces[k + 1] - base], pieces[k], pieces[k + 1])
+        # 2. the recurrence over them
+        for t in range(t0, t1):
+            g = gates[t - base]
+            gx_r, gx_z, gx_n = g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H]
+            gh = h @ w_hr_z.T
+            r = sigmoid(gx_r + gh[:, :H])
+            z = sigmoid(gx_z + gh[:, H:])
+            if reset_after:
+                hn = h @ w_hn.T + b_hn
+                n = np.tanh(gx_n + r * hn)
+            else:
+                hn = (r * h) @ w_hn.T + b_hn
+                n = np.tanh(gx_n + hn)
+            h = (1 - z) * n + z * h
+            g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H], g[:, 3 * H :] = r, z, n, hn
+            y[t] = h
     h_n[...] = h
 
 

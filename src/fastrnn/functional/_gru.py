@@ -3,6 +3,7 @@
 import numpy as np
 
 from fastrnn import _backends
+from fastrnn._partition import projection_workspace_steps
 from fastrnn._validation import check_bool, check_n_threads
 from fastrnn.functional._layer import (Layer, LayerCache, LayerGradients, backward_inputs,
                                        final_gradients_at_ends, forward_outputs, row_ends,
@@ -72,7 +73,9 @@ def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, reset_after=Tru
         An integer from 1 to 2**31 - 1 (else :class:`~fastrnn.exceptions.ArgumentError`);
         more than the cores this process may run on counts as one per core.
     requires_grad : bool
-        Keep a cache for :func:`gru_backward`.
+        Keep a cache for :func:`gru_backward`. With ``False`` nothing of the
+        size of ``T`` is allocated beyond ``y``: the gates are kept for one block
+        of steps only.
     ends : array_like of int of shape (B,), optional
         Return as ``h_n`` each row's state after its first ``ends[b]`` steps
         (0 to T; 0 gives ``h0``) instead of after all T: the final states of a
@@ -100,7 +103,10 @@ def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, reset_after=Tru
 
     G = GRU.gates * H
     y = np.empty((T, B, H), layer.dtype)
-    gates = np.empty((T, B, WORKSPACE_BLOCKS * H), layer.dtype)
+    # inference projects the input a block of steps at a time: no workspace of T steps
+    W = WORKSPACE_BLOCKS * H
+    gates = np.empty((projection_workspace_steps(T, B, layer.x.shape[2], W, requires_grad), B, W),
+                     layer.dtype)
     (h_n,) = layer.final_state_arrays([h0])
     if layer.has_steps:
         bias_x = np.zeros(G, layer.dtype)
