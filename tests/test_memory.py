@@ -6,6 +6,7 @@ import json
 import time
 import tracemalloc
 import zipfile
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from fastrnn.keras.exceptions import ModelFileError
 from conformance.cases import Case, backend_marks
 from conformance.cells import CELLS, require
 from conftest import ALL_BACKENDS
+from fastrnn import _partition as partition
 from fastrnn import _threads
 
 CASE = Case("memory", seed=61, T=5, B=3, D=4, H=6, P=3)
@@ -65,6 +67,110 @@ def test_set_num_threads_caps_at_the_cores(monkeypatch):
     assert fastrnn.get_num_threads() == 2
     fastrnn.set_num_threads(None)
     assert fastrnn.get_num_threads() == 3
+
+
+# -- inference memory ------------------------------------------------------------------------------
+
+
+PROBE = Case("probe", seed=62, T=20_000, B=1, D=8, H=8, P=4)
+SLACK = 64 << 10  # packed weights, biases and per-step temporaries: O(B*H + (D + H)*G*H) entries
+
+
+def workspace_columns(cell):
+    """Width of the rows of the projection workspace: the LSTMs' and GRU's gates are 4H wide
+    (the GRU's keep ``\\hat n`` beside its three gates); the Elman cell projects into ``y``."""
+    return 0 if cell.gates == 1 else 4 * PROBE.H
+
+
+def peak_of(call):
+    """``(result, peak bytes traced during call() beyond what was allocated before)``."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        result = call()
+        return result, tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("cell, backend", CELL_BACKENDS)
+def test_inference_allocates_nothing_of_the_size_of_T_beyond_the_outputs(cell, backend):
+    """At T=20000, B=1, H=8 inference used to allocate the gates of every step (LSTM: 5x the output,
+    GRU 5x, 8x on the reference backend, projected LSTM 9x). Now the bound is the outputs, one
+    block of the input projection and one piece of it (their steps fixed by the shape, not T)
+    and a constant."""
+    require(cell, backend)
+    arrays = {name: value for name, value in PROBE.arrays(cell, np.float32).items() if name in cell.inputs}
+    # compile and warm up on the same code paths (two blocks) first
+    cell.forward(dict(arrays, x=arrays["x"][:2500]), backend, requires_grad=False)
+    (y, states, cache), peak = peak_of(lambda: cell.forward(arrays, backend, requires_grad=False))
+    assert cache is None
+    T, B, D = arrays["x"].shape
+    W = workspace_columns(cell)
+    block = partition.projection_workspace_steps(T, B, D, W, False) if W else 0
+    # the block does not grow with T, and any temporary of T steps of H units would break the bound
+    assert block == (partition.projection_workspace_steps(10 * T, B, D, W, False) if W else 0)
+    # one piece more: NumPy's matmul writes into the GRU's strided projection through a buffer
+    pieces, _ = partition.projection_blocks(T, B, D, W)
+    workspace = (block + pieces[1]) * B * W * y.itemsize
+    assert workspace + SLACK < T * B * PROBE.H * y.itemsize
+    bound = y.nbytes + sum(state.nbytes for state in states.values()) + workspace + SLACK
+    assert peak <= bound, f"peak {peak} bytes, bound {bound} (y {y.nbytes})"
+
+
+# -- the blocked input projection: training and inference compute it alike ----------------------------
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Pieces of 4 steps and blocks of 2 pieces (8 steps), so that short sequences span several blocks."""
+    monkeypatch.setattr(partition, "MAX_PIECE_ENTRIES", 1)
+    monkeypatch.setattr(partition, "MAX_BLOCK_ENTRIES", 1)
+
+
+def assert_same_outputs(expected, got, what):
+    y, states, _ = got
+    np.testing.assert_array_equal(y, expected[0], err_msg=what)
+    for name, state in expected[1].items():
+        np.testing.assert_array_equal(states[name], state, err_msg=f"{what}: {name}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("T, B", [(23, 1), (21, 3), (30, 5), (8, 5), (3, 2)])
+@pytest.mark.parametrize("cell, backend", CELL_BACKENDS)
+def test_blocked_inference_is_bit_identical_to_training(cell, backend, T, B, dtype, small_blocks):
+    """Inference projects and runs a block of steps at a time; training projects every step first.
+    Both make the same GEMM calls on the same rows, so y and the final states agree bit for bit,
+    for any n_threads, with B not a multiple of 4 and T not a multiple of a piece or a block."""
+    require(cell, backend)
+    case = replace(CASE, name=f"blocks-{T}-{B}", T=T, B=B, D=3, H=5, P=2)
+    arrays = {name: value for name, value in case.arrays(cell, dtype).items() if name in cell.inputs}
+    pieces, blocks = partition.projection_blocks(T, B, 3, 4 * 5)
+    assert len(pieces) - 1 == -(-T // 4)
+    training = cell.forward(arrays, backend, n_threads=1, requires_grad=True)
+    for requires_grad, n_threads in ((True, 2), (False, 1), (False, 2)):
+        assert_same_outputs(training, cell.forward(arrays, backend, n_threads=n_threads,
+                                                   requires_grad=requires_grad),
+                            f"requires_grad={requires_grad}, n_threads={n_threads}")
+    if cell.cell_state:  # ends: every cell state is kept while the gates are kept a block at a time
+        ends = np.arange(B) * T // max(B - 1, 1)
+        with_ends = cell.forward(arrays, backend, n_threads=1, requires_grad=True, ends=ends)
+        assert_same_outputs(with_ends, cell.forward(arrays, backend, n_threads=2, requires_grad=False,
+                                                    ends=ends), "ends")
+
+
+@pytest.mark.parametrize("cell, backend", CELL_BACKENDS)
+def test_inference_spanning_blocks_of_the_real_partition_is_bit_identical(cell, backend):
+    """The same with the package's own block sizes: T=2500, B=3, H=8 spans two blocks."""
+    require(cell, backend)
+    case = replace(PROBE, name="two-blocks", T=2500, B=3)
+    arrays = {name: value for name, value in case.arrays(cell, np.float32).items() if name in cell.inputs}
+    if cell.gates > 1:
+        _, blocks = partition.projection_blocks(2500, 3, case.D, 4 * case.H)
+        assert len(blocks) - 1 >= 2
+    training = cell.forward(arrays, backend, n_threads=1, requires_grad=True)
+    assert_same_outputs(training, cell.forward(arrays, backend, n_threads=2, requires_grad=False),
+                        "inference")
 
 
 # -- model files -----------------------------------------------------------------------------------

@@ -103,12 +103,16 @@ def time_blocks(steps, batch, work_per_row):
 
 
 # The input projection is cut into pieces of at most this many workspace entries
-# (fewer rows would waste the GEMM), and the pieces are grouped into blocks of at
-# most this many entries (at least two pieces, so that threads can share a block):
-# inference keeps the projection of one block only, so its workspace does not grow
-# with T and stays in cache between the projection and the steps that read it.
-MAX_PIECE_ENTRIES = 1 << 14
-MAX_BLOCK_ENTRIES = 1 << 16
+# (more rows than MIN_BLOCK_WORK asks for would not help the GEMM), grouped into
+# blocks of at most this many entries and steps (and at least two pieces, so that
+# threads can share a block): inference keeps the projection of one block only, so
+# its workspace does not grow with T. A block ends in two synchronisations (after
+# its projection and after its steps), which a busy machine makes expensive, so
+# blocks are as large as memory allows.
+MAX_PIECE_ENTRIES = 1 << 15
+MAX_BLOCK_ENTRIES = 1 << 21
+MAX_BLOCK_STEPS = 1024
+MAX_BLOCK_PIECES = 32
 
 
 def projection_blocks(steps, batch, inputs, columns):
@@ -138,7 +142,8 @@ def projection_blocks(steps, batch, inputs, columns):
     batch, columns = max(int(batch), 1), max(int(columns), 1)
     rows = min(MIN_BLOCK_WORK // max(int(inputs) * columns, 1), MAX_PIECE_ENTRIES // columns)
     piece = 4 * max(1, -(-rows // (4 * batch)))
-    per_block = max(2, min(MAX_PIECES, MAX_BLOCK_ENTRIES // (piece * batch * columns)))
+    per_block = max(2, min(MAX_BLOCK_PIECES, MAX_BLOCK_ENTRIES // (piece * batch * columns),
+                           MAX_BLOCK_STEPS // piece))
     # the last bound of each arange is the first at or past the end
     pieces = np.minimum(np.arange(0, max(steps, 1) + piece, piece, dtype=np.intp), steps)
     n_pieces = len(pieces) - 1
@@ -159,11 +164,15 @@ def projection_spans(steps, batch, inputs, columns, workspace_steps):
         As :func:`projection_blocks`.
     spans : ndarray of shape (n_spans + 1,)
         Span ``s`` holds pieces ``spans[s]:spans[s + 1]``.
+    shared : bool
+        Whether threads should share the pieces of a span: only if its projection
+        is worth a synchronisation (``MIN_BLOCK_WORK`` multiply-adds per thread).
+        It changes no result.
     """
     pieces, blocks = projection_blocks(steps, batch, inputs, columns)
-    if workspace_steps >= steps:
-        return pieces, blocks[[0, -1]]
-    return pieces, blocks
+    spans = blocks[[0, -1]] if workspace_steps >= steps else blocks
+    span_steps = int(pieces[spans[1]])
+    return pieces, spans, span_steps * batch * inputs * columns >= 2 * MIN_BLOCK_WORK
 
 
 def projection_workspace_steps(steps, batch, inputs, columns, whole):

@@ -154,7 +154,7 @@ def gru_forward(x, w_ih, w_hh, bias_x, b_hn, h0, reset_after, y, h_n, gates, n_t
     H = w_hh.shape[1]
     w_hr_z, w_hn = _split(w_hh)
     reset_after = bool(reset_after)
-    pieces, spans = projection_spans(T, B, D, 4 * H, gates.shape[0])
+    pieces, spans, shared = projection_spans(T, B, D, 4 * H, gates.shape[0])
     chunks = batch_chunks(B, H, 3)
 
     def project(k, base):  # gates[rows of piece k, :3H] = x W_ih^T + bias_x, gates[0] holding step base
@@ -173,7 +173,8 @@ def gru_forward(x, w_ih, w_hh, bias_x, b_hn, h0, reset_after, y, h_n, gates, n_t
     with blas_threads.limit(1):
         for s in range(len(spans) - 1):  # one span of all steps, or one per block (inference)
             t0, t1 = pieces[spans[s]], pieces[spans[s + 1]]
-            run_pieces(lambda k: project(spans[s] + k, t0), spans[s + 1] - spans[s], n_threads)
+            run_pieces(lambda k: project(spans[s] + k, t0), spans[s + 1] - spans[s],
+                       n_threads if shared else 1)
             recur(t0, t1)
 
 

@@ -118,7 +118,7 @@ def lstm_proj_forward(x, w_ih, w_hh, w_hr, bias, h0, c0, y, h_n, c_n, gates, c_a
     G = GATES * H
     keep_cells = c_all.shape[0] == T
     keep_m = m_all.shape[0] == T
-    pieces, spans = projection_spans(T, B, D, G, gates.shape[0])
+    pieces, spans, shared = projection_spans(T, B, D, G, gates.shape[0])
     chunks = batch_chunks(B, H, GATES)
 
     def project(k, base):  # gates[rows of piece k] = x W_ih^T + b, gates[0] holding step base
@@ -140,7 +140,8 @@ def lstm_proj_forward(x, w_ih, w_hh, w_hr, bias, h0, c0, y, h_n, c_n, gates, c_a
     with blas_threads.limit(1):
         for s in range(len(spans) - 1):  # one span of all steps, or one per block (inference)
             t0, t1 = pieces[spans[s]], pieces[spans[s + 1]]
-            run_pieces(lambda k: project(spans[s] + k, t0), spans[s + 1] - spans[s], n_threads)
+            run_pieces(lambda k: project(spans[s] + k, t0), spans[s + 1] - spans[s],
+                       n_threads if shared else 1)
             recur(t0, t1)
 
 

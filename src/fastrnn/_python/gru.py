@@ -122,7 +122,7 @@ def gru_forward(x, w_ih, w_hh, bias_x, b_hn, h0, reset_after, y, h_n, gates, n_t
     H = w_hh.shape[1]
     w_hr_z = w_hh[: 2 * H]
     w_hn = w_hh[2 * H :]
-    pieces, spans = projection_spans(T, B, D, 4 * H, gates.shape[0])
+    pieces, spans, _ = projection_spans(T, B, D, 4 * H, gates.shape[0])
     h = h0
     for s in range(len(spans) - 1):  # one span of all steps, or one per block (inference)
         t0, t1 = pieces[spans[s]], pieces[spans[s + 1]]

@@ -149,7 +149,7 @@ def lstm_forward(x, w_ih, w_hh, bias, h0, c0, y, h_n, c_n, gates, c_all, n_threa
     T, B, D = x.shape
     H = w_hh.shape[1]
     keep_cells = c_all.shape[0] == T
-    pieces, spans = projection_spans(T, B, D, 4 * H, gates.shape[0])
+    pieces, spans, _ = projection_spans(T, B, D, 4 * H, gates.shape[0])
     h = h0
     c = c0
     for s in range(len(spans) - 1):  # one span of all steps, or one per block (inference)

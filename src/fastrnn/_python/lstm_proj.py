@@ -118,7 +118,7 @@ def lstm_proj_forward(x, w_ih, w_hh, w_hr, bias, h0, c0, y, h_n, c_n, gates, c_a
     H = w_hr.shape[1]
     keep_cells = c_all.shape[0] == T
     keep_m = m_all.shape[0] == T
-    pieces, spans = projection_spans(T, B, D, 4 * H, gates.shape[0])
+    pieces, spans, _ = projection_spans(T, B, D, 4 * H, gates.shape[0])
     h = h0
     c = c0
     for s in range(len(spans) - 1):  # one span of all steps, or one per block (inference)
