@@ -70,7 +70,8 @@ def lstm_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, batch
         Return as ``(h_n, c_n)`` each row's states after its first ``ends[b]``
         steps (0 to T; 0 gives ``(h0, c0)``) instead of after all T: the final
         states of a right-padded batch. The cell state of every step is then
-        computed even without ``requires_grad`` (no cache is kept), and
+        stored even without ``requires_grad`` (an array of shape (T, B, H); no
+        cache is kept), and
         :func:`lstm_backward` lets ``dh_n`` and ``dc_n`` enter at those steps.
         ``y`` is not changed.
 

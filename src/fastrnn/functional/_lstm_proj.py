@@ -177,8 +177,9 @@ def lstm_proj_forward(x, w_ih, w_hh, w_hr, b_ih=None, b_hh=None, h0=None, c0=Non
     ends : array_like of int of shape (B,), optional
         Return as ``(h_n, c_n)`` each row's states after its first ``ends[b]``
         steps (0 gives ``(h0, c0)``), as :func:`~fastrnn.functional.lstm_forward`
-        does; :func:`lstm_proj_backward` then lets ``dh_n`` and ``dc_n`` enter
-        at those steps.
+        does (storing the cell state of every step, shape (T, B, H), even
+        without ``requires_grad``); :func:`lstm_proj_backward` then lets
+        ``dh_n`` and ``dc_n`` enter at those steps.
 
     Returns
     -------
