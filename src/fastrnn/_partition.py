@@ -103,13 +103,14 @@ def time_blocks(steps, batch, work_per_row):
 
 
 # The input projection is cut into pieces of at most this many workspace entries
-# (more rows than MIN_BLOCK_WORK asks for would not help the GEMM), grouped into
+# and half a block's steps (more rows than MIN_BLOCK_WORK asks for would not help
+# the GEMM; fewer make more calls, which cost the Numba backend), grouped into
 # blocks of at most this many entries and steps (and at least two pieces, so that
 # threads can share a block): inference keeps the projection of one block only, so
 # its workspace does not grow with T. A block ends in two synchronisations (after
 # its projection and after its steps), which a busy machine makes expensive, so
 # blocks are as large as memory allows.
-MAX_PIECE_ENTRIES = 1 << 15
+MAX_PIECE_ENTRIES = 1 << 16
 MAX_BLOCK_ENTRIES = 1 << 21
 MAX_BLOCK_STEPS = 1024
 MAX_BLOCK_PIECES = 32
@@ -140,7 +141,8 @@ def projection_blocks(steps, batch, inputs, columns):
         many steps as the first.
     """
     batch, columns = max(int(batch), 1), max(int(columns), 1)
-    rows = min(MIN_BLOCK_WORK // max(int(inputs) * columns, 1), MAX_PIECE_ENTRIES // columns)
+    rows = min(MIN_BLOCK_WORK // max(int(inputs) * columns, 1), MAX_PIECE_ENTRIES // columns,
+               MAX_BLOCK_STEPS // 2 * batch)
     piece = 4 * max(1, -(-rows // (4 * batch)))
     per_block = max(2, min(MAX_BLOCK_PIECES, MAX_BLOCK_ENTRIES // (piece * batch * columns),
                            MAX_BLOCK_STEPS // piece))
