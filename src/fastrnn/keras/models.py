@@ -489,6 +489,7 @@ class Sequential:
                 if not np.isfinite(param.data).all():
                     for restored, saved in zip(params, before):
                         restored.data[...] = saved
+                        restored.mark_changed()
                     problem = (f"the update made {getattr(param, 'name', None) or 'a weight'} non-finite "
                                "(is the learning rate too large?)")
                     break

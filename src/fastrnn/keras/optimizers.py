@@ -136,6 +136,8 @@ class Optimizer:
                 if self.weight_decay is not None:
                     data -= data * data.dtype.type(self.weight_decay) * lr
                 self.update_step(grad, data, self._slots_of(variable, data), lr)
+                if hasattr(variable, "mark_changed"):  # packed copies of it are stale now
+                    variable.mark_changed()
         self.iterations += 1
 
     @one_thread_at_a_time  # slots and iteration counts are updated in place
