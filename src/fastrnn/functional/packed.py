@@ -16,6 +16,8 @@ h0=...)``); for now they run their kernels on its arrays, packing them as they
 always do.
 """
 
+from types import MappingProxyType
+
 import numpy as np
 
 from fastrnn import _backends
@@ -51,7 +53,7 @@ class _Packed(PackedWeights):
     GATED = False        # the state is (h, c)
 
     def __init__(self, weights, options, backend):
-        self._set("weights", weights)
+        self._set("weights", MappingProxyType(dict(weights)))  # read-only, as its arrays
         self._set("options", dict(options))
         self._set("dtype", weights["w_ih"].dtype)
         self._set("input_size", weights["w_ih"].shape[1])
@@ -70,7 +72,8 @@ class _Packed(PackedWeights):
         raise AttributeError(f"{type(self).__name__} is immutable: to change the weights, "
                              f"call {self.PACKER} again")
 
-    __delattr__ = __setattr__
+    def __delattr__(self, name):
+        self.__setattr__(name, None)
 
     def __reduce__(self):
         # the buffers are rebuilt from the weights: they depend on the machine's packing
@@ -375,10 +378,14 @@ def _cy_packed(module, w, gates=None):
     return out
 
 
+#: The step kernels of the backends without packed buffers, imported on first use.
+_ARRAY_STEPS = {"numba": "fastrnn._numba.step", "python": "fastrnn._python.step"}
+
+
 def _array_steps(name):
     import importlib
 
-    return importlib.import_module(f"fastrnn._{name}.step")
+    return importlib.import_module(_ARRAY_STEPS[name])
 
 
 def _weights_of(layer, names):

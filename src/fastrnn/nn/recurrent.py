@@ -22,7 +22,7 @@ import numpy as np
 from fastrnn._threads import PerThread, getstate_with_per_thread, setstate_with_per_thread
 from fastrnn._validation import as_float_array, check_bool, random_generator
 from fastrnn.exceptions import ArgumentError, DTypeError, ShapeError
-from fastrnn.functional import cells
+from fastrnn.functional import cells, packed as packed_weights
 from fastrnn.functional.direction import backward_direction, run_direction
 from fastrnn.functional.lengths import SequenceLengths
 from fastrnn.nn.grad_mode import is_grad_enabled
@@ -404,13 +404,11 @@ class RNNBase(Module):
         if cached is not None and len(cached[0]) == len(key) and all(
                 a is b and u == v for (a, u), (b, v) in zip(cached[0], key)):
             return cached[1]
-        import fastrnn
-
         weights = self._weights(0, 0)
         options = dict(self._cell_options())
         if weights["w_hr"] is not None:
             options["w_hr"] = weights["w_hr"]
-        packed = getattr(fastrnn, self._PACKERS[self.SPEC.torch_name])(
+        packed = getattr(packed_weights, self._PACKERS[self.SPEC.torch_name])(
             weights["w_ih"], weights["w_hh"], weights["b_ih"], weights["b_hh"], backend=self.backend,
             **options)
         object.__setattr__(self, "_step_cache", (key, packed))
