@@ -112,15 +112,17 @@ def test_forward_functions_take_packed_weights():
     for reset_after in (True, False):
         packed = fastrnn.pack_gru(*gru, reset_after=reset_after)
         expected = fastrnn.gru_forward(x, *gru, reset_after=reset_after, requires_grad=False)[0]
-        assert np.array_equal(fastrnn.gru_forward(x, packed, requires_grad=False)[0], expected)
+        got = fastrnn.gru_forward(x, packed, reset_after=reset_after, requires_grad=False)[0]
+        assert np.array_equal(got, expected)
     with pytest.raises(fastrnn.ArgumentError, match="reset_after"):
-        fastrnn.gru_forward(x, fastrnn.pack_gru(*gru, reset_after=False), reset_after=True)
+        fastrnn.gru_forward(x, fastrnn.pack_gru(*gru, reset_after=False))  # the default, True
     rnn = [w[0][:H], w[1][:H, :H]]
     packed = fastrnn.pack_rnn(*rnn, nonlinearity="relu")
     expected = fastrnn.rnn_forward(x, *rnn, nonlinearity="relu", requires_grad=False)[0]
-    assert np.array_equal(fastrnn.rnn_forward(x, packed, requires_grad=False)[0], expected)
+    got = fastrnn.rnn_forward(x, packed, nonlinearity="relu", requires_grad=False)[0]
+    assert np.array_equal(got, expected)
     with pytest.raises(fastrnn.ArgumentError, match="nonlinearity"):
-        fastrnn.rnn_forward(x, packed, nonlinearity="tanh")
+        fastrnn.rnn_forward(x, packed)  # the default, tanh
     w_hr = rng.uniform(-0.5, 0.5, (P, H)).astype(np.float32)
     proj = fastrnn.pack_lstm(w[0], w[1][:, :P], w[2], w[3], w_hr=w_hr)
     expected = lstm_proj_forward(x, w[0], w[1][:, :P], w_hr, w[2], w[3], requires_grad=False)[0]

@@ -48,7 +48,7 @@ class GRUCache(LayerCache):
     FORWARD = "gru_forward"
 
 
-def gru_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, *, reset_after=None, batch_first=False,
+def gru_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, *, reset_after=True, batch_first=False,
                 backend=None, n_threads=None, requires_grad=True, ends=None):
     r"""Run a GRU layer over a sequence (PyTorch's gate packing ``r, z, n``).
 
@@ -77,8 +77,8 @@ def gru_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, *, reset_afte
         Biases; a missing one counts as zero.
     h0 : array_like of shape (B, H), optional
         Initial hidden state; zeros by default.
-    reset_after : bool, optional
-        ``True`` by default, or the packed weights' setting. ``True`` (PyTorch; Keras ``reset_after=True``; ONNX ``linear_before_reset=1``) applies
+    reset_after : bool
+        With packed weights, it must be the one they were packed with. ``True`` (PyTorch; Keras ``reset_after=True``; ONNX ``linear_before_reset=1``) applies
         the reset gate after the recurrent product; ``False`` (Keras ``reset_after=False``; ONNX
         ``linear_before_reset=0``) applies it to ``h_{t-1}`` before.
     batch_first : bool
@@ -110,12 +110,12 @@ def gru_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, *, reset_afte
         packed = w_ih
         w_ih, w_hh, b_ih, b_hh = packed.forward_weights(
             "gru_forward", "pack_gru", {"w_hh": w_hh, "b_ih": b_ih, "b_hh": b_hh}).values()
-        packed_reset_after = packed.options["reset_after"]
-        if reset_after is not None and check_bool("reset_after", reset_after) != packed_reset_after:
-            raise ArgumentError(f"reset_after={reset_after} contradicts the packed weights' "
-                                f"reset_after={packed_reset_after}; omit it or pack again")
-        reset_after = packed_reset_after
-    reset_after = check_bool("reset_after", True if reset_after is None else reset_after)
+        reset_after = check_bool("reset_after", reset_after)
+        if reset_after != packed.options["reset_after"]:
+            raise ArgumentError(f"reset_after={reset_after} differs from the packed weights' "
+                                f"{packed.options['reset_after']}; pass reset_after="
+                                f"{packed.options['reset_after']} (or pack again)")
+    reset_after = check_bool("reset_after", reset_after)
     check_n_threads(n_threads)
     requires_grad = check_bool("requires_grad", requires_grad)
     backend_name, kernels = _backends.resolve(backend, kernel="gru_forward")

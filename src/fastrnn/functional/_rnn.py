@@ -21,8 +21,8 @@ class RNNCache(LayerCache):
 
     Attributes
     ----------
-    nonlinearity : {"tanh", "relu"}, optional
-        ``"tanh"`` by default, or the packed weights' setting.
+    nonlinearity : {"tanh", "relu"}
+        With packed weights, it must be the one they were packed with.
     h0 : ndarray of shape (B, H)
     y : ndarray of shape (T, B, H)
         The forward output, which is also the whole BPTT workspace of this cell.
@@ -34,7 +34,7 @@ class RNNCache(LayerCache):
     FORWARD = "rnn_forward"
 
 
-def rnn_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, *, nonlinearity=None,
+def rnn_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, *, nonlinearity="tanh",
                 batch_first=False, backend=None, n_threads=None, requires_grad=True, ends=None):
     r"""Run an Elman (SimpleRNN) layer over a sequence: :math:`h_t = \phi(x_t W_{ih}^T + b_{ih} + h_{t-1} W_{hh}^T + b_{hh})`.
 
@@ -90,12 +90,11 @@ def rnn_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, *, nonlineari
         packed = w_ih
         w_ih, w_hh, b_ih, b_hh = packed.forward_weights(
             "rnn_forward", "pack_rnn", {"w_hh": w_hh, "b_ih": b_ih, "b_hh": b_hh}).values()
-        packed_nonlinearity = packed.options["nonlinearity"]
-        if nonlinearity is not None and nonlinearity != packed_nonlinearity:
-            raise ArgumentError(f"nonlinearity={nonlinearity!r} contradicts the packed weights' "
-                                f"nonlinearity={packed_nonlinearity!r}; omit it or pack again")
-        nonlinearity = packed_nonlinearity
-    nonlinearity = "tanh" if nonlinearity is None else nonlinearity
+        check_choice("nonlinearity", nonlinearity, NONLINEARITIES)
+        if nonlinearity != packed.options["nonlinearity"]:
+            raise ArgumentError(f"nonlinearity={nonlinearity!r} differs from the packed weights' "
+                                f"{packed.options['nonlinearity']!r}; pass nonlinearity="
+                                f"{packed.options['nonlinearity']!r} (or pack again)")
     check_choice("nonlinearity", nonlinearity, NONLINEARITIES)
     check_n_threads(n_threads)
     requires_grad = check_bool("requires_grad", requires_grad)
