@@ -198,3 +198,61 @@ def test_errors_name_the_argument(backend):
         rnn.step(x, np.zeros((B + 1, H), np.float32))
     with pytest.raises(fastrnn.ArgumentError, match="out"):
         rnn.step(x, np.zeros((B, H), np.float32), out=[1.0])
+
+
+@pytest.mark.parametrize("cell", ["gru_before", "lstm", "lstm_proj"])
+def test_large_workspace(cell):
+    """A workspace beyond the step's stack buffer (32 KiB) is allocated per call, same results."""
+    from conftest import require_backend
+
+    require_backend("cython")
+    rng = np.random.default_rng(7)
+    gates, _, _, options = CELLS[cell]
+    hidden, proj, batch = 300, 40, 4
+    K = proj if cell == "lstm_proj" else hidden
+    w = {"w_ih": rng.uniform(-0.1, 0.1, (gates * hidden, D)), "w_hh": rng.uniform(-0.1, 0.1, (gates * hidden, K)),
+         "b_ih": rng.uniform(-0.1, 0.1, gates * hidden), "b_hh": None}
+    if cell == "lstm_proj":
+        w["w_hr"] = rng.uniform(-0.1, 0.1, (proj, hidden))
+    x = rng.uniform(-1, 1, (1, batch, D))
+    state = rng.uniform(-1, 1, (batch, K))
+    if cell != "gru_before":
+        state = (state, rng.uniform(-1, 1, (batch, hidden)))
+    _, finals = forward(cell, w, x, state, "cython")
+    _, new_state = pack(cell, w, "cython").step(x[0], state)
+    for got, expected in zip(as_list(new_state), as_list(finals)):
+        assert np.array_equal(got, expected)
+
+
+@pytest.mark.parametrize("sizes", [(0, 5), (3, 0), (0, 0)])
+def test_empty_input_or_hidden_size(sizes, any_backend):
+    d, h = sizes
+    packed = fastrnn.pack_gru(np.full((3 * h, d), 0.1), np.full((3 * h, h), 0.1), np.full(3 * h, 0.1),
+                              backend=any_backend)
+    y_t, _ = packed.step(np.ones((2, d)))
+    expected = fastrnn.gru_forward(np.ones((1, 2, d)), packed, requires_grad=False)[0][0]
+    assert y_t.shape == (2, h) and np.array_equal(y_t, expected)
+
+
+def test_threads_share_a_packed_object():
+    """The compiled step releases the GIL and keeps its workspace per call: threads may share it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conftest import require_backend
+
+    require_backend("cython")
+    w = weights("lstm", np.float32)
+    packed = pack("lstm", w, "cython")
+    xs = inputs(np.float32, 40, seed=8)
+
+    def run(offset):
+        state = None
+        for t in range(offset, 40):
+            _, state = packed.step(xs[t], state)
+        return state
+
+    expected = [run(k) for k in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(run, range(4)))
+    for got, want in zip(results, expected):
+        assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
