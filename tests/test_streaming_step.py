@@ -189,6 +189,7 @@ def test_errors_name_the_argument(backend):
         ((x, (h, c)), {"out": (np.empty((B, H), np.float64), np.empty_like(c))}, fastrnn.DTypeError, "out[0]"),
         ((x, (h, c)), {"out": (np.empty_like(h), np.empty((B, H + 1), np.float32))}, fastrnn.ShapeError, "out[1]"),
         ((x, (h, c)), {"out": (np.empty((H, B), np.float32).T, np.empty_like(c))}, fastrnn.ArgumentError, "out[0]"),
+        ((x, (h, c)), {"out": (c_shared := np.empty_like(c), c_shared)}, fastrnn.ArgumentError, "out[1]"),
     ]
     for args, kwargs, error, name in cases:
         with pytest.raises(error, match=name.replace("[", r"\[").replace("]", r"\]")):

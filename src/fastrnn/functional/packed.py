@@ -192,7 +192,8 @@ class _Packed(PackedWeights):
             outputs = [value for _, value in self._named(out, "out", len(shapes))]
             for i, ((name, _), array, shape) in enumerate(zip(self._named(out, "out", len(shapes)),
                                                                outputs, shapes)):
-                self._check_output(name, array, shape, [x, *inputs], inputs[1] if i == 1 else None)
+                self._check_output(name, array, shape, [x, *inputs, *outputs[:i]],
+                                   inputs[1] if i == 1 else None)
         self._run(x, *inputs, *outputs)
         if self.GATED:
             return outputs[0], tuple(outputs)
@@ -225,8 +226,8 @@ class _Packed(PackedWeights):
             raise ArgumentError(f"{name} must be C-contiguous and writeable")
         for other in inputs:
             if other is not in_place and np.shares_memory(array, other):
-                raise ArgumentError(f"{name} must not share memory with x_t or state (only an "
-                                    "LSTM's c may be updated in place)")
+                raise ArgumentError(f"{name} must not share memory with x_t, state or another output "
+                                    "(only an LSTM's c may be updated in place)")
 
 
 def _rebuild(cls, weights, options, backend):
