@@ -201,6 +201,18 @@ class Optimizer:
                           else {name: array.copy() for name, array in entry[1].items()})
         return result
 
+    def _snapshot(self, variables):
+        """The state a step on ``variables`` changes: the iteration count and copies of their slots."""
+        return self.iterations, {id(v): (v, {name: a.copy() for name, a in self._slots[id(v)][1].items()})
+                                 for v in variables if id(v) in self._slots}
+
+    def _restore(self, variables, snapshot):
+        """Undo a step on ``variables``: put back what :meth:`_snapshot` saved (slots made since go)."""
+        self.iterations, saved = snapshot
+        for variable in variables:
+            self._slots.pop(id(variable), None)
+        self._slots.update(saved)
+
     def set_slot_arrays(self, variables, slot_arrays, iterations):
         """Restore what :meth:`get_slot_arrays` returned, for the same variables in the same order."""
         variables = list(variables)

@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 
 from fastrnn._threads import PerThread, getstate_with_per_thread, setstate_with_per_thread
-from fastrnn._validation import as_float_array, check_bool, random_generator
+from fastrnn._validation import as_float_array, check_bool, parameter_dtype, random_generator
 from fastrnn.exceptions import ArgumentError, DTypeError, ShapeError
 from fastrnn.functional import cells, packed as packed_weights
 from fastrnn.functional.direction import backward_direction, run_direction
@@ -76,12 +76,7 @@ class RNNBase(Module):
         if proj_size >= self.hidden_size:
             raise ArgumentError(f"proj_size must be smaller than hidden_size = {self.hidden_size}; "
                                 f"got {proj_size}")
-        try:
-            dtype = np.dtype(dtype)
-        except TypeError:
-            raise DTypeError(f"dtype must be float32 or float64; got {dtype!r}") from None
-        if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-            raise DTypeError(f"dtype must be float32 or float64; got {dtype}")
+        dtype = parameter_dtype(dtype)
         self.bias = check_bool("bias", bias)
         self.batch_first = check_bool("batch_first", batch_first)
         self.dropout = float(dropout)
