@@ -8,7 +8,6 @@ measured by ``python -m fastrnn bench --busy``, never asserted here.
 """
 
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -205,4 +204,45 @@ def test_benchmark_competing_process_runs_for_the_block_only():
         with competing_process() as spinner:
             1 / 0
     assert spinner.poll() is not None
-    assert subprocess.Popen  # the module's own process handling, not a shell
+
+
+# -- how OpenMP threads wait ------------------------------------------------------------------------
+
+
+def test_openmp_spin_count_is_set_only_while_the_runtime_loads(monkeypatch):
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    with _threads.openmp_waits_briefly():
+        assert os.environ["GOMP_SPINCOUNT"] == _threads.OPENMP_SPIN_COUNT
+    assert "GOMP_SPINCOUNT" not in os.environ
+    with pytest.raises(ImportError):
+        with _threads.openmp_waits_briefly():
+            raise ImportError("the extension failed to load")
+    assert "GOMP_SPINCOUNT" not in os.environ
+
+
+@pytest.mark.parametrize("name, value", [("GOMP_SPINCOUNT", "300000"), ("OMP_WAIT_POLICY", "active")])
+def test_openmp_settings_of_the_user_win(name, value, monkeypatch):
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.setenv(name, value)
+    with _threads.openmp_waits_briefly():
+        assert os.environ[name] == value
+        assert os.environ.get("GOMP_SPINCOUNT", value) == value
+    assert os.environ[name] == value
+
+
+def test_the_extension_loads_under_the_brief_spin(monkeypatch):
+    """The registry imports every backend inside :func:`openmp_waits_briefly`."""
+    from fastrnn import _backends
+
+    seen = []
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.setattr(_backends, "_loaded", {})
+    monkeypatch.setattr(_backends, "_failed", {})
+    monkeypatch.setattr(_backends.importlib, "import_module",
+                        lambda name: seen.append((name, os.environ.get("GOMP_SPINCOUNT"))) or sys)
+    assert _backends._load("cython") is sys
+    assert seen == [("fastrnn._cy", _threads.OPENMP_SPIN_COUNT)]
+    assert "GOMP_SPINCOUNT" not in os.environ
