@@ -4,7 +4,9 @@ The report is a header naming the machine and the versions, then the tables
 asked for: the cells' passes (:mod:`~fastrnn.benchmarks.passes`), the training
 step (:mod:`~fastrnn.benchmarks.training`) and the ``fit`` epoch
 (:mod:`~fastrnn.benchmarks.fit`), then optionally peak memory and the cost of a
-new process (:mod:`~fastrnn.benchmarks.startup`).
+new process (:mod:`~fastrnn.benchmarks.startup`). With ``--busy`` it prints instead the default
+thread count against one thread, with and without a competing process
+(:mod:`~fastrnn.benchmarks.busy`).
 """
 
 import argparse
@@ -14,6 +16,7 @@ import sys
 
 import fastrnn
 from fastrnn.benchmarks.backends import check_backend, compiled_backends
+from fastrnn.benchmarks.busy import run_busy
 from fastrnn.benchmarks.fit import run_fit
 from fastrnn.benchmarks.grid import CELLS, SHAPES
 from fastrnn.benchmarks.passes import run_cells
@@ -72,6 +75,11 @@ def add_arguments(parser):
     parser.add_argument("--no-keras", action="store_true",
                         help="do not compare with Keras on TensorFlow in the 'fit' table")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    parser.add_argument("--busy", action="store_true",
+                        help="instead of the tables, time the default thread count (n_threads=None) "
+                             "against n_threads=1 and 2 for every backend, cell, shape and pass, "
+                             "first while one competing CPU-bound process runs, then idle; "
+                             "--threads and the peers are not used")
     parser.add_argument("--memory", action="store_true",
                         help="also measure the peak memory of an LSTM forward+backward on S2 in new "
                              "processes, fastrnn against torch")
@@ -128,6 +136,9 @@ def run(args, out=None):
           "(> 1: fastrnn faster); n = rounds", file=out)
     out.flush()
 
+    if args.busy:
+        run_busy(args, backends, out)
+        return 0
     if "cells" in args.tables:
         run_cells(args, backends, peers, out)
     if "training" in args.tables:
