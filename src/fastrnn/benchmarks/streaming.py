@@ -31,12 +31,8 @@ from fastrnn.benchmarks.tables import format_table, target_note
 from fastrnn.benchmarks.targets import STREAMING_TARGET
 from fastrnn.benchmarks.timing import paired_ratio, time_paired
 
-__all__ = ["STEP_PEERS", "fastrnn_step_runner", "torch_cell_runner", "onnxruntime_step_runner",
+__all__ = ["fastrnn_step_runner", "torch_cell_runner", "onnxruntime_step_runner",
            "available_step_peers", "run_streaming"]
-
-#: The peers of the streaming table, by column name, and the packages each needs.
-STEP_PEERS = {"torch": ("torch",), "ORT": ("onnx", "onnxruntime")}
-
 
 def _final_h(state):
     """The hidden state of a state: ``h``, or ``h`` of the LSTM's ``(h, c)``."""
@@ -161,25 +157,28 @@ def onnxruntime_step_runner(problem):
     return stream
 
 
-_BUILDERS = {"torch": torch_cell_runner, "ORT": onnxruntime_step_runner}
-
-
 def available_step_peers(with_torch=True, with_onnx=True, out=None):
-    """The streaming table's peers that import here, by name; the others are skipped with a note."""
-    import importlib
+    """The streaming table's peers that import here, name -> builder; the others are skipped with a note."""
+    def say(name, error):
+        if out is not None:
+            print(f"# streaming: {name} not available, skipped ({error})", file=out)
 
-    wanted = {"torch": with_torch, "ORT": with_onnx}
     peers = {}
-    for name, packages in STEP_PEERS.items():
-        if not wanted[name]:
-            continue
+    if with_torch:
         try:
-            for package in packages:
-                importlib.import_module(package)
-            peers[name] = _BUILDERS[name]
+            import torch  # noqa: F401
+
+            peers["torch"] = torch_cell_runner
         except ImportError as error:
-            if out is not None:
-                print(f"# streaming: {name} not available, skipped ({error})", file=out)
+            say("torch", error)
+    if with_onnx:
+        try:
+            import onnx  # noqa: F401
+            import onnxruntime  # noqa: F401
+
+            peers["ORT"] = onnxruntime_step_runner
+        except ImportError as error:
+            say("onnxruntime", error)
     return peers
 
 
