@@ -28,7 +28,7 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     from fastrnn.benchmarks.tables import package_version
 
     cpu = cpu_info()
-    machine_info["cpu_model_name"] = cpu.model
+    machine_info["cpu_model_name"] = cpu.describe()
     machine_info["cpu_isa_flags"] = cpu.relevant_flags()[0]
     machine_info["fastrnn_isa_level"] = isa_level()
     machine_info["fastrnn_available_backends"] = fastrnn.available_backends()

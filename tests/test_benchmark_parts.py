@@ -14,8 +14,9 @@ import fastrnn
 from fastrnn.benchmarks import machine
 from fastrnn.benchmarks.grid import CELLS, SHAPES, first_step, make_step_problem
 from fastrnn.benchmarks.machine import (CpuInfo, cpu_info, forward_flops, header_lines, isa_level,
-                                        parse_cpuinfo, parse_lscpu, sgemm_peak)
-from fastrnn.benchmarks.passes import Row, best_peer_summary, efficiency_table
+                                        parse_cpuinfo, parse_lscpu, sgemm_peak,
+                                        sgemm_runner)
+from fastrnn.benchmarks.passes import Row, best_peer_summary, efficiency_table, is_large_row
 from fastrnn.benchmarks.peers import PEER_TOLERANCES, agreement
 from fastrnn.benchmarks.targets import (BEST_PEER_MEDIAN_TARGET, PEER_TARGETS, SGEMM_PEAK_TARGET,
                                         STREAMING_TARGET)
@@ -24,6 +25,8 @@ from fastrnn.benchmarks.targets import (BEST_PEER_MEDIAN_TARGET, PEER_TARGETS, S
 FAKE_CPUINFO = """\
 processor\t: 0
 vendor_id\t: AuthenticAMD
+cpu family\t: 25
+model\t\t: 17
 model name\t: AMD EPYC 9R14 96-Core Processor
 flags\t\t: fpu sse2 avx fma avx2 avx512f avx512dq avx512bw avx512vl avx512_bf16 avx512_vnni sha_ni
 
@@ -45,6 +48,7 @@ Flags:                                fpu avx2 fma avx512f avx512bw avx512vl avx
 def test_parse_cpuinfo_reads_the_first_processor():
     info = parse_cpuinfo(FAKE_CPUINFO)
     assert info.model == "AMD EPYC 9R14 96-Core Processor"
+    assert info.describe() == "AMD EPYC 9R14 96-Core Processor (AuthenticAMD family 25 model 17)"
     present, absent = info.relevant_flags()
     assert present == ["avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16",
                        "avx512_vnni"]
@@ -64,6 +68,7 @@ def test_parse_lscpu():
     assert info.model == "Intel(R) Xeon(R) Platinum 8480+"
     assert {"amx_tile", "amx_bf16", "amx_int8", "avx512_bf16"} <= info.flags
     assert "avx512_vnni" in info.relevant_flags()[1]
+    assert info.describe() == "Intel(R) Xeon(R) Platinum 8480+"  # lscpu's family is not parsed
     assert parse_lscpu("Architecture: aarch64\n") is None
 
 
@@ -82,7 +87,7 @@ def test_cpu_without_any_relevant_flag_says_so():
 
 def test_header_lines_name_cpu_flags_level_threads_and_peak():
     lines = header_lines([1, 2], peak=95.04, cpu=parse_cpuinfo(FAKE_CPUINFO), level="avx512 (forced)")
-    assert lines[0].startswith("cpu: AMD EPYC 9R14 96-Core Processor (")
+    assert lines[0].startswith("cpu: AMD EPYC 9R14 96-Core Processor (AuthenticAMD family 25 model 17), ")
     assert lines[1].startswith("isa flags: avx2 fma avx512f")
     assert lines[2] == "fastrnn isa level: avx512 (forced)"
     assert lines[3] == "threads: 1, 2"
@@ -165,22 +170,37 @@ def test_best_peer_summary_takes_the_median_of_each_rows_fastest_peer():
     assert best_peer_summary(rows)[0].endswith("ok)")
 
 
-def test_efficiency_table_uses_the_large_forward_rows_at_one_thread():
+def test_efficiency_table_uses_the_rows_that_timed_an_sgemm():
     flops = forward_flops(CELLS["lstm"], SHAPES["S2"])
     own = flops / 90e9  # 90 GFLOP/s
-    rows = [_row("lstm", "S2", {"torch": 1.25}, own=own),
-            _row("lstm", "S1", {"torch": 1.0}),                       # not a large shape
-            _row("gru", "S5", {"torch": 1.0}, n_threads=2),           # not 1 thread
-            _row("rnn", "S2", {"torch": 1.0})]                        # not a cell with the target
-    text = efficiency_table(rows, peak=100.0, markdown=True)
+    large = _row("lstm", "S2", {"torch": 1.25}, own=own)
+    large.sgemm_gflops, large.peak_fraction = 100.0, 0.9
+    rows = [large, _row("lstm", "S1", {"torch": 1.0})]  # a row without an sgemm is left out
+    text = efficiency_table(rows, markdown=True)
     body = text.splitlines()[2:]
     assert len(body) == 1
     cells = [c.strip() for c in body[0].strip("|").split("|")]
     assert cells[:2] == ["lstm", "S2"]
-    assert cells[4] == "90.0" and cells[5] == "90%" and cells[6] == "torch" and cells[7] == "72.0"
-    assert cells[8] == f">={SGEMM_PEAK_TARGET:.0%} ok"
-    assert efficiency_table(rows, peak=101.0, markdown=False).splitlines()[2].endswith("MISS")  # 89 %
-    assert efficiency_table(rows[1:], peak=100.0, markdown=False) is None
+    assert cells[4:9] == ["90.0", "100.0", "90%", "torch", "72.0"]
+    assert cells[9] == f">={SGEMM_PEAK_TARGET:.0%} ok"
+    large.peak_fraction = 0.89
+    assert efficiency_table(rows, markdown=False).splitlines()[2].endswith("MISS")
+    assert efficiency_table(rows[1:], markdown=False) is None
+
+
+def test_only_large_forward_rows_at_one_thread_time_an_sgemm():
+    assert is_large_row(Row("lstm", "S2", "fwd", 1)) and is_large_row(Row("gru", "S5", "fwd", 1))
+    assert not is_large_row(Row("lstm", "S1", "fwd", 1))      # not a large shape
+    assert not is_large_row(Row("gru", "S5", "fwd", 2))       # not 1 thread
+    assert not is_large_row(Row("lstm", "S2", "fwdbwd", 1))   # not forward
+    assert not is_large_row(Row("rnn", "S2", "fwd", 1))       # not a cell with the target
+
+
+def test_sgemm_runner_multiplies():
+    product = sgemm_runner(n=8)
+    c = product().copy()
+    assert product.flops == 2 * 8 ** 3 and c.shape == (8, 8) and c.dtype == np.float32
+    assert np.abs(c).max() > 0
 
 
 def test_issue_12_targets_cover_every_cell_shape_and_thread_count():

@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 __all__ = ["RELEVANT_FLAGS", "CpuInfo", "parse_cpuinfo", "parse_lscpu", "cpu_info", "isa_level",
-           "sgemm_peak", "forward_flops", "header_lines"]
+           "SGEMM_N", "sgemm_runner", "sgemm_peak", "forward_flops", "header_lines"]
 
 #: The CPU flags that decide which kernels can run fast here, as Linux names them.
 RELEVANT_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16",
@@ -30,11 +30,20 @@ class CpuInfo:
     model : str
     flags : frozenset of str
         Every flag the operating system reports, lower case.
+    family : str or None
+        ``"<vendor> family <f> model <m>"`` where the OS reports them: under a
+        hypervisor the model name may be as vague as "AMD EPYC", while family 25
+        model 17 says Zen 4.
     """
 
-    def __init__(self, model, flags):
+    def __init__(self, model, flags, family=None):
         self.model = model
         self.flags = frozenset(flags)
+        self.family = family
+
+    def describe(self):
+        """The model name, followed by vendor, family and model numbers when known."""
+        return f"{self.model} ({self.family})" if self.family else self.model
 
     def relevant_flags(self):
         """``(present, absent)``: the :data:`RELEVANT_FLAGS` this CPU has and lacks, in that order."""
@@ -61,21 +70,21 @@ def parse_cpuinfo(text):
     CpuInfo or None
         None when the text names no model and no flags (not Linux on x86, say).
     """
-    model, flags = None, None
+    fields = {}
     for line in text.splitlines():
         if not line.strip():
-            if model is not None or flags is not None:
+            if fields:
                 break  # the first processor's block is enough: all cores are alike here
             continue
         key, _, value = line.partition(":")
-        key = key.strip()
-        if key == "model name" and model is None:
-            model = value.strip()
-        elif key == "flags" and flags is None:
-            flags = value.lower().split()
-    if model is None and flags is None:
+        fields.setdefault(key.strip(), value.strip())
+    if "model name" not in fields and "flags" not in fields:
         return None
-    return CpuInfo(model or "unknown CPU", flags or ())
+    family = None
+    if "cpu family" in fields and "model" in fields:
+        family = f"{fields.get('vendor_id', 'vendor?')} family {fields['cpu family']} model {fields['model']}"
+    return CpuInfo(fields.get("model name") or "unknown CPU", fields.get("flags", "").lower().split(),
+                   family)
 
 
 def parse_lscpu(text):
@@ -154,7 +163,38 @@ def isa_level():
     return str(answer)
 
 
-def sgemm_peak(n=2048, repeats=5):
+#: Size of the square float32 product that measures the sgemm peak: large enough to reach it.
+SGEMM_N = 2048
+
+
+def sgemm_runner(n=SGEMM_N):
+    """A no-argument callable doing one single-thread float32 product of two (n, n) matrices.
+
+    NumPy's BLAS is limited to one thread for the call only, so the runner can
+    be timed among the others of a row (:func:`fastrnn.benchmarks.timing.time_paired`).
+
+    Returns
+    -------
+    callable
+        Its attribute ``flops`` is ``2 n**3``.
+    """
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    c = np.empty((n, n), dtype=np.float32)
+
+    def product():
+        with threadpool_limits(limits=1):
+            np.matmul(a, b, out=c)
+        return c
+
+    product.flops = 2.0 * n ** 3
+    return product
+
+
+def sgemm_peak(n=SGEMM_N, repeats=5):
     """Single-thread float32 matrix-multiply speed of NumPy's BLAS, in GFLOP/s.
 
     Parameters
@@ -169,20 +209,14 @@ def sgemm_peak(n=2048, repeats=5):
     float
         ``2 n**3 / seconds / 1e9``, median over the repeats.
     """
-    from threadpoolctl import threadpool_limits
-
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((n, n), dtype=np.float32)
-    b = rng.standard_normal((n, n), dtype=np.float32)
-    c = np.empty((n, n), dtype=np.float32)
+    product = sgemm_runner(n)
+    product()
     times = []
-    with threadpool_limits(limits=1):
-        np.matmul(a, b, out=c)
-        for _ in range(repeats):
-            start = time.perf_counter()
-            np.matmul(a, b, out=c)
-            times.append(time.perf_counter() - start)
-    return 2.0 * n ** 3 / float(np.median(times)) / 1e9
+    for _ in range(repeats):
+        start = time.perf_counter()
+        product()
+        times.append(time.perf_counter() - start)
+    return product.flops / float(np.median(times)) / 1e9
 
 
 def forward_flops(cell, shape):
@@ -222,7 +256,7 @@ def header_lines(threads, peak=None, cpu=None, level=None):
     import os
 
     cpu = cpu or cpu_info()
-    lines = [f"cpu: {cpu.model} ({os.cpu_count()} logical cores); Python {platform.python_version()}",
+    lines = [f"cpu: {cpu.describe()}, {os.cpu_count()} logical cores; Python {platform.python_version()}",
              f"isa flags: {cpu.describe_flags()}",
              f"fastrnn isa level: {level or isa_level()}",
              f"threads: {', '.join(map(str, threads))}"]

@@ -7,7 +7,7 @@ __all__ = ["cpu_name", "package_version", "format_ms", "TEXT_COLUMNS", "format_t
 
 def cpu_name():
     """The CPU's model name (``/proc/cpuinfo``, else ``lscpu``, else what :mod:`platform` knows)."""
-    return cpu_info().model
+    return cpu_info().describe()
 
 
 def package_version(package):
