@@ -167,7 +167,7 @@ setup(
             sources=[os.path.join(CSRC, "_cy.pyx")],
             include_dirs=[CSRC],
             depends=[os.path.join(CSRC, name) for name in
-                     ("rnn.pxi", "lstm.pxi", "lstm_proj.pxi", "gru.pxi", "activations.pxd",
+                     ("rnn.pxi", "lstm.pxi", "lstm_proj.pxi", "gru.pxi", "step.pxi", "activations.pxd",
                       "packed_gemm.pxd", "packed_gemm.h", "openmp_shim.pxd", "openmp_shim.h")],
         )
     ],

@@ -39,8 +39,11 @@ def _load(name):
         return _loaded[name]
     if name in _failed:
         return None
+    from fastrnn._threads import openmp_waits_briefly
+
     try:
-        module = importlib.import_module(_MODULES[name])
+        with openmp_waits_briefly():  # the OpenMP runtime reads its settings as it loads
+            module = importlib.import_module(_MODULES[name])
     except Exception as error:  # any import failure means "not available", with its reason
         why = _source_tree_without_build() if name == "cython" else None
         _failed[name] = why or (f"{_WHY_MISSING.get(name, 'import failed')} "
