@@ -426,7 +426,8 @@ def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     """
     cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = w_hh.shape[1]
     cdef Py_ssize_t[::1] pieces, spans
-    pieces, spans = projection_spans(T, B, D, 4 * H, gates.shape[0])
+    cdef bint shared
+    pieces, spans, shared = projection_spans(T, B, D, 4 * H, gates.shape[0])
     cdef Py_ssize_t[::1] chunks = batch_chunks(B, H, 3)
     cdef Py_ssize_t k, s, p0, p1, t0, t1, n_chunks = chunks.shape[0] - 1
     cdef int project_threads
@@ -467,7 +468,7 @@ def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
             p1 = spans[s + 1]
             t0 = pieces[p0]
             t1 = pieces[p1]
-            project_threads = _threads_for(n_threads, p1 - p0)
+            project_threads = _threads_for(n_threads, p1 - p0) if shared else 1
             # 1. input projection of the span's steps, one piece each: gates[..., :3H] =
             # x W_ih^T + bias_x, gates[0] holding step t0
             for k in prange(p0, p1, num_threads=project_threads, schedule='static'):

@@ -174,7 +174,8 @@ def lstm_proj_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     cdef bint keep_cells = c_all.shape[0] == T
     cdef bint keep_m = m_all.shape[0] == T
     cdef Py_ssize_t[::1] pieces, spans
-    pieces, spans = projection_spans(T, B, D, G, gates.shape[0])
+    cdef bint shared
+    pieces, spans, shared = projection_spans(T, B, D, G, gates.shape[0])
     cdef Py_ssize_t[::1] chunks = batch_chunks(B, H, LSTM_GATES)
     cdef Py_ssize_t k, s, p0, p1, t0, t1, n_chunks = chunks.shape[0] - 1
     cdef int project_threads
@@ -217,7 +218,7 @@ def lstm_proj_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
             p1 = spans[s + 1]
             t0 = pieces[p0]
             t1 = pieces[p1]
-            project_threads = _threads_for(n_threads, p1 - p0)
+            project_threads = _threads_for(n_threads, p1 - p0) if shared else 1
             # 1. input projection of the span's steps, one piece each: gates = x W_ih^T + b,
             # gates[0] holding step t0
             for k in prange(p0, p1, num_threads=project_threads, schedule='static'):
