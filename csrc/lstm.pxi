@@ -14,9 +14,9 @@
 # n_threads, so neither do the results.
 
 
-from packed_gemm cimport (PG_KC, PG_NR_FLOAT, PG_UNITS, at_b_pair_work_size, gemm_at_b_pair,
+from packed_gemm cimport (PG_KC, at_b_pair_work_size, gemm_at_b_pair,
                           gemm_packed_bias, pg_gates_packed_size, pg_lstm_grad_step_float,
-                          pg_lstm_step_float, pg_pack_gates_float)
+                          pg_lstm_step_float, pg_nr_float, pg_pack_gates_float, pg_units)
 
 
 cdef enum:
@@ -161,13 +161,13 @@ cdef void _lstm_step_fused(Py_ssize_t rows, Py_ssize_t H, const float* h,
     ``w_hh_t_packed`` is packed by ``pg_pack_gates_float``. With ``column_threads > 1`` the
     blocks of units are shared among threads; each element is computed the same way.
     """
-    cdef Py_ssize_t piece, u0, u1, blocks = (H + PG_UNITS - 1) // PG_UNITS
+    cdef Py_ssize_t piece, u0, u1, units = pg_units(), blocks = (H + units - 1) // units
     if column_threads <= 1:
         pg_lstm_step_float(rows, H, h, w_hh_t_packed, z, c_prev, c_t, h_t, 0, H)
         return
     for piece in prange(column_threads, num_threads=column_threads, schedule='static'):
-        u0 = blocks * piece // column_threads * PG_UNITS
-        u1 = min(blocks * (piece + 1) // column_threads * PG_UNITS, H)
+        u0 = blocks * piece // column_threads * units
+        u1 = min(blocks * (piece + 1) // column_threads * units, H)
         if u1 > u0:
             pg_lstm_step_float(rows, H, h, w_hh_t_packed, z, c_prev, c_t, h_t, u0, u1)
 
@@ -220,7 +220,7 @@ cdef void _lstm_grad_step_fused(Py_ssize_t rows, Py_ssize_t H, Py_ssize_t K,
     See ``pg_lstm_grad_step_float`` (packed_gemm.h) for the NULL cases and for the projected
     cell's use (K = P). With ``column_threads > 1`` the panels of units are shared among threads.
     """
-    cdef Py_ssize_t piece, u0, u1, width = PG_NR_FLOAT
+    cdef Py_ssize_t piece, u0, u1, width = pg_nr_float()
     cdef Py_ssize_t panels = (H + width - 1) // width
     if column_threads <= 1:
         pg_lstm_grad_step_float(rows, H, K, dz_next, w_hh_packed, dh, a, c_t, c_prev, dy_t,

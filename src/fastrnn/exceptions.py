@@ -31,6 +31,11 @@ class UnknownBackendError(ArgumentError):
     """A backend name that fastrnn does not know."""
 
 
+class UnknownIsaError(ArgumentError):
+    """An instruction-set level (``FASTRNN_ISA``, ``set_isa_level``) that fastrnn does not
+    know, or that this CPU does not support."""
+
+
 class BackendUnavailableError(FastRNNError, ValueError):
     """A known backend that could not be loaded on this machine.
 
