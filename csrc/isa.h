@@ -29,13 +29,15 @@
 
 enum { PG_LEVEL_GENERIC = 0, PG_LEVEL_AVX2 = 1, PG_LEVEL_AVX512 = 2, PG_N_LEVELS = 3 };
 
-/* ---- Tile sizes per level, from measurement (python bench/isa_tiles.py; medians of
+/* ---- Tile sizes per level, from measurement (python bench/isa_levels.py; medians of
  * interleaved runs, single thread). AMD EPYC Zen 4 (2 cores, AVX-512 executed as two
  * 256-bit halves) measured for avx512 and avx2; the generic level keeps the AVX2 shapes
  * (not tuned: it exists for CPUs without AVX2).
  *   P##_MR         rows per register block of the GEMM (2*MR accumulators)
  *   P##_SPLIT_ROW  a lone row splits its sum into even and odd k (see gemm_kernels.h)
  *   P##_LSTM_ROWS, P##_GRU_ROWS   rows per tile of the fused steps (4 or 2)
+ * The tiles of avx512 and avx2 can be set at build time (CFLAGS=-Dpg_avx512_MR=4) to
+ * measure another value.
  */
 
 /* generic: 32-byte vectors compiled for the baseline (gcc splits them into SSE halves) */
@@ -53,15 +55,23 @@ typedef int pg_generic_vi __attribute__((vector_size(32)));
 #define PG_IN_REGISTERS_pg_generic(b0, b1, b2, b3) ((void)0)
 #define PG_IN_REGISTERS3_pg_generic(b0, b1, b2) ((void)0)
 
-/* avx2: 16 ymm registers. Zen 4: MR 4 (8 accumulators), fused-step tiles of 2 rows. */
+/* avx2: 16 ymm registers: MR 4 (8 accumulators) and fused-step tiles of 2 rows (8
+   accumulators and 4 weight vectors; a tile of 4 rows would spill), as tuned before the
+   levels existed on the project's AVX2 machine. */
 typedef float pg_avx2_vf __attribute__((vector_size(32)));
 typedef double pg_avx2_vd __attribute__((vector_size(32)));
 typedef int pg_avx2_vi __attribute__((vector_size(32)));
 #define pg_avx2_UNITS 8
+#ifndef pg_avx2_MR
 #define pg_avx2_MR 4
+#endif
 #define pg_avx2_SPLIT_ROW 1
+#ifndef pg_avx2_LSTM_ROWS
 #define pg_avx2_LSTM_ROWS 2
+#endif
+#ifndef pg_avx2_GRU_ROWS
 #define pg_avx2_GRU_ROWS 2
+#endif
 #define PG_ATTR_avx2 __attribute__((target("avx2,fma")))
 #define PG_MAX_pg_avx2(a, b) (pg_avx2_vf)_mm256_max_ps((__m256)(a), (__m256)(b))
 #define PG_MIN_pg_avx2(a, b) (pg_avx2_vf)_mm256_min_ps((__m256)(a), (__m256)(b))
@@ -71,16 +81,25 @@ typedef int pg_avx2_vi __attribute__((vector_size(32)));
 #define PG_IN_REGISTERS_pg_avx2(b0, b1, b2, b3) __asm__("" : "+x"(b0), "+x"(b1), "+x"(b2), "+x"(b3))
 #define PG_IN_REGISTERS3_pg_avx2(b0, b1, b2) __asm__("" : "+x"(b0), "+x"(b1), "+x"(b2))
 
-/* avx512: 32 zmm registers. Zen 4: MR 8 (16 accumulators), fused-step tiles of 4 rows
-   (16 accumulators for the LSTM, 12 for the GRU). */
+/* avx512: 32 zmm registers. Measured on AMD EPYC Zen 4 (bench/isa_levels.py --clock cpu,
+   float32 forward, 1 thread, medians of 4 alternated builds): fused-step tiles of 4 rows
+   (16 accumulators for the LSTM, 12 for the GRU) beat tiles of 2 by 4-16% (LSTM S2 282 vs
+   293 ms, S5 124 vs 135; GRU S2 216 vs 229, S5 92 vs 107); GEMM blocks of MR = 8 and 12
+   rows tie (within 2%), 4 is 1-3% slower: MR 8 (16 accumulators). */
 typedef float pg_avx512_vf __attribute__((vector_size(64)));
 typedef double pg_avx512_vd __attribute__((vector_size(64)));
 typedef int pg_avx512_vi __attribute__((vector_size(64)));
 #define pg_avx512_UNITS 16
+#ifndef pg_avx512_MR
 #define pg_avx512_MR 8
+#endif
 #define pg_avx512_SPLIT_ROW 0
+#ifndef pg_avx512_LSTM_ROWS
 #define pg_avx512_LSTM_ROWS 4
+#endif
+#ifndef pg_avx512_GRU_ROWS
 #define pg_avx512_GRU_ROWS 4
+#endif
 #define PG_ATTR_avx512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
 #define PG_MAX_pg_avx512(a, b) (pg_avx512_vf)_mm512_max_ps((__m512)(a), (__m512)(b))
 #define PG_MIN_pg_avx512(a, b) (pg_avx512_vf)_mm512_min_ps((__m512)(a), (__m512)(b))
