@@ -6,7 +6,7 @@
 # fixed time blocks, the time loop runs on fixed batch chunks, both under
 # ``prange``; every product runs on the packed micro-kernel, the weights packed
 # once per call. In float32 with reset_after=True a step's recurrent product and
-# its gate math run fused, tile by tile (packed_gemm.h: pg_gru_step_float).
+# its gate math run fused, tile by tile (cell_steps.h: pg_gru_step_float).
 # Pieces never depend on n_threads, so neither do the results.
 # Rows of ``gates`` are 4H wide, rows of ``dz_x``/``dz_h`` 3H: products into or
 # out of their column blocks pass explicit leading dimensions.
@@ -203,7 +203,7 @@ cdef void _gru_step_fused(Py_ssize_t rows, Py_ssize_t H, const float* h,
                           int column_threads) noexcept nogil:
     """float32, reset_after=True: ``h W_hh^T`` and the gate math of a step, tile by tile.
 
-    ``w_hh_t_packed`` is packed by ``pg_pack_gates_float`` (packed_gemm.h). With
+    ``w_hh_t_packed`` is packed by ``pg_pack_gates_float`` (isa.h). With
     ``column_threads > 1`` the blocks of units are shared among threads.
     """
     cdef Py_ssize_t piece, u0, u1, units = pg_units(), blocks = (H + units - 1) // units

@@ -8,7 +8,7 @@
 # the BPTT's products over all steps (dx, dW_ih, dW_hh) share their results' rows
 # and columns among the threads instead, with no partial sums per block. Every product runs on the packed micro-kernel (packed_gemm), the
 # weights packed once per call. In float32 a step's recurrent product and its gate
-# math run fused, tile by tile, in AVX2 code chosen at run time (packed_gemm.h:
+# math run fused, tile by tile, in code of the ISA level chosen at run time (cell_steps.h:
 # pg_lstm_step_float, pg_lstm_grad_step_float); float64 keeps libm's tanh and runs
 # the product, then one pointwise pass per batch row. Pieces never depend on
 # n_threads, so neither do the results.
@@ -156,7 +156,7 @@ cdef void _lstm_project(const floating* x, const floating* w_ih_t_packed, const 
 cdef void _lstm_step_fused(Py_ssize_t rows, Py_ssize_t H, const float* h,
                            const float* w_hh_t_packed, float* z, const float* c_prev,
                            float* c_t, float* h_t, int column_threads) noexcept nogil:
-    """float32 step: ``z += h W_hh^T`` and the gate math, tile by tile (packed_gemm.h).
+    """float32 step: ``z += h W_hh^T`` and the gate math, tile by tile (cell_steps.h).
 
     ``w_hh_t_packed`` is packed by ``pg_pack_gates_float``. With ``column_threads > 1`` the
     blocks of units are shared among threads; each element is computed the same way.
@@ -217,7 +217,7 @@ cdef void _lstm_grad_step_fused(Py_ssize_t rows, Py_ssize_t H, Py_ssize_t K,
     """float32 BPTT step: ``dh = dz_next W_hh`` (``dz_next`` of K = 4H columns) and the gate
     gradients, tile by tile.
 
-    See ``pg_lstm_grad_step_float`` (packed_gemm.h) for the NULL cases and for the projected
+    See ``pg_lstm_grad_step_float`` (cell_steps.h) for the NULL cases and for the projected
     cell's use (K = P). With ``column_threads > 1`` the panels of units are shared among threads.
     """
     cdef Py_ssize_t piece, u0, u1, width = pg_nr_float()
