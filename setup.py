@@ -167,9 +167,9 @@ setup(
             sources=[os.path.join(CSRC, "_cy.pyx")],
             include_dirs=[CSRC],
             depends=[os.path.join(CSRC, name) for name in
-                     ("rnn.pxi", "lstm.pxi", "lstm_proj.pxi", "gru.pxi", "activations.pxd",
-                      "activations.h", "packed_gemm.pxd", "isa.h", "gemm_kernels.h",
-                      "cell_steps.h", "openmp_shim.pxd", "openmp_shim.h")],
+                     ("rnn.pxi", "lstm.pxi", "lstm_proj.pxi", "gru.pxi", "step.pxi",
+                      "activations.pxd", "activations.h", "packed_gemm.pxd", "isa.h",
+                      "gemm_kernels.h", "cell_steps.h", "openmp_shim.pxd", "openmp_shim.h")],
         )
     ],
     cmdclass={"build_ext": BuildExt},

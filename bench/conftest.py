@@ -24,9 +24,15 @@ def pytest_addoption(parser):
 def pytest_benchmark_update_machine_info(config, machine_info):
     """Record the CPU and the versions of everything timed, so saved runs can be compared."""
     import fastrnn
-    from fastrnn.benchmarks.tables import cpu_name, package_version
+    from fastrnn.benchmarks.machine import cpu_info, isa_level, sgemm_peak
+    from fastrnn.benchmarks.tables import package_version
 
-    machine_info["cpu_model_name"] = cpu_name()
+    cpu = cpu_info()
+    machine_info["cpu_model_name"] = cpu.describe()
+    machine_info["cpu_isa_flags"] = cpu.relevant_flags()[0]
+    machine_info["fastrnn_isa_level"] = isa_level()
     machine_info["fastrnn_available_backends"] = fastrnn.available_backends()
-    for package in ("fastrnn", "numpy", "scipy", "numba", "torch", "onnxruntime"):
+    if not config.getoption("benchmark_disable", False):  # a timed run: what the machine can do now
+        machine_info["sgemm_peak_1_thread_gflops"] = round(sgemm_peak(), 1)
+    for package in ("fastrnn", "numpy", "scipy", "numba", "torch", "onnxruntime", "openvino", "jax"):
         machine_info[f"{package}_version"] = package_version(package)

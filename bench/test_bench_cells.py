@@ -1,18 +1,24 @@
-"""Benchmarks of the RNN, LSTM and GRU cells: fastrnn's backends against PyTorch and ONNX Runtime.
+"""Benchmarks of the RNN, LSTM and GRU cells: fastrnn's backends against PyTorch, ONNX Runtime, OpenVINO and JAX.
 
 The grid, the inputs and the callables timed come from :mod:`fastrnn.benchmarks`
 (the sub-package ``python -m fastrnn bench`` runs), so both measure the same work.
 Benchmarks are grouped by cell, shape, pass and thread count, e.g. group
 ``lstm-S1-fwd-1t`` holds ``lstm-S1-fwd-1t-numba``, ``lstm-S1-fwd-1t-torch`` and
-``lstm-S1-fwd-1t-onnxruntime``. Every callable is run once before timing, which
-compiles the JIT kernels. See ``bench/README.md``.
+``lstm-S1-fwd-1t-onnxruntime`` (and, forward only, ``-openvino-f32``,
+``-openvino-default`` and ``-jax``). Every callable is run once before timing, which
+compiles the JIT kernels; the forward peers' outputs are first checked against
+fastrnn's, so the smoke run (``--benchmark-disable``) is also a parity check of
+the peers as the tables build them. See ``bench/README.md``.
 """
+
+import functools
 
 import pytest
 
 from fastrnn.benchmarks.backends import COMPILED_BACKENDS, check_backend, fastrnn_runner
 from fastrnn.benchmarks.grid import CELLS, PASSES, SHAPES, make_problem
-from fastrnn.benchmarks.peers import onnxruntime_runner, torch_runner
+from fastrnn.benchmarks.jax_peer import configure_jax, jax_runner
+from fastrnn.benchmarks.peers import agreement, onnxruntime_runner, openvino_runner, torch_runner
 from fastrnn.exceptions import BackendUnavailableError
 
 THREADS = (1, 2)
@@ -75,4 +81,44 @@ def test_onnxruntime(benchmark, cell, shape, pass_, n_threads, peer):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     function = onnxruntime_runner(make_problem(shape, cell), n_threads)
+    _time(benchmark, function, cell, shape, pass_, n_threads)
+
+
+@functools.lru_cache(maxsize=None)
+def _fastrnn_output(cell, shape):
+    import fastrnn
+
+    p = make_problem(shape, cell)
+    return getattr(fastrnn, p.cell.forward)(p.x, p.w_ih, p.w_hh, p.b_ih, p.b_hh, *p.initial_states,
+                                            requires_grad=False)[0]
+
+
+def _check_forward(problem, output, precision="float32"):
+    """Fail unless a peer's forward output agrees with fastrnn's on ``problem``."""
+    expected = _fastrnn_output(problem.cell.name, problem.shape.name)
+    ok, diff = agreement(output, expected, precision)
+    assert ok, f"the peer's output differs from fastrnn's by up to {diff:.2e} ({precision})"
+
+
+@pytest.mark.parametrize("precision", ["f32", "default"])
+@pytest.mark.parametrize("cell, shape, pass_, n_threads, peer", _cases(["openvino"], ["fwd"]))
+def test_openvino(benchmark, cell, shape, pass_, n_threads, peer, precision):
+    pytest.importorskip("onnx")
+    pytest.importorskip("openvino")
+    problem = make_problem(shape, cell)
+    function = openvino_runner(problem, n_threads, "f32" if precision == "f32" else None)
+    benchmark.extra_info["openvino_precision"] = function.precision
+    _check_forward(problem, function()[0][:, 0], "float32" if function.precision == "f32" else "bfloat16")
+    _time(benchmark, function, cell, shape, pass_, n_threads)
+
+
+@pytest.mark.parametrize("cell, shape, pass_, n_threads, peer", _cases(["jax"], ["fwd"]))
+def test_jax(benchmark, cell, shape, pass_, n_threads, peer):
+    pytest.importorskip("jax")
+    threads, how = configure_jax(n_threads)  # the first case fixes XLA's pool for the process
+    if threads is not None and threads != n_threads:
+        pytest.skip(f"JAX's thread pool is fixed for the process: {how}")
+    problem = make_problem(shape, cell)
+    function = jax_runner(problem, n_threads)
+    _check_forward(problem, function()[0])
     _time(benchmark, function, cell, shape, pass_, n_threads)

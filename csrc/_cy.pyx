@@ -145,9 +145,7 @@ def _choose_isa_level():
         _isa_reason = f"forced by {ISA_VARIABLE}={forced}"
         return
     pg_set_level(pg_best_level())
-    levels = isa_levels()
-    _isa_reason = (f"the best level this CPU supports (it offers {', '.join(levels)}; "
-                   f"{ISA_VARIABLE} unset)")
+    _isa_reason = f"the best level this CPU supports ({ISA_VARIABLE} unset)"
 
 
 _choose_isa_level()
@@ -159,3 +157,4 @@ include "rnn.pxi"
 include "lstm.pxi"
 include "lstm_proj.pxi"
 include "gru.pxi"
+include "step.pxi"

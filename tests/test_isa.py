@@ -136,3 +136,21 @@ def test_levels_agree(cell, dtype, cy):
         assert_close(y, best_y, tolerance, context, "y")
         for name in best_grads:
             assert_close(grads[name], best_grads[name], tolerance, context, f"gradient {name}")
+
+
+def test_packed_weights_refuse_another_level(cy):
+    """Weights packed on one level (panels of its width) are refused on another, with a clear error."""
+    levels = cy.isa_levels()
+    if len(levels) < 2:
+        pytest.skip("this CPU supports one level only")
+    rng = np.random.default_rng(5)
+    w_ih, w_hh = rng.standard_normal((2, 4 * 24, 24)).astype(np.float32) * 0.1
+    x, h, c = rng.standard_normal((3, 2, 24)).astype(np.float32)
+    cy.set_isa_level(levels[1])
+    packed = fastrnn.pack_lstm(w_ih, w_hh, backend="cython")
+    expected, _ = packed.step(x, (h, c))
+    cy.set_isa_level(levels[0])
+    with pytest.raises(fastrnn.StaleCacheError, match=f"packed for the {levels[1]} kernels"):
+        packed.step(x, (h, c))
+    cy.set_isa_level(levels[1])
+    np.testing.assert_array_equal(packed.step(x, (h, c))[0], expected)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import fastrnn.nn as fnn
+from fastrnn import keras
 from fastrnn.exceptions import ArgumentError, DTypeError, ShapeError
 from helpers import assert_close, central_differences
 from tolerances import FINITE_DIFFERENCE, FINITE_DIFFERENCE_STEP, INVARIANT
@@ -166,6 +167,20 @@ def test_constructor_errors(kwargs, match):
     arguments.update(kwargs)
     with pytest.raises((ArgumentError, DTypeError), match=match):
         fnn.LSTM(**arguments)
+
+
+@pytest.mark.parametrize("make", [lambda dtype: fnn.LSTM(D, H, dtype=dtype),
+                                  lambda dtype: keras.layers.LSTM(H, dtype=dtype),
+                                  lambda dtype: keras.layers.Dense(H, dtype=dtype)],
+                         ids=["nn", "keras-lstm", "keras-dense"])
+def test_dtype_none_means_float32_and_others_are_refused_by_name(make):
+    # torch.nn modules and Keras layers both read dtype=None as float32 (torch's default dtype,
+    # Keras's floatx); NumPy alone would read it as float64.
+    assert make(None).dtype == np.float32
+    assert make("float64").dtype == np.float64
+    for bad in ("x", np.float16, "int32", 3):
+        with pytest.raises(DTypeError, match=r"^dtype must be float32 or float64; got "):
+            make(bad)
 
 
 def test_rnn_nonlinearity_error():

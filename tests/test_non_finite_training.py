@@ -93,6 +93,36 @@ def test_an_update_that_overflows_is_undone():
     assert all(np.isfinite(w).all() for w in model.get_weights())
 
 
+@pytest.mark.parametrize("optimizer", [keras.optimizers.Adam, keras.optimizers.RMSprop,
+                                       lambda **kw: keras.optimizers.SGD(momentum=0.9, **kw)],
+                         ids=["adam", "rmsprop", "sgd-momentum"])
+@pytest.mark.parametrize("steps_before", [0, 2])
+def test_an_undone_step_leaves_the_optimizer_state_as_it_was(optimizer, steps_before):
+    # Finite loss and gradients, but a learning rate that overflows float32 makes the
+    # update infinite. The undone step must not move the optimizer either: its iteration
+    # count and slots (moments, momentum) are those before, and none are left behind
+    # when the step would have been the first.
+    model = _model(optimizer(learning_rate=1e-3))
+    x, y = _data()
+    for _ in range(steps_before):
+        model.train_on_batch(x, y)
+    params = model.trainable_weights
+    iterations = model.optimizer.iterations
+    slots = model.optimizer.get_slot_arrays(params)
+    model.optimizer.learning_rate = 1e39
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.raises(NonFiniteError, match="update made .* non-finite"):
+            model.train_on_batch(x, y)
+    assert model.optimizer.iterations == iterations == steps_before
+    after = model.optimizer.get_slot_arrays(params)
+    assert [sorted(s) for s in after] == [sorted(s) for s in slots]
+    assert any(after) == (steps_before > 0)
+    for saved, now in zip(slots, after):
+        for name in saved:
+            np.testing.assert_array_equal(now[name], saved[name])
+
+
 def test_a_nan_gradient_is_not_applied(monkeypatch):
     model = _model()
     x, y = _data()

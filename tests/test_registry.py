@@ -226,6 +226,7 @@ def test_set_num_threads_caps_the_default_and_is_validated(monkeypatch):
     from fastrnn import _threads
 
     monkeypatch.setattr(_threads, "_thread_cap", None)
+    monkeypatch.setattr(_threads, "free_cores", lambda cores=None: cores)  # an idle machine
     assert fastrnn.get_num_threads() == len(os.sched_getaffinity(0))
     fastrnn.set_num_threads(1)
     assert fastrnn.get_num_threads() == 1

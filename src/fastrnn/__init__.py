@@ -24,6 +24,7 @@ from fastrnn.exceptions import (
 from fastrnn.functional import rnn_backward, rnn_forward
 from fastrnn.functional import lstm_backward, lstm_forward
 from fastrnn.functional import gru_backward, gru_forward
+from fastrnn.functional import pack_gru, pack_lstm, pack_rnn
 
 #: Sub-packages loaded on first attribute access, so ``import fastrnn`` stays light.
 _SUBPACKAGES = ("nn", "optim", "losses", "keras")
@@ -53,6 +54,9 @@ __all__ = [
     "rnn_backward",
     "lstm_forward",
     "lstm_backward",
+    "pack_rnn",
+    "pack_lstm",
+    "pack_gru",
     "available_backends",
     "use_backend",
     "show_config",

@@ -39,8 +39,11 @@ def _load(name):
         return _loaded[name]
     if name in _failed:
         return None
+    from fastrnn._threads import openmp_waits_briefly
+
     try:
-        module = importlib.import_module(_MODULES[name])
+        with openmp_waits_briefly():  # the OpenMP runtime reads its settings as it loads
+            module = importlib.import_module(_MODULES[name])
     except FastRNNError:  # a setting the user got wrong (FASTRNN_ISA): say so, do not fall back
         raise
     except Exception as error:  # any other import failure means "not available", with its reason

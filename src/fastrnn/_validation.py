@@ -142,3 +142,25 @@ def random_generator(seed, name="seed"):
         raise ArgumentError(f"{name} must be None, a non-negative integer or a "
                             f"numpy.random.Generator; got {seed!r} of type {type(seed).__name__}")
     return np.random.default_rng(seed)
+
+
+def parameter_dtype(dtype, name="dtype"):
+    """The dtype of a layer's parameters from a user's ``dtype`` argument.
+
+    ``None`` means float32, as it does for PyTorch modules (the default dtype)
+    and Keras layers (``floatx``), not NumPy's float64.
+
+    Raises
+    ------
+    DTypeError
+        Unless ``dtype`` names float32 or float64, naming ``name``.
+    """
+    if dtype is None:
+        return np.dtype(np.float32)
+    try:
+        chosen = np.dtype(dtype)
+    except (TypeError, ValueError):
+        raise DTypeError(f"{name} must be float32 or float64; got {dtype!r}") from None
+    if chosen not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise DTypeError(f"{name} must be float32 or float64; got {chosen}")
+    return chosen

@@ -66,4 +66,5 @@ class ConcurrentUseError(FastRNNError, RuntimeError):
 
 
 class StaleCacheError(FastRNNError, ValueError):
-    """A forward cache whose arrays no longer match what the forward pass stored."""
+    """A forward cache whose arrays no longer match what the forward pass stored, or weights
+    packed for another instruction-set level than the one the kernels run on now."""

@@ -16,6 +16,12 @@ class Parameter:
     Optimizers update ``data`` in place, so arrays handed out by
     ``named_parameters()`` stay the module's own.
 
+    ``version`` counts the writes fastrnn makes: assigning ``data`` (which the
+    optimizers' ``param.data -= ...`` does), loading (``load_state_dict``,
+    ``set_weights``) and the Keras optimizers' updates. What keeps weights packed
+    for a module (its :meth:`step`) repacks when it changes. Code that writes into
+    ``data`` in place by other means calls :meth:`mark_changed` afterwards.
+
     Parameters
     ----------
     data : ndarray
@@ -29,11 +35,31 @@ class Parameter:
         ``zero_grad()``; ``None`` before the first one, as in PyTorch.
     """
 
-    __slots__ = ("data", "grad")
+    __slots__ = ("_data", "grad", "_version")
 
     def __init__(self, data):
+        self._version = 0
         self.data = np.asarray(data)
         self.grad = None
+
+    @property
+    def data(self):
+        """ndarray: the values."""
+        return self._data
+
+    @data.setter
+    def data(self, value):
+        self._data = value
+        self._version += 1
+
+    @property
+    def version(self):
+        """int: bumped by every write fastrnn makes to ``data`` (see the class docstring)."""
+        return self._version
+
+    def mark_changed(self):
+        """Record that ``data`` was written in place, so packed copies of it are rebuilt."""
+        self._version += 1
 
     @property
     def shape(self):
@@ -60,6 +86,7 @@ class Parameter:
         return {"data": self.data, "grad": self.grad}
 
     def __setstate__(self, state):
+        self._version = 0
         self.data = state["data"]
         self.grad = state["grad"]
 
@@ -151,3 +178,4 @@ def apply_update(prepared):
     """Write the arrays that :func:`prepare_update` returned into their parameters (in place)."""
     for parameter, array in prepared:
         parameter.data[...] = array
+        parameter.mark_changed()

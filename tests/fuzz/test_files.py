@@ -75,7 +75,7 @@ def loads_the_same_or_refuses(data, weights, path):
     loaded = model.get_weights()
     assert len(loaded) == len(weights)
     for ours, theirs in zip(loaded, weights):
-        # Values, not dtypes: a description whose layer dtype is changed (to null: float64) loads the
+        # Values, not dtypes: a description whose layer dtype is changed (to null: float32, or float64) loads the
         # saved float32 values into that dtype exactly (noted in the report).
         assert ours.shape == theirs.shape
         np.testing.assert_array_equal(ours, theirs.astype(ours.dtype))

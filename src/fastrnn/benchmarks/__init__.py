@@ -1,8 +1,8 @@
-"""Speed of fastrnn against PyTorch, ONNX Runtime and Keras: what ``python -m fastrnn bench`` runs.
+"""Speed of fastrnn against PyTorch, ONNX Runtime, OpenVINO, JAX and Keras: what ``python -m fastrnn bench`` runs.
 
 The pytest-benchmark suite in ``bench/`` imports its grid and runners from
 here too, so both time exactly the same work. Nothing beyond fastrnn is needed:
-PyTorch, ONNX Runtime and TensorFlow are imported only when a peer is built,
+PyTorch, ONNX Runtime, OpenVINO, JAX and TensorFlow are imported only when a peer is built,
 and a missing one is reported rather than fatal.
 
 Modules, each importing only the ones listed before it:
@@ -13,14 +13,22 @@ Modules, each importing only the ones listed before it:
     The speed ratios and limits the tables mark ``ok`` or ``MISS``.
 ``timing``
     Alternated, paired rounds and the median per-round ratio.
+``machine``
+    The report's header: CPU model and ISA flags, fastrnn's ISA level, the sgemm peak.
 ``tables``
-    The machine's description and the formatting of times and tables.
+    The formatting of times and tables.
 ``backends``
     fastrnn's compiled backends and a runner per backend.
+``jax_peer``
+    JAX's cells written out (``lax.scan`` under ``jit``) and its thread pool.
 ``peers``
-    PyTorch's modules and ONNX Runtime's operators given the same weights.
+    PyTorch's modules, ONNX Runtime's and OpenVINO's operators and JAX, given the same
+    weights, and the check of their outputs against fastrnn's.
 ``passes``
-    The cells' table: forward and forward+backward of each cell.
+    The cells' table: forward and forward+backward of each cell; the fastest peer's
+    median ratio; GFLOP/s of the large shapes against the sgemm peak.
+``streaming``
+    The streaming table: one step at batch 1 against torch's cells and ONNX Runtime on T = 1.
 ``training``
     A training step against PyTorch's, and what variable lengths cost.
 ``fit``

@@ -1,34 +1,43 @@
 """The command line of the benchmarks: the options of ``python -m fastrnn bench`` and the report it prints.
 
-The report is a header naming the machine and the versions, then the tables
-asked for: the cells' passes (:mod:`~fastrnn.benchmarks.passes`), the training
-step (:mod:`~fastrnn.benchmarks.training`) and the ``fit`` epoch
+The report is a header naming the machine (CPU model, ISA flags, the level
+fastrnn's kernels run at, the sgemm peak measured now; :mod:`~fastrnn.benchmarks.machine`)
+and the versions, then the tables asked for: the cells' passes
+(:mod:`~fastrnn.benchmarks.passes`), the streaming step
+(:mod:`~fastrnn.benchmarks.streaming`), the training step
+(:mod:`~fastrnn.benchmarks.training`) and the ``fit`` epoch
 (:mod:`~fastrnn.benchmarks.fit`), then optionally peak memory and the cost of a
-new process (:mod:`~fastrnn.benchmarks.startup`).
+new process (:mod:`~fastrnn.benchmarks.startup`). With ``--busy`` it prints instead the default
+thread count against one thread, with and without a competing process
+(:mod:`~fastrnn.benchmarks.busy`).
 """
 
 import argparse
-import os
-import platform
 import sys
 
 import fastrnn
 from fastrnn.benchmarks.backends import check_backend, compiled_backends
+from fastrnn.benchmarks.busy import run_busy
 from fastrnn.benchmarks.fit import run_fit
-from fastrnn.benchmarks.grid import CELLS, SHAPES
+from fastrnn.benchmarks.grid import CELLS, PASSES, SHAPES
+from fastrnn.benchmarks.machine import header_lines, sgemm_peak
 from fastrnn.benchmarks.passes import run_cells
 from fastrnn.benchmarks.peers import available_peers
 from fastrnn.benchmarks.startup import peak_memory, startup_times
-from fastrnn.benchmarks.tables import cpu_name, package_version
+from fastrnn.benchmarks.streaming import available_step_peers, run_streaming
+from fastrnn.benchmarks.tables import package_version
 from fastrnn.benchmarks.targets import FIRST_CALL_TARGET_S, IMPORT_TARGET_S
 from fastrnn.benchmarks.training import run_training
 from fastrnn.exceptions import BackendUnavailableError
 
-__all__ = ["DESCRIPTION", "add_arguments", "run", "main"]
+__all__ = ["DESCRIPTION", "TABLES", "add_arguments", "run", "main"]
 
 #: One line on what ``python -m fastrnn bench`` does.
-DESCRIPTION = ("Speed of fastrnn against PyTorch, ONNX Runtime and Keras. Prints a table of medians "
-               "and ratios.")
+DESCRIPTION = ("Speed of fastrnn against PyTorch, ONNX Runtime, OpenVINO, JAX and Keras. Prints a "
+               "table of medians and ratios.")
+
+#: The tables ``--tables`` can ask for, in the order they print.
+TABLES = ("cells", "streaming", "training", "fit")
 
 
 def _parse_list(text, kind=str):
@@ -59,12 +68,21 @@ def add_arguments(parser):
                         help="do not compare with torch.nn.RNN / LSTM / GRU")
     parser.add_argument("--no-onnx", action="store_true",
                         help="do not compare with ONNX Runtime's RNN / LSTM / GRU operators")
+    parser.add_argument("--no-openvino", action="store_true",
+                        help="do not compare with OpenVINO (f32 and its default precision)")
+    parser.add_argument("--no-jax", action="store_true",
+                        help="do not compare with JAX (lax.scan under jit); JAX's thread count is "
+                             "fixed for the process to the first of --threads")
+    parser.add_argument("--passes", type=_parse_list, default=list(PASSES), metavar="fwd,fwdbwd",
+                        help="passes of the 'cells' table (default: fwd,fwdbwd)")
     parser.add_argument("--no-startup", action="store_true",
                         help="skip the new-process measurements (import time, first call)")
-    parser.add_argument("--tables", type=_parse_list, default=["cells", "training", "fit"],
-                        metavar="cells,training,fit",
+    parser.add_argument("--tables", type=_parse_list, default=list(TABLES),
+                        metavar="cells,streaming,training,fit",
                         help="which tables to print: 'cells' (each cell's forward and forward+"
-                             "backward), 'training' (a whole training step of 2-layer "
+                             "backward), 'streaming' (one step at batch 1, H=64/256/1024, against "
+                             "torch's cell modules and ONNX Runtime on T=1), 'training' (a whole "
+                             "training step of 2-layer "
                              "bidirectional LSTM and GRU, with Adam, and what variable lengths "
                              "cost) and 'fit' (one fastrnn.keras fit epoch of the seeds' "
                              "Embedding-SimpleRNN-Dense model against Keras and PyTorch) "
@@ -72,6 +90,11 @@ def add_arguments(parser):
     parser.add_argument("--no-keras", action="store_true",
                         help="do not compare with Keras on TensorFlow in the 'fit' table")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    parser.add_argument("--busy", action="store_true",
+                        help="instead of the tables, time the default thread count (n_threads=None) "
+                             "against n_threads=1 and 2 for every backend, cell, shape and pass, "
+                             "first while one competing CPU-bound process runs, then idle; "
+                             "--threads and the peers are not used")
     parser.add_argument("--memory", action="store_true",
                         help="also measure the peak memory of an LSTM forward+backward on S2 in new "
                              "processes, fastrnn against torch")
@@ -95,7 +118,7 @@ def run(args, out=None):
     """
     out = out or sys.stdout
     for what, names, known in (("cell", args.cells, CELLS), ("shape", args.shapes, SHAPES),
-                               ("table", args.tables, ("cells", "training", "fit"))):
+                               ("table", args.tables, TABLES), ("pass", args.passes, PASSES)):
         unknown = [name for name in names if name not in known]
         if unknown:
             print(f"error: unknown {what}(s) {', '.join(unknown)}; known: {', '.join(known)}",
@@ -116,20 +139,30 @@ def run(args, out=None):
         return 2
 
     print(f"# fastrnn {fastrnn.__version__} benchmark, float32, times are medians in ms", file=out)
-    print(f"# cpu: {cpu_name()} ({os.cpu_count()} logical cores); Python "
-          f"{platform.python_version()}", file=out)
+    peak = sgemm_peak()
+    for line in header_lines(args.threads, peak):
+        print(f"# {line}", file=out)
     print("# " + ", ".join(f"{pkg} {package_version(pkg)}"
-                           for pkg in ("numpy", "scipy", "numba", "torch", "onnxruntime")), file=out)
+                           for pkg in ("numpy", "scipy", "numba", "torch", "onnxruntime", "openvino",
+                                       "jax")), file=out)
     print(f"# backends: {', '.join(backends)} (available: {', '.join(fastrnn.available_backends())}); "
-          f"threads: {', '.join(map(str, args.threads))} (fastrnn n_threads, "
-          f"torch.set_num_threads, ORT intra_op_num_threads)", file=out)
-    peers = available_peers(with_torch=not args.no_torch, with_onnx=not args.no_onnx, out=out)
+          f"thread count: fastrnn n_threads, torch.set_num_threads, ORT intra_op_num_threads, "
+          f"OpenVINO INFERENCE_NUM_THREADS", file=out)
+    peers = available_peers(with_torch=not args.no_torch, with_onnx=not args.no_onnx,
+                            with_openvino=not args.no_openvino, with_jax=not args.no_jax,
+                            jax_threads=args.threads[0], out=out)
     print("# ratios = median over paired rounds of peer time / best fastrnn backend time "
           "(> 1: fastrnn faster); n = rounds", file=out)
     out.flush()
 
+    if args.busy:
+        run_busy(args, backends, out)
+        return 0
     if "cells" in args.tables:
-        run_cells(args, backends, peers, out)
+        run_cells(args, backends, peers, out, peak=peak)
+    if "streaming" in args.tables:
+        run_streaming(args, available_step_peers(with_torch=not args.no_torch,
+                                                 with_onnx=not args.no_onnx, out=out), out)
     if "training" in args.tables:
         run_training(args, out, with_torch="torch" in peers)
     if "fit" in args.tables:

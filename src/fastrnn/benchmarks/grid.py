@@ -4,7 +4,7 @@ Every table and the pytest-benchmark suite in ``bench/`` take their shapes,
 cells and inputs from here, so they all time the same work.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -12,7 +12,8 @@ import numpy as np
 from fastrnn.functional import cells
 from fastrnn.functional.cells import CellSpec
 
-__all__ = ["Shape", "SHAPES", "Cell", "CELLS", "PASSES", "Problem", "make_problem"]
+__all__ = ["Shape", "SHAPES", "STREAMING_SIZES", "STREAMING_STEPS", "Cell", "CELLS", "PASSES", "Problem",
+           "make_problem", "make_step_problem", "first_step"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,11 @@ SHAPES = {
         Shape("S5", 50, 16, 512, 1024, "large hidden"),
     ]
 }
+
+#: Hidden sizes of the streaming table: batch 1, D = H, one step per call.
+STREAMING_SIZES = (64, 256, 1024)
+#: Steps of a stream in one timed call of the streaming table (per-step time = call time / steps).
+STREAMING_STEPS = 50
 
 
 #: A recurrent cell as fastrnn, PyTorch and ONNX each spell it: the functional
@@ -133,7 +139,34 @@ def make_problem(name, cell="rnn", seed=0):
     Problem
         Cached: the arrays are shared between calls and must not be modified.
     """
-    shape = SHAPES[name]
+    return _build_problem(SHAPES[name], cell, seed)
+
+
+@lru_cache(maxsize=None)
+def make_step_problem(H, cell="rnn", seed=0):
+    """The inputs and weights of the streaming table: a stream of :data:`STREAMING_STEPS` steps.
+
+    Parameters
+    ----------
+    H : int
+        Hidden units, and input features (D = H); batch 1.
+    cell : str
+    seed : int
+
+    Returns
+    -------
+    Problem
+        Its shape is named ``"H<H>"``; x has shape (STREAMING_STEPS, 1, H). Cached, read-only.
+    """
+    return _build_problem(Shape(f"H{H}", STREAMING_STEPS, 1, H, H, "streaming, batch 1"), cell, seed)
+
+
+def first_step(problem):
+    """``problem`` cut to its first step: T = 1 (the ONNX graph of one step is built from it)."""
+    return replace(problem, shape=replace(problem.shape, T=1), x=problem.x[:1], dy=problem.dy[:1])
+
+
+def _build_problem(shape, cell, seed):
     cell = CELLS[cell]
     T, B, D, H = shape.T, shape.B, shape.D, shape.H
     G = cell.gates

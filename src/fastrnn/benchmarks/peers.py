@@ -1,11 +1,97 @@
-"""The peers fastrnn is compared with: PyTorch's modules and ONNX Runtime's operators, same weights.
+"""The peers fastrnn is compared with, all given the same weights.
 
-PyTorch, ``onnx`` and ONNX Runtime are imported only when a runner is built.
+PyTorch's modules, ONNX Runtime's and OpenVINO's operators (both compile the
+same one-node ONNX graph) and JAX (:mod:`fastrnn.benchmarks.jax_peer`). Each is
+imported only when its runner is built; :func:`available_peers` says which ones
+load here and skips the others with a note. Before a peer is timed its output
+is compared with fastrnn's (:func:`agreement`, :data:`PEER_TOLERANCES`).
 """
+
+from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["torch_runner", "onnx_state_names", "onnx_model", "onnxruntime_runner", "available_peers"]
+from fastrnn.benchmarks import jax_peer
+
+__all__ = ["PEER_TOLERANCES", "agreement", "Peer", "torch_runner", "onnx_state_names", "onnx_model",
+           "onnxruntime_runner", "openvino_runner", "openvino_default_precision", "available_peers"]
+
+#: How far a peer's output may be from fastrnn's, by the precision the peer computes in:
+#: ``|peer - fastrnn| <= atol * max(1, max |fastrnn|) + rtol * |fastrnn|`` elementwise.
+#: float32: the parity tolerance of the test suite (summation order, ~5 ulp tanh); bfloat16
+#: (OpenVINO's default precision on CPUs with AVX512_BF16) keeps 8 bits of mantissa, so its
+#: products are good to about 1e-2.
+PEER_TOLERANCES = {
+    "float32": dict(rtol=2e-4, atol=2e-5),
+    "bfloat16": dict(rtol=2e-2, atol=2e-2),
+}
+
+
+def agreement(actual, expected, precision="float32"):
+    """Whether a peer's output agrees with fastrnn's, and the largest difference.
+
+    Parameters
+    ----------
+    actual, expected : ndarray of shape (T, B, H)
+        The peer's and fastrnn's output sequences.
+    precision : {"float32", "bfloat16"}
+        Selects the tolerance in :data:`PEER_TOLERANCES`.
+
+    Returns
+    -------
+    ok : bool
+    max_abs_diff : float
+    """
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    if actual.shape != expected.shape:
+        return False, float("inf")
+    tolerance = PEER_TOLERANCES[precision]
+    scale = max(1.0, float(np.max(np.abs(expected), initial=0.0)))
+    diff = np.abs(actual - expected)
+    ok = bool(np.all(diff <= tolerance["atol"] * scale + tolerance["rtol"] * np.abs(expected)))
+    return ok, float(np.max(diff, initial=0.0))
+
+
+@dataclass(frozen=True)
+class Peer:
+    """One peer: how to build its runner and how to read its output.
+
+    Attributes
+    ----------
+    name : str
+        Its column in the tables, e.g. ``"OV f32"``.
+    build : callable
+        ``build(problem, pass_, n_threads)`` -> a no-argument callable running one pass.
+    output : callable
+        Maps what a forward call returned to the output sequence, ndarray of shape (T, B, H).
+    passes : tuple of str
+        The passes it can time: ``("fwd",)`` or ``("fwd", "fwdbwd")``.
+    precision : str
+        A key of :data:`PEER_TOLERANCES`.
+    targeted : bool
+        Whether its ratios count for the targets (and the best peer of a row).
+    threads : int or None
+        A thread count fixed for the whole process (JAX), or None when it follows each row's.
+    notes : tuple of str
+        Lines for the report's header.
+    """
+
+    name: str
+    build: object
+    output: object
+    passes: tuple = ("fwd",)
+    precision: str = "float32"
+    targeted: bool = True
+    threads: int = None
+    notes: tuple = field(default=())
+
+    def __call__(self, problem, pass_, n_threads):
+        return self.build(problem, pass_, n_threads)
+
+    def runs(self, pass_, n_threads):
+        """Whether this peer has a column entry in a row of ``pass_`` at ``n_threads``."""
+        return pass_ in self.passes and (self.threads is None or self.threads == n_threads)
 
 
 def torch_runner(problem, pass_, n_threads):
@@ -171,42 +257,166 @@ def onnxruntime_runner(problem, n_threads):
     return forward
 
 
+#: OpenVINO's runtime, made once: building a ``Core`` scans the plugins.
+_OPENVINO_CORE = []
+
+
+def _openvino_core():
+    import openvino
+
+    if not _OPENVINO_CORE:
+        _OPENVINO_CORE.append(openvino.Core())
+    return _OPENVINO_CORE[0]
+
+
+def openvino_default_precision():
+    """The precision OpenVINO's CPU plugin computes float32 models in when not told (a string).
+
+    ``"bf16"`` on CPUs with AVX512_BF16 or AMX, ``"f32"`` elsewhere.
+    """
+    return _openvino_core().get_property("CPU", "INFERENCE_PRECISION_HINT").get_type_name()
+
+
+def openvino_runner(problem, n_threads, precision="f32"):
+    """A no-argument callable running OpenVINO's CPU plugin on :func:`onnx_model`'s graph, forward.
+
+    Compiled with ``INFERENCE_NUM_THREADS = n_threads``, ``PERFORMANCE_HINT =
+    LATENCY`` and one stream (one request at a time, as every runner here is
+    called); inputs are shared with the request rather than copied, outputs
+    are the request's own buffers (valid until the next call).
+
+    Parameters
+    ----------
+    problem : fastrnn.benchmarks.grid.Problem
+    n_threads : int
+    precision : str or None
+        ``INFERENCE_PRECISION_HINT``: ``"f32"``, or None for the plugin's default
+        (:func:`openvino_default_precision`).
+
+    Returns
+    -------
+    callable
+        Its attribute ``precision`` says which precision the compiled model runs in.
+
+    Raises
+    ------
+    ImportError
+        If ``onnx`` or ``openvino`` is not installed.
+    """
+    core = _openvino_core()
+    model = core.read_model(onnx_model(problem).SerializeToString(), b"")
+    config = {"INFERENCE_NUM_THREADS": n_threads, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+    if precision is not None:
+        config["INFERENCE_PRECISION_HINT"] = precision
+    compiled = core.compile_model(model, "CPU", config)
+    request = compiled.create_infer_request()
+    feeds = {"X": problem.x}
+    for name, state in zip(onnx_state_names(problem.cell), problem.initial_states):
+        feeds[name] = np.ascontiguousarray(state[None])
+
+    def forward():
+        return request.infer(feeds, share_inputs=True, share_outputs=True)
+
+    forward.precision = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+    return forward
+
+
 def _onnxruntime_peer(problem, pass_, n_threads):
     """:func:`onnxruntime_runner` with the signature of :func:`torch_runner` (forward only)."""
     return onnxruntime_runner(problem, n_threads)
 
 
-def available_peers(with_torch=True, with_onnx=True, out=None):
-    """The peers that import here, as name -> runner builder; say on ``out`` which ones are missing.
+def _openvino_f32_peer(problem, pass_, n_threads):
+    return openvino_runner(problem, n_threads, "f32")
+
+
+def _openvino_default_peer(problem, pass_, n_threads):
+    return openvino_runner(problem, n_threads, None)
+
+
+def _jax_peer(problem, pass_, n_threads):
+    return jax_peer.jax_runner(problem, n_threads)
+
+
+def _torch_output(result):
+    return result[0].numpy()
+
+
+def _onnx_output(result):
+    return np.asarray(result[0])[:, 0]  # Y is (T, num_directions, B, H)
+
+
+def _jax_output(result):
+    return np.asarray(result[0])
+
+
+def available_peers(with_torch=True, with_onnx=True, with_openvino=True, with_jax=True,
+                    jax_threads=1, out=None):
+    """The peers that import here, by column name; say on ``out`` which ones are missing.
 
     Parameters
     ----------
-    with_torch, with_onnx : bool
-        Whether to try PyTorch (``"torch"``) and ONNX Runtime (``"ORT"``).
+    with_torch, with_onnx, with_openvino, with_jax : bool
+        Whether to try PyTorch (``"torch"``), ONNX Runtime (``"ORT"``), OpenVINO
+        (``"OV f32"`` and ``"OV default"``) and JAX (``"JAX"``).
+    jax_threads : int
+        Threads for XLA's CPU client, which are fixed for the process
+        (:func:`fastrnn.benchmarks.jax_peer.configure_jax`); JAX is timed only in
+        rows of this thread count.
     out : file-like, optional
-        Where to report a missing peer; nowhere by default.
+        Where to report a missing peer, and what each peer was set to; nowhere by default.
 
     Returns
     -------
-    dict of str to callable
-        Each builder takes ``(problem, pass_, n_threads)``; ``"ORT"`` times forward only.
+    dict of str to Peer
+        Only ``"torch"`` times forward+backward; ``"OV default"`` is shown but
+        not targeted (it may compute in bfloat16).
     """
+    def say(text):
+        if out is not None:
+            print(f"# {text}", file=out)
+
     peers = {}
     if with_torch:
         try:
             import torch  # noqa: F401
 
-            peers["torch"] = torch_runner
+            peers["torch"] = Peer("torch", torch_runner, _torch_output, passes=("fwd", "fwdbwd"))
         except ImportError as error:
-            if out is not None:
-                print(f"# torch not available, skipped ({error})", file=out)
+            say(f"torch not available, skipped ({error})")
     if with_onnx:
         try:
             import onnx  # noqa: F401
             import onnxruntime  # noqa: F401
 
-            peers["ORT"] = _onnxruntime_peer
+            peers["ORT"] = Peer("ORT", _onnxruntime_peer, _onnx_output)
         except ImportError as error:
-            if out is not None:
-                print(f"# onnxruntime not available, skipped ({error})", file=out)
+            say(f"onnxruntime not available, skipped ({error})")
+    if with_openvino:
+        try:
+            import onnx  # noqa: F401
+            import openvino  # noqa: F401
+
+            default = openvino_default_precision()
+            notes = (f"OpenVINO {openvino.__version__.split('-')[0]}: the ONNX graph ORT runs, CPU plugin, "
+                     f"INFERENCE_NUM_THREADS = thread count, PERFORMANCE_HINT=LATENCY, 1 stream; "
+                     f"'OV f32': INFERENCE_PRECISION_HINT=f32; 'OV default': the plugin's default "
+                     f"precision, here {default} (not targeted)",)
+            peers["OV f32"] = Peer("OV f32", _openvino_f32_peer, _onnx_output, notes=notes)
+            peers["OV default"] = Peer("OV default", _openvino_default_peer, _onnx_output,
+                                       precision="float32" if default == "f32" else "bfloat16",
+                                       targeted=False)
+        except ImportError as error:
+            say(f"openvino not available, skipped ({error})")
+    if with_jax:
+        try:
+            threads, how = jax_peer.configure_jax(jax_threads)
+            peers["JAX"] = Peer("JAX", _jax_peer, _jax_output, threads=threads,
+                                notes=(f"JAX {jax_peer.jax_version()}: cells written out, "
+                                       f"jax.lax.scan under jax.jit, CPU; {how}",))
+        except ImportError as error:
+            say(f"jax not available, skipped ({error})")
+    for peer in peers.values():
+        for note in peer.notes:
+            say(note)
     return peers

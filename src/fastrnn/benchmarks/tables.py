@@ -1,20 +1,13 @@
 """Tables and their parts: the machine's description, times in milliseconds, aligned or Markdown rows."""
 
-import platform
+from fastrnn.benchmarks.machine import cpu_info
 
-__all__ = ["cpu_name", "package_version", "format_ms", "format_table", "target_note"]
+__all__ = ["cpu_name", "package_version", "format_ms", "TEXT_COLUMNS", "format_table", "target_note"]
 
 
 def cpu_name():
-    """The CPU's model name (``/proc/cpuinfo``), else what :mod:`platform` knows."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    """The CPU's model name (``/proc/cpuinfo``, else ``lscpu``, else what :mod:`platform` knows)."""
+    return cpu_info().describe()
 
 
 def package_version(package):
@@ -38,9 +31,16 @@ def format_ms(seconds):
     return f"{ms:.3f}"
 
 
-def format_table(header, rows, markdown):
-    """Rows of cells as aligned plain text, or as Markdown; numbers are right-aligned."""
-    left = [i < 5 or name in ("best", "target") for i, name in enumerate(header)]
+#: Columns of words rather than numbers, wherever they stand: aligned left.
+TEXT_COLUMNS = ("best", "best peer", "target", "step")
+
+
+def format_table(header, rows, markdown, left_columns=5):
+    """Rows of cells as aligned plain text, or as Markdown; numbers are right-aligned.
+
+    The first ``left_columns`` columns and those named in :data:`TEXT_COLUMNS` are aligned left.
+    """
+    left = [i < left_columns or name in TEXT_COLUMNS for i, name in enumerate(header)]
     if markdown:
         lines = ["| " + " | ".join(header) + " |",
                  "|" + "|".join("---" if is_left else "---:" for is_left in left) + "|"]

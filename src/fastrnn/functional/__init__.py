@@ -12,6 +12,11 @@ counts, states, names and gate orders in PyTorch, Keras and ONNX) is
 end) runs through :func:`fastrnn.functional.direction.run_direction`, which
 both facades call.
 
+:func:`pack_rnn`, :func:`pack_lstm` and :func:`pack_gru` validate and pack a
+layer's weights once (:mod:`fastrnn.functional.packed`): the objects run one
+time step at a time (``packed.step(x_t, state)``) and stand in for the weights
+of the forward functions.
+
 Do not modify the arrays passed to a forward call in place before the matching
 backward call: the cache refers to them rather than copying them.
 """
@@ -19,6 +24,9 @@ backward call: the cache refers to them rather than copying them.
 from fastrnn.functional._gru import GRUCache, gru_backward, gru_forward
 from fastrnn.functional._lstm import LSTMCache, lstm_backward, lstm_forward
 from fastrnn.functional._rnn import RNNCache, rnn_backward, rnn_forward
+from fastrnn.functional.packed import (PackedGRU, PackedLSTM, PackedRNN, PackedWeights, pack_gru,
+                                       pack_lstm, pack_rnn)
 
 __all__ = ["rnn_forward", "rnn_backward", "RNNCache", "lstm_forward", "lstm_backward", "LSTMCache", "gru_forward", "gru_backward",
-           "GRUCache"]
+           "GRUCache", "pack_rnn", "pack_lstm", "pack_gru", "PackedWeights", "PackedRNN", "PackedLSTM",
+           "PackedGRU"]

@@ -7,12 +7,27 @@ from fastrnn._validation import check_bool, check_n_threads
 from fastrnn.functional._layer import (Layer, LayerCache, LayerGradients, backward_inputs,
                                        final_gradients_at_ends, forward_outputs, row_ends,
                                        states_at_ends)
+from fastrnn.exceptions import ArgumentError
+from fastrnn.functional._packed_base import PackedWeights
 from fastrnn.functional.cells import GRU
 
 __all__ = ["gru_forward", "gru_backward", "GRUCache"]
 
 # per step the kernels keep r, z, n and h W_hn^T + b_hn (see fastrnn._python.gru): not the gate count
 WORKSPACE_BLOCKS = 4
+
+
+def gru_biases(b_ih, b_hh, H, dtype):
+    """The biases as the kernels take them: ``bias_x = b_ih + [b_hh_r, b_hh_z, 0]`` of shape
+    (3*H,) and ``b_hn = b_hh_n`` of shape (H,) (zeros for a missing bias)."""
+    bias_x = np.zeros(GRU.gates * H, dtype)
+    b_hn = np.zeros(H, dtype)
+    if b_ih is not None:
+        bias_x += b_ih
+    if b_hh is not None:
+        bias_x[: 2 * H] += b_hh[: 2 * H]
+        b_hn[...] = b_hh[2 * H :]
+    return bias_x, b_hn
 
 
 class GRUCache(LayerCache):
@@ -33,7 +48,7 @@ class GRUCache(LayerCache):
     FORWARD = "gru_forward"
 
 
-def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, reset_after=True, batch_first=False,
+def gru_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, *, reset_after=True, batch_first=False,
                 backend=None, n_threads=None, requires_grad=True, ends=None):
     r"""Run a GRU layer over a sequence (PyTorch's gate packing ``r, z, n``).
 
@@ -51,8 +66,11 @@ def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, reset_after=Tru
     ----------
     x : array_like of shape (T, B, D), or (B, T, D) if ``batch_first``
         Input sequence.
-    w_ih : array_like of shape (3*H, D)
-        Input-to-hidden weights, blocks ``r, z, n`` (PyTorch's ``weight_ih_l0``).
+    w_ih : array_like of shape (3*H, D), or PackedGRU
+        Input-to-hidden weights, blocks ``r, z, n`` (PyTorch's ``weight_ih_l0``); or every
+        weight packed by :func:`fastrnn.pack_gru`, with ``w_hh``, ``b_ih`` and ``b_hh`` omitted
+        (the kernels then run on its arrays, packing them per call as for arrays; a later
+        version reuses its packed buffers).
     w_hh : array_like of shape (3*H, H)
         Hidden-to-hidden weights (``weight_hh_l0``).
     b_ih, b_hh : array_like of shape (3*H,), optional
@@ -60,7 +78,7 @@ def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, reset_after=Tru
     h0 : array_like of shape (B, H), optional
         Initial hidden state; zeros by default.
     reset_after : bool
-        ``True`` (PyTorch; Keras ``reset_after=True``; ONNX ``linear_before_reset=1``) applies
+        With packed weights, it must be the one they were packed with. ``True`` (PyTorch; Keras ``reset_after=True``; ONNX ``linear_before_reset=1``) applies
         the reset gate after the recurrent product; ``False`` (Keras ``reset_after=False``; ONNX
         ``linear_before_reset=0``) applies it to ``h_{t-1}`` before.
     batch_first : bool
@@ -88,6 +106,15 @@ def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, reset_after=Tru
     cache : GRUCache or None
         ``None`` when ``requires_grad`` is false.
     """
+    if isinstance(w_ih, PackedWeights):
+        packed = w_ih
+        w_ih, w_hh, b_ih, b_hh = packed.forward_weights(
+            "gru_forward", "pack_gru", {"w_hh": w_hh, "b_ih": b_ih, "b_hh": b_hh}).values()
+        reset_after = check_bool("reset_after", reset_after)
+        if reset_after != packed.options["reset_after"]:
+            raise ArgumentError(f"reset_after={reset_after} differs from the packed weights' "
+                                f"{packed.options['reset_after']}; pass reset_after="
+                                f"{packed.options['reset_after']} (or pack again)")
     reset_after = check_bool("reset_after", reset_after)
     check_n_threads(n_threads)
     requires_grad = check_bool("requires_grad", requires_grad)
@@ -98,18 +125,11 @@ def gru_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, reset_after=Tru
     ends = row_ends(ends, T, B)
     threads = layer.n_threads(n_threads)
 
-    G = GRU.gates * H
     y = np.empty((T, B, H), layer.dtype)
     gates = np.empty((T, B, WORKSPACE_BLOCKS * H), layer.dtype)
     (h_n,) = layer.final_state_arrays([h0])
     if layer.has_steps:
-        bias_x = np.zeros(G, layer.dtype)
-        b_hn = np.zeros(H, layer.dtype)
-        if layer.b_ih is not None:
-            bias_x += layer.b_ih
-        if layer.b_hh is not None:
-            bias_x[: 2 * H] += layer.b_hh[: 2 * H]
-            b_hn[...] = layer.b_hh[2 * H :]
+        bias_x, b_hn = gru_biases(layer.b_ih, layer.b_hh, H, layer.dtype)
         kernels.gru_forward(layer.x, layer.w_ih, layer.w_hh, bias_x, b_hn, h0, reset_after, y, h_n, gates,
                             threads)
     if ends is not None:

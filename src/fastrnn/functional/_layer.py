@@ -124,7 +124,9 @@ class Layer:
         return bias
 
     def n_threads(self, n_threads):
-        """The caller's thread count, or one chosen from the problem size."""
+        """The caller's thread count (capped at the cores), or, for ``None``, one per piece of
+        work (:mod:`fastrnn._partition`) at most one per core that other processes leave free
+        (:func:`fastrnn._threads.default_n_threads`)."""
         if n_threads is not None:
             return capped_n_threads(check_n_threads(n_threads))
         pieces = max(

@@ -7,6 +7,8 @@ from fastrnn._validation import check_bool, check_n_threads
 from fastrnn.functional._layer import (Layer, LayerCache, LayerGradients, backward_inputs,
                                        final_gradients_at_ends, forward_outputs, gradient_input,
                                        row_ends, states_at_ends)
+from fastrnn.exceptions import ArgumentError
+from fastrnn.functional._packed_base import PackedWeights
 from fastrnn.functional.cells import LSTM
 
 __all__ = ["lstm_forward", "lstm_backward", "LSTMCache"]
@@ -31,7 +33,7 @@ class LSTMCache(LayerCache):
     FORWARD = "lstm_forward"
 
 
-def lstm_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, batch_first=False,
+def lstm_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, c0=None, *, batch_first=False,
                  backend=None, n_threads=None, requires_grad=True, ends=None):
     r"""Run an LSTM layer over a sequence (PyTorch's gate packing ``i, f, g, o``).
 
@@ -44,8 +46,11 @@ def lstm_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, batch
     ----------
     x : array_like of shape (T, B, D), or (B, T, D) if ``batch_first``
         Input sequence.
-    w_ih : array_like of shape (4*H, D)
-        Input-to-hidden weights (PyTorch's ``weight_ih_l0``).
+    w_ih : array_like of shape (4*H, D), or PackedLSTM
+        Input-to-hidden weights (PyTorch's ``weight_ih_l0``); or every weight packed by
+        :func:`fastrnn.pack_lstm` (without ``w_hr``), with ``w_hh``, ``b_ih`` and ``b_hh``
+        omitted (the kernels then run on its arrays, packing them per call as for arrays;
+        a later version reuses its packed buffers).
     w_hh : array_like of shape (4*H, H)
         Hidden-to-hidden weights (``weight_hh_l0``).
     b_ih, b_hh : array_like of shape (4*H,), optional
@@ -81,6 +86,13 @@ def lstm_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, c0=None, *, batch
     cache : LSTMCache or None
         ``None`` when ``requires_grad`` is false.
     """
+    if isinstance(w_ih, PackedWeights):
+        weights = w_ih.forward_weights("lstm_forward", "pack_lstm",
+                                       {"w_hh": w_hh, "b_ih": b_ih, "b_hh": b_hh})
+        if weights.get("w_hr") is not None:
+            raise ArgumentError("these packed LSTM weights have a projection (w_hr): run them "
+                                "with fastrnn.functional.lstm_proj_forward")
+        w_ih, w_hh, b_ih, b_hh = (weights[name] for name in ("w_ih", "w_hh", "b_ih", "b_hh"))
     check_n_threads(n_threads)
     requires_grad = check_bool("requires_grad", requires_grad)
     backend_name, kernels = _backends.resolve(backend, kernel="lstm_forward")

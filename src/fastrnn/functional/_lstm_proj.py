@@ -26,7 +26,8 @@ from fastrnn._validation import (
     compute_dtype,
     kernel_array,
 )
-from fastrnn.exceptions import ShapeError
+from fastrnn.exceptions import ArgumentError, ShapeError
+from fastrnn.functional._packed_base import PackedWeights
 from fastrnn.functional._layer import (Layer, LayerCache, LayerGradients, backward_inputs,
                                        final_gradients_at_ends, forward_outputs, gradient_input,
                                        row_ends, states_at_ends)
@@ -135,7 +136,7 @@ class LSTMProjCache(LayerCache):
     FORWARD = "lstm_proj_forward"
 
 
-def lstm_proj_forward(x, w_ih, w_hh, w_hr, b_ih=None, b_hh=None, h0=None, c0=None, *, backend=None,
+def lstm_proj_forward(x, w_ih, w_hh=None, w_hr=None, b_ih=None, b_hh=None, h0=None, c0=None, *, backend=None,
                       n_threads=None, requires_grad=True, ends=None):
     r"""Run an LSTM layer with a projected hidden state over a sequence (``torch.nn.LSTM(proj_size=P)``).
 
@@ -148,8 +149,11 @@ def lstm_proj_forward(x, w_ih, w_hh, w_hr, b_ih=None, b_hh=None, h0=None, c0=Non
     ----------
     x : array_like of shape (T, B, D)
         Input sequence, time-major.
-    w_ih : array_like of shape (4*H, D)
-        Input-to-hidden weights, blocks ``i, f, g, o`` (PyTorch's ``weight_ih_l0``).
+    w_ih : array_like of shape (4*H, D), or PackedLSTM
+        Input-to-hidden weights, blocks ``i, f, g, o`` (PyTorch's ``weight_ih_l0``); or every
+        weight packed by ``fastrnn.pack_lstm(..., w_hr=...)``, with ``w_hh``, ``w_hr``,
+        ``b_ih`` and ``b_hh`` omitted (the kernels then run on its arrays, packing them per
+        call as for arrays).
     w_hh : array_like of shape (4*H, P)
         Hidden-to-hidden weights from the projected state (``weight_hh_l0``).
     w_hr : array_like of shape (P, H)
@@ -196,6 +200,13 @@ def lstm_proj_forward(x, w_ih, w_hh, w_hr, b_ih=None, b_hh=None, h0=None, c0=Non
     NonFiniteError
         For NaN or infinity in a weight or an initial state.
     """
+    if isinstance(w_ih, PackedWeights):
+        weights = w_ih.forward_weights("lstm_proj_forward", "pack_lstm",
+                                       {"w_hh": w_hh, "w_hr": w_hr, "b_ih": b_ih, "b_hh": b_hh})
+        if weights.get("w_hr") is None:
+            raise ArgumentError("these packed LSTM weights have no projection (w_hr): run them "
+                                "with fastrnn.lstm_forward")
+        w_ih, w_hh, w_hr, b_ih, b_hh = (weights[name] for name in ("w_ih", "w_hh", "w_hr", "b_ih", "b_hh"))
     check_n_threads(n_threads)
     requires_grad = check_bool("requires_grad", requires_grad)
     backend_name, kernels = _backends.resolve(backend, kernel="lstm_proj_forward")

@@ -7,6 +7,8 @@ from fastrnn._validation import check_bool, check_choice, check_n_threads
 from fastrnn.functional._layer import (Layer, LayerCache, LayerGradients, backward_inputs,
                                        final_gradients_at_ends, forward_outputs, row_ends,
                                        states_at_ends)
+from fastrnn.exceptions import ArgumentError
+from fastrnn.functional._packed_base import PackedWeights
 from fastrnn.functional.cells import RNN
 
 __all__ = ["rnn_forward", "rnn_backward", "RNNCache"]
@@ -20,6 +22,7 @@ class RNNCache(LayerCache):
     Attributes
     ----------
     nonlinearity : {"tanh", "relu"}
+        With packed weights, it must be the one they were packed with.
     h0 : ndarray of shape (B, H)
     y : ndarray of shape (T, B, H)
         The forward output, which is also the whole BPTT workspace of this cell.
@@ -31,7 +34,7 @@ class RNNCache(LayerCache):
     FORWARD = "rnn_forward"
 
 
-def rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, nonlinearity="tanh",
+def rnn_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, *, nonlinearity="tanh",
                 batch_first=False, backend=None, n_threads=None, requires_grad=True, ends=None):
     r"""Run an Elman (SimpleRNN) layer over a sequence: :math:`h_t = \phi(x_t W_{ih}^T + b_{ih} + h_{t-1} W_{hh}^T + b_{hh})`.
 
@@ -39,8 +42,11 @@ def rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, nonlinearity="t
     ----------
     x : array_like of shape (T, B, D), or (B, T, D) if ``batch_first``
         Input sequence.
-    w_ih : array_like of shape (H, D)
-        Input-to-hidden weights (PyTorch's ``weight_ih_l0``).
+    w_ih : array_like of shape (H, D), or PackedRNN
+        Input-to-hidden weights (PyTorch's ``weight_ih_l0``); or every weight packed by
+        :func:`fastrnn.pack_rnn`, with ``w_hh``, ``b_ih`` and ``b_hh`` omitted (the kernels
+        then run on its arrays, packing them per call as for arrays; a later version reuses
+        its packed buffers).
     w_hh : array_like of shape (H, H)
         Hidden-to-hidden weights (``weight_hh_l0``).
     b_ih, b_hh : array_like of shape (H,), optional
@@ -80,6 +86,15 @@ def rnn_forward(x, w_ih, w_hh, b_ih=None, b_hh=None, h0=None, *, nonlinearity="t
     :mod:`fastrnn._validation` for the dtype rule (float32 stays float32,
     float64 stays float64, float16 computes in float32, mixes are an error).
     """
+    if isinstance(w_ih, PackedWeights):
+        packed = w_ih
+        w_ih, w_hh, b_ih, b_hh = packed.forward_weights(
+            "rnn_forward", "pack_rnn", {"w_hh": w_hh, "b_ih": b_ih, "b_hh": b_hh}).values()
+        check_choice("nonlinearity", nonlinearity, NONLINEARITIES)
+        if nonlinearity != packed.options["nonlinearity"]:
+            raise ArgumentError(f"nonlinearity={nonlinearity!r} differs from the packed weights' "
+                                f"{packed.options['nonlinearity']!r}; pass nonlinearity="
+                                f"{packed.options['nonlinearity']!r} (or pack again)")
     check_choice("nonlinearity", nonlinearity, NONLINEARITIES)
     check_n_threads(n_threads)
     requires_grad = check_bool("requires_grad", requires_grad)

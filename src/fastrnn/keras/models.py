@@ -469,8 +469,8 @@ class Sequential:
     def _apply_finite_step(self, loss, params):
         """The optimizer step, applied only when the loss, the gradients and the updated weights are finite.
 
-        Otherwise the weights keep their previous values (the optimizer's
-        slots and iteration count may have moved) and NonFiniteError says so.
+        Otherwise the weights, the optimizer's slots and its iteration count
+        keep their previous values and NonFiniteError says so.
         """
         problem = None
         if not np.isfinite(loss):
@@ -484,11 +484,14 @@ class Sequential:
             # An overflowing update (e.g. a huge learning rate) makes the weights non-finite
             # from finite gradients; a copy lets the step be undone.
             before = [np.array(p.data, copy=True) for p in params]
+            optimizer_before = self.optimizer._snapshot(params)
             self.optimizer.apply([p.grad for p in params], params)
             for param, old in zip(params, before):
                 if not np.isfinite(param.data).all():
                     for restored, saved in zip(params, before):
                         restored.data[...] = saved
+                        restored.mark_changed()
+                    self.optimizer._restore(params, optimizer_before)
                     problem = (f"the update made {getattr(param, 'name', None) or 'a weight'} non-finite "
                                "(is the learning rate too large?)")
                     break

@@ -136,6 +136,8 @@ class Optimizer:
                 if self.weight_decay is not None:
                     data -= data * data.dtype.type(self.weight_decay) * lr
                 self.update_step(grad, data, self._slots_of(variable, data), lr)
+                if hasattr(variable, "mark_changed"):  # packed copies of it are stale now
+                    variable.mark_changed()
         self.iterations += 1
 
     @one_thread_at_a_time  # slots and iteration counts are updated in place
@@ -198,6 +200,18 @@ class Optimizer:
             result.append({} if entry is None or entry[0] is not variable
                           else {name: array.copy() for name, array in entry[1].items()})
         return result
+
+    def _snapshot(self, variables):
+        """The state a step on ``variables`` changes: the iteration count and copies of their slots."""
+        return self.iterations, {id(v): (v, {name: a.copy() for name, a in self._slots[id(v)][1].items()})
+                                 for v in variables if id(v) in self._slots}
+
+    def _restore(self, variables, snapshot):
+        """Undo a step on ``variables``: put back what :meth:`_snapshot` saved (slots made since go)."""
+        self.iterations, saved = snapshot
+        for variable in variables:
+            self._slots.pop(id(variable), None)
+        self._slots.update(saved)
 
     def set_slot_arrays(self, variables, slot_arrays, iterations):
         """Restore what :meth:`get_slot_arrays` returned, for the same variables in the same order."""

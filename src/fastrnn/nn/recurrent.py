@@ -20,9 +20,9 @@ import warnings
 import numpy as np
 
 from fastrnn._threads import PerThread, getstate_with_per_thread, setstate_with_per_thread
-from fastrnn._validation import as_float_array, check_bool, random_generator
+from fastrnn._validation import as_float_array, check_bool, parameter_dtype, random_generator
 from fastrnn.exceptions import ArgumentError, DTypeError, ShapeError
-from fastrnn.functional import cells
+from fastrnn.functional import cells, packed as packed_weights
 from fastrnn.functional.direction import backward_direction, run_direction
 from fastrnn.functional.lengths import SequenceLengths
 from fastrnn.nn.grad_mode import is_grad_enabled
@@ -76,12 +76,7 @@ class RNNBase(Module):
         if proj_size >= self.hidden_size:
             raise ArgumentError(f"proj_size must be smaller than hidden_size = {self.hidden_size}; "
                                 f"got {proj_size}")
-        try:
-            dtype = np.dtype(dtype)
-        except TypeError:
-            raise DTypeError(f"dtype must be float32 or float64; got {dtype!r}") from None
-        if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-            raise DTypeError(f"dtype must be float32 or float64; got {dtype}")
+        dtype = parameter_dtype(dtype)
         self.bias = check_bool("bias", bias)
         self.batch_first = check_bool("batch_first", batch_first)
         self.dropout = float(dropout)
@@ -352,6 +347,67 @@ class RNNBase(Module):
         elif swap:
             array = array.transpose(1, 0, 2)
         return np.ascontiguousarray(array)
+
+    # streaming ---------------------------------------------------------------
+    _PACKERS = {"RNN": "pack_rnn", "LSTM": "pack_lstm", "GRU": "pack_gru"}
+
+    def step(self, x_t, state=None):
+        """Run one time step of a single-layer, unidirectional module, the state carried by the caller.
+
+        The weights are packed once (:func:`fastrnn.pack_lstm` and its siblings) and packed
+        again only when a parameter changed: replaced, assigned, loaded
+        (``load_state_dict``) or stepped by an optimizer (see
+        :attr:`fastrnn.parameter.Parameter.version`; code writing into a parameter's
+        ``data`` by other means calls its ``mark_changed()``). Nothing is recorded for
+        :meth:`backward`.
+
+        Parameters
+        ----------
+        x_t : array_like of shape (B, input_size)
+            Converted to the module's dtype.
+        state : ndarray of shape (B, H_out), or tuple (h, c) for an LSTM, optional
+            The state after the previous step, as this method returns it (``c`` with
+            ``hidden_size`` features); zeros by default.
+
+        Returns
+        -------
+        y_t : ndarray of shape (B, H_out)
+            The new hidden state (the same array as the returned state's ``h``).
+        state : ndarray of shape (B, H_out), or tuple (h, c)
+
+        Raises
+        ------
+        ArgumentError
+            For a module with ``num_layers > 1`` or ``bidirectional=True``: a step of a
+            stack or of a backward direction needs the steps after it.
+        """
+        if self.num_layers != 1 or self.bidirectional:
+            raise ArgumentError(
+                f"step runs one time step of a single-layer, unidirectional module; this one has "
+                f"num_layers={self.num_layers}, bidirectional={self.bidirectional}. A reverse direction "
+                "needs the inputs that come after the step: run forward over the whole sequence, or "
+                "build one single-layer unidirectional module per layer and chain their steps")
+        if not (isinstance(x_t, np.ndarray) and x_t.dtype == self.dtype):
+            x_t = as_float_array("x_t", x_t).astype(self.dtype)
+        return self._packed_weights().step(x_t, state)
+
+    def _packed_weights(self):
+        """Layer 0's weights packed, packed again when a parameter is replaced or its version moved."""
+        parameters = [self._parameters.get(self._name(stem, 0, 0)) for stem in _PARAMETER_STEMS.values()]
+        key = tuple((p, None if p is None else p.version) for p in parameters)
+        cached = self.__dict__.get("_step_cache")
+        if cached is not None and len(cached[0]) == len(key) and all(
+                a is b and u == v for (a, u), (b, v) in zip(cached[0], key)):
+            return cached[1]
+        weights = self._weights(0, 0)
+        options = dict(self._cell_options())
+        if weights["w_hr"] is not None:
+            options["w_hr"] = weights["w_hr"]
+        packed = getattr(packed_weights, self._PACKERS[self.SPEC.torch_name])(
+            weights["w_ih"], weights["w_hh"], weights["b_ih"], weights["b_hh"], backend=self.backend,
+            **options)
+        object.__setattr__(self, "_step_cache", (key, packed))
+        return packed
 
     def _cell_options(self):
         """The cell's own options for the functional API (``nonlinearity`` of an RNN)."""

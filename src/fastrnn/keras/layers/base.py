@@ -22,7 +22,7 @@ PyTorch packing on each call (:mod:`fastrnn.interop`).
 import numpy as np
 
 from fastrnn._threads import PerThread, getstate_with_per_thread, setstate_with_per_thread
-from fastrnn._validation import check_bool
+from fastrnn._validation import check_bool, parameter_dtype
 from fastrnn.exceptions import ArgumentError, ShapeError
 from fastrnn.parameter import Parameter, apply_update, prepare_update
 
@@ -66,7 +66,7 @@ class Layer:
     def __init__(self, name=None, dtype="float32", trainable=True, input_shape=None):
         snake = "".join("_" + c.lower() if c.isupper() else c for c in type(self).__name__).lstrip("_")
         self.name = name or unique_name(snake)
-        self.dtype = np.dtype(dtype)
+        self.dtype = parameter_dtype(dtype)
         self.trainable = check_bool("trainable", trainable)
         self.built = False
         self.declared_input_shape = None if input_shape is None else tuple(input_shape)

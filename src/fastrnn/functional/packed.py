@@ -1,0 +1,505 @@
+"""Weights packed once, and the streaming step: :func:`pack_rnn`, :func:`pack_lstm`, :func:`pack_gru`.
+
+A packed-weights object validates a layer's weights once (with the checks and
+exceptions of the forward functions), keeps read-only copies of them, and keeps
+what its backend's step needs laid out in advance: on the Cython backend the
+packed panels of ``W_ih^T`` and ``W_hh^T`` the forward kernels build at every
+call (``csrc/step.pxi``), on the Numba and Python backends the transposed
+C-contiguous arrays. :meth:`PackedWeights.step` then runs one time step with
+the state carried by the caller, for real-time use: per call it checks the
+arrays cheaply, allocates nothing but its outputs (nothing with ``out=``), never
+repacks and starts no thread.
+
+The objects are immutable: to change a weight, pack again. The forward
+functions accept one in place of their weights (``lstm_forward(x, packed,
+h0=...)``); for now they run their kernels on its arrays, packing them as they
+always do.
+"""
+
+from types import MappingProxyType
+
+import numpy as np
+
+from fastrnn import _backends
+from fastrnn._validation import (as_float_array, check_choice, check_ndim, check_shape,
+                                 compute_dtype, kernel_array)
+from fastrnn.exceptions import ArgumentError, DTypeError, ShapeError
+from fastrnn.functional._gru import gru_biases
+from fastrnn.functional._layer import Layer, read_only_view
+from fastrnn.functional._lstm_proj import _ProjLayer
+from fastrnn.functional._packed_base import PackedWeights
+from fastrnn.functional._rnn import NONLINEARITIES
+from fastrnn.functional.cells import GRU, LSTM, RNN
+
+__all__ = ["pack_rnn", "pack_lstm", "pack_gru", "PackedWeights", "PackedRNN", "PackedLSTM",
+           "PackedGRU"]
+
+# what a step's fast path lets through to the checked path: the compiled kernel's refusals
+# (ValueError, BufferError) and what a non-array argument raises before it is reached
+_FAST_PATH_MISSES = (ValueError, TypeError, AttributeError, BufferError, IndexError)
+
+
+def _frozen(array):
+    """A read-only copy of ``array`` (None stays None)."""
+    return None if array is None else read_only_view(np.array(array, order="C", copy=True))
+
+
+class _Packed(PackedWeights):
+    """What the three cells' packed objects share; see :class:`PackedWeights` for the API."""
+
+    __slots__ = ("weights", "options", "dtype", "input_size", "hidden_size", "backend",
+                 "_backend_request", "_buffers", "_run", "_fast", "_state_size")
+    CELL = None          # the cell's row of fastrnn.functional.cells
+    GATED = False        # the state is (h, c)
+
+    def __init__(self, weights, options, backend):
+        self._set("weights", MappingProxyType(dict(weights)))  # read-only, as its arrays
+        self._set("options", dict(options))
+        self._set("dtype", weights["w_ih"].dtype)
+        self._set("input_size", weights["w_ih"].shape[1])
+        self._set("hidden_size", weights["w_hh"].shape[0] // self.CELL.gates)
+        self._set("_state_size", self.hidden_size)
+        self._set("_backend_request", backend)
+        name, module = _backends.resolve(backend)
+        self._set("backend", name)
+        self._set("_fast", None)
+        self._build(name, module)
+
+    def _set(self, name, value):
+        object.__setattr__(self, name, value)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"{type(self).__name__} is immutable: to change the weights, "
+                             f"call {self.PACKER} again")
+
+    def __delattr__(self, name):
+        self.__setattr__(name, None)
+
+    def __reduce__(self):
+        # the buffers are rebuilt from the weights: they depend on the machine's packing
+        return _rebuild, (type(self), dict(self.weights), self.options, self._backend_request)
+
+    def __repr__(self):
+        options = "".join(f", {k}={v!r}" for k, v in self.options.items())
+        return (f"{type(self).__name__}(input_size={self.input_size}, hidden_size={self.hidden_size}"
+                f", dtype={self.dtype}, backend={self.backend!r}{options})")
+
+    @property
+    def w_ih(self):
+        """ndarray of shape (G*H, D), read-only."""
+        return self.weights["w_ih"]
+
+    @property
+    def w_hh(self):
+        """ndarray of shape (G*H, H) (or (4*H, P) with a projection), read-only."""
+        return self.weights["w_hh"]
+
+    @property
+    def b_ih(self):
+        """ndarray of shape (G*H,) or None, read-only."""
+        return self.weights["b_ih"]
+
+    @property
+    def b_hh(self):
+        """ndarray of shape (G*H,) or None, read-only."""
+        return self.weights["b_hh"]
+
+    # ---- the step
+
+    def step(self, x_t, state=None, *, out=None):
+        """Run one time step of the layer.
+
+        Parameters
+        ----------
+        x_t : array_like of shape (B, D)
+            The input of this step.
+        state : ndarray of shape (B, H), or tuple (h, c) for an LSTM, optional
+            The state after the previous step, as the forward function and this method
+            return it (``h`` is (B, P) with a projection); zeros by default.
+        out : ndarray of shape (B, H), or tuple (h, c) for an LSTM, optional
+            Arrays to write the new state into (C-contiguous, of the weights' dtype, not
+            sharing memory with ``x_t`` or ``state``, except that an LSTM's ``c`` may be
+            updated in place): a loop that alternates two buffers allocates nothing.
+
+        Returns
+        -------
+        y_t : ndarray of shape (B, H) (or (B, P))
+            The output of the step: the new hidden state, the very array that is ``state``'s
+            ``h`` (or ``out``'s).
+        state : ndarray of shape (B, H), or tuple (h, c)
+            The state after this step, to pass to the next call.
+
+        Raises
+        ------
+        ShapeError, DTypeError, ArgumentError
+            For an argument that does not fit, naming it. ``x_t`` must have the weights'
+            dtype (float16 counts as float32). Neither ``x_t`` nor the state is checked
+            for NaN or infinity (NaN propagates as through ``x`` in the forward functions).
+
+        Notes
+        -----
+        The result equals the forward function's on one step (``T = 1``) with the same
+        weights and state, bit for bit on the Cython backend. One thread runs it.
+        """
+        fast = self._fast
+        if fast is not None and state is not None:
+            try:
+                if self.GATED:
+                    h, c = state
+                    if out is None:
+                        B = x_t.shape[0]
+                        h_out = np.empty((B, self._state_size), self.dtype)
+                        c_out = np.empty((B, self.hidden_size), self.dtype)
+                    else:
+                        h_out, c_out = out
+                    fast(x_t, h, c, h_out, c_out)
+                    return h_out, (h_out, c_out)
+                h_out = np.empty((x_t.shape[0], self.hidden_size), self.dtype) if out is None else out
+                fast(x_t, state, None, h_out, None)
+                return h_out, h_out
+            except _FAST_PATH_MISSES:
+                pass  # the checked path below says what is wrong, or converts what it may
+        return self._checked_step(x_t, state, out)
+
+    def _checked_step(self, x_t, state, out):
+        """The step with every argument validated and converted (float16, lists, layouts)."""
+        x = as_float_array("x_t", x_t)
+        check_ndim("x_t", x, 2, "(B, D)")
+        B = x.shape[0]
+        check_shape("x_t", x, (B, self.input_size), f"D = {self.input_size} columns like w_ih")
+        shapes = self._state_shapes(B)
+        states = self._named(state, "state", len(shapes))
+        named = [("x_t", x)] + [(name, as_float_array(name, value)) for name, value in states
+                                if value is not None]
+        dtype = compute_dtype(named)
+        if dtype != self.dtype:
+            raise DTypeError(f"x_t and state must have the packed weights' dtype {self.dtype}; "
+                             f"got {named[0][1].dtype if len(named) == 1 else [a.dtype for _, a in named]}"
+                             f"; cast them first (or pack float{dtype.itemsize * 8} weights)")
+        arrays = dict(named)
+        inputs = []
+        for (name, _), shape in zip(states, shapes):
+            if name in arrays:
+                check_ndim(name, arrays[name], 2, "(B, H)")
+                check_shape(name, arrays[name], shape, f"B = {B} rows like x_t, {shape[1]} units")
+                inputs.append(kernel_array(arrays[name], dtype))
+            else:
+                inputs.append(np.zeros(shape, dtype))
+        x = kernel_array(x, dtype)
+        if out is None:
+            outputs = [np.empty(shape, dtype) for shape in shapes]
+        else:
+            outputs = [value for _, value in self._named(out, "out", len(shapes))]
+            for i, ((name, _), array, shape) in enumerate(zip(self._named(out, "out", len(shapes)),
+                                                               outputs, shapes)):
+                self._check_output(name, array, shape, [x, *inputs, *outputs[:i]],
+                                   inputs[1] if i == 1 else None)
+        self._run(x, *inputs, *outputs)
+        if self.GATED:
+            return outputs[0], tuple(outputs)
+        return outputs[0], outputs[0]
+
+    def _state_shapes(self, B):
+        shapes = [(B, self._state_size)]
+        if self.GATED:
+            shapes.append((B, self.hidden_size))
+        return shapes
+
+    def _named(self, value, name, count):
+        """``[(name, array)]`` (one state) or ``[(name[0], h), (name[1], c)]`` (two)."""
+        if count == 1:
+            return [(name, value)]
+        if value is None:
+            return [(f"{name}[0]", None), (f"{name}[1]", None)]
+        if isinstance(value, np.ndarray) or not hasattr(value, "__len__") or len(value) != 2:
+            raise ArgumentError(f"{name} must be a pair (h, c) of arrays, as the LSTM returns its "
+                                f"state; got {type(value).__name__}")
+        return [(f"{name}[0]", value[0]), (f"{name}[1]", value[1])]
+
+    def _check_output(self, name, array, shape, inputs, in_place):
+        if not isinstance(array, np.ndarray):
+            raise ArgumentError(f"{name} must be an ndarray; got {type(array).__name__}")
+        if array.dtype != self.dtype:
+            raise DTypeError(f"{name} must have the packed weights' dtype {self.dtype}; got {array.dtype}")
+        check_shape(name, array, shape, "the shape of the state it receives")
+        if not array.flags.c_contiguous or not array.flags.writeable:
+            raise ArgumentError(f"{name} must be C-contiguous and writeable")
+        for other in inputs:
+            if other is not in_place and np.shares_memory(array, other):
+                raise ArgumentError(f"{name} must not share memory with x_t, state or another output "
+                                    "(only an LSTM's c may be updated in place)")
+
+
+def _rebuild(cls, weights, options, backend):
+    return cls._from_weights(weights, options, backend)
+
+
+class PackedRNN(_Packed):
+    """An Elman layer's weights packed once (:func:`pack_rnn`); state ``h`` of shape (B, H)."""
+
+    __slots__ = ()
+    CELL = RNN
+    PACKER = "pack_rnn"
+
+    @classmethod
+    def _from_weights(cls, weights, options, backend):
+        return cls(weights, options, backend)
+
+    def _build(self, name, module):
+        w, relu = self.weights, self.options["nonlinearity"] == "relu"
+        bias = _summed_bias(w, self.dtype, self.hidden_size)
+        if name == "cython":
+            buffers = {"w_ih_t": _cy_packed(module, w["w_ih"]), "w_hh_t": _cy_packed(module, w["w_hh"]),
+                       "bias": bias}
+            kernel = module.StepWeights("rnn", buffers, self.input_size, self.hidden_size,
+                                        self.hidden_size, relu)
+            self._set("_fast", kernel.step)
+            self._set("_run", lambda x, h, h_out: kernel.step(x, h, None, h_out, None))
+        else:
+            steps = _array_steps(name)
+            w_ih_t, w_hh_t = _transposed(w["w_ih"]), _transposed(w["w_hh"])
+            buffers = (w_ih_t, w_hh_t, bias)
+            self._set("_run", lambda x, h, h_out: steps.rnn_step(x, w_ih_t, w_hh_t, bias, h, relu, h_out))
+        self._set("_buffers", buffers)
+
+
+class PackedLSTM(_Packed):
+    """An LSTM layer's weights packed once (:func:`pack_lstm`); state ``(h, c)``, ``h`` of
+    shape (B, P) with a projection, else (B, H), and ``c`` of shape (B, H)."""
+
+    __slots__ = ()
+    CELL = LSTM
+    PACKER = "pack_lstm"
+    GATED = True
+
+    @classmethod
+    def _from_weights(cls, weights, options, backend):
+        return cls(weights, options, backend)
+
+    @property
+    def w_hr(self):
+        """ndarray of shape (P, H) or None: the projection, read-only."""
+        return self.weights.get("w_hr")
+
+    def _build(self, name, module):
+        w, H = self.weights, self.hidden_size
+        projected = w.get("w_hr") is not None
+        if projected:
+            self._set("_state_size", w["w_hr"].shape[0])
+        bias = _summed_bias(w, self.dtype, LSTM.gates * H)
+        if name == "cython":
+            if projected:  # the projected forward kernel does not fuse: W_hh^T packed plainly
+                w_hh_t, extra = _cy_packed(module, w["w_hh"]), {"w_hr_t": _cy_packed(module, w["w_hr"])}
+            else:
+                w_hh_t, extra = _cy_packed(module, w["w_hh"], gates=LSTM.gates), {}
+            buffers = {"w_ih_t": _cy_packed(module, w["w_ih"]), "w_hh_t": w_hh_t, "bias": bias, **extra}
+            kernel = module.StepWeights("lstm_proj" if projected else "lstm", buffers,
+                                        self.input_size, H, self._state_size, False)
+            self._set("_fast", kernel.step)
+            self._set("_run", kernel.step)
+        else:
+            steps = _array_steps(name)
+            w_ih_t, w_hh_t = _transposed(w["w_ih"]), _transposed(w["w_hh"])
+            if projected:
+                w_hr_t = _transposed(w["w_hr"])
+                buffers = (w_ih_t, w_hh_t, w_hr_t, bias)
+                self._set("_run", lambda x, h, c, h_out, c_out: steps.lstm_proj_step(
+                    x, w_ih_t, w_hh_t, w_hr_t, bias, h, c, h_out, c_out))
+            else:
+                buffers = (w_ih_t, w_hh_t, bias)
+                self._set("_run", lambda x, h, c, h_out, c_out: steps.lstm_step(
+                    x, w_ih_t, w_hh_t, bias, h, c, h_out, c_out))
+        self._set("_buffers", buffers)
+
+
+class PackedGRU(_Packed):
+    """A GRU layer's weights packed once (:func:`pack_gru`); state ``h`` of shape (B, H)."""
+
+    __slots__ = ()
+    CELL = GRU
+    PACKER = "pack_gru"
+
+    @classmethod
+    def _from_weights(cls, weights, options, backend):
+        return cls(weights, options, backend)
+
+    def _build(self, name, module):
+        w, H = self.weights, self.hidden_size
+        reset_after = self.options["reset_after"]
+        bias_x, b_hn = gru_biases(w["b_ih"], w["b_hh"], H, self.dtype)
+        if name == "cython":
+            # as gru.pxi: float32 with reset_after fuses the step (W_hh^T packed by gates);
+            # reset_after=False runs [W_hr; W_hz]^T and W_hn^T apart
+            if not reset_after:
+                w_hh_t = _cy_packed(module, w["w_hh"][:2 * H])
+                extra = {"w_hn_t": _cy_packed(module, w["w_hh"][2 * H:])}
+            else:
+                w_hh_t, extra = _cy_packed(module, w["w_hh"], gates=GRU.gates), {}
+            buffers = {"w_ih_t": _cy_packed(module, w["w_ih"]), "w_hh_t": w_hh_t, "bias": bias_x,
+                       "b_hn": b_hn, **extra}
+            kernel = module.StepWeights("gru", buffers, self.input_size, H, H, reset_after)
+            self._set("_fast", kernel.step)
+            self._set("_run", lambda x, h, h_out: kernel.step(x, h, None, h_out, None))
+        else:
+            steps = _array_steps(name)
+            w_ih_t = _transposed(w["w_ih"])
+            w_hrz_t, w_hn_t = _transposed(w["w_hh"][:2 * H]), _transposed(w["w_hh"][2 * H:])
+            buffers = (w_ih_t, w_hrz_t, w_hn_t, bias_x, b_hn)
+            self._set("_run", lambda x, h, h_out: steps.gru_step(
+                x, w_ih_t, w_hrz_t, w_hn_t, bias_x, b_hn, h, reset_after, h_out))
+        self._set("_buffers", buffers)
+
+
+# ---- building blocks
+
+def _summed_bias(weights, dtype, rows):
+    """``b_ih + b_hh`` as the forward functions sum it (:meth:`Layer.summed_bias`)."""
+    bias = np.zeros(rows, dtype)
+    for b in (weights["b_ih"], weights["b_hh"]):
+        if b is not None:
+            bias += b
+    return bias
+
+
+def _transposed(w):
+    return np.ascontiguousarray(w.T)
+
+
+def _cy_packed(module, w, gates=None):
+    """``w^T`` (``w`` of shape (n, k)) packed for the Cython step; by gate blocks in float32
+    when ``gates`` is given (the fused steps' layout), plainly otherwise."""
+    w = np.ascontiguousarray(w)
+    single = w.dtype == np.float32
+    if gates is not None and single:
+        out = np.zeros(module.step_gates_packed_length(w.shape[1], w.shape[0] // gates, gates), w.dtype)
+        module.step_pack_gates(w, gates, out)
+    else:
+        out = np.zeros(module.step_packed_length(single, w.shape[1], w.shape[0]), w.dtype)
+        module.step_pack_transposed(w, out)
+    return out
+
+
+#: The step kernels of the backends without packed buffers, imported on first use.
+_ARRAY_STEPS = {"numba": "fastrnn._numba.step", "python": "fastrnn._python.step"}
+
+
+def _array_steps(name):
+    import importlib
+
+    return importlib.import_module(_ARRAY_STEPS[name])
+
+
+def _weights_of(layer, names):
+    return {name: _frozen(getattr(layer, name)) for name in names}
+
+
+# ---- the packers
+
+def pack_rnn(w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh", backend=None):
+    """Validate and pack an Elman layer's weights once, for :meth:`PackedRNN.step` and
+    :func:`~fastrnn.rnn_forward`.
+
+    Parameters
+    ----------
+    w_ih : array_like of shape (H, D)
+    w_hh : array_like of shape (H, H)
+    b_ih, b_hh : array_like of shape (H,), optional
+        As :func:`fastrnn.rnn_forward` takes them (PyTorch's layout); copied.
+    nonlinearity : {"tanh", "relu"}
+    backend : {"cython", "numba", "python", "auto"}, optional
+        The backend the step runs on, resolved now (as the forward functions resolve
+        theirs at each call).
+
+    Returns
+    -------
+    PackedRNN
+        Immutable: to change a weight, pack again.
+
+    Raises
+    ------
+    ShapeError, DTypeError, NonFiniteError, ArgumentError
+        As :func:`fastrnn.rnn_forward` raises them for its weights.
+    """
+    check_choice("nonlinearity", nonlinearity, NONLINEARITIES)
+    layer = _weights_layer(w_ih, w_hh, b_ih, b_hh, RNN)
+    weights = _weights_of(layer, ("w_ih", "w_hh", "b_ih", "b_hh"))
+    return PackedRNN(weights, {"nonlinearity": nonlinearity}, backend)
+
+
+def pack_lstm(w_ih, w_hh, b_ih=None, b_hh=None, *, w_hr=None, backend=None):
+    """Validate and pack an LSTM layer's weights once, for :meth:`PackedLSTM.step`,
+    :func:`~fastrnn.lstm_forward` and (with ``w_hr``) :func:`~fastrnn.functional.lstm_proj_forward`.
+
+    Parameters
+    ----------
+    w_ih : array_like of shape (4*H, D)
+    w_hh : array_like of shape (4*H, H), or (4*H, P) with ``w_hr``
+    b_ih, b_hh : array_like of shape (4*H,), optional
+    w_hr : array_like of shape (P, H), optional
+        A projection of the hidden state, ``0 < P < H``, as in
+        :func:`~fastrnn.functional.lstm_proj_forward`.
+    backend : {"cython", "numba", "python", "auto"}, optional
+        The backend the step runs on, resolved now.
+
+    Returns
+    -------
+    PackedLSTM
+        Immutable: to change a weight, pack again.
+
+    Raises
+    ------
+    ShapeError, DTypeError, NonFiniteError
+        As the forward functions raise them for their weights.
+    """
+    if w_hr is None:
+        layer = _weights_layer(w_ih, w_hh, b_ih, b_hh, LSTM)
+        weights = _weights_of(layer, ("w_ih", "w_hh", "b_ih", "b_hh"))
+    else:
+        dtype, D = _weights_dtype([("w_ih", w_ih), ("w_hh", w_hh), ("w_hr", w_hr), ("b_ih", b_ih),
+                                   ("b_hh", b_hh)])
+        layer = _ProjLayer(np.empty((0, 0, D), dtype), w_ih, w_hh, w_hr, b_ih, b_hh, None, None)
+        weights = _weights_of(layer, ("w_ih", "w_hh", "b_ih", "b_hh", "w_hr"))
+    return PackedLSTM(weights, {}, backend)
+
+
+def pack_gru(w_ih, w_hh, b_ih=None, b_hh=None, *, reset_after=True, backend=None):
+    """Validate and pack a GRU layer's weights once, for :meth:`PackedGRU.step` and
+    :func:`~fastrnn.gru_forward`.
+
+    Parameters
+    ----------
+    w_ih : array_like of shape (3*H, D)
+    w_hh : array_like of shape (3*H, H)
+    b_ih, b_hh : array_like of shape (3*H,), optional
+    reset_after : bool
+        As :func:`fastrnn.gru_forward` takes it.
+    backend : {"cython", "numba", "python", "auto"}, optional
+        The backend the step runs on, resolved now.
+
+    Returns
+    -------
+    PackedGRU
+        Immutable: to change a weight, pack again.
+    """
+    from fastrnn._validation import check_bool
+
+    reset_after = check_bool("reset_after", reset_after)
+    layer = _weights_layer(w_ih, w_hh, b_ih, b_hh, GRU)
+    weights = _weights_of(layer, ("w_ih", "w_hh", "b_ih", "b_hh"))
+    return PackedGRU(weights, {"reset_after": reset_after}, backend)
+
+
+def _weights_dtype(named):
+    """The weights' one dtype (their mix refused, naming them) and D from ``w_ih``."""
+    arrays = [(name, as_float_array(name, value)) for name, value in named if value is not None
+              or name in ("w_ih", "w_hh", "w_hr")]
+    dtype = compute_dtype(arrays)
+    w_ih = arrays[0][1]
+    return dtype, (w_ih.shape[1] if w_ih.ndim == 2 else 0)
+
+
+def _weights_layer(w_ih, w_hh, b_ih, b_hh, spec):
+    """The weights validated by the forward functions' :class:`Layer`, on an empty input
+    (T = B = 0) of their own dtype and width."""
+    dtype, D = _weights_dtype([("w_ih", w_ih), ("w_hh", w_hh), ("b_ih", b_ih), ("b_hh", b_hh)])
+    return Layer(np.empty((0, 0, D), dtype), w_ih, w_hh, b_ih, b_hh, [], spec=spec, batch_first=False)
