@@ -85,7 +85,9 @@ typedef int pg_avx2_vi __attribute__((vector_size(32)));
    float32 forward, 1 thread, medians of 4 alternated builds): fused-step tiles of 4 rows
    (16 accumulators for the LSTM, 12 for the GRU) beat tiles of 2 by 4-16% (LSTM S2 282 vs
    293 ms, S5 124 vs 135; GRU S2 216 vs 229, S5 92 vs 107); GEMM blocks of MR = 8 and 12
-   rows tie (within 2%), 4 is 1-3% slower: MR 8 (16 accumulators). */
+   rows tie (within 2%), 4 is 1-3% slower: MR 8 (16 accumulators). Software prefetch in
+   the LSTM step (the panel 8 or 32 k ahead, or the next block's panel during a tile) gained
+   nothing there and is left out. */
 typedef float pg_avx512_vf __attribute__((vector_size(64)));
 typedef double pg_avx512_vd __attribute__((vector_size(64)));
 typedef int pg_avx512_vi __attribute__((vector_size(64)));
