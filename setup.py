@@ -142,7 +142,7 @@ class BuildExt(build_ext):
             # divisions); NaN and inf still propagate. No -ffast-math (it breaks NaN/inf
             # handling) and no -march (wheels must run on any CPU of the platform): AVX2
             # code is compiled per function (target attribute) and chosen at run time.
-            # -Wno-psabi: the baseline variants of packed_gemm.h pass 32-byte vectors
+            # -Wno-psabi: the baseline variants of isa.h pass 32-byte vectors
             # between static inline functions, and gcc notes an ABI change from gcc 4.6
             # that cannot matter there (the pragma does not silence that note).
             optimise = ["-O3", "-fno-trapping-math", "-Wno-psabi"]
@@ -167,8 +167,9 @@ setup(
             sources=[os.path.join(CSRC, "_cy.pyx")],
             include_dirs=[CSRC],
             depends=[os.path.join(CSRC, name) for name in
-                     ("rnn.pxi", "lstm.pxi", "lstm_proj.pxi", "gru.pxi", "step.pxi", "activations.pxd",
-                      "packed_gemm.pxd", "packed_gemm.h", "openmp_shim.pxd", "openmp_shim.h")],
+                     ("rnn.pxi", "lstm.pxi", "lstm_proj.pxi", "gru.pxi", "step.pxi",
+                      "activations.pxd", "activations.h", "packed_gemm.pxd", "isa.h",
+                      "gemm_kernels.h", "cell_steps.h", "openmp_shim.pxd", "openmp_shim.h")],
         )
     ],
     cmdclass={"build_ext": BuildExt},

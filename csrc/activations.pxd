@@ -11,28 +11,25 @@ that gcc vectorises the loops that call it:
 
 From ``c`` on, ``tanh`` rounds to ``±1`` in float32, which is what the
 function returns there. A NaN input stays NaN (every compare is false).
-``packed_gemm.h`` holds a vector copy of it (``P##_tanh``, same coefficients and
-order) for the fused float32 steps of the gated cells: change both together.
+The coefficients come from ``activations.h``, which also builds the vector
+``tanh`` of the fused float32 steps from them (``P##_tanh``, same order).
 """
 
 from cython cimport floating
 from libc.math cimport tanh as libm_tanh
 
 
+cdef extern from "activations.h" nogil:
+    const float FR_TANH_CLAMP, FR_TANH_P0, FR_TANH_P1, FR_TANH_P2, FR_TANH_P3, FR_TANH_P4
+    const float FR_TANH_P5, FR_TANH_P6, FR_TANH_Q0, FR_TANH_Q1, FR_TANH_Q2, FR_TANH_Q3
+
+
 cdef inline float tanh_float32(float x) noexcept nogil:
     """Vectorisable float32 ``tanh`` (at most a few ulp from the exact value)."""
-    cdef float c = <float>7.90531110763549805
-    cdef float p0 = <float>9.9999999853935240e-01
-    cdef float p1 = <float>1.3127998539521096e-01
-    cdef float p2 = <float>3.1534958223068282e-03
-    cdef float p3 = <float>1.1687812133285447e-05
-    cdef float p4 = <float>-2.2517512644196932e-08
-    cdef float p5 = <float>6.4781839914057922e-11
-    cdef float p6 = <float>-1.1909507123285503e-13
-    cdef float q0 = <float>1.0
-    cdef float q1 = <float>4.6461330295547648e-01
-    cdef float q2 = <float>2.4691291033990908e-02
-    cdef float q3 = <float>2.6191039455341708e-04
+    cdef float c = FR_TANH_CLAMP
+    cdef float p0 = FR_TANH_P0, p1 = FR_TANH_P1, p2 = FR_TANH_P2, p3 = FR_TANH_P3
+    cdef float p4 = FR_TANH_P4, p5 = FR_TANH_P5, p6 = FR_TANH_P6
+    cdef float q0 = FR_TANH_Q0, q1 = FR_TANH_Q1, q2 = FR_TANH_Q2, q3 = FR_TANH_Q3
     cdef float clamped, s, p, q, approx
     clamped = -c if x < -c else x
     clamped = c if clamped > c else clamped

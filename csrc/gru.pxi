@@ -8,15 +8,15 @@
 # steps), the time loop runs on fixed batch chunks, both under
 # ``prange``; every product runs on the packed micro-kernel, the weights packed
 # once per call. In float32 with reset_after=True a step's recurrent product and
-# its gate math run fused, tile by tile (packed_gemm.h: pg_gru_step_float).
+# its gate math run fused, tile by tile (cell_steps.h: pg_gru_step_float).
 # Pieces never depend on n_threads, so neither do the results.
 # Rows of ``gates`` are 4H wide, rows of ``dz_x``/``dz_h`` 3H: products into or
 # out of their column blocks pass explicit leading dimensions.
 
 
 from activations cimport sigmoid
-from packed_gemm cimport (PG_UNITS, gemm_packed_bias, pg_gates_packed_size, pg_gru_step_float,
-                          pg_pack_gates_float)
+from packed_gemm cimport (gemm_packed_bias, pg_gates_packed_size, pg_gru_step_float,
+                          pg_pack_gates_float, pg_units)
 
 
 # ---- pointwise loops: one pass over one batch row each
@@ -205,16 +205,16 @@ cdef void _gru_step_fused(Py_ssize_t rows, Py_ssize_t H, const float* h,
                           int column_threads) noexcept nogil:
     """float32, reset_after=True: ``h W_hh^T`` and the gate math of a step, tile by tile.
 
-    ``w_hh_t_packed`` is packed by ``pg_pack_gates_float`` (packed_gemm.h). With
+    ``w_hh_t_packed`` is packed by ``pg_pack_gates_float`` (isa.h). With
     ``column_threads > 1`` the blocks of units are shared among threads.
     """
-    cdef Py_ssize_t piece, u0, u1, blocks = (H + PG_UNITS - 1) // PG_UNITS
+    cdef Py_ssize_t piece, u0, u1, units = pg_units(), blocks = (H + units - 1) // units
     if column_threads <= 1:
         pg_gru_step_float(rows, H, h, w_hh_t_packed, b_hn, g, y_t, 0, H)
         return
     for piece in prange(column_threads, num_threads=column_threads, schedule='static'):
-        u0 = blocks * piece // column_threads * PG_UNITS
-        u1 = min(blocks * (piece + 1) // column_threads * PG_UNITS, H)
+        u0 = blocks * piece // column_threads * units
+        u1 = min(blocks * (piece + 1) // column_threads * units, H)
         if u1 > u0:
             pg_gru_step_float(rows, H, h, w_hh_t_packed, b_hn, g, y_t, u0, u1)
 

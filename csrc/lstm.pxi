@@ -9,15 +9,15 @@
 # the BPTT's products over all steps (dx, dW_ih, dW_hh) share their results' rows
 # and columns among the threads instead, with no partial sums per block. Every product runs on the packed micro-kernel (packed_gemm), the
 # weights packed once per call. In float32 a step's recurrent product and its gate
-# math run fused, tile by tile, in AVX2 code chosen at run time (packed_gemm.h:
+# math run fused, tile by tile, in code of the ISA level chosen at run time (cell_steps.h:
 # pg_lstm_step_float, pg_lstm_grad_step_float); float64 keeps libm's tanh and runs
 # the product, then one pointwise pass per batch row. Pieces never depend on
 # n_threads, so neither do the results.
 
 
-from packed_gemm cimport (PG_KC, PG_NR_FLOAT, PG_UNITS, at_b_pair_work_size, gemm_at_b_pair,
+from packed_gemm cimport (PG_KC, at_b_pair_work_size, gemm_at_b_pair,
                           gemm_packed_bias, pg_gates_packed_size, pg_lstm_grad_step_float,
-                          pg_lstm_step_float, pg_pack_gates_float)
+                          pg_lstm_step_float, pg_nr_float, pg_pack_gates_float, pg_units)
 
 
 cdef enum:
@@ -159,18 +159,18 @@ cdef void _lstm_project(const floating* x, const floating* w_ih_t_packed, const 
 cdef void _lstm_step_fused(Py_ssize_t rows, Py_ssize_t H, const float* h,
                            const float* w_hh_t_packed, float* z, const float* c_prev,
                            float* c_t, float* h_t, int column_threads) noexcept nogil:
-    """float32 step: ``z += h W_hh^T`` and the gate math, tile by tile (packed_gemm.h).
+    """float32 step: ``z += h W_hh^T`` and the gate math, tile by tile (cell_steps.h).
 
     ``w_hh_t_packed`` is packed by ``pg_pack_gates_float``. With ``column_threads > 1`` the
     blocks of units are shared among threads; each element is computed the same way.
     """
-    cdef Py_ssize_t piece, u0, u1, blocks = (H + PG_UNITS - 1) // PG_UNITS
+    cdef Py_ssize_t piece, u0, u1, units = pg_units(), blocks = (H + units - 1) // units
     if column_threads <= 1:
         pg_lstm_step_float(rows, H, h, w_hh_t_packed, z, c_prev, c_t, h_t, 0, H)
         return
     for piece in prange(column_threads, num_threads=column_threads, schedule='static'):
-        u0 = blocks * piece // column_threads * PG_UNITS
-        u1 = min(blocks * (piece + 1) // column_threads * PG_UNITS, H)
+        u0 = blocks * piece // column_threads * units
+        u1 = min(blocks * (piece + 1) // column_threads * units, H)
         if u1 > u0:
             pg_lstm_step_float(rows, H, h, w_hh_t_packed, z, c_prev, c_t, h_t, u0, u1)
 
@@ -222,10 +222,10 @@ cdef void _lstm_grad_step_fused(Py_ssize_t rows, Py_ssize_t H, Py_ssize_t K,
     """float32 BPTT step: ``dh = dz_next W_hh`` (``dz_next`` of K = 4H columns) and the gate
     gradients, tile by tile.
 
-    See ``pg_lstm_grad_step_float`` (packed_gemm.h) for the NULL cases and for the projected
+    See ``pg_lstm_grad_step_float`` (cell_steps.h) for the NULL cases and for the projected
     cell's use (K = P). With ``column_threads > 1`` the panels of units are shared among threads.
     """
-    cdef Py_ssize_t piece, u0, u1, width = PG_NR_FLOAT
+    cdef Py_ssize_t piece, u0, u1, width = pg_nr_float()
     cdef Py_ssize_t panels = (H + width - 1) // width
     if column_threads <= 1:
         pg_lstm_grad_step_float(rows, H, K, dz_next, w_hh_packed, dh, a, c_t, c_prev, dy_t,

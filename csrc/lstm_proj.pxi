@@ -13,7 +13,7 @@
 # products (``h_{t-1} W_hh^T``, then the projection ``m_t W_hr^T``) around the pointwise
 # gate math of lstm.pxi. A BPTT step is ``dh_t = dy_t + dz_{t+1} W_hh``, then ``dm = dh_t
 # W_hr`` and the gate gradients: in float32 the latter two run fused, tile by tile, in
-# lstm.pxi's step (packed_gemm.h: pg_lstm_grad_step_float, reducing over P columns); float64
+# lstm.pxi's step (cell_steps.h: pg_lstm_grad_step_float, reducing over P columns); float64
 # runs the product, then one pointwise pass per batch row. Pieces never depend on
 # n_threads, so neither do the results.
 

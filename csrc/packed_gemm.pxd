@@ -1,4 +1,4 @@
-"""The recurrent product with weights packed once per sequence (``packed_gemm.h``).
+"""The recurrent product with weights packed once per sequence (``isa.h``, ``gemm_kernels.h``).
 
 ``pack(B)`` lays a (k, n) matrix out in panels once, before a time loop;
 ``gemm_packed`` then adds ``A . B`` to ``C`` at every step without repacking.
@@ -6,14 +6,24 @@
 every row of a block of steps.
 Each output element is summed in an order fixed by the row blocking, which the
 shapes decide, never by the thread or column range that computes it.
+
+The packed layouts depend on the instruction-set level in use (``isa.h``): panel
+widths and packed sizes are read at run time (``pg_nr_float()``, ``pg_units()``),
+and a computation must pack and run under one level.
 """
 
 from cython cimport floating
 
 
-cdef extern from "packed_gemm.h" nogil:
-    int PG_NR_FLOAT
-    int PG_NR_DOUBLE
+cdef extern from "isa.h" nogil:
+    int PG_N_LEVELS
+    int pg_level_supported(int level)
+    int pg_best_level()
+    int pg_get_level()
+    int pg_set_level(int level)
+    const char* pg_level_name(int level)
+    int pg_nr_float()
+    int pg_nr_double()
     Py_ssize_t pg_packed_size(Py_ssize_t k, Py_ssize_t n, Py_ssize_t nr)
     void pg_pack_float(const float* b, Py_ssize_t k, Py_ssize_t n, Py_ssize_t stride_k,
                        Py_ssize_t stride_n, float* packed)
@@ -51,17 +61,18 @@ cdef extern from "packed_gemm.h" nogil:
 cdef inline Py_ssize_t packed_size(floating dummy, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
     """Elements needed to pack a (k, n) matrix of ``floating`` (``dummy`` only picks the type)."""
     if floating is float:
-        return pg_packed_size(k, n, PG_NR_FLOAT)
+        return pg_packed_size(k, n, pg_nr_float())
     else:
-        return pg_packed_size(k, n, PG_NR_DOUBLE)
+        return pg_packed_size(k, n, pg_nr_double())
 
 
 cdef inline Py_ssize_t panel_width(floating dummy) noexcept nogil:
-    """Columns per packed panel for ``floating`` (``dummy`` only picks the type)."""
+    """Columns per packed panel for ``floating`` on the current level (``dummy`` only picks
+    the type)."""
     if floating is float:
-        return PG_NR_FLOAT
+        return pg_nr_float()
     else:
-        return PG_NR_DOUBLE
+        return pg_nr_double()
 
 
 cdef inline void pack(const floating* b, Py_ssize_t k, Py_ssize_t n, Py_ssize_t stride_k,
@@ -131,8 +142,8 @@ cdef inline void gemm_at_b_pair(Py_ssize_t m, Py_ssize_t k, const floating* a, P
 
 # ---- fused steps of the gated cells (float32): the step's product and its gate math per tile
 
-cdef extern from "packed_gemm.h" nogil:
-    int PG_UNITS
+cdef extern from "isa.h" nogil:
+    int pg_units()
     Py_ssize_t pg_gates_packed_size(Py_ssize_t k, Py_ssize_t H, int gates)
     void pg_pack_gates_float(const float* b, Py_ssize_t k, Py_ssize_t H, int gates,
                              Py_ssize_t stride_k, Py_ssize_t stride_n, float* packed)

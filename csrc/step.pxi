@@ -20,7 +20,8 @@ from cpython.buffer cimport (PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE, P
                              PyObject_GetBuffer)
 from libc.stdlib cimport free, malloc
 
-from packed_gemm cimport pg_gru_step_float
+from packed_gemm cimport pg_get_level, pg_gru_step_float, pg_level_name
+from fastrnn.exceptions import StaleCacheError
 
 
 cdef enum:
@@ -201,7 +202,9 @@ cdef class StepWeights:
     arrays : dict of str to ndarray
         The packed buffers and the bias, C-contiguous, of one dtype (float32 or float64):
         ``w_ih_t``, ``w_hh_t``, ``bias`` (``bias_x`` and ``b_hn`` for the GRU), and
-        ``w_hr_t`` (lstm_proj) or ``w_hn_t`` (GRU with reset_after=False). Kept by reference.
+        ``w_hr_t`` (lstm_proj) or ``w_hn_t`` (GRU with reset_after=False). Kept by reference,
+        packed on the ISA level in use when this object is made; :meth:`step` refuses to run
+        them on another.
     D, H, P : int
         Input size, hidden size, projection size (P = H without projection).
     flag : bool
@@ -209,6 +212,7 @@ cdef class StepWeights:
     """
 
     cdef object arrays
+    cdef int level                   # the ISA level (isa.h) whose layout the buffers have
     cdef int kind                    # 0 rnn, 1 lstm, 2 lstm_proj, 3 gru
     cdef bint single, flag
     cdef Py_ssize_t D, H, P
@@ -220,6 +224,7 @@ cdef class StepWeights:
 
     def __init__(self, str cell, dict arrays, Py_ssize_t D, Py_ssize_t H, Py_ssize_t P, bint flag):
         self.kind = {"rnn": 0, "lstm": 1, "lstm_proj": 2, "gru": 3}[cell]
+        self.level = pg_get_level()  # the buffers were just packed on it
         self.arrays = arrays
         self.D, self.H, self.P, self.flag = D, H, P, flag
         self.single = arrays["w_ih_t"].dtype == np.float32
@@ -244,6 +249,11 @@ cdef class StepWeights:
         cdef Py_ssize_t B, D = self.D, H = self.H, P = self.P
         cdef bint single = self.single, gated = self.kind == 1 or self.kind == 2
         cdef size_t size = 4 if single else 8
+        if pg_get_level() != self.level:  # panel widths differ between levels
+            raise StaleCacheError(
+                f"these weights were packed for the {pg_level_name(self.level).decode()} kernels, "
+                f"and the {pg_level_name(pg_get_level()).decode()} kernels run now "
+                "(fastrnn._cy.set_isa_level): pack them again")
         cdef char* x_p = calls.take(x, False, single, -1, D)
         B = calls.views[0].shape[0]
         cdef char* h_p = calls.take(h, False, single, B, P)

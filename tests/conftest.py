@@ -4,6 +4,11 @@ A backend that does not load on this machine is skipped with the reason it did
 not load, unless the environment variable ``FASTRNN_REQUIRE_BACKENDS`` (a
 comma-separated list; CI sets ``cython,numba,python``) names it: then the test
 fails, so that CI can never go green by skipping.
+
+The Cython kernels are compiled for several instruction-set levels; a test
+parametrised with an :class:`IsaBackend` (see :func:`isa_variants`) runs the
+``cython`` backend on that level, set through ``fastrnn._cy.set_isa_level`` for
+the test only.
 """
 
 import os
@@ -45,6 +50,55 @@ def require_backend(name, kernel=None):
             pytest.fail(f"{message} (and FASTRNN_REQUIRE_BACKENDS requires it)", pytrace=False)
         pytest.skip(message)
     return name
+
+
+def isa_levels():
+    """Instruction-set levels of the Cython kernels this CPU supports, best first ([] without
+    the extension)."""
+    try:
+        from fastrnn import _cy
+    except ImportError:
+        return []
+    return _cy.isa_levels()
+
+
+class IsaBackend(str):
+    """The backend name ``"cython"``, to be run on instruction-set level ``isa``.
+
+    It is the string ``"cython"`` wherever a backend name goes; the autouse
+    fixture ``_isa_level`` reads ``isa`` from a test's ``backend`` parameter.
+    """
+
+    def __new__(cls, isa):
+        self = super().__new__(cls, "cython")
+        self.isa = isa
+        return self
+
+
+def isa_variants(backend):
+    """``(backend, id)`` pairs: ``backend`` itself (the default level), and for ``"cython"`` one
+    :class:`IsaBackend` per other level this CPU supports."""
+    if backend != "cython":
+        return [(backend, backend)]
+    return [(backend, backend)] + [(IsaBackend(level), f"cython[{level}]") for level in isa_levels()[1:]]
+
+
+@pytest.fixture(autouse=True)
+def _isa_level(request):
+    """Run the test on the level its ``backend`` parameter names, if it is an IsaBackend."""
+    callspec = getattr(request.node, "callspec", None)
+    isa = getattr(callspec.params.get("backend") if callspec else None, "isa", None)
+    if isa is None:
+        yield
+        return
+    from fastrnn import _cy
+
+    before, why = _cy.isa_level()
+    _cy.set_isa_level(isa, reason="set by the test suite")
+    try:
+        yield
+    finally:
+        _cy.set_isa_level(before, reason=why)
 
 
 @pytest.fixture(params=COMPILED_BACKENDS)

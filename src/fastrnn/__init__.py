@@ -19,6 +19,7 @@ from fastrnn.exceptions import (
     ShapeError,
     StaleCacheError,
     UnknownBackendError,
+    UnknownIsaError,
 )
 from fastrnn.functional import rnn_backward, rnn_forward
 from fastrnn.functional import lstm_backward, lstm_forward
@@ -67,6 +68,7 @@ __all__ = [
     "NonFiniteError",
     "ArgumentError",
     "UnknownBackendError",
+    "UnknownIsaError",
     "BackendUnavailableError",
     "StaleCacheError",
     "NotCompiledError",

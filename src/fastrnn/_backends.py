@@ -16,7 +16,7 @@ import sys
 import warnings
 from contextlib import contextmanager
 
-from fastrnn.exceptions import BackendUnavailableError, UnknownBackendError
+from fastrnn.exceptions import BackendUnavailableError, FastRNNError, UnknownBackendError
 
 #: Every backend, fastest first (from ``python -m fastrnn bench``); ``auto`` takes the first that loads.
 BACKENDS = ("cython", "numba", "python")
@@ -44,7 +44,9 @@ def _load(name):
     try:
         with openmp_waits_briefly():  # the OpenMP runtime reads its settings as it loads
             module = importlib.import_module(_MODULES[name])
-    except Exception as error:  # any import failure means "not available", with its reason
+    except FastRNNError:  # a setting the user got wrong (FASTRNN_ISA): say so, do not fall back
+        raise
+    except Exception as error:  # any other import failure means "not available", with its reason
         why = _source_tree_without_build() if name == "cython" else None
         _failed[name] = why or (f"{_WHY_MISSING.get(name, 'import failed')} "
                                 f"({type(error).__name__}: {error})")
@@ -92,7 +94,8 @@ def describe(name):
     if name == "cython":
         openmp = (f"OpenMP, up to {module.openmp_max_threads()} threads" if module.openmp_enabled()
                   else "built without OpenMP: one thread")
-        return f"cython backend (the compiled extension fastrnn._cy, {openmp})"
+        level, why = module.isa_level()
+        return f"cython backend (the compiled extension fastrnn._cy, {openmp}, {level} kernels: {why})"
     if name == "numba":
         why = _failed.get("cython")
         return "numba backend (JIT-compiled" + (f"; the extension fastrnn._cy is not available: {why})" if why else ")")
@@ -200,7 +203,8 @@ def _warn_python_fallback():
 
 
 def show_config(file=None):
-    """Print every backend (available or not, and why), OpenMP, threads and BLAS.
+    """Print every backend (available or not, and why), OpenMP, the instruction-set level of
+    the compiled kernels (and why it was chosen), threads and BLAS.
 
     Parameters
     ----------
@@ -220,12 +224,19 @@ def show_config(file=None):
         "backends (auto takes the first available):",
     ]
     for name in BACKENDS:
-        module = _load(name)
+        try:
+            module = _load(name)
+        except FastRNNError as error:  # FASTRNN_ISA names a level this CPU lacks
+            lines.append(f"  {name:<7} NOT available: {error}")
+            continue
         state = "available" if module is not None else f"NOT available: {_failed[name]}"
         lines.append(f"  {name:<7} {state}")
         if name == "cython" and module is not None:
             openmp = "yes" if module.openmp_enabled() else "no (built without OpenMP: one thread)"
             lines.append(f"          OpenMP: {openmp}, max threads {module.openmp_max_threads()}")
+            level, why = module.isa_level()
+            lines.append(f"          instruction set: {level} ({why}); "
+                         f"this CPU offers {', '.join(module.isa_levels())}")
         if name == "numba" and module is not None:
             import numba
 

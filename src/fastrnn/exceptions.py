@@ -31,6 +31,11 @@ class UnknownBackendError(ArgumentError):
     """A backend name that fastrnn does not know."""
 
 
+class UnknownIsaError(ArgumentError):
+    """An instruction-set level (``FASTRNN_ISA``, ``set_isa_level``) that fastrnn does not
+    know, or that this CPU does not support."""
+
+
 class BackendUnavailableError(FastRNNError, ValueError):
     """A known backend that could not be loaded on this machine.
 
@@ -61,4 +66,5 @@ class ConcurrentUseError(FastRNNError, RuntimeError):
 
 
 class StaleCacheError(FastRNNError, ValueError):
-    """A forward cache whose arrays no longer match what the forward pass stored."""
+    """A forward cache whose arrays no longer match what the forward pass stored, or weights
+    packed for another instruction-set level than the one the kernels run on now."""

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from conformance.cells import CELLS
-from conftest import ALL_BACKENDS, COMPILED_BACKENDS
+from conftest import ALL_BACKENDS, COMPILED_BACKENDS, isa_variants
 from fastrnn import _partition as partition
 from helpers import assert_results_close
 
@@ -223,20 +223,26 @@ def cell_cases(cases=None, cells=CELLS):
 
 
 def matrix(cases=None, backends=ALL_BACKENDS, dtypes=DTYPES, reference_run=False, cells=CELLS):
-    """``pytest.param(cell, case, backend, dtype)`` over the product; without the run that *is*
+    """``pytest.param(cell, case, backend, dtype)`` over the product (the Cython backend also on
+    every other instruction-set level this CPU supports, :func:`conftest.isa_variants`, in float32
+    and on the large float64 cases); without the run that *is*
     the reference (python, float64, time-major C order) unless ``reference_run``, and with the
     reference backend on the small cases only (the large ones are there for the compiled kernels'
     chunked paths, and would only time the reference against itself)."""
     params = []
     for cell in cells:
         for case in cases_for(cell, cases(cell) if callable(cases) else cases):
-            for backend in backends:
+            for backend, backend_id in (pair for name in backends for pair in isa_variants(name)):
                 for dtype in dtypes:
                     is_reference = (backend, dtype, case.layout, case.batch_first) == ("python", DTYPES[0], "c", False)
                     if (is_reference and not reference_run) or (backend == "python" and not case.small):
                         continue
+                    # the other levels on a representative subset, to bound the suite's time: every
+                    # float32 case (fused steps, vector tanh), float64 on the large cases only
+                    if hasattr(backend, "isa") and dtype == DTYPES[0] and case.small:
+                        continue
                     params.append(pytest.param(cell, case, backend, dtype, marks=backend_marks(backend),
-                                               id=f"{cell.id}-{case.name}-{backend}-{dtype.name}"))
+                                               id=f"{cell.id}-{case.name}-{backend_id}-{dtype.name}"))
     return params
 
 
@@ -246,8 +252,9 @@ def backend_marks(backend):
 
 
 def backend_params(backends=ALL_BACKENDS):
-    """``pytest.param(backend)`` with its marks."""
-    return [pytest.param(backend, marks=backend_marks(backend), id=backend) for backend in backends]
+    """``pytest.param(backend)`` with its marks, the Cython backend on every level this CPU supports."""
+    return [pytest.param(backend, marks=backend_marks(backend), id=backend_id)
+            for name in backends for backend, backend_id in isa_variants(name)]
 
 
 # -- running a case ----------------------------------------------------------------------------
