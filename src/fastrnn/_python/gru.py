@@ -80,8 +80,7 @@ run a block at a time.
 
 import numpy as np
 
-from fastrnn._partition import projection_spans
-from fastrnn._python.lstm import project
+from fastrnn._python.lstm import projected_steps
 
 
 def sigmoid(v):
@@ -122,30 +121,21 @@ def gru_forward(x, w_ih, w_hh, bias_x, b_hn, h0, reset_after, y, h_n, gates, n_t
     H = w_hh.shape[1]
     w_hr_z = w_hh[: 2 * H]
     w_hn = w_hh[2 * H :]
-    pieces, spans, _ = projection_spans(T, B, D, 4 * H, gates.shape[0])
     h = h0
-    for s in range(len(spans) - 1):  # one span of all steps, or one per block (inference)
-        t0, t1 = pieces[spans[s]], pieces[spans[s + 1]]
-        base = t0  # gates[0] holds step t0
-        # 1. input projection of the span's steps into gates[..., :3H], one GEMM per piece
-        for k in range(spans[s], spans[s + 1]):
-            project(x, w_ih, bias_x, gates[pieces[k] - base:pieces[k + 1] - base], pieces[k], pieces[k + 1])
-        # 2. the recurrence over them
-        for t in range(t0, t1):
-            g = gates[t - base]
-            gx_r, gx_z, gx_n = g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H]
-            gh = h @ w_hr_z.T
-            r = sigmoid(gx_r + gh[:, :H])
-            z = sigmoid(gx_z + gh[:, H:])
-            if reset_after:
-                hn = h @ w_hn.T + b_hn
-                n = np.tanh(gx_n + r * hn)
-            else:
-                hn = (r * h) @ w_hn.T + b_hn
-                n = np.tanh(gx_n + hn)
-            h = (1 - z) * n + z * h
-            g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H], g[:, 3 * H :] = r, z, n, hn
-            y[t] = h
+    for t, g in projected_steps(x, w_ih, bias_x, gates):  # the projection in g[:, :3H]
+        gx_r, gx_z, gx_n = g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H]
+        gh = h @ w_hr_z.T
+        r = sigmoid(gx_r + gh[:, :H])
+        z = sigmoid(gx_z + gh[:, H:])
+        if reset_after:
+            hn = h @ w_hn.T + b_hn
+            n = np.tanh(gx_n + r * hn)
+        else:
+            hn = (r * h) @ w_hn.T + b_hn
+            n = np.tanh(gx_n + hn)
+        h = (1 - z) * n + z * h
+        g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H], g[:, 3 * H :] = r, z, n, hn
+        y[t] = h
     h_n[...] = h
 
 

@@ -149,31 +149,23 @@ def lstm_forward(x, w_ih, w_hh, bias, h0, c0, y, h_n, c_n, gates, c_all, n_threa
     T, B, D = x.shape
     H = w_hh.shape[1]
     keep_cells = c_all.shape[0] == T
-    pieces, spans, _ = projection_spans(T, B, D, 4 * H, gates.shape[0])
     h = h0
     c = c0
-    for s in range(len(spans) - 1):  # one span of all steps, or one per block (inference)
-        t0, t1 = pieces[spans[s]], pieces[spans[s + 1]]
-        base = t0  # gates[0] holds step t0
-        # 1. input projection of the span's steps, one GEMM per piece
-        for k in range(spans[s], spans[s + 1]):
-            project(x, w_ih, bias, gates[pieces[k] - base:pieces[k + 1] - base], pieces[k], pieces[k + 1])
-        # 2. the recurrence over them
-        for t in range(t0, t1):
-            z = gates[t - base] + h @ w_hh.T
-            i = sigmoid(z[:, 0 * H:1 * H])
-            f = sigmoid(z[:, 1 * H:2 * H])
-            g = np.tanh(z[:, 2 * H:3 * H])
-            o = sigmoid(z[:, 3 * H:4 * H])
-            c = f * c + i * g
-            h = o * np.tanh(c)
-            gates[t - base, :, 0 * H:1 * H] = i
-            gates[t - base, :, 1 * H:2 * H] = f
-            gates[t - base, :, 2 * H:3 * H] = g
-            gates[t - base, :, 3 * H:4 * H] = o
-            y[t] = h
-            if keep_cells:
-                c_all[t] = c
+    for t, z in projected_steps(x, w_ih, bias, gates):
+        z += h @ w_hh.T
+        i = sigmoid(z[:, 0 * H:1 * H])
+        f = sigmoid(z[:, 1 * H:2 * H])
+        g = np.tanh(z[:, 2 * H:3 * H])
+        o = sigmoid(z[:, 3 * H:4 * H])
+        c = f * c + i * g
+        h = o * np.tanh(c)
+        z[:, 0 * H:1 * H] = i
+        z[:, 1 * H:2 * H] = f
+        z[:, 2 * H:3 * H] = g
+        z[:, 3 * H:4 * H] = o
+        y[t] = h
+        if keep_cells:
+            c_all[t] = c
     h_n[...] = h
     c_n[...] = c
 
@@ -195,6 +187,38 @@ def project(x, w_ih, bias, out, t0, t1):
     rows = out.reshape((t1 - t0) * B, out.shape[2])[:, :w_ih.shape[0]]
     np.matmul(x[t0:t1].reshape((t1 - t0) * B, D), w_ih.T, out=rows)
     rows += bias
+
+
+def projected_steps(x, w_ih, bias, gates):
+    """The steps of a forward pass, each after its input projection is in ``gates``.
+
+    Projects a span of steps (all steps in training, one block in inference:
+    :func:`fastrnn._partition.projection_spans` tells from ``gates``' length)
+    one GEMM per piece, then yields its steps; the next span reuses ``gates``.
+
+    Parameters
+    ----------
+    x : ndarray of shape (T, B, D)
+    w_ih : ndarray of shape (G, D)
+    bias : ndarray of shape (G,)
+    gates : ndarray of shape (T, B, W) or (S, B, W), W >= G
+        The workspace, its first ``G`` columns filled with the projection.
+
+    Yields
+    ------
+    t : int
+        The step.
+    gates_t : ndarray of shape (B, W)
+        Its row block of ``gates`` (a view: the caller writes the activated gates there).
+    """
+    T, B, D = x.shape
+    pieces, spans, _ = projection_spans(T, B, D, gates.shape[2], gates.shape[0])
+    for s in range(len(spans) - 1):
+        base = pieces[spans[s]]  # gates[0] holds this span's first step
+        for k in range(spans[s], spans[s + 1]):
+            project(x, w_ih, bias, gates[pieces[k] - base:pieces[k + 1] - base], pieces[k], pieces[k + 1])
+        for t in range(base, pieces[spans[s + 1]]):
+            yield t, gates[t - base]
 
 
 def lstm_backward(x, w_ih, w_hh, h0, c0, y, gates, c_all, dy, dh_n, dc_n, dc_seq, dz, dx, dh0,

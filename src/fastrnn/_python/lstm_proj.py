@@ -72,8 +72,7 @@ cannot overflow, as the compiled backends do.
 
 import numpy as np
 
-from fastrnn._partition import projection_spans
-from fastrnn._python.lstm import project, sigmoid, step_gradients
+from fastrnn._python.lstm import projected_steps, sigmoid, step_gradients
 
 
 def lstm_proj_forward(x, w_ih, w_hh, w_hr, bias, h0, c0, y, h_n, c_n, gates, c_all, m_all,
@@ -118,34 +117,26 @@ def lstm_proj_forward(x, w_ih, w_hh, w_hr, bias, h0, c0, y, h_n, c_n, gates, c_a
     H = w_hr.shape[1]
     keep_cells = c_all.shape[0] == T
     keep_m = m_all.shape[0] == T
-    pieces, spans, _ = projection_spans(T, B, D, 4 * H, gates.shape[0])
     h = h0
     c = c0
-    for s in range(len(spans) - 1):  # one span of all steps, or one per block (inference)
-        t0, t1 = pieces[spans[s]], pieces[spans[s + 1]]
-        base = t0  # gates[0] holds step t0
-        # 1. input projection of the span's steps, one GEMM per piece
-        for k in range(spans[s], spans[s + 1]):
-            project(x, w_ih, bias, gates[pieces[k] - base:pieces[k + 1] - base], pieces[k], pieces[k + 1])
-        # 2. the recurrence over them
-        for t in range(t0, t1):
-            z = gates[t - base] + h @ w_hh.T
-            i = sigmoid(z[:, 0 * H:1 * H])
-            f = sigmoid(z[:, 1 * H:2 * H])
-            g = np.tanh(z[:, 2 * H:3 * H])
-            o = sigmoid(z[:, 3 * H:4 * H])
-            c = f * c + i * g
-            m = o * np.tanh(c)
-            h = m @ w_hr.T
-            gates[t - base, :, 0 * H:1 * H] = i
-            gates[t - base, :, 1 * H:2 * H] = f
-            gates[t - base, :, 2 * H:3 * H] = g
-            gates[t - base, :, 3 * H:4 * H] = o
-            y[t] = h
-            if keep_cells:
-                c_all[t] = c
-            if keep_m:
-                m_all[t] = m
+    for t, z in projected_steps(x, w_ih, bias, gates):
+        z += h @ w_hh.T
+        i = sigmoid(z[:, 0 * H:1 * H])
+        f = sigmoid(z[:, 1 * H:2 * H])
+        g = np.tanh(z[:, 2 * H:3 * H])
+        o = sigmoid(z[:, 3 * H:4 * H])
+        c = f * c + i * g
+        m = o * np.tanh(c)
+        h = m @ w_hr.T
+        z[:, 0 * H:1 * H] = i
+        z[:, 1 * H:2 * H] = f
+        z[:, 2 * H:3 * H] = g
+        z[:, 3 * H:4 * H] = o
+        y[t] = h
+        if keep_cells:
+            c_all[t] = c
+        if keep_m:
+            m_all[t] = m
     h_n[...] = h
     c_n[...] = c
 
