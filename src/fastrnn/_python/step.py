@@ -57,7 +57,7 @@ def lstm_step(x, w_ih_t, w_hh_t, bias, h, c, h_out, c_out):
     h_out, c_out : ndarray of shape (B, H)
         OUT. Hidden and cell states after the step; ``c_out`` may be ``c``.
     """
-    H = h.shape[1]
+    H = c.shape[1]  # h has P columns in a projected LSTM (lstm_proj_step)
     z = x @ w_ih_t + bias + h @ w_hh_t
     i = sigmoid(z[:, 0 * H:1 * H])
     f = sigmoid(z[:, 1 * H:2 * H])
@@ -91,14 +91,9 @@ def lstm_proj_step(x, w_ih_t, w_hh_t, w_hr_t, bias, h, c, h_out, c_out):
     c_out : ndarray of shape (B, H)
         OUT; may be ``c``.
     """
-    H = c.shape[1]
-    z = x @ w_ih_t + bias + h @ w_hh_t
-    i = sigmoid(z[:, 0 * H:1 * H])
-    f = sigmoid(z[:, 1 * H:2 * H])
-    g = np.tanh(z[:, 2 * H:3 * H])
-    o = sigmoid(z[:, 3 * H:4 * H])
-    c_out[...] = f * c + i * g
-    h_out[...] = (o * np.tanh(c_out)) @ w_hr_t
+    m = np.empty_like(c)  # the unprojected output o * tanh(c_out)
+    lstm_step(x, w_ih_t, w_hh_t, bias, h, c, m, c_out)
+    h_out[...] = m @ w_hr_t
 
 
 def gru_step(x, w_ih_t, w_hrz_t, w_hn_t, bias_x, b_hn, h, reset_after, h_out):
