@@ -17,6 +17,7 @@
  * A level P provides, before PG_DEFINE_CELL_STEPS(P, ATTR): P##_vf, P##_UNITS, the
  * pointwise helpers of activations.h, P##_LSTM_ROWS and P##_GRU_ROWS (rows per tile,
  * 2 or 4: 4 needs 16 or 12 accumulators and fits only in 32 vector registers) and
+ * P##_ROWS4_MIN_H (the tiles of 4 rows only from this H on: below, 2) and
  * PG_IN_REGISTERS_##P / PG_IN_REGISTERS3_##P.
  */
 #ifndef FASTRNN_CELL_STEPS_H
@@ -93,7 +94,7 @@ ATTR static void P##_lstm_step(ptrdiff_t rows, ptrdiff_t H, const float *h_prev,
         const float *panel = packed + u * 4 * H;                                        \
         int w = (int)(u1 - u < P##_UNITS ? u1 - u : P##_UNITS);                           \
         ptrdiff_t r = 0;                                                                \
-        for (; P##_LSTM_ROWS >= 4 && r + 4 <= rows; r += 4) {                           \
+        for (; P##_LSTM_ROWS >= 4 && H >= P##_ROWS4_MIN_H && r + 4 <= rows; r += 4) { \
             PG_LOAD_GATES(P, r, i0, f0, g0, o0)                                         \
             PG_LOAD_GATES(P, r + 1, i1, f1, g1, o1)                                     \
             PG_LOAD_GATES(P, r + 2, i2, f2, g2, o2)                                     \
@@ -275,7 +276,7 @@ ATTR static void P##_gru_step(ptrdiff_t rows, ptrdiff_t H, const float *h_prev, 
         int w = (int)(u1 - u < P##_UNITS ? u1 - u : P##_UNITS);                           \
         P##_vf bias_n = P##_load(b_hn + u, w);                                           \
         ptrdiff_t r = 0;                                                                \
-        for (; P##_GRU_ROWS >= 4 && r + 4 <= rows; r += 4) {                            \
+        for (; P##_GRU_ROWS >= 4 && H >= P##_ROWS4_MIN_H && r + 4 <= rows; r += 4) { \
             P##_vf r0 = P##_load(g + r * G + u, w), z0 = P##_load(g + r * G + H + u, w); \
             P##_vf r1 = P##_load(g + (r + 1) * G + u, w);                               \
             P##_vf z1 = P##_load(g + (r + 1) * G + H + u, w);                           \
