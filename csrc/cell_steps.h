@@ -123,6 +123,7 @@ ATTR static void P##_lstm_step(ptrdiff_t rows, ptrdiff_t H, const float *h_prev,
         for (; r + 2 <= rows; r += 2) {                                                 \
             PG_LOAD_GATES(P, r, i0, f0, g0, o0)                                         \
             PG_LOAD_GATES(P, r + 1, i1, f1, g1, o1)                                     \
+            PG_PREFETCH_TILE(P, z, 2, 4)                                                \
             const float *a = h_prev + r * H;                                            \
             for (ptrdiff_t k = 0; k < H; k++) {                                         \
                 P##_vf b0, b1, b2, b3;                                                   \
@@ -310,6 +311,7 @@ ATTR static void P##_gru_step(ptrdiff_t rows, ptrdiff_t H, const float *h_prev, 
             P##_vf r1 = P##_load(g + (r + 1) * G + u, w);                                \
             P##_vf z1 = P##_load(g + (r + 1) * G + H + u, w);                            \
             P##_vf n0 = bias_n, n1 = bias_n;                                             \
+            PG_PREFETCH_TILE(P, g, 2, 3)                                                \
             const float *a = h_prev + r * H;                                            \
             for (ptrdiff_t k = 0; k < H; k++) {                                         \
                 P##_vf b0, b1, b2;                                                       \
