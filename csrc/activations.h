@@ -30,7 +30,11 @@
 /* Pointwise helpers of level P on its float vector P##_vf (P##_UNITS lanes) and int vector
    P##_vi, with the target attribute ATTR of the level (an inline function must have the
    target of its caller). P##_load/P##_store move the first w lanes; the rest read as 0.
-   PG_MAX_##P / PG_MIN_##P are x86's maxps/minps: the second argument when either is NaN. */
+   PG_MAX_##P / PG_MIN_##P are x86's maxps/minps: the second argument when either is NaN.
+   PG_TANH_SATURATE_##P(x, c, one, approx) is x >= c ? 1 : x <= -c ? -1 : approx, lane by
+   lane (PG_TANH_SATURATE_SELECT, or the level's own form of it). */
+#define PG_TANH_SATURATE_SELECT(P, x, c, one, approx)                                   \
+    P##_select((x) >= (c), (one), P##_select((x) <= -(c), -(one), (approx)))
 #define PG_DEFINE_POINTWISE(P, ATTR)                                                    \
 ATTR static inline P##_vf P##_load(const float *p, int w)                              \
 {                                                                                       \
@@ -59,7 +63,7 @@ ATTR static inline P##_vf P##_tanh(P##_vf x)                                    
     P##_vf q = (((FR_TANH_Q3 * s + FR_TANH_Q2) * s + FR_TANH_Q1) * s + FR_TANH_Q0);     \
     P##_vf approx = clamped * p / q;                                                    \
     /* past the clamp tanh rounds to +-1 exactly; NaN fails both tests and stays NaN */ \
-    return P##_select(x >= c, one, P##_select(x <= -c, -one, approx));                  \
+    return PG_TANH_SATURATE_##P(x, c, one, approx);                                     \
 }                                                                                       \
 ATTR static inline P##_vf P##_sigmoid(P##_vf x)                                        \
 {                                                                                       \
