@@ -48,7 +48,7 @@ class _Packed(PackedWeights):
     """What the three cells' packed objects share; see :class:`PackedWeights` for the API."""
 
     __slots__ = ("weights", "options", "dtype", "input_size", "hidden_size", "backend",
-                 "_backend_request", "_buffers", "_run", "_fast", "_state_size")
+                 "_backend_request", "_buffers", "_run", "_fast", "_state_size", "_kernel")
     CELL = None          # the cell's row of fastrnn.functional.cells
     GATED = False        # the state is (h, c)
 
@@ -63,6 +63,7 @@ class _Packed(PackedWeights):
         name, module = _backends.resolve(backend)
         self._set("backend", name)
         self._set("_fast", None)
+        self._set("_kernel", None)
         self._build(name, module)
 
     def _set(self, name, value):
@@ -249,10 +250,8 @@ class PackedRNN(_Packed):
         w, relu = self.weights, self.options["nonlinearity"] == "relu"
         bias = _summed_bias(w, self.dtype, self.hidden_size)
         if name == "cython":
-            buffers = {"w_ih_t": _cy_packed(module, w["w_ih"]), "w_hh_t": _cy_packed(module, w["w_hh"]),
-                       "bias": bias}
-            kernel = module.StepWeights("rnn", buffers, self.input_size, self.hidden_size,
-                                        self.hidden_size, relu)
+            kernel = buffers = module.pack_layer("rnn", w["w_ih"], w["w_hh"], bias, flag=relu)
+            self._set("_kernel", kernel)
             self._set("_fast", kernel.step)
             self._set("_run", lambda x, h, h_out: kernel.step(x, h, None, h_out, None))
         else:
@@ -288,13 +287,9 @@ class PackedLSTM(_Packed):
             self._set("_state_size", w["w_hr"].shape[0])
         bias = _summed_bias(w, self.dtype, LSTM.gates * H)
         if name == "cython":
-            if projected:  # the projected forward kernel does not fuse: W_hh^T packed plainly
-                w_hh_t, extra = _cy_packed(module, w["w_hh"]), {"w_hr_t": _cy_packed(module, w["w_hr"])}
-            else:
-                w_hh_t, extra = _cy_packed(module, w["w_hh"], gates=LSTM.gates), {}
-            buffers = {"w_ih_t": _cy_packed(module, w["w_ih"]), "w_hh_t": w_hh_t, "bias": bias, **extra}
-            kernel = module.StepWeights("lstm_proj" if projected else "lstm", buffers,
-                                        self.input_size, H, self._state_size, False)
+            kernel = buffers = module.pack_layer("lstm_proj" if projected else "lstm", w["w_ih"],
+                                                 w["w_hh"], bias, w_hr=w.get("w_hr"))
+            self._set("_kernel", kernel)
             self._set("_fast", kernel.step)
             self._set("_run", kernel.step)
         else:
@@ -328,16 +323,9 @@ class PackedGRU(_Packed):
         reset_after = self.options["reset_after"]
         bias_x, b_hn = gru_biases(w["b_ih"], w["b_hh"], H, self.dtype)
         if name == "cython":
-            # as gru.pxi: float32 with reset_after fuses the step (W_hh^T packed by gates);
-            # reset_after=False runs [W_hr; W_hz]^T and W_hn^T apart
-            if not reset_after:
-                w_hh_t = _cy_packed(module, w["w_hh"][:2 * H])
-                extra = {"w_hn_t": _cy_packed(module, w["w_hh"][2 * H:])}
-            else:
-                w_hh_t, extra = _cy_packed(module, w["w_hh"], gates=GRU.gates), {}
-            buffers = {"w_ih_t": _cy_packed(module, w["w_ih"]), "w_hh_t": w_hh_t, "bias": bias_x,
-                       "b_hn": b_hn, **extra}
-            kernel = module.StepWeights("gru", buffers, self.input_size, H, H, reset_after)
+            kernel = buffers = module.pack_layer("gru", w["w_ih"], w["w_hh"], bias_x, b_hn=b_hn,
+                                                 flag=reset_after)
+            self._set("_kernel", kernel)
             self._set("_fast", kernel.step)
             self._set("_run", lambda x, h, h_out: kernel.step(x, h, None, h_out, None))
         else:
@@ -363,20 +351,6 @@ def _summed_bias(weights, dtype, rows):
 
 def _transposed(w):
     return np.ascontiguousarray(w.T)
-
-
-def _cy_packed(module, w, gates=None):
-    """``w^T`` (``w`` of shape (n, k)) packed for the Cython step; by gate blocks in float32
-    when ``gates`` is given (the fused steps' layout), plainly otherwise."""
-    w = np.ascontiguousarray(w)
-    single = w.dtype == np.float32
-    if gates is not None and single:
-        out = np.zeros(module.step_gates_packed_length(w.shape[1], w.shape[0] // gates, gates), w.dtype)
-        module.step_pack_gates(w, gates, out)
-    else:
-        out = np.zeros(module.step_packed_length(single, w.shape[1], w.shape[0]), w.dtype)
-        module.step_pack_transposed(w, out)
-    return out
 
 
 #: The step kernels of the backends without packed buffers, imported on first use.
