@@ -12,8 +12,11 @@ repacks and starts no thread.
 
 The objects are immutable: to change a weight, pack again. The forward
 functions accept one in place of their weights (``lstm_forward(x, packed,
-h0=...)``); for now they run their kernels on its arrays, packing them as they
-always do.
+h0=...)``): the Cython kernels then run on its packed buffers (one layout,
+``csrc/step.pxi``'s ``pack_layer``, serves the step and the forward), the Numba
+and Python kernels on its arrays (they pack nothing per call). Buffers depend on
+the ISA level they were packed under: the step and the forward functions refuse
+them under another (:class:`~fastrnn.exceptions.StaleCacheError`); pack again.
 """
 
 from types import MappingProxyType
