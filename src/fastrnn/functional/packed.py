@@ -32,10 +32,10 @@ from fastrnn.functional._layer import Layer, read_only_view
 from fastrnn.functional._lstm_proj import _ProjLayer
 from fastrnn.functional._packed_base import PackedWeights
 from fastrnn.functional._rnn import NONLINEARITIES
-from fastrnn.functional.cells import GRU, LSTM, RNN
+from fastrnn.functional.cells import GRU, LSTM, RNN, cell_spec
 
 __all__ = ["pack_rnn", "pack_lstm", "pack_gru", "PackedWeights", "PackedRNN", "PackedLSTM",
-           "PackedGRU"]
+           "PackedGRU", "pack_layer", "PackedCache"]
 
 # what a step's fast path lets through to the checked path: the compiled kernel's refusals
 # (ValueError, BufferError) and what a non-array argument raises before it is reached
@@ -480,3 +480,89 @@ def _weights_layer(w_ih, w_hh, b_ih, b_hh, spec):
     (T = B = 0) of their own dtype and width."""
     dtype, D = _weights_dtype([("w_ih", w_ih), ("w_hh", w_hh), ("b_ih", b_ih), ("b_hh", b_hh)])
     return Layer(np.empty((0, 0, D), dtype), w_ih, w_hh, b_ih, b_hh, [], spec=spec, batch_first=False)
+
+
+# ---- packed copies of weights that change: the nn modules' and Keras layers'
+
+def pack_layer(cell, weights, *, backend=None, **options):
+    """Pack one layer's weights with its cell's packer.
+
+    Parameters
+    ----------
+    cell : str or CellSpec
+        Any name :func:`~fastrnn.functional.cells.cell_spec` accepts.
+    weights : dict of str to array_like or None
+        ``w_ih``, ``w_hh``, ``b_ih``, ``b_hh`` and (LSTM) ``w_hr``, as
+        :func:`~fastrnn.functional.direction.run_direction` takes them.
+    backend : str, optional
+    **options
+        ``nonlinearity`` (RNN) or ``reset_after`` (GRU).
+
+    Returns
+    -------
+    PackedWeights
+    """
+    spec = cell_spec(cell)
+    packer = {"RNN": pack_rnn, "LSTM": pack_lstm, "GRU": pack_gru}[spec.torch_name]
+    if weights.get("w_hr") is not None:
+        options = dict(options, w_hr=weights["w_hr"])
+    return packer(weights["w_ih"], weights["w_hh"], weights.get("b_ih"), weights.get("b_hh"),
+                  backend=backend, **options)
+
+
+def _packing_target(backend):
+    """What packed buffers depend on besides the weights: the backend, and the ISA level
+    for the Cython kernels (whose panel widths differ between levels)."""
+    name, module = _backends.resolve(backend)
+    return (name, module.isa_level()[0]) if name == "cython" else (name, None)
+
+
+class PackedCache:
+    """Packed weights of layers whose parameters change (nn modules, Keras layers).
+
+    An entry is packed again when one of its parameters was replaced or written
+    (:attr:`fastrnn.parameter.Parameter.version`, which assigning ``data``, the
+    optimizers, ``load_state_dict``, ``set_weights`` and model loading move), or when
+    another backend or ISA level runs than the one it was packed for; otherwise
+    every call reuses it. Copies and pickles start empty.
+    """
+
+    __slots__ = ("_entries",)
+
+    def __init__(self):
+        self._entries = {}
+
+    def __reduce__(self):
+        return PackedCache, ()
+
+    def get(self, slot, parameters, build, backend):
+        """The packed weights of ``slot``, built by ``build()`` when stale.
+
+        Parameters
+        ----------
+        slot : hashable
+            Which layer (e.g. ``(layer, direction)``).
+        parameters : sequence of Parameter or None
+            Everything the packed weights are made of.
+        build : callable
+            ``build()`` packs the parameters' current values.
+        backend : str or None
+            The backend the caller runs on.
+        """
+        key = (tuple(parameters), tuple(None if p is None else p.version for p in parameters),
+               _packing_target(backend))
+        entry = self._entries.get(slot)
+        if entry is not None and _same_key(entry[0], key):
+            return entry[1]
+        packed = build()
+        self._entries[slot] = (key, packed)
+        return packed
+
+    def clear(self):
+        """Forget every packed copy."""
+        self._entries.clear()
+
+
+def _same_key(a, b):
+    return (len(a[0]) == len(b[0]) and all(x is y for x, y in zip(a[0], b[0]))
+            and a[1] == b[1] and a[2] == b[2])
