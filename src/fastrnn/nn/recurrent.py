@@ -156,6 +156,12 @@ class RNNBase(Module):
         output : ndarray of shape (T, B, num_directions * H_out), batch first if ``batch_first``
         h_n : ndarray of shape (num_layers * num_directions, B, H_out)
             LSTM returns ``(h_n, c_n)``, ``c_n`` with ``hidden_size`` features.
+
+        Notes
+        -----
+        Each (layer, direction) runs on its weights packed once and packed again only
+        when a parameter changed (see :meth:`step`): code writing into a parameter's
+        ``data`` in place calls its ``mark_changed()``.
         """
         x, batched = self._input_time_major(input)
         T, B, _ = x.shape
