@@ -252,11 +252,6 @@ cdef class StepWeights:
                 f"and the {pg_level_name(pg_get_level()).decode()} kernels run now "
                 "(fastrnn._cy.set_isa_level): pack them again")
 
-    @property
-    def isa_level(self):
-        """str: the ISA level these weights were packed on."""
-        return pg_level_name(self.level).decode()
-
     cdef int check_forward(self, int kind, bint single, Py_ssize_t D) except -1:
         """For a forward kernel of cell ``kind`` on ``single`` (float32) data with D inputs."""
         self.check_level()

@@ -74,7 +74,7 @@ def run_direction(cell, x, weights, initial_states, *, steps=None, reverse=False
     weights : dict of str to array_like or None, or PackedWeights
         ``"w_ih"``, ``"w_hh"``, and optionally ``"b_ih"``, ``"b_hh"`` and (LSTM
         with a projection) ``"w_hr"``, in the functional API's shapes; or those
-        weights packed once (:func:`fastrnn.functional.packed.pack_layer`), which
+        weights packed once (:func:`fastrnn.functional.packed.pack_cell`), which
         the forward functions then run on without packing them per call.
     initial_states : sequence of array_like of shape (B, H_out) / (B, H)
         ``[h0]``, or ``[h0, c0]`` for an LSTM (the cell's ``states``).

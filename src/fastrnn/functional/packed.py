@@ -35,7 +35,7 @@ from fastrnn.functional._rnn import NONLINEARITIES
 from fastrnn.functional.cells import GRU, LSTM, RNN, cell_spec
 
 __all__ = ["pack_rnn", "pack_lstm", "pack_gru", "PackedWeights", "PackedRNN", "PackedLSTM",
-           "PackedGRU", "pack_layer", "PackedCache"]
+           "PackedGRU", "pack_cell", "PackedCache"]
 
 # what a step's fast path lets through to the checked path: the compiled kernel's refusals
 # (ValueError, BufferError) and what a non-array argument raises before it is reached
@@ -484,7 +484,7 @@ def _weights_layer(w_ih, w_hh, b_ih, b_hh, spec):
 
 # ---- packed copies of weights that change: the nn modules' and Keras layers'
 
-def pack_layer(cell, weights, *, backend=None, **options):
+def pack_cell(cell, weights, *, backend=None, **options):
     """Pack one layer's weights with its cell's packer.
 
     Parameters

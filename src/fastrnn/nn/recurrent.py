@@ -23,7 +23,7 @@ from fastrnn._threads import PerThread, getstate_with_per_thread, setstate_with_
 from fastrnn._validation import as_float_array, check_bool, parameter_dtype, random_generator
 from fastrnn.exceptions import ArgumentError, DTypeError, ShapeError
 from fastrnn.functional import cells
-from fastrnn.functional.packed import PackedCache, pack_layer
+from fastrnn.functional.packed import PackedCache, pack_cell
 from fastrnn.functional.direction import backward_direction, run_direction
 from fastrnn.functional.lengths import SequenceLengths
 from fastrnn.nn.grad_mode import is_grad_enabled
@@ -405,7 +405,7 @@ class RNNBase(Module):
             object.__setattr__(self, "_packed_cache", cache)
         parameters = [self._parameters.get(self._name(stem, layer, direction))
                       for stem in _PARAMETER_STEMS.values()]
-        return cache.get((layer, direction), parameters, lambda: pack_layer(
+        return cache.get((layer, direction), parameters, lambda: pack_cell(
             self.SPEC, self._weights(layer, direction), backend=self.backend,
             **self._cell_options()), self.backend)
 

@@ -28,7 +28,7 @@ from fastrnn._validation import as_float_array, check_bool
 from fastrnn.exceptions import ArgumentError, ShapeError
 from fastrnn.functional import cells
 from fastrnn.functional.direction import backward_direction, run_direction
-from fastrnn.functional.packed import PackedCache, pack_layer
+from fastrnn.functional.packed import PackedCache, pack_cell
 from fastrnn.functional.lengths import MaskedSequences
 from fastrnn.interop.keras import keras_to_torch, torch_grads_to_keras
 from fastrnn.keras import activations, initializers
@@ -154,7 +154,7 @@ class RNNLayer(_RecurrentLayer):
         return self.bias_initializer((self.gates * self.units,), self.dtype, self.rng)
 
     def _packed_weights(self):
-        """The weights in PyTorch's layout, packed once (:func:`fastrnn.functional.packed.pack_layer`)
+        """The weights in PyTorch's layout, packed once (:func:`fastrnn.functional.packed.pack_cell`)
         and packed again only when a weight was replaced or its version moved (``set_weights``,
         the optimizers, model loading, assigning ``data``), or another backend or ISA level runs."""
         cache = self.__dict__.get("_packed_cache")
@@ -162,7 +162,7 @@ class RNNLayer(_RecurrentLayer):
             cache = PackedCache()
             object.__setattr__(self, "_packed_cache", cache)
         parameters = [self.kernel, self.recurrent_kernel, self.bias]
-        return cache.get(0, parameters, lambda: pack_layer(
+        return cache.get(0, parameters, lambda: pack_cell(
             self.SPEC, self._torch_weights(), backend=self.backend, **self._cell_options()),
             self.backend)
 
