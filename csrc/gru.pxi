@@ -423,8 +423,75 @@ def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
         (inference, ``S`` one block's steps) of the last block.
     n_threads : int
         IN. OpenMP threads; results do not depend on it.
+
+    The weights are packed into temporaries (:func:`_gru_packed`) for this call only;
+    :func:`gru_forward_packed` runs on weights packed once.
     """
-    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = w_hh.shape[1]
+    cdef object w_ih_t, w_hh_t
+    w_ih_t, w_hh_t = _gru_packed(w_ih, w_hh, reset_after)
+    cdef floating[::1] w_ih_t_v = w_ih_t
+    cdef floating[::1] w_hh_t_v = w_hh_t
+    cdef Py_ssize_t H = w_hh.shape[1]
+    _gru_forward_run(x, &w_ih_t_v[0], &w_hh_t_v[0], &w_hh_t_v[0] + _gru_rz_size(<floating>0, H),
+                     &bias_x[0], &b_hn[0], h0, reset_after, y, h_n, gates, H, n_threads)
+
+
+def gru_forward_packed(const floating[:, :, ::1] x, StepWeights weights,
+                       const floating[:, ::1] h0, floating[:, :, ::1] y, floating[:, ::1] h_n,
+                       floating[:, :, ::1] gates, int n_threads):
+    """:func:`gru_forward` on weights packed once (``weights`` from ``pack_layer("gru", ...)``,
+    biases and ``reset_after`` included); the other arguments as there. Raises StaleCacheError
+    when the weights were packed on another ISA level, ValueError when they do not fit ``x``."""
+    weights.check_forward(3, floating is float, x.shape[2])
+    _gru_forward_run(x, <const floating*>weights.w_ih_t, <const floating*>weights.w_hh_t,
+                     <const floating*>weights.w_extra, <const floating*>weights.bias,
+                     <const floating*>weights.b_hn, h0, weights.flag, y, h_n, gates, weights.H,
+                     n_threads)
+
+
+cdef inline Py_ssize_t _gru_rz_size(floating zero, Py_ssize_t H) noexcept nogil:
+    """Elements of packed ``[W_hr; W_hz]^T``, where W_hn^T starts (reset_after=False)."""
+    return packed_size(zero, H, 2 * H)
+
+
+cdef object _gru_packed(const floating[:, ::1] w_ih, const floating[:, ::1] w_hh, bint reset_after):
+    """``(W_ih^T, W_hh^T)`` packed in the forward's layouts, new 1-D arrays (element (i, j) of
+    ``W^T`` is ``W[j, i]``); ``w_ih`` is (3*H, D), ``w_hh`` (3*H, H). With reset_after=True
+    W_hh^T is packed whole (float32: by blocks of units, for the fused step); with False,
+    ``[W_hr; W_hz]^T`` then ``W_hn^T`` from element ``_gru_rz_size(H)`` on."""
+    cdef Py_ssize_t D = w_ih.shape[1], H = w_hh.shape[1]
+    cdef Py_ssize_t rz_size = _gru_rz_size(<floating>0, H)
+    dtype = np.float32 if floating is float else np.float64
+    w_ih_t = np.empty(packed_size(<floating>0, D, 3 * H), dtype=dtype)
+    w_hh_t = np.empty(max(rz_size + packed_size(<floating>0, H, H), pg_gates_packed_size(H, H, 3)),
+                      dtype=dtype)
+    cdef floating[::1] w_ih_t_v = w_ih_t
+    cdef floating[::1] w_hh_t_v = w_hh_t
+    if H == 0:
+        return w_ih_t, w_hh_t
+    with nogil:
+        if reset_after:
+            if floating is float:
+                pg_pack_gates_float(&w_hh[0, 0], H, H, 3, 1, H, &w_hh_t_v[0])
+            else:
+                pack(&w_hh[0, 0], H, 3 * H, 1, H, &w_hh_t_v[0])
+        else:
+            pack(&w_hh[0, 0], H, 2 * H, 1, H, &w_hh_t_v[0])
+            pack(&w_hh[0, 0] + 2 * H * H, H, H, 1, H, &w_hh_t_v[rz_size])
+        if D > 0:
+            pack(&w_ih[0, 0], D, 3 * H, 1, D, &w_ih_t_v[0])
+    return w_ih_t, w_hh_t
+
+
+cdef int _gru_forward_run(const floating[:, :, ::1] x, const floating* w_ih_t_packed,
+                          const floating* w_hh_t_packed, const floating* w_hn_t_p,
+                          const floating* bias_x_p, const floating* b_hn_p,
+                          const floating[:, ::1] h0, bint reset_after, floating[:, :, ::1] y,
+                          floating[:, ::1] h_n, floating[:, :, ::1] gates, Py_ssize_t H,
+                          int n_threads) except -1:
+    """The forward proper, on packed weights (:func:`_gru_packed`'s layouts; ``w_hn_t_p`` is
+    read with reset_after=False only)."""
+    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2]
     cdef Py_ssize_t[::1] pieces, spans
     cdef bint shared
     pieces, spans, shared = projection_spans(T, B, D, 4 * H, gates.shape[0])
@@ -434,35 +501,14 @@ def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     cdef int recur_threads = _threads_for(n_threads, n_chunks)
     cdef int column_threads = step_column_threads(B, H, 3, n_threads)
     dtype = np.asarray(y).dtype
-    # W_hh^T (reset_after=True) or [W_hr; W_hz]^T then W_hn^T (False), in one buffer
-    cdef Py_ssize_t rz_size = packed_size(<floating>0, H, 2 * H)
-    # float32 with reset_after=True packs W_hh^T by blocks of units instead (fused step)
-    cdef floating[::1] w_hh_t_packed = np.empty(
-        max(rz_size + packed_size(<floating>0, H, H), pg_gates_packed_size(H, H, 3)), dtype=dtype)
-    cdef floating[::1] w_ih_t_packed = np.empty(packed_size(<floating>0, D, 3 * H), dtype=dtype)
     cdef floating[::1] scratch = np.empty(max(B * 4 * H, 1), dtype=dtype)  # per chunk: 4 * rows * H
     cdef const floating* x_p = &x[0, 0, 0]
-    cdef const floating* w_ih_p = &w_ih[0, 0]
-    cdef const floating* w_hh_p = &w_hh[0, 0]
-    cdef const floating* bias_x_p = &bias_x[0]
-    cdef const floating* b_hn_p = &b_hn[0]
     cdef const floating* h0_p = &h0[0, 0]
     cdef floating* y_p = &y[0, 0, 0]
     cdef floating* h_n_p = &h_n[0, 0]
     cdef floating* gates_p = &gates[0, 0, 0]
-    cdef floating* w_hn_t_p = &w_hh_t_packed[rz_size]
     cdef const floating* h_prev
     with nogil:
-        # transposes, element (i, j) = W[j, i], packed once for all steps
-        if reset_after:
-            if floating is float:
-                pg_pack_gates_float(w_hh_p, H, H, 3, 1, H, &w_hh_t_packed[0])
-            else:
-                pack(w_hh_p, H, 3 * H, 1, H, &w_hh_t_packed[0])
-        else:
-            pack(w_hh_p, H, 2 * H, 1, H, &w_hh_t_packed[0])
-            pack(w_hh_p + 2 * H * H, H, H, 1, H, w_hn_t_p)
-        pack(w_ih_p, D, 3 * H, 1, D, &w_ih_t_packed[0])
         for s in range(spans.shape[0] - 1):  # one span of all steps, or one per block (inference)
             p0 = spans[s]
             p1 = spans[s + 1]
@@ -472,19 +518,20 @@ def gru_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
             # 1. input projection of the span's steps, one piece each: gates[..., :3H] =
             # x W_ih^T + bias_x, gates[0] holding step t0
             for k in prange(p0, p1, num_threads=project_threads, schedule='static'):
-                _gru_project(x_p, &w_ih_t_packed[0], bias_x_p, gates_p + (pieces[k] - t0) * B * 4 * H,
+                _gru_project(x_p, w_ih_t_packed, bias_x_p, gates_p + (pieces[k] - t0) * B * 4 * H,
                              B, D, H, pieces[k], pieces[k + 1])
             # 2. the recurrence over them, one batch chunk each, from h = y[t0 - 1] after the first
             h_prev = h0_p if t0 == 0 else y_p + (t0 - 1) * B * H
             if n_chunks == 1:  # no batch to cut: large layers share each step's columns instead
-                _gru_forward_loop(&w_hh_t_packed[0], w_hn_t_p, b_hn_p, h_prev, reset_after,
+                _gru_forward_loop(w_hh_t_packed, w_hn_t_p, b_hn_p, h_prev, reset_after,
                                   y_p + t0 * B * H, h_n_p, gates_p, &scratch[0], t1 - t0, B, H, 0,
                                   B, column_threads)
             else:
                 for k in prange(n_chunks, num_threads=recur_threads, schedule='static'):
-                    _gru_forward_loop(&w_hh_t_packed[0], w_hn_t_p, b_hn_p, h_prev, reset_after,
+                    _gru_forward_loop(w_hh_t_packed, w_hn_t_p, b_hn_p, h_prev, reset_after,
                                       y_p + t0 * B * H, h_n_p, gates_p, &scratch[chunks[k] * 4 * H],
                                       t1 - t0, B, H, chunks[k], chunks[k + 1], 1)
+    return 0
 
 
 def gru_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,

@@ -361,8 +361,63 @@ def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
         (inference) nothing is stored.
     n_threads : int
         IN. OpenMP threads; results do not depend on it.
+
+    The weights are packed into temporaries (:func:`_lstm_packed`) for this call only;
+    :func:`lstm_forward_packed` runs on weights packed once.
     """
-    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = w_hh.shape[1]
+    cdef object w_ih_t, w_hh_t
+    w_ih_t, w_hh_t = _lstm_packed(w_ih, w_hh)
+    cdef floating[::1] w_ih_t_v = w_ih_t
+    cdef floating[::1] w_hh_t_v = w_hh_t
+    _lstm_forward_run(x, &w_ih_t_v[0], &w_hh_t_v[0], &bias[0], h0, c0, y, h_n, c_n, gates, c_all,
+                      w_hh.shape[1], n_threads)
+
+
+def lstm_forward_packed(const floating[:, :, ::1] x, StepWeights weights,
+                        const floating[:, ::1] h0, const floating[:, ::1] c0,
+                        floating[:, :, ::1] y, floating[:, ::1] h_n, floating[:, ::1] c_n,
+                        floating[:, :, ::1] gates, floating[:, :, ::1] c_all, int n_threads):
+    """:func:`lstm_forward` on weights packed once (``weights`` from ``pack_layer("lstm", ...)``,
+    bias included); the other arguments as there. Raises StaleCacheError when the weights were
+    packed on another ISA level, ValueError when they do not fit ``x``."""
+    weights.check_forward(1, floating is float, x.shape[2])
+    _lstm_forward_run(x, <const floating*>weights.w_ih_t, <const floating*>weights.w_hh_t,
+                      <const floating*>weights.bias, h0, c0, y, h_n, c_n, gates, c_all,
+                      weights.H, n_threads)
+
+
+cdef object _lstm_packed(const floating[:, ::1] w_ih, const floating[:, ::1] w_hh):
+    """``(W_ih^T, W_hh^T)`` packed in the forward's layouts, new 1-D arrays: element (i, j)
+    of ``W^T`` is ``W[j, i]``; float32 packs W_hh^T by blocks of units for the fused step
+    (gates side by side). ``w_ih`` is (4*H, D), ``w_hh`` (4*H, H)."""
+    cdef Py_ssize_t D = w_ih.shape[1], H = w_hh.shape[1], G = LSTM_GATES * H
+    dtype = np.float32 if floating is float else np.float64
+    cdef Py_ssize_t w_hh_size = (pg_gates_packed_size(H, H, LSTM_GATES) if floating is float
+                                 else packed_size(<floating>0, H, G))
+    w_ih_t = np.empty(packed_size(<floating>0, D, G), dtype=dtype)
+    w_hh_t = np.empty(w_hh_size, dtype=dtype)
+    cdef floating[::1] w_ih_t_v = w_ih_t
+    cdef floating[::1] w_hh_t_v = w_hh_t
+    if G == 0:
+        return w_ih_t, w_hh_t
+    with nogil:
+        if floating is float:
+            pg_pack_gates_float(&w_hh[0, 0], H, H, LSTM_GATES, 1, H, &w_hh_t_v[0])
+        else:
+            pack(&w_hh[0, 0], H, G, 1, H, &w_hh_t_v[0])
+        if D > 0:
+            pack(&w_ih[0, 0], D, G, 1, D, &w_ih_t_v[0])
+    return w_ih_t, w_hh_t
+
+
+cdef int _lstm_forward_run(const floating[:, :, ::1] x, const floating* w_ih_t_packed,
+                           const floating* w_hh_t_packed, const floating* bias_p,
+                           const floating[:, ::1] h0, const floating[:, ::1] c0,
+                           floating[:, :, ::1] y, floating[:, ::1] h_n, floating[:, ::1] c_n,
+                           floating[:, :, ::1] gates, floating[:, :, ::1] c_all, Py_ssize_t H,
+                           int n_threads) except -1:
+    """The forward proper, on packed weights (:func:`_lstm_packed`'s layouts)."""
+    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2]
     cdef Py_ssize_t G = LSTM_GATES * H
     cdef bint keep_cells = c_all.shape[0] == T
     cdef Py_ssize_t[::1] pieces, spans
@@ -373,15 +428,7 @@ def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     cdef int project_threads
     cdef int recur_threads = _threads_for(n_threads, n_chunks)
     cdef int column_threads = step_column_threads(B, H, LSTM_GATES, n_threads)
-    # float32 packs W_hh^T by blocks of units for the fused step (gates side by side)
-    cdef Py_ssize_t w_hh_size = (pg_gates_packed_size(H, H, LSTM_GATES) if floating is float
-                                 else packed_size(<floating>0, H, G))
-    cdef floating[::1] w_hh_t_packed = np.empty(w_hh_size, dtype=np.asarray(y).dtype)
-    cdef floating[::1] w_ih_t_packed = np.empty(packed_size(<floating>0, D, G), dtype=np.asarray(y).dtype)
     cdef const floating* x_p = &x[0, 0, 0]
-    cdef const floating* w_ih_p = &w_ih[0, 0]
-    cdef const floating* w_hh_p = &w_hh[0, 0]
-    cdef const floating* bias_p = &bias[0]
     cdef const floating* h0_p = &h0[0, 0]
     cdef const floating* c0_p = &c0[0, 0]
     cdef floating* y_p = &y[0, 0, 0]
@@ -395,12 +442,6 @@ def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     if keep_cells and T > 0:
         c_all_p = &c_all[0, 0, 0]
     with nogil:
-        # W_hh^T (H, 4H), element (i, j) = W_hh[j, i], packed once for all steps
-        if floating is float:
-            pg_pack_gates_float(w_hh_p, H, H, LSTM_GATES, 1, H, &w_hh_t_packed[0])
-        else:
-            pack(w_hh_p, H, G, 1, H, &w_hh_t_packed[0])
-        pack(w_ih_p, D, G, 1, D, &w_ih_t_packed[0])  # W_ih^T: element (i, j) = W_ih[j, i]
         for s in range(spans.shape[0] - 1):  # one span of all steps, or one per block (inference)
             p0 = spans[s]
             p1 = spans[s + 1]
@@ -410,7 +451,7 @@ def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
             # 1. input projection of the span's steps, one piece each: gates = x W_ih^T + b,
             # gates[0] holding step t0
             for k in prange(p0, p1, num_threads=project_threads, schedule='static'):
-                _lstm_project(x_p, &w_ih_t_packed[0], bias_p, gates_p + (pieces[k] - t0) * B * G,
+                _lstm_project(x_p, w_ih_t_packed, bias_p, gates_p + (pieces[k] - t0) * B * G,
                               B, D, H, pieces[k], pieces[k + 1])
             # 2. the recurrence over them, one batch chunk each; between spans the state is
             # y[t0 - 1] and the cell state c_all[t0 - 1], or c_n where it runs (inference)
@@ -418,14 +459,15 @@ def lstm_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
             c_prev = c0_p if t0 == 0 else (c_all_p + (t0 - 1) * B * H if keep_cells else c_n_p)
             cells = c_all_p + t0 * B * H if keep_cells else NULL
             if n_chunks == 1:  # no batch to cut: large layers share each step's columns instead
-                _lstm_forward_loop(&w_hh_t_packed[0], h_prev, c_prev, y_p + t0 * B * H, h_n_p,
+                _lstm_forward_loop(w_hh_t_packed, h_prev, c_prev, y_p + t0 * B * H, h_n_p,
                                    c_n_p, gates_p, cells, keep_cells, t1 - t0, B, H, 0, B,
                                    column_threads)
             else:
                 for k in prange(n_chunks, num_threads=recur_threads, schedule='static'):
-                    _lstm_forward_loop(&w_hh_t_packed[0], h_prev, c_prev, y_p + t0 * B * H, h_n_p,
+                    _lstm_forward_loop(w_hh_t_packed, h_prev, c_prev, y_p + t0 * B * H, h_n_p,
                                        c_n_p, gates_p, cells, keep_cells, t1 - t0, B, H,
                                        chunks[k], chunks[k + 1], 1)
+    return 0
 
 
 def lstm_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,

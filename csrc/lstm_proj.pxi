@@ -168,9 +168,67 @@ def lstm_proj_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
         (inference) nothing is stored.
     n_threads : int
         IN. OpenMP threads; results do not depend on it.
+
+    The weights are packed into temporaries (:func:`_lstm_proj_packed`) for this call only;
+    :func:`lstm_proj_forward_packed` runs on weights packed once.
     """
-    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2]
-    cdef Py_ssize_t P = w_hr.shape[0], H = w_hr.shape[1], G = LSTM_GATES * H
+    cdef object w_ih_t, w_hh_t, w_hr_t
+    w_ih_t, w_hh_t, w_hr_t = _lstm_proj_packed(w_ih, w_hh, w_hr)
+    cdef floating[::1] w_ih_t_v = w_ih_t
+    cdef floating[::1] w_hh_t_v = w_hh_t
+    cdef floating[::1] w_hr_t_v = w_hr_t
+    _lstm_proj_forward_run(x, &w_ih_t_v[0], &w_hh_t_v[0], &w_hr_t_v[0], &bias[0], h0, c0, y, h_n,
+                           c_n, gates, c_all, m_all, w_hr.shape[1], w_hr.shape[0], n_threads)
+
+
+def lstm_proj_forward_packed(const floating[:, :, ::1] x, StepWeights weights,
+                             const floating[:, ::1] h0, const floating[:, ::1] c0,
+                             floating[:, :, ::1] y, floating[:, ::1] h_n, floating[:, ::1] c_n,
+                             floating[:, :, ::1] gates, floating[:, :, ::1] c_all,
+                             floating[:, :, ::1] m_all, int n_threads):
+    """:func:`lstm_proj_forward` on weights packed once (``weights`` from
+    ``pack_layer("lstm_proj", ...)``, bias included); the other arguments as there. Raises
+    StaleCacheError when the weights were packed on another ISA level, ValueError when they do
+    not fit ``x``."""
+    weights.check_forward(2, floating is float, x.shape[2])
+    _lstm_proj_forward_run(x, <const floating*>weights.w_ih_t, <const floating*>weights.w_hh_t,
+                           <const floating*>weights.w_extra, <const floating*>weights.bias, h0, c0,
+                           y, h_n, c_n, gates, c_all, m_all, weights.H, weights.P, n_threads)
+
+
+cdef object _lstm_proj_packed(const floating[:, ::1] w_ih, const floating[:, ::1] w_hh,
+                              const floating[:, ::1] w_hr):
+    """``(W_ih^T, W_hh^T, W_hr^T)`` packed for the GEMM, new 1-D arrays (element (i, j) of
+    ``W^T`` is ``W[j, i]``): ``w_ih`` is (4*H, D), ``w_hh`` (4*H, P), ``w_hr`` (P, H). No
+    fused step here: W_hh^T is packed plainly in float32 too."""
+    cdef Py_ssize_t D = w_ih.shape[1], P = w_hr.shape[0], H = w_hr.shape[1], G = LSTM_GATES * H
+    dtype = np.float32 if floating is float else np.float64
+    w_ih_t = np.empty(packed_size(<floating>0, D, G), dtype=dtype)
+    w_hh_t = np.empty(packed_size(<floating>0, P, G), dtype=dtype)
+    w_hr_t = np.empty(packed_size(<floating>0, H, P), dtype=dtype)
+    cdef floating[::1] w_ih_t_v = w_ih_t
+    cdef floating[::1] w_hh_t_v = w_hh_t
+    cdef floating[::1] w_hr_t_v = w_hr_t
+    if H == 0 or P == 0:
+        return w_ih_t, w_hh_t, w_hr_t
+    with nogil:
+        if D > 0:
+            pack(&w_ih[0, 0], D, G, 1, D, &w_ih_t_v[0])  # W_ih^T (D, 4H)
+        pack(&w_hh[0, 0], P, G, 1, P, &w_hh_t_v[0])  # W_hh^T (P, 4H)
+        pack(&w_hr[0, 0], H, P, 1, H, &w_hr_t_v[0])  # W_hr^T (H, P)
+    return w_ih_t, w_hh_t, w_hr_t
+
+
+cdef int _lstm_proj_forward_run(const floating[:, :, ::1] x, const floating* w_ih_t_packed,
+                                const floating* w_hh_t_packed, const floating* w_hr_t_packed,
+                                const floating* bias_p, const floating[:, ::1] h0,
+                                const floating[:, ::1] c0, floating[:, :, ::1] y,
+                                floating[:, ::1] h_n, floating[:, ::1] c_n,
+                                floating[:, :, ::1] gates, floating[:, :, ::1] c_all,
+                                floating[:, :, ::1] m_all, Py_ssize_t H, Py_ssize_t P,
+                                int n_threads) except -1:
+    """The forward proper, on packed weights (:func:`_lstm_proj_packed`'s layouts)."""
+    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], G = LSTM_GATES * H
     cdef bint keep_cells = c_all.shape[0] == T
     cdef bint keep_m = m_all.shape[0] == T
     cdef Py_ssize_t[::1] pieces, spans
@@ -182,16 +240,9 @@ def lstm_proj_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     cdef int recur_threads = _threads_for(n_threads, n_chunks)
     cdef int column_threads = step_column_threads(B, H, LSTM_GATES, n_threads)
     dtype = np.asarray(y).dtype
-    cdef floating[::1] w_ih_t_packed = np.empty(packed_size(<floating>0, D, G), dtype=dtype)
-    cdef floating[::1] w_hh_t_packed = np.empty(packed_size(<floating>0, P, G), dtype=dtype)
-    cdef floating[::1] w_hr_t_packed = np.empty(packed_size(<floating>0, H, P), dtype=dtype)
     # m_t of every chunk's rows when m_all keeps no step (inference)
     cdef floating[:, ::1] m_scratch = np.empty((1 if keep_m else max(B, 1), H), dtype=dtype)
     cdef const floating* x_p = &x[0, 0, 0]
-    cdef const floating* w_ih_p = &w_ih[0, 0]
-    cdef const floating* w_hh_p = &w_hh[0, 0]
-    cdef const floating* w_hr_p = &w_hr[0, 0]
-    cdef const floating* bias_p = &bias[0]
     cdef const floating* h0_p = &h0[0, 0]
     cdef const floating* c0_p = &c0[0, 0]
     cdef floating* y_p = &y[0, 0, 0]
@@ -209,10 +260,6 @@ def lstm_proj_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
     if keep_m and T > 0:
         m_all_p = &m_all[0, 0, 0]
     with nogil:
-        # transposes packed once for all steps: element (i, j) of W^T is W[j, i]
-        pack(w_ih_p, D, G, 1, D, &w_ih_t_packed[0])  # W_ih^T (D, 4H)
-        pack(w_hh_p, P, G, 1, P, &w_hh_t_packed[0])  # W_hh^T (P, 4H)
-        pack(w_hr_p, H, P, 1, H, &w_hr_t_packed[0])  # W_hr^T (H, P)
         for s in range(spans.shape[0] - 1):  # one span of all steps, or one per block (inference)
             p0 = spans[s]
             p1 = spans[s + 1]
@@ -222,7 +269,7 @@ def lstm_proj_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
             # 1. input projection of the span's steps, one piece each: gates = x W_ih^T + b,
             # gates[0] holding step t0
             for k in prange(p0, p1, num_threads=project_threads, schedule='static'):
-                _lstm_project(x_p, &w_ih_t_packed[0], bias_p, gates_p + (pieces[k] - t0) * B * G,
+                _lstm_project(x_p, w_ih_t_packed, bias_p, gates_p + (pieces[k] - t0) * B * G,
                               B, D, H, pieces[k], pieces[k + 1])
             # 2. the recurrence over them, one batch chunk each; between spans the state is
             # y[t0 - 1] and the cell state c_all[t0 - 1], or c_n where it runs (inference)
@@ -231,16 +278,17 @@ def lstm_proj_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
             cells = c_all_p + t0 * B * H if keep_cells else NULL
             ms = m_all_p + t0 * B * H if keep_m else NULL
             if n_chunks == 1:  # no batch to cut: large layers share each step's columns instead
-                _lstm_proj_forward_loop(&w_hh_t_packed[0], &w_hr_t_packed[0], h_prev, c_prev,
+                _lstm_proj_forward_loop(w_hh_t_packed, w_hr_t_packed, h_prev, c_prev,
                                         y_p + t0 * B * P, h_n_p, c_n_p, gates_p, cells, keep_cells,
                                         ms, keep_m, &m_scratch[0, 0], t1 - t0, B, H, P, 0, B,
                                         column_threads)
             else:
                 for k in prange(n_chunks, num_threads=recur_threads, schedule='static'):
-                    _lstm_proj_forward_loop(&w_hh_t_packed[0], &w_hr_t_packed[0], h_prev, c_prev,
+                    _lstm_proj_forward_loop(w_hh_t_packed, w_hr_t_packed, h_prev, c_prev,
                                             y_p + t0 * B * P, h_n_p, c_n_p, gates_p, cells,
                                             keep_cells, ms, keep_m, &m_scratch[0, 0], t1 - t0, B,
                                             H, P, chunks[k], chunks[k + 1], 1)
+    return 0
 
 
 def lstm_proj_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,

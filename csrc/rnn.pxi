@@ -203,38 +203,77 @@ def rnn_forward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,
         OUT. Hidden state after the last step.
     n_threads : int
         IN. OpenMP threads; results do not depend on it.
+
+    The weights are packed into temporaries (:func:`_rnn_packed`) for this call only;
+    :func:`rnn_forward_packed` runs on weights packed once.
     """
-    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2], H = w_hh.shape[0]
+    cdef object w_ih_t, w_hh_t
+    w_ih_t, w_hh_t = _rnn_packed(w_ih, w_hh)
+    cdef floating[::1] w_ih_t_v = w_ih_t
+    cdef floating[::1] w_hh_t_v = w_hh_t
+    _rnn_forward_run(x, &w_ih_t_v[0], &w_hh_t_v[0], &bias[0], h0, relu, y, h_n, w_hh.shape[0],
+                     n_threads)
+
+
+def rnn_forward_packed(const floating[:, :, ::1] x, StepWeights weights,
+                       const floating[:, ::1] h0, floating[:, :, ::1] y, floating[:, ::1] h_n,
+                       int n_threads):
+    """:func:`rnn_forward` on weights packed once (``weights`` from ``pack_layer("rnn", ...)``,
+    bias and nonlinearity included); the other arguments as there. Raises StaleCacheError when
+    the weights were packed on another ISA level, ValueError when they do not fit ``x``."""
+    weights.check_forward(0, floating is float, x.shape[2])
+    _rnn_forward_run(x, <const floating*>weights.w_ih_t, <const floating*>weights.w_hh_t,
+                     <const floating*>weights.bias, h0, weights.flag, y, h_n, weights.H,
+                     n_threads)
+
+
+cdef object _rnn_packed(const floating[:, ::1] w_ih, const floating[:, ::1] w_hh):
+    """``(W_ih^T, W_hh^T)`` packed for the GEMM, new 1-D arrays (element (i, j) of ``W^T`` is
+    ``W[j, i]``); ``w_ih`` is (H, D), ``w_hh`` (H, H)."""
+    cdef Py_ssize_t D = w_ih.shape[1], H = w_hh.shape[0]
+    dtype = np.float32 if floating is float else np.float64
+    w_ih_t = np.empty(packed_size(<floating>0, D, H), dtype=dtype)
+    w_hh_t = np.empty(packed_size(<floating>0, H, H), dtype=dtype)
+    cdef floating[::1] w_ih_t_v = w_ih_t
+    cdef floating[::1] w_hh_t_v = w_hh_t
+    if H == 0:
+        return w_ih_t, w_hh_t
+    with nogil:
+        pack(&w_hh[0, 0], H, H, 1, H, &w_hh_t_v[0])
+        if D > 0:
+            pack(&w_ih[0, 0], D, H, 1, D, &w_ih_t_v[0])
+    return w_ih_t, w_hh_t
+
+
+cdef int _rnn_forward_run(const floating[:, :, ::1] x, const floating* w_ih_t_packed,
+                          const floating* w_hh_t_packed, const floating* bias_p,
+                          const floating[:, ::1] h0, bint relu, floating[:, :, ::1] y,
+                          floating[:, ::1] h_n, Py_ssize_t H, int n_threads) except -1:
+    """The forward proper, on packed weights (:func:`_rnn_packed`'s layouts)."""
+    cdef Py_ssize_t T = x.shape[0], B = x.shape[1], D = x.shape[2]
     cdef Py_ssize_t[::1] blocks = time_blocks(T, B, D * H)
     cdef Py_ssize_t[::1] chunks = batch_chunks(B, H)
     cdef Py_ssize_t k, n_blocks = blocks.shape[0] - 1, n_chunks = chunks.shape[0] - 1
     cdef int project_threads = _threads_for(n_threads, n_blocks)
     cdef int recur_threads = _threads_for(n_threads, n_chunks)
     cdef int column_threads = step_column_threads(B, H, 1, n_threads)
-    cdef floating[::1] w_hh_t_packed = np.empty(packed_size(<floating>0, H, H), dtype=np.asarray(y).dtype)
-    cdef floating[::1] w_ih_t_packed = np.empty(packed_size(<floating>0, D, H), dtype=np.asarray(y).dtype)
     cdef const floating* x_p = &x[0, 0, 0]
-    cdef const floating* w_ih_p = &w_ih[0, 0]
-    cdef const floating* w_hh_p = &w_hh[0, 0]
-    cdef const floating* bias_p = &bias[0]
     cdef const floating* h0_p = &h0[0, 0]
     cdef floating* y_p = &y[0, 0, 0]
     cdef floating* h_n_p = &h_n[0, 0]
     with nogil:
-        # W_hh^T, element (i, j) = W_hh[j, i], packed once for all steps
-        pack(w_hh_p, H, H, 1, H, &w_hh_t_packed[0])
-        pack(w_ih_p, D, H, 1, D, &w_ih_t_packed[0])  # W_ih^T: element (i, j) = W_ih[j, i]
         # 1. input projection for every step: y = x W_ih^T + b
         for k in prange(n_blocks, num_threads=project_threads, schedule='static'):
-            _project(x_p, &w_ih_t_packed[0], bias_p, y_p, B, D, H, blocks[k], blocks[k + 1])
+            _project(x_p, w_ih_t_packed, bias_p, y_p, B, D, H, blocks[k], blocks[k + 1])
         # 2. the recurrence, one batch chunk for all steps
         if n_chunks == 1:  # no batch to cut: large layers share each step's columns instead
-            _forward_loop(&w_hh_t_packed[0], h0_p, relu, y_p, h_n_p, T, B, H, 0, B,
+            _forward_loop(w_hh_t_packed, h0_p, relu, y_p, h_n_p, T, B, H, 0, B,
                           column_threads)
         else:
             for k in prange(n_chunks, num_threads=recur_threads, schedule='static'):
-                _forward_loop(&w_hh_t_packed[0], h0_p, relu, y_p, h_n_p, T, B, H,
+                _forward_loop(w_hh_t_packed, h0_p, relu, y_p, h_n_p, T, B, H,
                               chunks[k], chunks[k + 1], 1)
+    return 0
 
 
 def rnn_backward(const floating[:, :, ::1] x, const floating[:, ::1] w_ih,

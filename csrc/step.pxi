@@ -13,8 +13,9 @@
 # arguments again and says what is wrong. The workspace (a few rows of gates) lives on the
 # stack, or in one malloc beyond STEP_STACK bytes.
 #
-# Sizes of packed buffers come from packed_gemm.pxd (packed_size, pg_gates_packed_size):
-# panel widths are the GEMM's business.
+# The packing is the forward kernels' own (_rnn_packed, _lstm_packed, _lstm_proj_packed,
+# _gru_packed in the cells' .pxi files): pack_layer packs once into a StepWeights, which
+# both the step and the forward on packed weights (rnn_forward_packed, ...) run on.
 
 from cpython.buffer cimport (PyBUF_C_CONTIGUOUS, PyBUF_FORMAT, PyBUF_WRITABLE, PyBuffer_Release,
                              PyObject_GetBuffer)
@@ -30,45 +31,54 @@ cdef enum:
     STEP_MAX_ARRAYS = 6
 
 
-def step_packed_length(bint single, Py_ssize_t k, Py_ssize_t n):
-    """Elements of a packed (k, n) matrix, as :func:`step_pack_transposed` writes it.
+def pack_layer(str cell, w_ih, w_hh, bias, *, w_hr=None, b_hn=None, bint flag=False):
+    """A layer's weights packed once in the forward kernels' layouts, for the step and the
+    forward (``*_forward_packed``): the very packing each forward does per call on arrays.
 
     Parameters
     ----------
-    single : bool
-        float32 (``True``) or float64.
-    k, n : int
+    cell : {"rnn", "lstm", "lstm_proj", "gru"}
+    w_ih, w_hh : ndarray
+        As the cell's forward kernel takes them (C-contiguous, float32 or float64).
+    bias : ndarray of shape (G*H,)
+        ``b_ih + b_hh`` (the GRU: ``bias_x``), kept by reference.
+    w_hr : ndarray of shape (P, H), optional
+        The projection (``"lstm_proj"``).
+    b_hn : ndarray of shape (H,), optional
+        The GRU's ``b_hh_n``, kept by reference.
+    flag : bool
+        ``relu`` for the RNN, ``reset_after`` for the GRU.
 
     Returns
     -------
-    int
+    StepWeights
     """
-    return packed_size(<float>0, k, n) if single else packed_size(<double>0, k, n)
-
-
-def step_gates_packed_length(Py_ssize_t k, Py_ssize_t H, int gates):
-    """Elements of a (k, gates*H) float32 matrix packed by gate blocks (:func:`step_pack_gates`)."""
-    return pg_gates_packed_size(k, H, gates)
-
-
-def step_pack_transposed(const floating[:, ::1] w, floating[::1] out):
-    """Pack ``W^T`` for the GEMM: ``w`` of shape (n, k), ``out`` of
-    ``step_packed_length(.., k, n)`` elements (the forward kernels' packing of W_ih^T, W_hh^T)."""
-    cdef Py_ssize_t n = w.shape[0], k = w.shape[1]
-    if n == 0 or k == 0 or out.shape[0] == 0:
-        return
-    with nogil:
-        pack(&w[0, 0], k, n, 1, k, &out[0])
-
-
-def step_pack_gates(const float[:, ::1] w, int gates, float[::1] out):
-    """Pack ``W^T`` (``w`` of shape (gates*H, k)) by blocks of units, the gates of each unit side
-    by side, for the fused float32 steps (as lstm.pxi and gru.pxi pack W_hh^T)."""
-    cdef Py_ssize_t k = w.shape[1], H = w.shape[0] // gates
-    if H == 0 or k == 0 or out.shape[0] == 0:
-        return
-    with nogil:
-        pg_pack_gates_float(&w[0, 0], k, H, gates, 1, k, &out[0])
+    cdef bint single = w_ih.dtype == np.float32
+    cdef Py_ssize_t D = w_ih.shape[1], H, P
+    arrays = {"bias": bias}
+    if cell == "rnn":
+        H = P = w_hh.shape[0]
+        packed = _rnn_packed[float](w_ih, w_hh) if single else _rnn_packed[double](w_ih, w_hh)
+    elif cell == "lstm":
+        H = P = w_hh.shape[1]
+        packed = _lstm_packed[float](w_ih, w_hh) if single else _lstm_packed[double](w_ih, w_hh)
+    elif cell == "lstm_proj":
+        P, H = w_hr.shape[0], w_hr.shape[1]
+        packed = (_lstm_proj_packed[float](w_ih, w_hh, w_hr) if single
+                  else _lstm_proj_packed[double](w_ih, w_hh, w_hr))
+        arrays["w_hr_t"] = packed[2]
+    elif cell == "gru":
+        H = P = w_hh.shape[1]
+        packed = (_gru_packed[float](w_ih, w_hh, flag) if single
+                  else _gru_packed[double](w_ih, w_hh, flag))
+        arrays["b_hn"] = b_hn
+        # W_hn^T follows [W_hr; W_hz]^T in the same buffer (reset_after=False reads it)
+        arrays["w_hn_t"] = packed[1][(_gru_rz_size[float](0, H) if single
+                                      else _gru_rz_size[double](0, H)):]
+    else:
+        raise ValueError(f"unknown cell {cell!r}")
+    arrays["w_ih_t"], arrays["w_hh_t"] = packed[0], packed[1]
+    return StepWeights(cell, arrays, D, H, P, flag)
 
 
 # ---- the steps: the forward kernels' step t = 0 for all rows, one thread
@@ -234,6 +244,21 @@ cdef class StepWeights:
         self.bias = self._pointer(arrays["bias"])
         self.b_hn = self._pointer(arrays.get("b_hn"))
 
+    cpdef check_level(self):
+        """Raise StaleCacheError unless the ISA level that packed these weights runs now."""
+        if pg_get_level() != self.level:  # panel widths differ between levels
+            raise StaleCacheError(
+                f"these weights were packed for the {pg_level_name(self.level).decode()} kernels, "
+                f"and the {pg_level_name(pg_get_level()).decode()} kernels run now "
+                "(fastrnn._cy.set_isa_level): pack them again")
+
+    cdef int check_forward(self, int kind, bint single, Py_ssize_t D) except -1:
+        """For a forward kernel of cell ``kind`` on ``single`` (float32) data with D inputs."""
+        self.check_level()
+        if kind != self.kind or single != self.single or D != self.D:
+            raise ValueError("packed weights of another cell, dtype or input size")
+        return 0
+
     cdef const char* _pointer(self, object array):
         if array is None:
             return NULL
@@ -249,11 +274,7 @@ cdef class StepWeights:
         cdef Py_ssize_t B, D = self.D, H = self.H, P = self.P
         cdef bint single = self.single, gated = self.kind == 1 or self.kind == 2
         cdef size_t size = 4 if single else 8
-        if pg_get_level() != self.level:  # panel widths differ between levels
-            raise StaleCacheError(
-                f"these weights were packed for the {pg_level_name(self.level).decode()} kernels, "
-                f"and the {pg_level_name(pg_get_level()).decode()} kernels run now "
-                "(fastrnn._cy.set_isa_level): pack them again")
+        self.check_level()
         cdef char* x_p = calls.take(x, False, single, -1, D)
         B = calls.views[0].shape[0]
         cdef char* h_p = calls.take(h, False, single, B, P)

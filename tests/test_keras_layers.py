@@ -65,6 +65,10 @@ def check_gradients(layer, x, mask=None, initial_state=None, reseed=None, seed=0
     dx = layer.backward(weights if isinstance(outputs, list) else weights[0])
 
     def loss():
+        # central_differences writes into the weights' arrays: say so, as code writing into
+        # ``data`` must (recurrent layers keep their weights packed, Parameter.version)
+        for parameter in layer.weights:
+            parameter.mark_changed()
         return sum(float(np.sum(o * w)) for o, w in zip(as_list(forward()), weights))
 
     targets = [(f"weight {i} {p.shape}", p.data, p.grad) for i, p in enumerate(layer.weights)]

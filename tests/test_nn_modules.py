@@ -35,6 +35,10 @@ def test_parameter_gradients_equal_finite_differences(cell):
     w, v = loss_and_gradient_directions(module, x, lengths, rng)
 
     def loss():
+        # central_differences writes into the parameters' arrays: say so, as code writing
+        # into ``data`` must (the module keeps its weights packed, Parameter.version)
+        for parameter in module.parameters():
+            parameter.mark_changed()
         with fnn.no_grad():
             output, state = module(x, lengths=lengths)
         h_n = state[0] if isinstance(state, tuple) else state

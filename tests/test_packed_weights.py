@@ -227,3 +227,107 @@ def test_parameter_version_counts_writes():
     assert p.version == v + 3
     copy = pickle.loads(pickle.dumps(p))
     assert np.array_equal(copy.data, p.data)
+
+
+# ---- the forward of nn modules and Keras layers on packed weights: every write path repacks
+
+def _fresh_nn_output(module, name, x):
+    """The output of a newly built module with ``module``'s current weights (nothing packed
+    before: an independent computation)."""
+    fresh = getattr(fastrnn.nn, name)(D, H, num_layers=2, bidirectional=True, seed=9)
+    fresh.load_state_dict(module.state_dict())
+    with fastrnn.nn.no_grad():
+        return fresh(x)[0]
+
+
+@pytest.mark.parametrize("name", ["RNN", "LSTM", "GRU"])
+def test_module_forward_follows_every_write_path(name):
+    from fastrnn.optim import SGD, Adam, RMSprop
+
+    module = getattr(fastrnn.nn, name)(D, H, num_layers=2, bidirectional=True, seed=0)
+    x = np.random.default_rng(7).uniform(-1, 1, (T, B, D)).astype(np.float32)
+
+    def output():
+        with fastrnn.nn.no_grad():
+            return module(x)[0]
+
+    previous = output()
+    packed = module._packed_weights(1, 1)
+    output()
+    assert module._packed_weights(1, 1) is packed  # unchanged parameters: no repacking
+
+    def check(path):
+        nonlocal previous
+        got = output()
+        assert not np.array_equal(got, previous), f"{path}: the weights did not change"
+        assert np.array_equal(got, _fresh_nn_output(module, name, x)), f"{path}: stale packed weights"
+        previous = got
+
+    for optimizer in (SGD, Adam, RMSprop):
+        module(x)  # a training forward and backward, then the optimizer's step
+        module.backward(np.ones_like(previous))
+        optimizer(module.parameters(), lr=0.05).step()
+        check(optimizer.__name__)
+    other = getattr(fastrnn.nn, name)(D, H, num_layers=2, bidirectional=True, seed=1)
+    module.load_state_dict(other.state_dict())
+    check("load_state_dict")
+    module.weight_hh_l1_reverse.data = module.weight_hh_l1_reverse.data * 0.5
+    check("assigning data")
+    module.weight_ih_l0 = Parameter(module.weight_ih_l0.data[::-1].copy())
+    check("replacing a parameter")
+    module.bias_hh_l1.data[...] += 0.25  # an in-place write fastrnn cannot see...
+    module.bias_hh_l1.mark_changed()  # ...is announced
+    check("mark_changed")
+
+
+def _keras_model(cell, seed):
+    from fastrnn import keras
+    from fastrnn.keras import layers
+
+    layer = getattr(layers, cell)(H, return_sequences=True, seed=seed)
+    model = keras.Sequential([keras.Input((T, D)), layers.Bidirectional(layer),
+                              getattr(layers, cell)(H, seed=seed + 1)])
+    model.compile(loss="mse", optimizer="adam")
+    return model
+
+
+def _fresh_keras_output(model, cell, x):
+    fresh = _keras_model(cell, 9)
+    fresh.set_weights(model.get_weights())
+    return fresh.predict(x, verbose=0)
+
+
+@pytest.mark.parametrize("cell", ["SimpleRNN", "LSTM", "GRU"])
+def test_keras_forward_follows_every_write_path(cell, tmp_path):
+    from fastrnn import keras
+
+    model = _keras_model(cell, 0)
+    rng = np.random.default_rng(8)
+    x = rng.uniform(-1, 1, (B, T, D)).astype(np.float32)
+    target = rng.uniform(-1, 1, (B, H)).astype(np.float32)
+    previous = model.predict(x, verbose=0)
+    layer = model.layers[-1]
+    packed = layer._packed_weights()
+    model.predict(x, verbose=0)
+    assert layer._packed_weights() is packed  # unchanged weights: no repacking
+
+    def check(path, got=None):
+        nonlocal previous
+        got = model.predict(x, verbose=0) if got is None else got
+        assert not np.array_equal(got, previous), f"{path}: the weights did not change"
+        assert np.array_equal(got, _fresh_keras_output(model, cell, x)), f"{path}: stale packed weights"
+        previous = got
+
+    model.train_on_batch(x, target)  # the Keras optimizer's step
+    check("train_on_batch")
+    model.set_weights([w * 0.5 for w in model.get_weights()])
+    check("set_weights")
+    layer.recurrent_kernel.data = layer.recurrent_kernel.data[::-1].copy()
+    check("assigning data")
+    model.save(tmp_path / "model.keras")
+    loaded = keras.load_model(tmp_path / "model.keras")
+    assert np.array_equal(loaded.predict(x, verbose=0), previous), "load_model"
+    loaded.predict(x, verbose=0)  # packed now; loading new weights into it must repack
+    loaded.set_weights([w + 0.125 for w in loaded.get_weights()])
+    model.set_weights(loaded.get_weights())
+    check("set_weights after a forward", loaded.predict(x, verbose=0))

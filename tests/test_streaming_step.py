@@ -7,6 +7,7 @@ import pytest
 
 import fastrnn
 from fastrnn.functional._lstm_proj import lstm_proj_forward
+from conftest import isa_levels, isa_variants, require_backend
 from helpers import assert_close
 from tolerances import BACKEND_VS_REFERENCE, INVARIANT
 
@@ -257,3 +258,67 @@ def test_threads_share_a_packed_object():
         results = list(pool.map(run, range(4)))
     for got, want in zip(results, expected):
         assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+
+
+def forward_packed(cell, packed, x, state, backend):
+    """The forward function on ``x`` with a packed-weights object: (y, final state)."""
+    _, _, function, options = CELLS[cell]
+    if cell.startswith("lstm"):
+        y, finals, _ = function(x, packed, h0=state[0], c0=state[1], backend=backend,
+                                requires_grad=False, **options)
+    else:
+        y, finals, _ = function(x, packed, h0=state, backend=backend, requires_grad=False, **options)
+    return y, finals
+
+
+#: The Cython backend on every ISA level this CPU supports (conftest's _isa_level sets it).
+CYTHON_LEVELS = [pytest.param(backend, id=name) for backend, name in isa_variants("cython")]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cell", sorted(CELLS))
+@pytest.mark.parametrize("backend", CYTHON_LEVELS)
+def test_cython_step_and_packed_forward_on_every_isa_level(cell, dtype, backend):
+    """On each level: the step equals the forward on T = 1, a loop of steps equals T = 1
+    forwards, and the forward on packed weights equals the forward on arrays, bit for bit."""
+    require_backend("cython")
+    w, state = weights(cell, dtype), states(cell, dtype)
+    x = inputs(dtype, T)
+    packed = pack(cell, w, backend)
+    context = f"{cell} {np.dtype(dtype)} {backend}"
+    y, finals = forward(cell, w, x, state, backend)
+    y_p, finals_p = forward_packed(cell, packed, x, state, backend)
+    for got, expected in zip([y_p, *as_list(finals_p)], [y, *as_list(finals)]):
+        assert np.array_equal(got, expected), f"{context}: packed forward differs from arrays"
+    carried, carried_fw = state, state
+    for t in range(T):
+        y_t, carried = packed.step(x[t], carried)
+        y_fw, carried_fw = forward(cell, w, x[t:t + 1], carried_fw, backend)
+        assert np.array_equal(y_t, y_fw[0]), f"{context}: step {t} differs from the T=1 forward"
+    for got, expected in zip(as_list(carried), as_list(carried_fw)):
+        assert np.array_equal(got, expected), f"{context}: final states differ"
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru_after"])
+def test_weights_packed_on_another_isa_level_are_refused(cell):
+    """The buffers' layout depends on the level: the step and the forward refuse them."""
+    require_backend("cython")
+    from fastrnn import _cy
+
+    levels = isa_levels()
+    if len(levels) < 2:
+        pytest.skip("this CPU supports one ISA level")
+    w, state, x = weights(cell, np.float32), states(cell, np.float32), inputs(np.float32)
+    packed = pack(cell, w, "cython")
+    before, why = _cy.isa_level()
+    _cy.set_isa_level(levels[-1], reason="set by the test suite")
+    try:
+        with pytest.raises(fastrnn.StaleCacheError, match="pack them again"):
+            packed.step(x[0], state)
+        with pytest.raises(fastrnn.StaleCacheError, match="pack them again"):
+            forward_packed(cell, packed, x, state, "cython")
+        # packed again on this level, they run, as the arrays do
+        y, _ = forward_packed(cell, pack(cell, w, "cython"), x, state, "cython")
+        assert np.array_equal(y, forward(cell, w, x, state, "cython")[0])
+    finally:
+        _cy.set_isa_level(before, reason=why)

@@ -18,9 +18,11 @@ class Parameter:
 
     ``version`` counts the writes fastrnn makes: assigning ``data`` (which the
     optimizers' ``param.data -= ...`` does), loading (``load_state_dict``,
-    ``set_weights``) and the Keras optimizers' updates. What keeps weights packed
-    for a module (its :meth:`step`) repacks when it changes. Code that writes into
-    ``data`` in place by other means calls :meth:`mark_changed` afterwards.
+    ``set_weights``) and the Keras optimizers' updates. The recurrent modules and
+    Keras layers keep their weights packed (for ``forward``, ``call`` and ``step``)
+    and repack when it changes, so code that writes into ``data`` in place by other
+    means (``p.data[...] = v``) calls :meth:`mark_changed` afterwards, or the next
+    forward still runs on the old values.
 
     Parameters
     ----------

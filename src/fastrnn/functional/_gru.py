@@ -70,8 +70,8 @@ def gru_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, *, reset_afte
     w_ih : array_like of shape (3*H, D), or PackedGRU
         Input-to-hidden weights, blocks ``r, z, n`` (PyTorch's ``weight_ih_l0``); or every
         weight packed by :func:`fastrnn.pack_gru`, with ``w_hh``, ``b_ih`` and ``b_hh`` omitted
-        (the kernels then run on its arrays, packing them per call as for arrays; a later
-        version reuses its packed buffers).
+        (the Cython kernels then run on its packed buffers, with no packing per call; weights
+        packed under another ISA level raise StaleCacheError: pack them again).
     w_hh : array_like of shape (3*H, H)
         Hidden-to-hidden weights (``weight_hh_l0``).
     b_ih, b_hh : array_like of shape (3*H,), optional
@@ -109,6 +109,7 @@ def gru_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, *, reset_afte
     cache : GRUCache or None
         ``None`` when ``requires_grad`` is false.
     """
+    packed = None
     if isinstance(w_ih, PackedWeights):
         packed = w_ih
         w_ih, w_hh, b_ih, b_hh = packed.forward_weights(
@@ -122,7 +123,8 @@ def gru_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, *, reset_afte
     check_n_threads(n_threads)
     requires_grad = check_bool("requires_grad", requires_grad)
     backend_name, kernels = _backends.resolve(backend, kernel="gru_forward")
-    layer = Layer(x, w_ih, w_hh, b_ih, b_hh, [("h0", h0)], spec=GRU, batch_first=batch_first)
+    layer = Layer(x, w_ih, w_hh, b_ih, b_hh, [("h0", h0)], spec=GRU, batch_first=batch_first,
+                  weights_checked=packed is not None)
     T, B, H = layer.T, layer.B, layer.H
     h0 = layer.states[0]
     ends = row_ends(ends, T, B)
@@ -134,7 +136,10 @@ def gru_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, *, reset_afte
     gates = np.empty((projection_workspace_steps(T, B, layer.x.shape[2], W, requires_grad), B, W),
                      layer.dtype)
     (h_n,) = layer.final_state_arrays([h0])
-    if layer.has_steps:
+    buffers = None if packed is None else packed.forward_buffers(backend_name)
+    if layer.has_steps and buffers is not None:  # packed once: no packing per call
+        kernels.gru_forward_packed(layer.x, buffers, h0, y, h_n, gates, threads)
+    elif layer.has_steps:
         bias_x, b_hn = gru_biases(layer.b_ih, layer.b_hh, H, layer.dtype)
         kernels.gru_forward(layer.x, layer.w_ih, layer.w_hh, bias_x, b_hn, h0, reset_after, y, h_n, gates,
                             threads)

@@ -40,6 +40,9 @@ class Layer:
     spec : CellSpec
         The cell (gate count and name come from the cell table).
     batch_first : bool
+    weights_checked : bool
+        The weights come from a packed-weights object, which checked them for NaN and
+        infinity: only the states are checked.
 
     Attributes
     ----------
@@ -51,7 +54,7 @@ class Layer:
         Initial states (zeros where the caller gave none).
     """
 
-    def __init__(self, x, w_ih, w_hh, b_ih, b_hh, states, *, spec, batch_first):
+    def __init__(self, x, w_ih, w_hh, b_ih, b_hh, states, *, spec, batch_first, weights_checked=False):
         gates, cell = spec.gates, spec.torch_name
         batch_first = check_bool("batch_first", batch_first)
         named = [("x", as_float_array("x", x)), ("w_ih", as_float_array("w_ih", w_ih)),
@@ -87,7 +90,9 @@ class Layer:
             if name in arrays:
                 check_ndim(name, arrays[name], 2, "(B, H)")
                 check_shape(name, arrays[name], (B, H), f"B = {B} batch rows of x, H = {H} hidden units")
-        for name in ("w_ih", "w_hh", "b_ih", "b_hh", *(name for name, _ in states)):
+        # packed weights were checked when packed; only the states are new
+        weights = () if weights_checked else ("w_ih", "w_hh", "b_ih", "b_hh")
+        for name in (*weights, *(name for name, _ in states)):
             if name in arrays:
                 check_finite(name, arrays[name])
 

@@ -50,8 +50,9 @@ def lstm_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, c0=None, *, 
     w_ih : array_like of shape (4*H, D), or PackedLSTM
         Input-to-hidden weights (PyTorch's ``weight_ih_l0``); or every weight packed by
         :func:`fastrnn.pack_lstm` (without ``w_hr``), with ``w_hh``, ``b_ih`` and ``b_hh``
-        omitted (the kernels then run on its arrays, packing them per call as for arrays;
-        a later version reuses its packed buffers).
+        omitted: the Cython kernels then run on its packed buffers (no packing per call;
+        weights packed under another ISA level raise StaleCacheError, pack them again),
+        the other backends on its arrays.
     w_hh : array_like of shape (4*H, H)
         Hidden-to-hidden weights (``weight_hh_l0``).
     b_ih, b_hh : array_like of shape (4*H,), optional
@@ -90,7 +91,9 @@ def lstm_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, c0=None, *, 
     cache : LSTMCache or None
         ``None`` when ``requires_grad`` is false.
     """
+    packed = None
     if isinstance(w_ih, PackedWeights):
+        packed = w_ih
         weights = w_ih.forward_weights("lstm_forward", "pack_lstm",
                                        {"w_hh": w_hh, "b_ih": b_ih, "b_hh": b_hh})
         if weights.get("w_hr") is not None:
@@ -101,7 +104,7 @@ def lstm_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, c0=None, *, 
     requires_grad = check_bool("requires_grad", requires_grad)
     backend_name, kernels = _backends.resolve(backend, kernel="lstm_forward")
     layer = Layer(x, w_ih, w_hh, b_ih, b_hh, [("h0", h0), ("c0", c0)], spec=LSTM,
-                  batch_first=batch_first)
+                  batch_first=batch_first, weights_checked=packed is not None)
     T, B, H = layer.T, layer.B, layer.H
     h0, c0 = layer.states
     ends = row_ends(ends, T, B)
@@ -115,7 +118,10 @@ def lstm_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, c0=None, *, 
     # the kernels store the cell state of every step only when given room for it
     c_all = np.empty((T if requires_grad or ends is not None else 0, B, H), layer.dtype)
     h_n, c_n = layer.final_state_arrays([h0, c0])
-    if layer.has_steps:
+    buffers = None if packed is None else packed.forward_buffers(backend_name)
+    if layer.has_steps and buffers is not None:  # packed once: no packing per call
+        kernels.lstm_forward_packed(layer.x, buffers, h0, c0, y, h_n, c_n, gates, c_all, threads)
+    elif layer.has_steps:
         kernels.lstm_forward(layer.x, layer.w_ih, layer.w_hh, layer.summed_bias(), h0, c0,
                              y, h_n, c_n, gates, c_all, threads)
     if ends is not None:

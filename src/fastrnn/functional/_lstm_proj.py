@@ -63,7 +63,7 @@ class _ProjLayer:
     has_steps = Layer.has_steps
     final_state_arrays = Layer.final_state_arrays
 
-    def __init__(self, x, w_ih, w_hh, w_hr, b_ih, b_hh, h0, c0):
+    def __init__(self, x, w_ih, w_hh, w_hr, b_ih, b_hh, h0, c0, weights_checked=False):
         # the weights are required (as_float_array refuses None); biases and states are optional
         named = [(name, as_float_array(name, value))
                  for name, value in [("x", x), ("w_ih", w_ih), ("w_hh", w_hh), ("w_hr", w_hr)]]
@@ -101,7 +101,9 @@ class _ProjLayer:
         if "c0" in arrays:
             check_ndim("c0", arrays["c0"], 2, "(B, H)")
             check_shape("c0", arrays["c0"], (B, H), f"B = {B} batch rows of x, H = {H} columns of w_hr")
-        for name in ("w_ih", "w_hh", "w_hr", "b_ih", "b_hh", "h0", "c0"):
+        # packed weights (weights_checked) were checked when packed
+        weights = () if weights_checked else ("w_ih", "w_hh", "w_hr", "b_ih", "b_hh")
+        for name in (*weights, "h0", "c0"):
             if name in arrays:
                 check_finite(name, arrays[name])
 
@@ -153,8 +155,9 @@ def lstm_proj_forward(x, w_ih, w_hh=None, w_hr=None, b_ih=None, b_hh=None, h0=No
     w_ih : array_like of shape (4*H, D), or PackedLSTM
         Input-to-hidden weights, blocks ``i, f, g, o`` (PyTorch's ``weight_ih_l0``); or every
         weight packed by ``fastrnn.pack_lstm(..., w_hr=...)``, with ``w_hh``, ``w_hr``,
-        ``b_ih`` and ``b_hh`` omitted (the kernels then run on its arrays, packing them per
-        call as for arrays).
+        ``b_ih`` and ``b_hh`` omitted (the Cython kernels then run on its packed buffers,
+        with no packing per call; weights packed under another ISA level raise
+        StaleCacheError: pack them again).
     w_hh : array_like of shape (4*H, P)
         Hidden-to-hidden weights from the projected state (``weight_hh_l0``).
     w_hr : array_like of shape (P, H)
@@ -203,7 +206,9 @@ def lstm_proj_forward(x, w_ih, w_hh=None, w_hr=None, b_ih=None, b_hh=None, h0=No
     NonFiniteError
         For NaN or infinity in a weight or an initial state.
     """
+    packed = None
     if isinstance(w_ih, PackedWeights):
+        packed = w_ih
         weights = w_ih.forward_weights("lstm_proj_forward", "pack_lstm",
                                        {"w_hh": w_hh, "w_hr": w_hr, "b_ih": b_ih, "b_hh": b_hh})
         if weights.get("w_hr") is None:
@@ -213,7 +218,7 @@ def lstm_proj_forward(x, w_ih, w_hh=None, w_hr=None, b_ih=None, b_hh=None, h0=No
     check_n_threads(n_threads)
     requires_grad = check_bool("requires_grad", requires_grad)
     backend_name, kernels = _backends.resolve(backend, kernel="lstm_proj_forward")
-    layer = _ProjLayer(x, w_ih, w_hh, w_hr, b_ih, b_hh, h0, c0)
+    layer = _ProjLayer(x, w_ih, w_hh, w_hr, b_ih, b_hh, h0, c0, weights_checked=packed is not None)
     T, B, H, P = layer.T, layer.B, layer.H, layer.P
     threads = layer.n_threads(n_threads)
     ends = row_ends(ends, T, B)  # states at each row's end: see lstm_forward
@@ -227,7 +232,11 @@ def lstm_proj_forward(x, w_ih, w_hh=None, w_hr=None, b_ih=None, b_hh=None, h0=No
     c_all = np.empty((T if requires_grad or ends is not None else 0, B, H), layer.dtype)
     m_all = np.empty((kept, B, H), layer.dtype)
     h_n, c_n = layer.final_state_arrays([layer.h0, layer.c0])
-    if layer.has_steps:
+    buffers = None if packed is None else packed.forward_buffers(backend_name)
+    if layer.has_steps and buffers is not None:  # packed once: no packing per call
+        kernels.lstm_proj_forward_packed(layer.x, buffers, layer.h0, layer.c0, y, h_n, c_n, gates,
+                                         c_all, m_all, threads)
+    elif layer.has_steps:
         kernels.lstm_proj_forward(layer.x, layer.w_ih, layer.w_hh, layer.w_hr, layer.summed_bias(),
                                   layer.h0, layer.c0, y, h_n, c_n, gates, c_all, m_all, threads)
     if ends is not None:

@@ -46,3 +46,10 @@ class PackedWeights:
                     f"every weight); got {type(value).__name__}. Pass the initial states by keyword "
                     f"({function}(x, packed, h0=...))")
         return self.weights
+
+    def forward_buffers(self, backend):
+        """The packed buffers a forward function running on ``backend`` passes its kernel,
+        or None when it runs on the arrays (:meth:`forward_weights`): the Cython kernels take
+        the buffers of weights packed for the Cython backend; the Numba and Python kernels
+        pack nothing."""
+        return self._kernel if backend == "cython" == self.backend else None

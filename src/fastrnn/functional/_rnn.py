@@ -44,9 +44,9 @@ def rnn_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, *, nonlineari
         Input sequence.
     w_ih : array_like of shape (H, D), or PackedRNN
         Input-to-hidden weights (PyTorch's ``weight_ih_l0``); or every weight packed by
-        :func:`fastrnn.pack_rnn`, with ``w_hh``, ``b_ih`` and ``b_hh`` omitted (the kernels
-        then run on its arrays, packing them per call as for arrays; a later version reuses
-        its packed buffers).
+        :func:`fastrnn.pack_rnn`, with ``w_hh``, ``b_ih`` and ``b_hh`` omitted (the Cython
+        kernels then run on its packed buffers, with no packing per call; weights packed
+        under another ISA level raise StaleCacheError: pack them again).
     w_hh : array_like of shape (H, H)
         Hidden-to-hidden weights (``weight_hh_l0``).
     b_ih, b_hh : array_like of shape (H,), optional
@@ -86,6 +86,7 @@ def rnn_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, *, nonlineari
     :mod:`fastrnn._validation` for the dtype rule (float32 stays float32,
     float64 stays float64, float16 computes in float32, mixes are an error).
     """
+    packed = None
     if isinstance(w_ih, PackedWeights):
         packed = w_ih
         w_ih, w_hh, b_ih, b_hh = packed.forward_weights(
@@ -99,7 +100,8 @@ def rnn_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, *, nonlineari
     check_n_threads(n_threads)
     requires_grad = check_bool("requires_grad", requires_grad)
     backend_name, kernels = _backends.resolve(backend)
-    layer = Layer(x, w_ih, w_hh, b_ih, b_hh, [("h0", h0)], spec=RNN, batch_first=batch_first)
+    layer = Layer(x, w_ih, w_hh, b_ih, b_hh, [("h0", h0)], spec=RNN, batch_first=batch_first,
+                  weights_checked=packed is not None)
     T, B, H = layer.T, layer.B, layer.H
     h0 = layer.states[0]
     ends = row_ends(ends, T, B)
@@ -107,7 +109,10 @@ def rnn_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, *, nonlineari
 
     y = np.empty((T, B, H), layer.dtype)
     (h_n,) = layer.final_state_arrays([h0])
-    if layer.has_steps:
+    buffers = None if packed is None else packed.forward_buffers(backend_name)
+    if layer.has_steps and buffers is not None:  # packed once: no packing per call
+        kernels.rnn_forward_packed(layer.x, buffers, h0, y, h_n, threads)
+    elif layer.has_steps:
         kernels.rnn_forward(layer.x, layer.w_ih, layer.w_hh, layer.summed_bias(), h0,
                             nonlinearity == "relu", y, h_n, threads)
     if ends is not None:

@@ -28,6 +28,7 @@ import numpy as np
 
 from fastrnn.exceptions import ArgumentError, ShapeError
 from fastrnn.functional import _gru, _lstm, _lstm_proj, _rnn
+from fastrnn.functional._packed_base import PackedWeights
 from fastrnn.functional.cells import cell_spec
 from fastrnn.functional.lengths import SequenceLengths
 
@@ -70,9 +71,11 @@ def run_direction(cell, x, weights, initial_states, *, steps=None, reverse=False
         Any name :func:`~fastrnn.functional.cells.cell_spec` accepts.
     x : array_like of shape (T, B, D)
         The batch, time-major, padded to T steps.
-    weights : dict of str to array_like or None
+    weights : dict of str to array_like or None, or PackedWeights
         ``"w_ih"``, ``"w_hh"``, and optionally ``"b_ih"``, ``"b_hh"`` and (LSTM
-        with a projection) ``"w_hr"``, in the functional API's shapes.
+        with a projection) ``"w_hr"``, in the functional API's shapes; or those
+        weights packed once (:func:`fastrnn.functional.packed.pack_cell`), which
+        the forward functions then run on without packing them per call.
     initial_states : sequence of array_like of shape (B, H_out) / (B, H)
         ``[h0]``, or ``[h0, c0]`` for an LSTM (the cell's ``states``).
     steps : SequenceLengths or MaskedSequences, optional
@@ -104,7 +107,8 @@ def run_direction(cell, x, weights, initial_states, *, steps=None, reverse=False
         ``None`` when ``requires_grad`` is false.
     """
     spec = cell_spec(cell)
-    projected = weights.get("w_hr") is not None
+    packed = isinstance(weights, PackedWeights)
+    projected = (weights.weights if packed else weights).get("w_hr") is not None
     x = np.asarray(x)
     if x.ndim != 3:
         raise ShapeError(f"x must have shape (T, B, D) (time-major); got shape {x.shape}")
@@ -117,7 +121,10 @@ def run_direction(cell, x, weights, initial_states, *, steps=None, reverse=False
     x_run = steps.compact(x)
     if reverse:
         x_run = steps.reverse(x_run)
-    arguments = {name: weights.get(name) for name in WEIGHT_NAMES if name != "w_hr" or projected}
+    if packed:  # the forward functions take the object in place of w_ih
+        arguments = {"w_ih": weights}
+    else:
+        arguments = {name: weights.get(name) for name in WEIGHT_NAMES if name != "w_hr" or projected}
     arguments.update(zip(spec.initial_state_names, initial_states))
     if not steps.full:
         arguments["ends"] = steps.lengths

@@ -12,8 +12,11 @@ repacks and starts no thread.
 
 The objects are immutable: to change a weight, pack again. The forward
 functions accept one in place of their weights (``lstm_forward(x, packed,
-h0=...)``); for now they run their kernels on its arrays, packing them as they
-always do.
+h0=...)``): the Cython kernels then run on its packed buffers (one layout,
+``csrc/step.pxi``'s ``pack_layer``, serves the step and the forward), the Numba
+and Python kernels on its arrays (they pack nothing per call). Buffers depend on
+the ISA level they were packed under: the step and the forward functions refuse
+them under another (:class:`~fastrnn.exceptions.StaleCacheError`); pack again.
 """
 
 from types import MappingProxyType
@@ -29,10 +32,10 @@ from fastrnn.functional._layer import Layer, read_only_view
 from fastrnn.functional._lstm_proj import _ProjLayer
 from fastrnn.functional._packed_base import PackedWeights
 from fastrnn.functional._rnn import NONLINEARITIES
-from fastrnn.functional.cells import GRU, LSTM, RNN
+from fastrnn.functional.cells import GRU, LSTM, RNN, cell_spec
 
 __all__ = ["pack_rnn", "pack_lstm", "pack_gru", "PackedWeights", "PackedRNN", "PackedLSTM",
-           "PackedGRU"]
+           "PackedGRU", "pack_cell", "PackedCache"]
 
 # what a step's fast path lets through to the checked path: the compiled kernel's refusals
 # (ValueError, BufferError) and what a non-array argument raises before it is reached
@@ -48,7 +51,7 @@ class _Packed(PackedWeights):
     """What the three cells' packed objects share; see :class:`PackedWeights` for the API."""
 
     __slots__ = ("weights", "options", "dtype", "input_size", "hidden_size", "backend",
-                 "_backend_request", "_buffers", "_run", "_fast", "_state_size")
+                 "_backend_request", "_buffers", "_run", "_fast", "_state_size", "_kernel")
     CELL = None          # the cell's row of fastrnn.functional.cells
     GATED = False        # the state is (h, c)
 
@@ -63,6 +66,7 @@ class _Packed(PackedWeights):
         name, module = _backends.resolve(backend)
         self._set("backend", name)
         self._set("_fast", None)
+        self._set("_kernel", None)
         self._build(name, module)
 
     def _set(self, name, value):
@@ -249,10 +253,8 @@ class PackedRNN(_Packed):
         w, relu = self.weights, self.options["nonlinearity"] == "relu"
         bias = _summed_bias(w, self.dtype, self.hidden_size)
         if name == "cython":
-            buffers = {"w_ih_t": _cy_packed(module, w["w_ih"]), "w_hh_t": _cy_packed(module, w["w_hh"]),
-                       "bias": bias}
-            kernel = module.StepWeights("rnn", buffers, self.input_size, self.hidden_size,
-                                        self.hidden_size, relu)
+            kernel = buffers = module.pack_layer("rnn", w["w_ih"], w["w_hh"], bias, flag=relu)
+            self._set("_kernel", kernel)
             self._set("_fast", kernel.step)
             self._set("_run", lambda x, h, h_out: kernel.step(x, h, None, h_out, None))
         else:
@@ -288,13 +290,9 @@ class PackedLSTM(_Packed):
             self._set("_state_size", w["w_hr"].shape[0])
         bias = _summed_bias(w, self.dtype, LSTM.gates * H)
         if name == "cython":
-            if projected:  # the projected forward kernel does not fuse: W_hh^T packed plainly
-                w_hh_t, extra = _cy_packed(module, w["w_hh"]), {"w_hr_t": _cy_packed(module, w["w_hr"])}
-            else:
-                w_hh_t, extra = _cy_packed(module, w["w_hh"], gates=LSTM.gates), {}
-            buffers = {"w_ih_t": _cy_packed(module, w["w_ih"]), "w_hh_t": w_hh_t, "bias": bias, **extra}
-            kernel = module.StepWeights("lstm_proj" if projected else "lstm", buffers,
-                                        self.input_size, H, self._state_size, False)
+            kernel = buffers = module.pack_layer("lstm_proj" if projected else "lstm", w["w_ih"],
+                                                 w["w_hh"], bias, w_hr=w.get("w_hr"))
+            self._set("_kernel", kernel)
             self._set("_fast", kernel.step)
             self._set("_run", kernel.step)
         else:
@@ -328,16 +326,9 @@ class PackedGRU(_Packed):
         reset_after = self.options["reset_after"]
         bias_x, b_hn = gru_biases(w["b_ih"], w["b_hh"], H, self.dtype)
         if name == "cython":
-            # as gru.pxi: float32 with reset_after fuses the step (W_hh^T packed by gates);
-            # reset_after=False runs [W_hr; W_hz]^T and W_hn^T apart
-            if not reset_after:
-                w_hh_t = _cy_packed(module, w["w_hh"][:2 * H])
-                extra = {"w_hn_t": _cy_packed(module, w["w_hh"][2 * H:])}
-            else:
-                w_hh_t, extra = _cy_packed(module, w["w_hh"], gates=GRU.gates), {}
-            buffers = {"w_ih_t": _cy_packed(module, w["w_ih"]), "w_hh_t": w_hh_t, "bias": bias_x,
-                       "b_hn": b_hn, **extra}
-            kernel = module.StepWeights("gru", buffers, self.input_size, H, H, reset_after)
+            kernel = buffers = module.pack_layer("gru", w["w_ih"], w["w_hh"], bias_x, b_hn=b_hn,
+                                                 flag=reset_after)
+            self._set("_kernel", kernel)
             self._set("_fast", kernel.step)
             self._set("_run", lambda x, h, h_out: kernel.step(x, h, None, h_out, None))
         else:
@@ -363,20 +354,6 @@ def _summed_bias(weights, dtype, rows):
 
 def _transposed(w):
     return np.ascontiguousarray(w.T)
-
-
-def _cy_packed(module, w, gates=None):
-    """``w^T`` (``w`` of shape (n, k)) packed for the Cython step; by gate blocks in float32
-    when ``gates`` is given (the fused steps' layout), plainly otherwise."""
-    w = np.ascontiguousarray(w)
-    single = w.dtype == np.float32
-    if gates is not None and single:
-        out = np.zeros(module.step_gates_packed_length(w.shape[1], w.shape[0] // gates, gates), w.dtype)
-        module.step_pack_gates(w, gates, out)
-    else:
-        out = np.zeros(module.step_packed_length(single, w.shape[1], w.shape[0]), w.dtype)
-        module.step_pack_transposed(w, out)
-    return out
 
 
 #: The step kernels of the backends without packed buffers, imported on first use.
@@ -503,3 +480,89 @@ def _weights_layer(w_ih, w_hh, b_ih, b_hh, spec):
     (T = B = 0) of their own dtype and width."""
     dtype, D = _weights_dtype([("w_ih", w_ih), ("w_hh", w_hh), ("b_ih", b_ih), ("b_hh", b_hh)])
     return Layer(np.empty((0, 0, D), dtype), w_ih, w_hh, b_ih, b_hh, [], spec=spec, batch_first=False)
+
+
+# ---- packed copies of weights that change: the nn modules' and Keras layers'
+
+def pack_cell(cell, weights, *, backend=None, **options):
+    """Pack one layer's weights with its cell's packer.
+
+    Parameters
+    ----------
+    cell : str or CellSpec
+        Any name :func:`~fastrnn.functional.cells.cell_spec` accepts.
+    weights : dict of str to array_like or None
+        ``w_ih``, ``w_hh``, ``b_ih``, ``b_hh`` and (LSTM) ``w_hr``, as
+        :func:`~fastrnn.functional.direction.run_direction` takes them.
+    backend : str, optional
+    **options
+        ``nonlinearity`` (RNN) or ``reset_after`` (GRU).
+
+    Returns
+    -------
+    PackedWeights
+    """
+    spec = cell_spec(cell)
+    packer = {"RNN": pack_rnn, "LSTM": pack_lstm, "GRU": pack_gru}[spec.torch_name]
+    if weights.get("w_hr") is not None:
+        options = dict(options, w_hr=weights["w_hr"])
+    return packer(weights["w_ih"], weights["w_hh"], weights.get("b_ih"), weights.get("b_hh"),
+                  backend=backend, **options)
+
+
+def _packing_target(backend):
+    """What packed buffers depend on besides the weights: the backend, and the ISA level
+    for the Cython kernels (whose panel widths differ between levels)."""
+    name, module = _backends.resolve(backend)
+    return (name, module.isa_level()[0]) if name == "cython" else (name, None)
+
+
+class PackedCache:
+    """Packed weights of layers whose parameters change (nn modules, Keras layers).
+
+    An entry is packed again when one of its parameters was replaced or written
+    (:attr:`fastrnn.parameter.Parameter.version`, which assigning ``data``, the
+    optimizers, ``load_state_dict``, ``set_weights`` and model loading move), or when
+    another backend or ISA level runs than the one it was packed for; otherwise
+    every call reuses it. Copies and pickles start empty.
+    """
+
+    __slots__ = ("_entries",)
+
+    def __init__(self):
+        self._entries = {}
+
+    def __reduce__(self):
+        return PackedCache, ()
+
+    def get(self, slot, parameters, build, backend):
+        """The packed weights of ``slot``, built by ``build()`` when stale.
+
+        Parameters
+        ----------
+        slot : hashable
+            Which layer (e.g. ``(layer, direction)``).
+        parameters : sequence of Parameter or None
+            Everything the packed weights are made of.
+        build : callable
+            ``build()`` packs the parameters' current values.
+        backend : str or None
+            The backend the caller runs on.
+        """
+        key = (tuple(parameters), tuple(None if p is None else p.version for p in parameters),
+               _packing_target(backend))
+        entry = self._entries.get(slot)
+        if entry is not None and _same_key(entry[0], key):
+            return entry[1]
+        packed = build()
+        self._entries[slot] = (key, packed)
+        return packed
+
+    def clear(self):
+        """Forget every packed copy."""
+        self._entries.clear()
+
+
+def _same_key(a, b):
+    return (len(a[0]) == len(b[0]) and all(x is y for x, y in zip(a[0], b[0]))
+            and a[1] == b[1] and a[2] == b[2])

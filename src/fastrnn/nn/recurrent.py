@@ -22,7 +22,8 @@ import numpy as np
 from fastrnn._threads import PerThread, getstate_with_per_thread, setstate_with_per_thread
 from fastrnn._validation import as_float_array, check_bool, parameter_dtype, random_generator
 from fastrnn.exceptions import ArgumentError, DTypeError, ShapeError
-from fastrnn.functional import cells, packed as packed_weights
+from fastrnn.functional import cells
+from fastrnn.functional.packed import PackedCache, pack_cell
 from fastrnn.functional.direction import backward_direction, run_direction
 from fastrnn.functional.lengths import SequenceLengths
 from fastrnn.nn.grad_mode import is_grad_enabled
@@ -155,6 +156,12 @@ class RNNBase(Module):
         output : ndarray of shape (T, B, num_directions * H_out), batch first if ``batch_first``
         h_n : ndarray of shape (num_layers * num_directions, B, H_out)
             LSTM returns ``(h_n, c_n)``, ``c_n`` with ``hidden_size`` features.
+
+        Notes
+        -----
+        Each (layer, direction) runs on its weights packed once and packed again only
+        when a parameter changed (see :meth:`step`): code writing into a parameter's
+        ``data`` in place calls its ``mark_changed()``.
         """
         x, batched = self._input_time_major(input)
         T, B, _ = x.shape
@@ -176,7 +183,7 @@ class RNNBase(Module):
                 k = layer * dirs + direction
                 states = [h0[k]] if c0 is None else [h0[k], c0[k]]
                 y, finals, direction_tape = run_direction(
-                    self.SPEC, layer_input, self._weights(layer, direction), states,
+                    self.SPEC, layer_input, self._packed_weights(layer, direction), states,
                     steps=sequences, reverse=direction == 1, requires_grad=keep,
                     backend=self.backend, n_threads=self.n_threads, **self._cell_options())
                 h_n[k] = finals[0]
@@ -349,8 +356,6 @@ class RNNBase(Module):
         return np.ascontiguousarray(array)
 
     # streaming ---------------------------------------------------------------
-    _PACKERS = {"RNN": "pack_rnn", "LSTM": "pack_lstm", "GRU": "pack_gru"}
-
     def step(self, x_t, state=None):
         """Run one time step of a single-layer, unidirectional module, the state carried by the caller.
 
@@ -391,23 +396,18 @@ class RNNBase(Module):
             x_t = as_float_array("x_t", x_t).astype(self.dtype)
         return self._packed_weights().step(x_t, state)
 
-    def _packed_weights(self):
-        """Layer 0's weights packed, packed again when a parameter is replaced or its version moved."""
-        parameters = [self._parameters.get(self._name(stem, 0, 0)) for stem in _PARAMETER_STEMS.values()]
-        key = tuple((p, None if p is None else p.version) for p in parameters)
-        cached = self.__dict__.get("_step_cache")
-        if cached is not None and len(cached[0]) == len(key) and all(
-                a is b and u == v for (a, u), (b, v) in zip(cached[0], key)):
-            return cached[1]
-        weights = self._weights(0, 0)
-        options = dict(self._cell_options())
-        if weights["w_hr"] is not None:
-            options["w_hr"] = weights["w_hr"]
-        packed = getattr(packed_weights, self._PACKERS[self.SPEC.torch_name])(
-            weights["w_ih"], weights["w_hh"], weights["b_ih"], weights["b_hh"], backend=self.backend,
-            **options)
-        object.__setattr__(self, "_step_cache", (key, packed))
-        return packed
+    def _packed_weights(self, layer=0, direction=0):
+        """The weights of one (layer, direction) packed, packed again when a parameter was
+        replaced or its version moved (or another backend or ISA level runs)."""
+        cache = self.__dict__.get("_packed_cache")
+        if cache is None:
+            cache = PackedCache()
+            object.__setattr__(self, "_packed_cache", cache)
+        parameters = [self._parameters.get(self._name(stem, layer, direction))
+                      for stem in _PARAMETER_STEMS.values()]
+        return cache.get((layer, direction), parameters, lambda: pack_cell(
+            self.SPEC, self._weights(layer, direction), backend=self.backend,
+            **self._cell_options()), self.backend)
 
     def _cell_options(self):
         """The cell's own options for the functional API (``nonlinearity`` of an RNN)."""

@@ -28,6 +28,7 @@ from fastrnn._validation import as_float_array, check_bool
 from fastrnn.exceptions import ArgumentError, ShapeError
 from fastrnn.functional import cells
 from fastrnn.functional.direction import backward_direction, run_direction
+from fastrnn.functional.packed import PackedCache, pack_cell
 from fastrnn.functional.lengths import MaskedSequences
 from fastrnn.interop.keras import keras_to_torch, torch_grads_to_keras
 from fastrnn.keras import activations, initializers
@@ -152,6 +153,19 @@ class RNNLayer(_RecurrentLayer):
     def _initial_bias(self):
         return self.bias_initializer((self.gates * self.units,), self.dtype, self.rng)
 
+    def _packed_weights(self):
+        """The weights in PyTorch's layout, packed once (:func:`fastrnn.functional.packed.pack_cell`)
+        and packed again only when a weight was replaced or its version moved (``set_weights``,
+        the optimizers, model loading, assigning ``data``), or another backend or ISA level runs."""
+        cache = self.__dict__.get("_packed_cache")
+        if cache is None:
+            cache = PackedCache()
+            object.__setattr__(self, "_packed_cache", cache)
+        parameters = [self.kernel, self.recurrent_kernel, self.bias]
+        return cache.get(0, parameters, lambda: pack_cell(
+            self.SPEC, self._torch_weights(), backend=self.backend, **self._cell_options()),
+            self.backend)
+
     def _torch_weights(self):
         return keras_to_torch(self.SPEC, self.kernel.data, self.recurrent_kernel.data,
                               None if self.bias is None else self.bias.data,
@@ -239,7 +253,7 @@ class RNNLayer(_RecurrentLayer):
             mask = None if mask is None else mask[:, ::-1]
         steps = None if mask is None or mask.all() else MaskedSequences(mask.T)
         y, finals, tape = run_direction(
-            self.SPEC, x.transpose(1, 0, 2), self._torch_weights(), states0, steps=steps,
+            self.SPEC, x.transpose(1, 0, 2), self._packed_weights(), states0, steps=steps,
             fill="zeros" if self.zero_output_for_mask else "previous", requires_grad=training,
             backend=self.backend, n_threads=self.n_threads, **self._cell_options())
         outputs = y.transpose(1, 0, 2)
