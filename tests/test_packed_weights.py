@@ -185,8 +185,7 @@ def test_module_step_follows_parameter_changes(name):
     assigned = last_step_output()
     np.testing.assert_allclose(assigned, forward_output(), rtol=2e-5, atol=2e-6)
 
-    module.bias_ih_l0.data[...] = 1.0  # an in-place write fastrnn cannot see...
-    module.bias_ih_l0.mark_changed()  # ...is announced
+    module.bias_ih_l0.data[...] = 1.0  # in place, as PyTorch users write: reading data counts
     np.testing.assert_allclose(last_step_output(), forward_output(), rtol=2e-5, atol=2e-6)
 
 
@@ -216,17 +215,27 @@ def test_module_step_refuses_stacks_and_reverse_directions(kwargs):
         module.step(np.zeros((B, D), np.float32))
 
 
-def test_parameter_version_counts_writes():
+def test_parameter_version_moves_on_every_possible_write_and_not_on_reads_of_values():
     p = Parameter(np.zeros(3))
     v = p.version
-    p.data -= 1.0
-    assert p.version == v + 1
+    p.data -= 1.0  # a read of data (it may be written), then an assignment
+    assert p.version > v
+    v = p.version
     p.data = np.ones(3)
-    assert p.version == v + 2
+    assert p.version > v
+    v = p.version
+    p.data[0] = 5.0  # in place, as PyTorch users write
+    assert p.version > v
+    v = p.version
     p.mark_changed()
-    assert p.version == v + 3
+    assert p.version > v
+    v = p.version
+    assert np.array_equal(p.values, [5.0, 1.0, 1.0]) and p.shape == (3,) and p.dtype == np.float64
+    assert p.version == v
+    with pytest.raises(ValueError):
+        p.values[0] = 0.0  # values is read-only: a write must go through data
     copy = pickle.loads(pickle.dumps(p))
-    assert np.array_equal(copy.data, p.data)
+    assert np.array_equal(copy.values, p.values)
 
 
 # ---- the forward of nn modules and Keras layers on packed weights: every write path repacks
@@ -275,8 +284,12 @@ def test_module_forward_follows_every_write_path(name):
     check("assigning data")
     module.weight_ih_l0 = Parameter(module.weight_ih_l0.data[::-1].copy())
     check("replacing a parameter")
-    module.bias_hh_l1.data[...] += 0.25  # an in-place write fastrnn cannot see...
-    module.bias_hh_l1.mark_changed()  # ...is announced
+    module.bias_hh_l1.data[...] += 0.25  # in place, as PyTorch users write
+    check("writing into data in place")
+    held = module.bias_hh_l0.data  # a reference taken before the next forward packs...
+    previous = output()
+    held += 0.25  # ...then written through: fastrnn cannot see this one...
+    module.bias_hh_l0.mark_changed()  # ...unless it is announced
     check("mark_changed")
 
 

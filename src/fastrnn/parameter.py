@@ -16,13 +16,16 @@ class Parameter:
     Optimizers update ``data`` in place, so arrays handed out by
     ``named_parameters()`` stay the module's own.
 
-    ``version`` counts the writes fastrnn makes: assigning ``data`` (which the
-    optimizers' ``param.data -= ...`` does), loading (``load_state_dict``,
-    ``set_weights``) and the Keras optimizers' updates. The recurrent modules and
-    Keras layers keep their weights packed (for ``forward``, ``call`` and ``step``)
-    and repack when it changes, so code that writes into ``data`` in place by other
-    means (``p.data[...] = v``) calls :meth:`mark_changed` afterwards, or the next
-    forward still runs on the old values.
+    ``version`` moves whenever ``data`` may have been written: on assigning it
+    (the optimizers' ``param.data -= ...``), on loading (``load_state_dict``,
+    ``set_weights``) and on every read of ``data`` itself, because the array it
+    hands out can be written in place (``p.data[...] = v``, as PyTorch users
+    write). The recurrent modules and Keras layers keep their weights packed (for
+    ``forward``, ``call`` and ``step``) and pack again when it moved, so no write
+    through ``data`` can leave them running on old values. Reading through
+    :attr:`values` (a read-only view) does not move it, and keeps the packed
+    weights. Only a write through a reference to the array taken earlier needs
+    :meth:`mark_changed`.
 
     Parameters
     ----------
@@ -46,8 +49,16 @@ class Parameter:
 
     @property
     def data(self):
-        """ndarray: the values."""
+        """ndarray: the values, writeable; handing them out counts as a write (see the class docstring)."""
+        self._version += 1
         return self._data
+
+    @property
+    def values(self):
+        """ndarray: a read-only view of the values, for reading without a repack."""
+        view = self._data.view()
+        view.flags.writeable = False
+        return view
 
     @data.setter
     def data(self, value):
@@ -60,16 +71,25 @@ class Parameter:
         return self._version
 
     def mark_changed(self):
-        """Record that ``data`` was written in place, so packed copies of it are rebuilt."""
+        """Record that the values changed, so packed copies of them are rebuilt (reading
+        :attr:`data` already does; this is for writes through a reference taken earlier)."""
         self._version += 1
 
     @property
     def shape(self):
-        return self.data.shape
+        return self._data.shape
 
     @property
     def dtype(self):
-        return self.data.dtype
+        return self._data.dtype
+
+    @property
+    def size(self):
+        return self._data.size
+
+    @property
+    def nbytes(self):
+        return self._data.nbytes
 
     def accumulate(self, gradient):
         """Add ``gradient`` into ``grad`` (allocating it on first use).
@@ -79,13 +99,13 @@ class Parameter:
         """
         with _accumulate_lock:
             if self.grad is None:
-                self.grad = np.array(gradient, dtype=self.data.dtype, copy=True)
+                self.grad = np.array(gradient, dtype=self._data.dtype, copy=True)
             else:
                 self.grad += gradient
 
     # explicit state: protocols 0 and 1 cannot store a __slots__ class without it
     def __getstate__(self):
-        return {"data": self.data, "grad": self.grad}
+        return {"data": self._data, "grad": self.grad}
 
     def __setstate__(self, state):
         self._version = 0
@@ -96,7 +116,7 @@ class Parameter:
         return self.data if dtype is None else self.data.astype(dtype)
 
     def __repr__(self):
-        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+        return f"Parameter(shape={self._data.shape}, dtype={self._data.dtype})"
 
 
 def _as_array(value):
@@ -108,7 +128,7 @@ def _as_array(value):
         except TypeError:  # e.g. bfloat16, which NumPy has no dtype for
             raise DTypeError(f"a tensor of dtype {value.dtype}, which NumPy cannot hold") from None
     if isinstance(value, Parameter):
-        return value.data
+        return value.values
     return np.asarray(value)
 
 

@@ -84,9 +84,9 @@ def _document(model):
     for layer in model.layers:
         for weight_name, parameter in getattr(layer, "_weights", []):
             entry = f"weights/{len(weights):05d}.npy"
-            arrays[entry] = parameter.data
+            arrays[entry] = parameter.values
             weights.append({"entry": entry, "layer": layer.name, "name": weight_name,
-                            "shape": list(parameter.data.shape), "dtype": parameter.data.dtype.str})
+                            "shape": list(parameter.shape), "dtype": parameter.dtype.str})
     document = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,

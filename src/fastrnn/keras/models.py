@@ -321,7 +321,7 @@ class Sequential:
 
     def count_params(self):
         """The number of scalars in every weight."""
-        return int(sum(w.data.size for w in self.weights))
+        return int(sum(w.size for w in self.weights))
 
     # forward and backward -----------------------------------------------------------------
     def _forward(self, x, training):
@@ -483,11 +483,11 @@ class Sequential:
         if problem is None:
             # An overflowing update (e.g. a huge learning rate) makes the weights non-finite
             # from finite gradients; a copy lets the step be undone.
-            before = [np.array(p.data, copy=True) for p in params]
+            before = [p.values.copy() for p in params]
             optimizer_before = self.optimizer._snapshot(params)
             self.optimizer.apply([p.grad for p in params], params)
             for param, old in zip(params, before):
-                if not np.isfinite(param.data).all():
+                if not np.isfinite(param.values).all():
                     for restored, saved in zip(params, before):
                         restored.data[...] = saved
                         restored.mark_changed()
@@ -775,10 +775,10 @@ class Sequential:
         def line(cells):
             return (" " + cells[0]).ljust(widths[0]) + cells[1].ljust(widths[1]) + cells[2].rjust(widths[2] - 3)
 
-        trainable = int(sum(w.data.size for w in self.trainable_weights))
+        trainable = int(sum(w.size for w in self.trainable_weights))
         total = self.count_params()
-        trainable_bytes = sum(w.data.nbytes for w in self.trainable_weights)
-        total_bytes = sum(w.data.nbytes for w in self.weights)
+        trainable_bytes = sum(w.nbytes for w in self.trainable_weights)
+        total_bytes = sum(w.nbytes for w in self.weights)
         print_fn(f'Model: "{self.name}"')
         print_fn("_" * total_width)
         print_fn(line(header))

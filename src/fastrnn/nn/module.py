@@ -71,7 +71,7 @@ class Module:
     # state dicts ---------------------------------------------------------
     def state_dict(self):
         """An ordered ``{name: ndarray}`` copy of every parameter."""
-        return OrderedDict((name, p.data.copy()) for name, p in self.named_parameters())
+        return OrderedDict((name, p.values.copy()) for name, p in self.named_parameters())
 
     def load_state_dict(self, state_dict, strict=True):
         """Copy arrays into the parameters of the same names.

@@ -126,7 +126,7 @@ class RNNBase(Module):
         weights = {}
         for key, stem in _PARAMETER_STEMS.items():
             parameter = self._parameters.get(self._name(stem, layer, direction))
-            weights[key] = None if parameter is None else parameter.data
+            weights[key] = None if parameter is None else parameter.values
         return weights
 
     # forward ---------------------------------------------------------------
@@ -160,8 +160,8 @@ class RNNBase(Module):
         Notes
         -----
         Each (layer, direction) runs on its weights packed once and packed again only
-        when a parameter changed (see :meth:`step`): code writing into a parameter's
-        ``data`` in place calls its ``mark_changed()``.
+        when a parameter changed (see :meth:`step`); any read of a parameter's ``data``
+        counts as a change, so writing into it in place is seen.
         """
         x, batched = self._input_time_major(input)
         T, B, _ = x.shape
@@ -362,8 +362,8 @@ class RNNBase(Module):
         The weights are packed once (:func:`fastrnn.pack_lstm` and its siblings) and packed
         again only when a parameter changed: replaced, assigned, loaded
         (``load_state_dict``) or stepped by an optimizer (see
-        :attr:`fastrnn.parameter.Parameter.version`; code writing into a parameter's
-        ``data`` by other means calls its ``mark_changed()``). Nothing is recorded for
+        :attr:`fastrnn.parameter.Parameter.version`: reading ``data`` counts too, so
+        in-place writes are seen). Nothing is recorded for
         :meth:`backward`.
 
         Parameters

@@ -90,7 +90,7 @@ class Layer:
 
     def get_weights(self):
         """Copies of the weights, in Keras's order and layouts."""
-        return [parameter.data.copy() for parameter in self.weights]
+        return [parameter.values.copy() for parameter in self.weights]
 
     def set_weights(self, weights):
         """Copy arrays into the weights, all or nothing.
@@ -127,7 +127,7 @@ class Layer:
         return prepare_update(entries, f"layer {self.name!r}: set_weights")
 
     def count_params(self):
-        return int(sum(parameter.data.size for parameter in self.weights))
+        return int(sum(parameter.size for parameter in self.weights))
 
     # the pass ----------------------------------------------------------------
     def __call__(self, x, mask=None, training=False):

@@ -160,9 +160,9 @@ class Dense(Layer):
         if x.ndim < 2:
             raise ShapeError(f"layer {self.name!r} (Dense) needs a batch axis: input of shape "
                              f"(B, ..., D); got {x.shape}")
-        z = x @ self.kernel.data
+        z = x @ self.kernel.values
         if self.use_bias:
-            z += self.bias.data
+            z += self.bias.values
         y = self.activation(z)
         self._tape = (x, z, y) if training else None
         return y
@@ -175,7 +175,7 @@ class Dense(Layer):
         self.kernel.accumulate(x.reshape(-1, x.shape[-1]).T @ dz)
         if self.use_bias:
             self.bias.accumulate(dz.sum(axis=0))
-        return (dz @ self.kernel.data.T).reshape(x.shape)
+        return (dz @ self.kernel.values.T).reshape(x.shape)
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "activation": self.activation.name,
@@ -257,13 +257,13 @@ class Embedding(Layer):
         """
         indices = self._indices(x)
         self._tape = indices if training else None
-        return self.embeddings.data[indices]
+        return self.embeddings.values[indices]
 
     def backward(self, d_output):
         """Add the rows' gradients into ``embeddings.grad`` (repeated indices add up); returns None."""
         indices = require_tape(self, self._tape)
         dy = check_gradient(self, d_output, indices.shape + (self.output_dim,))
-        grad = np.zeros_like(self.embeddings.data)
+        grad = np.zeros_like(self.embeddings.values)
         # sum the rows of each index: sort once, then one reduceat (np.add.at is ~10x slower)
         flat = indices.reshape(-1)
         order = np.argsort(flat, kind="stable")

@@ -167,8 +167,8 @@ class RNNLayer(_RecurrentLayer):
             self.backend)
 
     def _torch_weights(self):
-        return keras_to_torch(self.SPEC, self.kernel.data, self.recurrent_kernel.data,
-                              None if self.bias is None else self.bias.data,
+        return keras_to_torch(self.SPEC, self.kernel.values, self.recurrent_kernel.values,
+                              None if self.bias is None else self.bias.values,
                               reset_after=getattr(self, "reset_after", True))
 
     def compute_output_shape(self, input_shape):
