@@ -235,7 +235,7 @@ class _Packed(PackedWeights):
 
 
 def _rebuild(cls, weights, options, backend):
-    return cls._from_weights(weights, options, backend)
+    return cls(weights, options, backend)
 
 
 class PackedRNN(_Packed):
@@ -244,10 +244,6 @@ class PackedRNN(_Packed):
     __slots__ = ()
     CELL = RNN
     PACKER = "pack_rnn"
-
-    @classmethod
-    def _from_weights(cls, weights, options, backend):
-        return cls(weights, options, backend)
 
     def _build(self, name, module):
         w, relu = self.weights, self.options["nonlinearity"] == "relu"
@@ -273,10 +269,6 @@ class PackedLSTM(_Packed):
     CELL = LSTM
     PACKER = "pack_lstm"
     GATED = True
-
-    @classmethod
-    def _from_weights(cls, weights, options, backend):
-        return cls(weights, options, backend)
 
     @property
     def w_hr(self):
@@ -316,10 +308,6 @@ class PackedGRU(_Packed):
     __slots__ = ()
     CELL = GRU
     PACKER = "pack_gru"
-
-    @classmethod
-    def _from_weights(cls, weights, options, backend):
-        return cls(weights, options, backend)
 
     def _build(self, name, module):
         w, H = self.weights, self.hidden_size
