@@ -146,7 +146,7 @@ def run(args, out=None):
                            for pkg in ("numpy", "scipy", "numba", "torch", "onnxruntime", "openvino",
                                        "jax")), file=out)
     print(f"# backends: {', '.join(backends)} (available: {', '.join(fastrnn.available_backends())}); "
-          f"thread count: fastrnn n_threads, torch.set_num_threads, ORT intra_op_num_threads, "
+          f"thread count: fastrnn n_threads, torch.set_num_threads, ORT intra_op_num_threads (idle spinning off), "
           f"OpenVINO INFERENCE_NUM_THREADS", file=out)
     peers = available_peers(with_torch=not args.no_torch, with_onnx=not args.no_onnx,
                             with_openvino=not args.no_openvino, with_jax=not args.no_jax,

@@ -1,0 +1,28 @@
+"""Products in reduced precision (``reduced_gemm.h``): weights rounded to bf16 or quantized to
+int8 once (``rp_pack``), each row of the left operand rounded or quantized per call with a
+scale of its own (``rp_gemm``). ``fastrnn._python.reduced`` is the reference that defines
+every rounding; the int8 kernels equal it bit for bit.
+"""
+
+from libc.stdint cimport int32_t
+
+
+cdef extern from "reduced_gemm.h" nogil:
+    enum:
+        RP_BF16
+        RP_INT8
+    ctypedef struct rp_matrix:
+        int precision
+        int level
+        Py_ssize_t n
+        Py_ssize_t k
+        void* panels
+        float* scale
+        int32_t* colsum
+    int rp_current_level(int precision)
+    const char* rp_level_name(int precision, int level)
+    Py_ssize_t rp_panels_bytes(int precision, int level, Py_ssize_t n, Py_ssize_t k)
+    Py_ssize_t rp_scratch_bytes(int precision, int level, Py_ssize_t rows, Py_ssize_t k)
+    void rp_pack(rp_matrix* m, const float* w, Py_ssize_t ldw)
+    void rp_gemm(const rp_matrix* m, Py_ssize_t rows, const float* a, Py_ssize_t lda,
+                 const float* bias, float* c, Py_ssize_t ldc, void* scratch)

@@ -1,0 +1,113 @@
+# Weight matrices in reduced precision, Cython backend; included by _cy.pyx. The C kernels
+# are in reduced_gemm.h; the reference that defines their rounding is fastrnn._python.reduced.
+
+from libc.stdint cimport int32_t
+
+from reduced_gemm cimport (RP_BF16, RP_INT8, rp_current_level, rp_gemm, rp_level_name,
+                           rp_matrix, rp_pack, rp_panels_bytes, rp_scratch_bytes)
+
+#: The reduced precisions and their codes in reduced_gemm.h.
+REDUCED_PRECISIONS = {"bf16": RP_BF16, "int8": RP_INT8}
+
+
+def reduced_levels():
+    """The kernel level each reduced precision runs now.
+
+    Returns
+    -------
+    dict of str to str
+        ``{"bf16": ..., "int8": ...}``: level names of ``reduced_gemm.h``; they follow the
+        float32 level (:func:`isa_level`, ``FASTRNN_ISA``) and the CPU.
+    """
+    return {name: rp_level_name(code, rp_current_level(code)).decode()
+            for name, code in REDUCED_PRECISIONS.items()}
+
+
+cdef class PackedMatrix:
+    """A weight matrix ``W`` of shape (N, K) packed once in bf16 or int8 for ``rp_gemm``.
+
+    The buffers are NumPy arrays the struct points into; the level is the one that ran
+    when it was packed (its layout is that level's).
+    """
+
+    cdef rp_matrix m
+    cdef readonly object precision
+    cdef object _panels, _scale, _colsum
+
+    def __init__(self, str precision, w):
+        cdef const float[:, ::1] wv = np.ascontiguousarray(w, dtype=np.float32)
+        code = REDUCED_PRECISIONS[precision]
+        self.precision = precision
+        self.m.precision = code
+        self.m.level = rp_current_level(code)
+        self.m.n = wv.shape[0]
+        self.m.k = wv.shape[1]
+        # 64 bytes of slack: kernels may read whole vectors past a panel's end
+        self._panels = np.zeros(rp_panels_bytes(code, self.m.level, self.m.n, self.m.k) + 64,
+                                np.uint8)
+        self._scale = np.zeros(self.m.n, np.float32)
+        self._colsum = np.zeros(self.m.n, np.int32)
+        cdef unsigned char[::1] pv = self._panels
+        cdef float[::1] sv = self._scale
+        cdef int[::1] cv = self._colsum
+        self.m.panels = &pv[0]
+        self.m.scale = &sv[0] if self.m.n else NULL
+        self.m.colsum = <int32_t*>&cv[0] if self.m.n else NULL
+        if self.m.n and self.m.k:
+            with nogil:
+                rp_pack(&self.m, &wv[0, 0], self.m.k)
+
+    @property
+    def level(self):
+        """str: the kernel level these panels were packed for."""
+        return rp_level_name(self.m.precision, self.m.level).decode()
+
+    @property
+    def shape(self):
+        """tuple (N, K)."""
+        return (self.m.n, self.m.k)
+
+    @property
+    def nbytes(self):
+        """int: bytes of the packed weights and their scales."""
+        return self._panels.nbytes + self._scale.nbytes + self._colsum.nbytes
+
+    @property
+    def scale(self):
+        """ndarray of float32 of shape (N,): int8 row scales (zeros for bf16), a copy."""
+        return self._scale.copy()
+
+    def product(self, a, bias=None):
+        """``a W^T`` (plus ``bias``) in this precision, one call of ``rp_gemm``.
+
+        Parameters
+        ----------
+        a : ndarray of float32 of shape (R, K)
+        bias : ndarray of float32 of shape (N,), optional
+
+        Returns
+        -------
+        ndarray of float32 of shape (R, N)
+        """
+        cdef const float[:, ::1] av = np.ascontiguousarray(a, dtype=np.float32)
+        if av.shape[1] != self.m.k:
+            raise ValueError(f"a must have {self.m.k} columns; got {av.shape[1]}")
+        out = np.zeros((av.shape[0], self.m.n), np.float32)
+        cdef float[:, ::1] ov = out
+        cdef const float[::1] bv
+        cdef const float* b = NULL
+        if bias is not None:
+            bv = np.ascontiguousarray(bias, dtype=np.float32)
+            if bv.shape[0] != self.m.n:
+                raise ValueError(f"bias must have {self.m.n} entries; got {bv.shape[0]}")
+            b = &bv[0] if self.m.n else NULL
+        cdef Py_ssize_t rows = av.shape[0]
+        if rows == 0 or self.m.n == 0:
+            return out
+        scratch = np.zeros(rp_scratch_bytes(self.m.precision, self.m.level, rows, self.m.k) + 64,
+                           np.uint8)
+        cdef unsigned char[::1] scv = scratch
+        cdef const float* ap = &av[0, 0] if self.m.k else NULL
+        with nogil:
+            rp_gemm(&self.m, rows, ap, self.m.k, b, &ov[0, 0], self.m.n, &scv[0])
+        return out
