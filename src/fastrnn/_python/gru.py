@@ -81,6 +81,7 @@ run a block at a time.
 import numpy as np
 
 from fastrnn._python.lstm import projected_steps
+from fastrnn._python.reduced import product
 
 
 def sigmoid(v):
@@ -124,14 +125,14 @@ def gru_forward(x, w_ih, w_hh, bias_x, b_hn, h0, reset_after, y, h_n, gates, n_t
     h = h0
     for t, g in projected_steps(x, w_ih, bias_x, gates):  # the projection in g[:, :3H]
         gx_r, gx_z, gx_n = g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H]
-        gh = h @ w_hr_z.T
+        gh = product(h, w_hr_z)
         r = sigmoid(gx_r + gh[:, :H])
         z = sigmoid(gx_z + gh[:, H:])
         if reset_after:
-            hn = h @ w_hn.T + b_hn
+            hn = product(h, w_hn) + b_hn
             n = np.tanh(gx_n + r * hn)
         else:
-            hn = (r * h) @ w_hn.T + b_hn
+            hn = product(r * h, w_hn) + b_hn
             n = np.tanh(gx_n + hn)
         h = (1 - z) * n + z * h
         g[:, :H], g[:, H : 2 * H], g[:, 2 * H : 3 * H], g[:, 3 * H :] = r, z, n, hn

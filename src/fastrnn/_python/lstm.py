@@ -68,6 +68,7 @@ cannot overflow, as the compiled backends do.
 import numpy as np
 
 from fastrnn._partition import projection_spans
+from fastrnn._python.reduced import product
 
 
 def sigmoid(z):
@@ -152,7 +153,7 @@ def lstm_forward(x, w_ih, w_hh, bias, h0, c0, y, h_n, c_n, gates, c_all, n_threa
     h = h0
     c = c0
     for t, z in projected_steps(x, w_ih, bias, gates):
-        z += h @ w_hh.T
+        z += product(h, w_hh)
         i = sigmoid(z[:, 0 * H:1 * H])
         f = sigmoid(z[:, 1 * H:2 * H])
         g = np.tanh(z[:, 2 * H:3 * H])
@@ -185,7 +186,7 @@ def project(x, w_ih, bias, out, t0, t1):
     """
     B, D = x.shape[1:]
     rows = out.reshape((t1 - t0) * B, out.shape[2])[:, :w_ih.shape[0]]
-    np.matmul(x[t0:t1].reshape((t1 - t0) * B, D), w_ih.T, out=rows)
+    product(x[t0:t1].reshape((t1 - t0) * B, D), w_ih, out=rows)
     rows += bias
 
 

@@ -179,21 +179,27 @@ def reduce_matrix(w, precision):
     raise ValueError(f"unknown precision {precision!r}")
 
 
-def product(a, w):
+def product(a, w, out=None):
     """``a W^T``: in float for an ndarray ``w``, in ``w``'s precision for a ReducedMatrix.
 
-    The reference kernels compute every product through this, so the same loops run
-    float32, float64, bf16 and int8.
+    The reference kernels compute every forward product through this, so the same loops
+    run float32, float64, bf16 and int8.
 
     Parameters
     ----------
     a : ndarray of shape (R, K)
     w : ndarray or ReducedMatrix of shape (N, K)
+    out : ndarray of shape (R, N), optional
+        Where to write the result.
 
     Returns
     -------
     ndarray of shape (R, N)
+        ``out`` when given.
     """
     if isinstance(w, ReducedMatrix):
-        return w.product(a)
-    return a @ w.T
+        if out is None:
+            return w.product(a)
+        out[...] = w.product(a)
+        return out
+    return np.matmul(a, w.T, out=out)

@@ -30,6 +30,8 @@ step, so inference needs no memory beyond the output and ``O(B*H)``.
 
 import numpy as np
 
+from fastrnn._python.reduced import product
+
 
 def rnn_forward(x, w_ih, w_hh, bias, h0, relu, y, h_n, n_threads):
     """Run an Elman layer over a whole sequence.
@@ -58,12 +60,12 @@ def rnn_forward(x, w_ih, w_hh, bias, h0, relu, y, h_n, n_threads):
     T, B, D = x.shape
     H = w_hh.shape[0]
     # 1. input projection for every step at once, one GEMM over T*B rows
-    np.matmul(x.reshape(T * B, D), w_ih.T, out=y.reshape(T * B, H))
+    product(x.reshape(T * B, D), w_ih, out=y.reshape(T * B, H))
     y += bias
     # 2. the recurrence
     h = h0
     for t in range(T):
-        z = y[t] + h @ w_hh.T
+        z = y[t] + product(h, w_hh)
         y[t] = np.maximum(z, 0) if relu else np.tanh(z)
         h = y[t]
     h_n[...] = h
