@@ -87,6 +87,26 @@ def check_bool(name, value):
     return bool(value)
 
 
+#: The precisions of inference: float32 (no reduction), bf16 and int8
+#: (``fastrnn._python.reduced`` defines their rounding).
+PRECISIONS = ("float32", "bf16", "int8")
+
+
+def check_precision(precision, allow_none=False):
+    """Require one of :data:`PRECISIONS` (or None when ``allow_none``).
+
+    Returns
+    -------
+    str or None
+    """
+    if precision is None and allow_none:
+        return None
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise ArgumentError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}; "
+                            f"got {precision!r}")
+    return precision
+
+
 def check_choice(name, value, choices):
     """Require ``value`` to be one of ``choices``."""
     if value not in choices:

@@ -10,6 +10,8 @@ from fastrnn.functional._layer import (Layer, LayerCache, LayerGradients, backwa
                                        states_at_ends)
 from fastrnn.exceptions import ArgumentError
 from fastrnn.functional._packed_base import PackedWeights
+from fastrnn.functional._precision import (call_precision, check_reduced_call, check_reduced_dtype,
+                                           resolve_backend)
 from fastrnn.functional.cells import GRU
 
 __all__ = ["gru_forward", "gru_backward", "GRUCache"]
@@ -50,7 +52,7 @@ class GRUCache(LayerCache):
 
 
 def gru_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, *, reset_after=True, batch_first=False,
-                backend=None, n_threads=None, requires_grad=True, ends=None):
+                backend=None, n_threads=None, requires_grad=True, ends=None, precision=None):
     r"""Run a GRU layer over a sequence (PyTorch's gate packing ``r, z, n``).
 
     .. math::
@@ -99,6 +101,14 @@ def gru_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, *, reset_afte
         (0 to T; 0 gives ``h0``) instead of after all T: the final states of a
         right-padded batch. :func:`gru_backward` then lets ``dh_n`` enter at
         those steps. ``y`` is not changed.
+    precision : {"float32", "bf16", "int8"}, optional
+        The precision of the layer's products: ``"bf16"`` rounds the weights to bfloat16,
+        ``"int8"`` quantizes them per output row and the layer input and state per step and
+        batch row (see :mod:`fastrnn._python.reduced`); biases, gate math and states stay
+        float32. Inference only: needs ``requires_grad=False`` and float32 arrays. Plain
+        weights are rounded or quantized for this call; pack them once
+        (``precision=`` of the packer) to convert them once. By default the packed weights'
+        precision, float32 for arrays. Numba has no bf16/int8 kernels (``auto`` skips it).
 
     Returns
     -------
@@ -120,11 +130,14 @@ def gru_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, *, reset_afte
                                 f"{packed.options['reset_after']}; pass reset_after="
                                 f"{packed.options['reset_after']} (or pack again)")
     reset_after = check_bool("reset_after", reset_after)
+    precision = call_precision(precision, packed)
     check_n_threads(n_threads)
     requires_grad = check_bool("requires_grad", requires_grad)
-    backend_name, kernels = _backends.resolve(backend, kernel="gru_forward")
+    check_reduced_call(precision, requires_grad)
+    backend_name, kernels = resolve_backend(backend, "gru_forward", precision)
     layer = Layer(x, w_ih, w_hh, b_ih, b_hh, [("h0", h0)], spec=GRU, batch_first=batch_first,
                   weights_checked=packed is not None)
+    check_reduced_dtype(precision, layer.dtype)
     T, B, H = layer.T, layer.B, layer.H
     h0 = layer.states[0]
     ends = row_ends(ends, T, B)
@@ -137,7 +150,15 @@ def gru_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, *, reset_afte
                      layer.dtype)
     (h_n,) = layer.final_state_arrays([h0])
     buffers = None if packed is None else packed.forward_buffers(backend_name)
-    if layer.has_steps and buffers is not None:  # packed once: no packing per call
+    if layer.has_steps and precision != "float32":  # weights rounded once, by the packer or here
+        if packed is not None:
+            reduced = packed.reduced_layer(backend_name)
+        else:
+            bias_x, b_hn = gru_biases(layer.b_ih, layer.b_hh, H, layer.dtype)
+            reduced = kernels.pack_reduced("gru", precision, layer.w_ih, layer.w_hh, bias_x,
+                                           b_hn=b_hn, flag=reset_after)
+        kernels.gru_forward_reduced(layer.x, reduced, h0, y, h_n, gates, threads)
+    elif layer.has_steps and buffers is not None:  # packed once: no packing per call
         kernels.gru_forward_packed(layer.x, buffers, h0, y, h_n, gates, threads)
     elif layer.has_steps:
         bias_x, b_hn = gru_biases(layer.b_ih, layer.b_hh, H, layer.dtype)

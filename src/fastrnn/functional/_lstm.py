@@ -10,6 +10,8 @@ from fastrnn.functional._layer import (Layer, LayerCache, LayerGradients, backwa
                                        row_ends, states_at_ends)
 from fastrnn.exceptions import ArgumentError
 from fastrnn.functional._packed_base import PackedWeights
+from fastrnn.functional._precision import (call_precision, check_reduced_call, check_reduced_dtype,
+                                           resolve_backend)
 from fastrnn.functional.cells import LSTM
 
 __all__ = ["lstm_forward", "lstm_backward", "LSTMCache"]
@@ -35,7 +37,7 @@ class LSTMCache(LayerCache):
 
 
 def lstm_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, c0=None, *, batch_first=False,
-                 backend=None, n_threads=None, requires_grad=True, ends=None):
+                 backend=None, n_threads=None, requires_grad=True, ends=None, precision=None):
     r"""Run an LSTM layer over a sequence (PyTorch's gate packing ``i, f, g, o``).
 
     .. math::
@@ -80,6 +82,14 @@ def lstm_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, c0=None, *, 
         cache is kept), and
         :func:`lstm_backward` lets ``dh_n`` and ``dc_n`` enter at those steps.
         ``y`` is not changed.
+    precision : {"float32", "bf16", "int8"}, optional
+        The precision of the layer's products: ``"bf16"`` rounds the weights to bfloat16,
+        ``"int8"`` quantizes them per output row and the layer input and state per step and
+        batch row (see :mod:`fastrnn._python.reduced`); biases, gate math and states stay
+        float32. Inference only: needs ``requires_grad=False`` and float32 arrays. Plain
+        weights are rounded or quantized for this call; pack them once
+        (``precision=`` of the packer) to convert them once. By default the packed weights'
+        precision, float32 for arrays. Numba has no bf16/int8 kernels (``auto`` skips it).
 
     Returns
     -------
@@ -100,11 +110,14 @@ def lstm_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, c0=None, *, 
             raise ArgumentError("these packed LSTM weights have a projection (w_hr): run them "
                                 "with fastrnn.functional.lstm_proj_forward")
         w_ih, w_hh, b_ih, b_hh = (weights[name] for name in ("w_ih", "w_hh", "b_ih", "b_hh"))
+    precision = call_precision(precision, packed)
     check_n_threads(n_threads)
     requires_grad = check_bool("requires_grad", requires_grad)
-    backend_name, kernels = _backends.resolve(backend, kernel="lstm_forward")
+    check_reduced_call(precision, requires_grad)
+    backend_name, kernels = resolve_backend(backend, "lstm_forward", precision)
     layer = Layer(x, w_ih, w_hh, b_ih, b_hh, [("h0", h0), ("c0", c0)], spec=LSTM,
                   batch_first=batch_first, weights_checked=packed is not None)
+    check_reduced_dtype(precision, layer.dtype)
     T, B, H = layer.T, layer.B, layer.H
     h0, c0 = layer.states
     ends = row_ends(ends, T, B)
@@ -119,7 +132,11 @@ def lstm_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, c0=None, *, 
     c_all = np.empty((T if requires_grad or ends is not None else 0, B, H), layer.dtype)
     h_n, c_n = layer.final_state_arrays([h0, c0])
     buffers = None if packed is None else packed.forward_buffers(backend_name)
-    if layer.has_steps and buffers is not None:  # packed once: no packing per call
+    if layer.has_steps and precision != "float32":  # weights rounded once, by the packer or here
+        reduced = (packed.reduced_layer(backend_name) if packed is not None else kernels.pack_reduced(
+            "lstm", precision, layer.w_ih, layer.w_hh, layer.summed_bias()))
+        kernels.lstm_forward_reduced(layer.x, reduced, h0, c0, y, h_n, c_n, gates, c_all, threads)
+    elif layer.has_steps and buffers is not None:  # packed once: no packing per call
         kernels.lstm_forward_packed(layer.x, buffers, h0, c0, y, h_n, c_n, gates, c_all, threads)
     elif layer.has_steps:
         kernels.lstm_forward(layer.x, layer.w_ih, layer.w_hh, layer.summed_bias(), h0, c0,

@@ -29,6 +29,8 @@ from fastrnn._validation import (
 )
 from fastrnn.exceptions import ArgumentError, ShapeError
 from fastrnn.functional._packed_base import PackedWeights
+from fastrnn.functional._precision import (call_precision, check_reduced_call, check_reduced_dtype,
+                                           resolve_backend)
 from fastrnn.functional._layer import (Layer, LayerCache, LayerGradients, backward_inputs,
                                        final_gradients_at_ends, forward_outputs, gradient_input,
                                        row_ends, states_at_ends)
@@ -140,7 +142,7 @@ class LSTMProjCache(LayerCache):
 
 
 def lstm_proj_forward(x, w_ih, w_hh=None, w_hr=None, b_ih=None, b_hh=None, h0=None, c0=None, *, backend=None,
-                      n_threads=None, requires_grad=True, ends=None):
+                      n_threads=None, requires_grad=True, ends=None, precision=None):
     r"""Run an LSTM layer with a projected hidden state over a sequence (``torch.nn.LSTM(proj_size=P)``).
 
     .. math::
@@ -187,6 +189,14 @@ def lstm_proj_forward(x, w_ih, w_hh=None, w_hr=None, b_ih=None, b_hh=None, h0=No
         does (storing the cell state of every step, shape (T, B, H), even
         without ``requires_grad``); :func:`lstm_proj_backward` then lets
         ``dh_n`` and ``dc_n`` enter at those steps.
+    precision : {"float32", "bf16", "int8"}, optional
+        The precision of the layer's products: ``"bf16"`` rounds the weights to bfloat16,
+        ``"int8"`` quantizes them per output row and the layer input and state per step and
+        batch row (see :mod:`fastrnn._python.reduced`); biases, gate math and states stay
+        float32. Inference only: needs ``requires_grad=False`` and float32 arrays. Plain
+        weights are rounded or quantized for this call; pack them once
+        (``precision=`` of the packer) to convert them once. By default the packed weights'
+        precision, float32 for arrays. Numba has no bf16/int8 kernels (``auto`` skips it).
 
     Returns
     -------
@@ -215,10 +225,13 @@ def lstm_proj_forward(x, w_ih, w_hh=None, w_hr=None, b_ih=None, b_hh=None, h0=No
             raise ArgumentError("these packed LSTM weights have no projection (w_hr): run them "
                                 "with fastrnn.lstm_forward")
         w_ih, w_hh, w_hr, b_ih, b_hh = (weights[name] for name in ("w_ih", "w_hh", "w_hr", "b_ih", "b_hh"))
+    precision = call_precision(precision, packed)
     check_n_threads(n_threads)
     requires_grad = check_bool("requires_grad", requires_grad)
-    backend_name, kernels = _backends.resolve(backend, kernel="lstm_proj_forward")
+    check_reduced_call(precision, requires_grad)
+    backend_name, kernels = resolve_backend(backend, "lstm_proj_forward", precision)
     layer = _ProjLayer(x, w_ih, w_hh, w_hr, b_ih, b_hh, h0, c0, weights_checked=packed is not None)
+    check_reduced_dtype(precision, layer.dtype)
     T, B, H, P = layer.T, layer.B, layer.H, layer.P
     threads = layer.n_threads(n_threads)
     ends = row_ends(ends, T, B)  # states at each row's end: see lstm_forward
@@ -233,7 +246,12 @@ def lstm_proj_forward(x, w_ih, w_hh=None, w_hr=None, b_ih=None, b_hh=None, h0=No
     m_all = np.empty((kept, B, H), layer.dtype)
     h_n, c_n = layer.final_state_arrays([layer.h0, layer.c0])
     buffers = None if packed is None else packed.forward_buffers(backend_name)
-    if layer.has_steps and buffers is not None:  # packed once: no packing per call
+    if layer.has_steps and precision != "float32":  # weights rounded once, by the packer or here
+        reduced = (packed.reduced_layer(backend_name) if packed is not None else kernels.pack_reduced(
+            "lstm_proj", precision, layer.w_ih, layer.w_hh, layer.summed_bias(), w_hr=layer.w_hr))
+        kernels.lstm_proj_forward_reduced(layer.x, reduced, layer.h0, layer.c0, y, h_n, c_n, gates,
+                                          c_all, m_all, threads)
+    elif layer.has_steps and buffers is not None:  # packed once: no packing per call
         kernels.lstm_proj_forward_packed(layer.x, buffers, layer.h0, layer.c0, y, h_n, c_n, gates,
                                          c_all, m_all, threads)
     elif layer.has_steps:

@@ -11,6 +11,8 @@ class PackedWeights:
     __slots__ = ()
     #: The function that packs this class's weights, for messages.
     PACKER = ""
+    #: The precision of the products, ``"float32"``, ``"bf16"`` or ``"int8"`` (set per object).
+    precision = "float32"
 
     def forward_weights(self, function, expected, omitted):
         """The arrays a forward function takes in place of this object.
@@ -51,5 +53,7 @@ class PackedWeights:
         """The packed buffers a forward function running on ``backend`` passes its kernel,
         or None when it runs on the arrays (:meth:`forward_weights`): the Cython kernels take
         the buffers of weights packed for the Cython backend; the Numba and Python kernels
-        pack nothing."""
+        pack nothing. None in bf16 and int8, which run :meth:`reduced_layer` instead."""
+        if self.precision != "float32":
+            return None
         return self._kernel if backend == "cython" == self.backend else None

@@ -9,6 +9,8 @@ from fastrnn.functional._layer import (Layer, LayerCache, LayerGradients, backwa
                                        states_at_ends)
 from fastrnn.exceptions import ArgumentError
 from fastrnn.functional._packed_base import PackedWeights
+from fastrnn.functional._precision import (call_precision, check_reduced_call, check_reduced_dtype,
+                                           resolve_backend)
 from fastrnn.functional.cells import RNN
 
 __all__ = ["rnn_forward", "rnn_backward", "RNNCache"]
@@ -35,7 +37,8 @@ class RNNCache(LayerCache):
 
 
 def rnn_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, *, nonlinearity="tanh",
-                batch_first=False, backend=None, n_threads=None, requires_grad=True, ends=None):
+                batch_first=False, backend=None, n_threads=None, requires_grad=True, ends=None,
+                precision=None):
     r"""Run an Elman (SimpleRNN) layer over a sequence: :math:`h_t = \phi(x_t W_{ih}^T + b_{ih} + h_{t-1} W_{hh}^T + b_{hh})`.
 
     Parameters
@@ -70,6 +73,14 @@ def rnn_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, *, nonlineari
         (0 to T; 0 gives ``h0``) instead of after all T: the final states of a
         right-padded batch. :func:`rnn_backward` then lets ``dh_n`` enter at
         those steps. ``y`` is not changed.
+    precision : {"float32", "bf16", "int8"}, optional
+        The precision of the layer's products: ``"bf16"`` rounds the weights to bfloat16,
+        ``"int8"`` quantizes them per output row and the layer input and state per step and
+        batch row (see :mod:`fastrnn._python.reduced`); biases, gate math and states stay
+        float32. Inference only: needs ``requires_grad=False`` and float32 arrays. Plain
+        weights are rounded or quantized for this call; pack them once
+        (``precision=`` of the packer) to convert them once. By default the packed weights'
+        precision, float32 for arrays. Numba has no bf16/int8 kernels (``auto`` skips it).
 
     Returns
     -------
@@ -97,11 +108,14 @@ def rnn_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, *, nonlineari
                                 f"{packed.options['nonlinearity']!r}; pass nonlinearity="
                                 f"{packed.options['nonlinearity']!r} (or pack again)")
     check_choice("nonlinearity", nonlinearity, NONLINEARITIES)
+    precision = call_precision(precision, packed)
     check_n_threads(n_threads)
     requires_grad = check_bool("requires_grad", requires_grad)
-    backend_name, kernels = _backends.resolve(backend)
+    check_reduced_call(precision, requires_grad)
+    backend_name, kernels = resolve_backend(backend, "rnn_forward", precision)
     layer = Layer(x, w_ih, w_hh, b_ih, b_hh, [("h0", h0)], spec=RNN, batch_first=batch_first,
                   weights_checked=packed is not None)
+    check_reduced_dtype(precision, layer.dtype)
     T, B, H = layer.T, layer.B, layer.H
     h0 = layer.states[0]
     ends = row_ends(ends, T, B)
@@ -110,7 +124,11 @@ def rnn_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, *, nonlineari
     y = np.empty((T, B, H), layer.dtype)
     (h_n,) = layer.final_state_arrays([h0])
     buffers = None if packed is None else packed.forward_buffers(backend_name)
-    if layer.has_steps and buffers is not None:  # packed once: no packing per call
+    if layer.has_steps and precision != "float32":  # weights rounded once, by the packer or here
+        reduced = (packed.reduced_layer(backend_name) if packed is not None else kernels.pack_reduced(
+            "rnn", precision, layer.w_ih, layer.w_hh, layer.summed_bias(), flag=nonlinearity == "relu"))
+        kernels.rnn_forward_reduced(layer.x, reduced, h0, y, h_n, threads)
+    elif layer.has_steps and buffers is not None:  # packed once: no packing per call
         kernels.rnn_forward_packed(layer.x, buffers, h0, y, h_n, threads)
     elif layer.has_steps:
         kernels.rnn_forward(layer.x, layer.w_ih, layer.w_hh, layer.summed_bias(), h0,

@@ -62,7 +62,7 @@ class DirectionTape:
 
 
 def run_direction(cell, x, weights, initial_states, *, steps=None, reverse=False, fill="zeros",
-                  requires_grad=True, backend=None, n_threads=None, **options):
+                  requires_grad=True, backend=None, n_threads=None, precision=None, **options):
     """Run one direction of one layer over a padded, time-major batch.
 
     Parameters
@@ -92,6 +92,9 @@ def run_direction(cell, x, weights, initial_states, *, steps=None, reverse=False
         kept and no per-step workspace outlives the call.
     backend, n_threads
         As for the functional API.
+    precision : {"float32", "bf16", "int8"}, optional
+        As for the functional API: packed weights run in their own precision by default,
+        arrays in float32; bf16 and int8 need ``requires_grad=False``.
     **options
         The cell's own options: ``nonlinearity`` (RNN), ``reset_after`` (GRU).
 
@@ -130,7 +133,8 @@ def run_direction(cell, x, weights, initial_states, *, steps=None, reverse=False
         arguments["ends"] = steps.lengths
     forward = _FUNCTIONS[spec.projected_forward if projected else spec.forward]
     y, finals, cache = forward(x_run, backend=backend, n_threads=n_threads,
-                               requires_grad=requires_grad, **arguments, **options)
+                               requires_grad=requires_grad, precision=precision, **arguments,
+                               **options)
     finals = list(finals) if spec.has_cell_state else [finals]
 
     if reverse:

@@ -17,6 +17,11 @@ h0=...)``): the Cython kernels then run on its packed buffers (one layout,
 and Python kernels on its arrays (they pack nothing per call). Buffers depend on
 the ISA level they were packed under: the step and the forward functions refuse
 them under another (:class:`~fastrnn.exceptions.StaleCacheError`); pack again.
+
+With ``precision="bf16"`` or ``"int8"`` the weights are rounded or quantized once, when
+packed (``pack_reduced`` of the backend: ``fastrnn._cy`` or
+:mod:`fastrnn._python.reduced_layer`); the object keeps the float32 weights as given, and
+its step and the forward functions run the reduced-precision kernels, for inference only.
 """
 
 from types import MappingProxyType
@@ -24,13 +29,14 @@ from types import MappingProxyType
 import numpy as np
 
 from fastrnn import _backends
-from fastrnn._validation import (as_float_array, check_choice, check_ndim, check_shape,
-                                 compute_dtype, kernel_array)
+from fastrnn._validation import (as_float_array, check_choice, check_ndim, check_precision,
+                                 check_shape, compute_dtype, kernel_array)
 from fastrnn.exceptions import ArgumentError, DTypeError, ShapeError
 from fastrnn.functional._gru import gru_biases
 from fastrnn.functional._layer import Layer, read_only_view
 from fastrnn.functional._lstm_proj import _ProjLayer
 from fastrnn.functional._packed_base import PackedWeights
+from fastrnn.functional._precision import check_reduced_dtype, resolve_backend
 from fastrnn.functional._rnn import NONLINEARITIES
 from fastrnn.functional.cells import GRU, LSTM, RNN, cell_spec
 
@@ -50,24 +56,30 @@ def _frozen(array):
 class _Packed(PackedWeights):
     """What the three cells' packed objects share; see :class:`PackedWeights` for the API."""
 
-    __slots__ = ("weights", "options", "dtype", "input_size", "hidden_size", "backend",
-                 "_backend_request", "_buffers", "_run", "_fast", "_state_size", "_kernel")
+    __slots__ = ("weights", "options", "dtype", "input_size", "hidden_size", "backend", "precision",
+                 "_backend_request", "_buffers", "_run", "_fast", "_state_size", "_kernel",
+                 "_reduced")
     CELL = None          # the cell's row of fastrnn.functional.cells
     GATED = False        # the state is (h, c)
 
-    def __init__(self, weights, options, backend):
+    def __init__(self, weights, options, backend, precision="float32"):
         self._set("weights", MappingProxyType(dict(weights)))  # read-only, as its arrays
+        self._set("precision", check_precision(precision))
         self._set("options", dict(options))
         self._set("dtype", weights["w_ih"].dtype)
         self._set("input_size", weights["w_ih"].shape[1])
         self._set("hidden_size", weights["w_hh"].shape[0] // self.CELL.gates)
         self._set("_state_size", self.hidden_size)
         self._set("_backend_request", backend)
-        name, module = _backends.resolve(backend)
+        name, module = resolve_backend(backend, self._forward_kernel(), self.precision)
         self._set("backend", name)
         self._set("_fast", None)
         self._set("_kernel", None)
-        self._build(name, module)
+        self._set("_reduced", {})
+        if self.precision == "float32":
+            self._build(name, module)
+        else:
+            self._build_reduced(name, module)
 
     def _set(self, name, value):
         object.__setattr__(self, name, value)
@@ -81,12 +93,55 @@ class _Packed(PackedWeights):
 
     def __reduce__(self):
         # the buffers are rebuilt from the weights: they depend on the machine's packing
-        return _rebuild, (type(self), dict(self.weights), self.options, self._backend_request)
+        return _rebuild, (type(self), dict(self.weights), self.options, self._backend_request,
+                          self.precision)
 
     def __repr__(self):
         options = "".join(f", {k}={v!r}" for k, v in self.options.items())
         return (f"{type(self).__name__}(input_size={self.input_size}, hidden_size={self.hidden_size}"
-                f", dtype={self.dtype}, backend={self.backend!r}{options})")
+                f", dtype={self.dtype}, precision={self.precision!r}, backend={self.backend!r}"
+                f"{options})")
+
+    def _forward_kernel(self):
+        """The name of the forward kernel these weights run (``"lstm_proj_forward"``...)."""
+        return self.CELL.forward
+
+    # ---- reduced precision
+
+    def _build_reduced(self, name, module):
+        kernel = self._pack_reduced(module)
+        self._set("_kernel", kernel)
+        self._set("_buffers", kernel)
+        self._reduced[name] = kernel
+        if name == "cython":  # the compiled step checks its arguments: the fast path may try it
+            self._set("_fast", kernel.step)
+        if self.GATED:
+            self._set("_run", kernel.step)
+        else:
+            self._set("_run", lambda x, h, h_out: kernel.step(x, h, None, h_out, None))
+
+    def _pack_reduced(self, module):
+        cell, arguments, keywords = self._reduced_arguments()
+        return module.pack_reduced(cell, self.precision, *arguments, **keywords)
+
+    def reduced_layer(self, backend):
+        """The weights in this object's precision for ``backend``'s reduced-precision kernels,
+        packed on first use for a backend other than the object's own.
+
+        Parameters
+        ----------
+        backend : str
+            A backend with reduced-precision kernels (``"cython"``, ``"python"``).
+
+        Returns
+        -------
+        ReducedLayer
+            What ``backend.pack_reduced`` returns.
+        """
+        layer = self._reduced.get(backend)
+        if layer is None:
+            layer = self._reduced[backend] = self._pack_reduced(_backends.resolve(backend)[1])
+        return layer
 
     @property
     def w_ih(self):
@@ -234,8 +289,8 @@ class _Packed(PackedWeights):
                                     "(only an LSTM's c may be updated in place)")
 
 
-def _rebuild(cls, weights, options, backend):
-    return cls(weights, options, backend)
+def _rebuild(cls, weights, options, backend, precision="float32"):
+    return cls(weights, options, backend, precision)
 
 
 class PackedRNN(_Packed):
@@ -260,6 +315,11 @@ class PackedRNN(_Packed):
             self._set("_run", lambda x, h, h_out: steps.rnn_step(x, w_ih_t, w_hh_t, bias, h, relu, h_out))
         self._set("_buffers", buffers)
 
+    def _reduced_arguments(self):
+        w = self.weights
+        bias = _summed_bias(w, self.dtype, self.hidden_size)
+        return "rnn", (w["w_ih"], w["w_hh"], bias), {"flag": self.options["nonlinearity"] == "relu"}
+
 
 class PackedLSTM(_Packed):
     """An LSTM layer's weights packed once (:func:`pack_lstm`); state ``(h, c)``, ``h`` of
@@ -274,6 +334,21 @@ class PackedLSTM(_Packed):
     def w_hr(self):
         """ndarray of shape (P, H) or None: the projection, read-only."""
         return self.weights.get("w_hr")
+
+    def _forward_kernel(self):
+        return "lstm_proj_forward" if self.weights.get("w_hr") is not None else "lstm_forward"
+
+    def _build_reduced(self, name, module):
+        if self.weights.get("w_hr") is not None:
+            self._set("_state_size", self.weights["w_hr"].shape[0])
+        super()._build_reduced(name, module)
+
+    def _reduced_arguments(self):
+        w = self.weights
+        bias = _summed_bias(w, self.dtype, LSTM.gates * self.hidden_size)
+        if w.get("w_hr") is None:
+            return "lstm", (w["w_ih"], w["w_hh"], bias), {}
+        return "lstm_proj", (w["w_ih"], w["w_hh"], bias), {"w_hr": w["w_hr"]}
 
     def _build(self, name, module):
         w, H = self.weights, self.hidden_size
@@ -328,6 +403,12 @@ class PackedGRU(_Packed):
                 x, w_ih_t, w_hrz_t, w_hn_t, bias_x, b_hn, h, reset_after, h_out))
         self._set("_buffers", buffers)
 
+    def _reduced_arguments(self):
+        w = self.weights
+        bias_x, b_hn = gru_biases(w["b_ih"], w["b_hh"], self.hidden_size, self.dtype)
+        return "gru", (w["w_ih"], w["w_hh"], bias_x), {"b_hn": b_hn,
+                                                       "flag": self.options["reset_after"]}
+
 
 # ---- building blocks
 
@@ -360,7 +441,8 @@ def _weights_of(layer, names):
 
 # ---- the packers
 
-def pack_rnn(w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh", backend=None):
+def pack_rnn(w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh", backend=None,
+             precision="float32"):
     """Validate and pack an Elman layer's weights once, for :meth:`PackedRNN.step` and
     :func:`~fastrnn.rnn_forward`.
 
@@ -373,7 +455,11 @@ def pack_rnn(w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh", backend=N
     nonlinearity : {"tanh", "relu"}
     backend : {"cython", "numba", "python", "auto"}, optional
         The backend the step runs on, resolved now (as the forward functions resolve
-        theirs at each call).
+        theirs at each call). Numba has no bf16/int8 kernels.
+    precision : {"float32", "bf16", "int8"}
+        The precision of the products: ``"bf16"`` rounds the weights to bfloat16 once,
+        ``"int8"`` quantizes them once per output row (symmetric); both need float32 weights
+        and run inference only (no backward pass). The object keeps the float32 weights.
 
     Returns
     -------
@@ -383,15 +469,20 @@ def pack_rnn(w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh", backend=N
     Raises
     ------
     ShapeError, DTypeError, NonFiniteError, ArgumentError
-        As :func:`fastrnn.rnn_forward` raises them for its weights.
+        As :func:`fastrnn.rnn_forward` raises them for its weights; DTypeError for float64
+        weights in bf16 or int8, ArgumentError for an unknown precision.
+    BackendUnavailableError
+        For bf16 or int8 on a backend without their kernels (Numba).
     """
     check_choice("nonlinearity", nonlinearity, NONLINEARITIES)
+    check_precision(precision)
     layer = _weights_layer(w_ih, w_hh, b_ih, b_hh, RNN)
+    check_reduced_dtype(precision, layer.dtype, "the weights")
     weights = _weights_of(layer, ("w_ih", "w_hh", "b_ih", "b_hh"))
-    return PackedRNN(weights, {"nonlinearity": nonlinearity}, backend)
+    return PackedRNN(weights, {"nonlinearity": nonlinearity}, backend, precision)
 
 
-def pack_lstm(w_ih, w_hh, b_ih=None, b_hh=None, *, w_hr=None, backend=None):
+def pack_lstm(w_ih, w_hh, b_ih=None, b_hh=None, *, w_hr=None, backend=None, precision="float32"):
     """Validate and pack an LSTM layer's weights once, for :meth:`PackedLSTM.step`,
     :func:`~fastrnn.lstm_forward` and (with ``w_hr``) :func:`~fastrnn.functional.lstm_proj_forward`.
 
@@ -404,7 +495,11 @@ def pack_lstm(w_ih, w_hh, b_ih=None, b_hh=None, *, w_hr=None, backend=None):
         A projection of the hidden state, ``0 < P < H``, as in
         :func:`~fastrnn.functional.lstm_proj_forward`.
     backend : {"cython", "numba", "python", "auto"}, optional
-        The backend the step runs on, resolved now.
+        The backend the step runs on, resolved now. Numba has no bf16/int8 kernels.
+    precision : {"float32", "bf16", "int8"}
+        The precision of the products: ``"bf16"`` rounds the weights to bfloat16 once,
+        ``"int8"`` quantizes them once per output row (symmetric); both need float32 weights
+        and run inference only (no backward pass). The object keeps the float32 weights.
 
     Returns
     -------
@@ -414,8 +509,14 @@ def pack_lstm(w_ih, w_hh, b_ih=None, b_hh=None, *, w_hr=None, backend=None):
     Raises
     ------
     ShapeError, DTypeError, NonFiniteError
-        As the forward functions raise them for their weights.
+        As the forward functions raise them for their weights; DTypeError for float64
+        weights in bf16 or int8.
+    ArgumentError
+        For an unknown precision.
+    BackendUnavailableError
+        For bf16 or int8 on a backend without their kernels (Numba).
     """
+    check_precision(precision)
     if w_hr is None:
         layer = _weights_layer(w_ih, w_hh, b_ih, b_hh, LSTM)
         weights = _weights_of(layer, ("w_ih", "w_hh", "b_ih", "b_hh"))
@@ -424,10 +525,12 @@ def pack_lstm(w_ih, w_hh, b_ih=None, b_hh=None, *, w_hr=None, backend=None):
                                    ("b_hh", b_hh)])
         layer = _ProjLayer(np.empty((0, 0, D), dtype), w_ih, w_hh, w_hr, b_ih, b_hh, None, None)
         weights = _weights_of(layer, ("w_ih", "w_hh", "b_ih", "b_hh", "w_hr"))
-    return PackedLSTM(weights, {}, backend)
+    check_reduced_dtype(precision, layer.dtype, "the weights")
+    return PackedLSTM(weights, {}, backend, precision)
 
 
-def pack_gru(w_ih, w_hh, b_ih=None, b_hh=None, *, reset_after=True, backend=None):
+def pack_gru(w_ih, w_hh, b_ih=None, b_hh=None, *, reset_after=True, backend=None,
+             precision="float32"):
     """Validate and pack a GRU layer's weights once, for :meth:`PackedGRU.step` and
     :func:`~fastrnn.gru_forward`.
 
@@ -439,19 +542,30 @@ def pack_gru(w_ih, w_hh, b_ih=None, b_hh=None, *, reset_after=True, backend=None
     reset_after : bool
         As :func:`fastrnn.gru_forward` takes it.
     backend : {"cython", "numba", "python", "auto"}, optional
-        The backend the step runs on, resolved now.
+        The backend the step runs on, resolved now. Numba has no bf16/int8 kernels.
+    precision : {"float32", "bf16", "int8"}
+        The precision of the products: ``"bf16"`` rounds the weights to bfloat16 once,
+        ``"int8"`` quantizes them once per output row (symmetric); both need float32 weights
+        and run inference only (no backward pass). The object keeps the float32 weights.
 
     Returns
     -------
     PackedGRU
         Immutable: to change a weight, pack again.
+
+    Raises
+    ------
+    ShapeError, DTypeError, NonFiniteError, ArgumentError, BackendUnavailableError
+        As :func:`pack_rnn` raises them.
     """
     from fastrnn._validation import check_bool
 
     reset_after = check_bool("reset_after", reset_after)
+    check_precision(precision)
     layer = _weights_layer(w_ih, w_hh, b_ih, b_hh, GRU)
+    check_reduced_dtype(precision, layer.dtype, "the weights")
     weights = _weights_of(layer, ("w_ih", "w_hh", "b_ih", "b_hh"))
-    return PackedGRU(weights, {"reset_after": reset_after}, backend)
+    return PackedGRU(weights, {"reset_after": reset_after}, backend, precision)
 
 
 def _weights_dtype(named):
@@ -484,7 +598,7 @@ def pack_cell(cell, weights, *, backend=None, **options):
         :func:`~fastrnn.functional.direction.run_direction` takes them.
     backend : str, optional
     **options
-        ``nonlinearity`` (RNN) or ``reset_after`` (GRU).
+        ``nonlinearity`` (RNN) or ``reset_after`` (GRU), and ``precision``.
 
     Returns
     -------
@@ -498,10 +612,10 @@ def pack_cell(cell, weights, *, backend=None, **options):
                   backend=backend, **options)
 
 
-def _packing_target(backend):
+def _packing_target(backend, precision="float32"):
     """What packed buffers depend on besides the weights: the backend, and the ISA level
     for the Cython kernels (whose panel widths differ between levels)."""
-    name, module = _backends.resolve(backend)
+    name, module = resolve_backend(backend, "rnn_forward", precision)
     return (name, module.isa_level()[0]) if name == "cython" else (name, None)
 
 
@@ -523,7 +637,7 @@ class PackedCache:
     def __reduce__(self):
         return PackedCache, ()
 
-    def get(self, slot, parameters, build, backend):
+    def get(self, slot, parameters, build, backend, precision="float32"):
         """The packed weights of ``slot``, built by ``build()`` when stale.
 
         Parameters
@@ -536,9 +650,11 @@ class PackedCache:
             ``build()`` packs the parameters' current values.
         backend : str or None
             The backend the caller runs on.
+        precision : {"float32", "bf16", "int8"}
+            The precision ``build()`` packs in: entries of other precisions are packed again.
         """
         key = (tuple(parameters), tuple(None if p is None else p.version for p in parameters),
-               _packing_target(backend))
+               _packing_target(backend, precision), precision)
         entry = self._entries.get(slot)
         if entry is not None and _same_key(entry[0], key):
             return entry[1]
@@ -553,4 +669,4 @@ class PackedCache:
 
 def _same_key(a, b):
     return (len(a[0]) == len(b[0]) and all(x is y for x, y in zip(a[0], b[0]))
-            and a[1] == b[1] and a[2] == b[2])
+            and a[1] == b[1] and a[2] == b[2] and a[3] == b[3])
