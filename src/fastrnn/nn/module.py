@@ -1,10 +1,11 @@
 """The module base class: parameters by name, state dicts, training mode, gradients."""
 
+import copy
 from collections import OrderedDict
 
 import numpy as np
 
-from fastrnn._validation import check_bool
+from fastrnn._validation import check_bool, check_precision
 from fastrnn.exceptions import ArgumentError
 from fastrnn.parameter import Parameter, apply_update, prepare_update
 
@@ -67,6 +68,42 @@ class Module:
     def eval(self):
         """Set evaluation mode; same as ``train(False)``."""
         return self.train(False)
+
+    # precision -------------------------------------------------------------------
+    def quantized(self, precision):
+        """A copy of this module for inference in ``precision`` (:func:`fastrnn.quantize`).
+
+        Parameters
+        ----------
+        precision : {"float32", "bf16", "int8"}
+
+        Returns
+        -------
+        Module
+            A deep copy in ``eval()`` mode whose recurrent modules (this one and every
+            sub-module) have ``precision`` set and their weights packed in it once, now.
+            Its parameters stay float32 master copies equal to this module's; this module
+            is not changed.
+
+        Raises
+        ------
+        ArgumentError
+            For an unknown precision.
+        DTypeError
+            For bf16 or int8 on a recurrent module with float64 parameters.
+        """
+        check_precision(precision)
+        clone = copy.deepcopy(self)
+        clone._apply_precision_tree(precision)
+        return clone.eval()
+
+    def _apply_precision_tree(self, precision):
+        self._apply_precision(precision)
+        for module in self._modules.values():
+            module._apply_precision_tree(precision)
+
+    def _apply_precision(self, precision):
+        """Take ``precision`` (recurrent modules do; others have no products of their own)."""
 
     # state dicts ---------------------------------------------------------
     def state_dict(self):

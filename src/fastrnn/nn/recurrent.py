@@ -20,7 +20,8 @@ import warnings
 import numpy as np
 
 from fastrnn._threads import PerThread, getstate_with_per_thread, setstate_with_per_thread
-from fastrnn._validation import as_float_array, check_bool, parameter_dtype, random_generator
+from fastrnn._validation import (as_float_array, check_bool, check_precision, parameter_dtype,
+                                 random_generator)
 from fastrnn.exceptions import ArgumentError, DTypeError, ShapeError
 from fastrnn.functional import cells
 from fastrnn.functional.packed import PackedCache, pack_cell
@@ -62,7 +63,7 @@ class RNNBase(Module):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, proj_size=0, *, dtype=np.float32, seed=None,
-                 backend=None, n_threads=None):
+                 backend=None, n_threads=None, precision="float32"):
         super().__init__()
         self.input_size = _positive_int("input_size", input_size)
         self.hidden_size = _positive_int("hidden_size", hidden_size)
@@ -86,6 +87,7 @@ class RNNBase(Module):
         self.dtype = dtype
         self.backend = backend
         self.n_threads = n_threads
+        self.precision = check_precision(precision)
         self.rng = random_generator(seed)
         self._tape = None
         self.grad_hx = None
@@ -157,12 +159,25 @@ class RNNBase(Module):
         h_n : ndarray of shape (num_layers * num_directions, B, H_out)
             LSTM returns ``(h_n, c_n)``, ``c_n`` with ``hidden_size`` features.
 
+        Raises
+        ------
+        ArgumentError
+            With ``precision`` bf16 or int8 in training mode: reduced precision runs in
+            ``eval()`` mode only, and keeps nothing for :meth:`backward`.
+
         Notes
         -----
         Each (layer, direction) runs on its weights packed once and packed again only
         when a parameter changed (see :meth:`step`); any read of a parameter's ``data``
-        counts as a change, so writing into it in place is seen.
+        counts as a change, so writing into it in place is seen. In ``precision`` bf16 or
+        int8 the packed copies hold the weights rounded or quantized once.
         """
+        precision = self._inference_precision()
+        if precision != "float32" and self.training:
+            raise ArgumentError(
+                f"precision={precision!r} runs in eval() mode only: call module.eval() before "
+                "forward (training in bf16 or int8 is not available yet), or set "
+                "module.precision = 'float32' to train")
         x, batched = self._input_time_major(input)
         T, B, _ = x.shape
         if lengths is not None and not batched:
@@ -170,7 +185,7 @@ class RNNBase(Module):
                              f"is unbatched with shape {np.shape(input)}")
         h0, c0 = self._initial_states(hx, B, batched)
         sequences = SequenceLengths(lengths, T, B)
-        keep = is_grad_enabled()
+        keep = is_grad_enabled() and precision == "float32"
         tape = {"sequences": sequences, "batched": batched, "layers": [], "dropout_masks": []}
 
         layer_input = x
@@ -183,9 +198,10 @@ class RNNBase(Module):
                 k = layer * dirs + direction
                 states = [h0[k]] if c0 is None else [h0[k], c0[k]]
                 y, finals, direction_tape = run_direction(
-                    self.SPEC, layer_input, self._packed_weights(layer, direction), states,
+                    self.SPEC, layer_input, self._packed_weights(layer, direction, precision), states,
                     steps=sequences, reverse=direction == 1, requires_grad=keep,
-                    backend=self.backend, n_threads=self.n_threads, **self._cell_options())
+                    backend=self.backend, n_threads=self.n_threads, precision=precision,
+                    **self._cell_options())
                 h_n[k] = finals[0]
                 if c_n is not None:
                     c_n[k] = finals[1]
@@ -364,7 +380,8 @@ class RNNBase(Module):
         (``load_state_dict``) or stepped by an optimizer (see
         :attr:`fastrnn.parameter.Parameter.version`: reading ``data`` counts too, so
         in-place writes are seen). Nothing is recorded for
-        :meth:`backward`.
+        :meth:`backward`. The step runs in the module's ``precision`` (in either mode: it
+        records nothing).
 
         Parameters
         ----------
@@ -394,11 +411,20 @@ class RNNBase(Module):
                 "build one single-layer unidirectional module per layer and chain their steps")
         if not (isinstance(x_t, np.ndarray) and x_t.dtype == self.dtype):
             x_t = as_float_array("x_t", x_t).astype(self.dtype)
-        return self._packed_weights().step(x_t, state)
+        return self._packed_weights(precision=self._inference_precision()).step(x_t, state)
 
-    def _packed_weights(self, layer=0, direction=0):
-        """The weights of one (layer, direction) packed, packed again when a parameter was
-        replaced or its version moved (or another backend or ISA level runs)."""
+    def _inference_precision(self):
+        """``precision``, checked (it may have been assigned): float64 modules run float32 only."""
+        precision = check_precision(self.precision)
+        if precision != "float32" and self.dtype != np.float32:
+            raise DTypeError(f"precision={precision!r} computes in float32; this module's parameters "
+                             f"are {self.dtype}: build it with dtype=numpy.float32")
+        return precision
+
+    def _packed_weights(self, layer=0, direction=0, precision="float32"):
+        """The weights of one (layer, direction) packed in ``precision``, packed again when a
+        parameter was replaced or its version moved (or another backend, ISA level or
+        precision runs)."""
         cache = self.__dict__.get("_packed_cache")
         if cache is None:
             cache = PackedCache()
@@ -407,7 +433,16 @@ class RNNBase(Module):
                       for stem in _PARAMETER_STEMS.values()]
         return cache.get((layer, direction), parameters, lambda: pack_cell(
             self.SPEC, self._weights(layer, direction), backend=self.backend,
-            **self._cell_options()), self.backend)
+            precision=precision, **self._cell_options()), self.backend, precision)
+
+    def _apply_precision(self, precision):
+        """Set ``precision`` and pack every (layer, direction) in it now (see
+        :meth:`~fastrnn.nn.module.Module.quantized`)."""
+        self.precision = check_precision(precision)
+        precision = self._inference_precision()
+        for layer in range(self.num_layers):
+            for direction in range(self.num_directions):
+                self._packed_weights(layer, direction, precision)
 
     def _cell_options(self):
         """The cell's own options for the functional API (``nonlinearity`` of an RNN)."""
@@ -423,6 +458,8 @@ class RNNBase(Module):
                               ("bidirectional", False)]:
             if getattr(self, name) != default:
                 parts.append(f"{name}={getattr(self, name)}")
+        if self.precision != "float32":
+            parts.append(f"precision={self.precision!r}")
         return ", ".join(parts)
 
     def __repr__(self):
@@ -446,18 +483,23 @@ class RNN(RNNBase):
         Source of the initial weights and dropout masks.
     backend, n_threads : optional
         Passed to the functional API.
+    precision : {"float32", "bf16", "int8"}
+        The precision of forward in ``eval()`` mode and of :meth:`step` (bf16 and int8 are
+        inference only, float32 modules only; see :func:`fastrnn.quantize`). An attribute
+        that may be assigned.
     """
 
     SPEC = cells.RNN
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False, *, dtype=np.float32,
-                 seed=None, backend=None, n_threads=None):
+                 seed=None, backend=None, n_threads=None, precision="float32"):
         if nonlinearity not in ("tanh", "relu"):
             raise ArgumentError(f"nonlinearity must be 'tanh' or 'relu'; got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, dtype=dtype, seed=seed, backend=backend, n_threads=n_threads)
+                         bidirectional, dtype=dtype, seed=seed, backend=backend, n_threads=n_threads,
+                         precision=precision)
 
     def _cell_options(self):
         return {"nonlinearity": self.nonlinearity}
@@ -479,7 +521,7 @@ class LSTM(RNNBase):
     bidirectional : bool
     proj_size : int
         If > 0, ``h_t = (o_t * tanh(c_t)) W_hr^T`` has ``proj_size`` features.
-    dtype, seed, backend, n_threads
+    dtype, seed, backend, n_threads, precision
         As for :class:`RNN`.
     """
 
@@ -487,10 +529,10 @@ class LSTM(RNNBase):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, proj_size=0, *, dtype=np.float32, seed=None,
-                 backend=None, n_threads=None):
+                 backend=None, n_threads=None, precision="float32"):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, proj_size, dtype=dtype, seed=seed, backend=backend,
-                         n_threads=n_threads)
+                         n_threads=n_threads, precision=precision)
 
 
 class GRU(RNNBase):
@@ -503,7 +545,7 @@ class GRU(RNNBase):
     bias, batch_first : bool
     dropout : float in [0, 1)
     bidirectional : bool
-    dtype, seed, backend, n_threads
+    dtype, seed, backend, n_threads, precision
         As for :class:`RNN`.
     """
 
@@ -511,6 +553,7 @@ class GRU(RNNBase):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, *, dtype=np.float32, seed=None, backend=None,
-                 n_threads=None):
+                 n_threads=None, precision="float32"):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, dtype=dtype, seed=seed, backend=backend, n_threads=n_threads)
+                         bidirectional, dtype=dtype, seed=seed, backend=backend, n_threads=n_threads,
+                         precision=precision)
