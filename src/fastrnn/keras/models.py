@@ -8,6 +8,7 @@ trainable weight. Shuffling uses NumPy's global random state
 (``np.random.seed`` makes ``fit`` repeatable).
 """
 
+import copy
 import math
 import sys
 import time
@@ -15,6 +16,7 @@ import time
 import numpy as np
 
 from fastrnn._threads import one_thread_at_a_time
+from fastrnn._validation import check_precision
 from fastrnn.exceptions import ArgumentError, NonFiniteError, ShapeError
 from fastrnn.keras import losses as losses_module
 from fastrnn.keras import metrics as metrics_module
@@ -743,6 +745,36 @@ class Sequential:
     def predict_on_batch(self, x):
         """The model's output for one batch (no batching)."""
         return self(x)
+
+    def quantized(self, precision):
+        """A copy of this model whose recurrent layers run inference in ``precision``
+        (:func:`fastrnn.quantize`).
+
+        Parameters
+        ----------
+        precision : {"float32", "bf16", "int8"}
+
+        Returns
+        -------
+        Sequential
+            A deep copy (compiled as this model is) with ``precision`` set on every recurrent
+            layer, a Bidirectional's two included, and their weights packed in it once if the
+            model is built. :meth:`predict`, :meth:`evaluate` and calls without ``training``
+            run in it; :meth:`fit` raises (training in bf16 or int8 is not available yet).
+            Its weights are float32 master copies equal to this model's, which is not changed.
+
+        Raises
+        ------
+        ArgumentError
+            For an unknown precision.
+        DTypeError
+            For bf16 or int8 on a recurrent layer with float64 weights.
+        """
+        check_precision(precision)
+        clone = copy.deepcopy(self)
+        for layer in clone._layers:
+            layer._apply_precision(precision)
+        return clone
 
     # description --------------------------------------------------------------------------
     def summary(self, line_length=None, print_fn=None):

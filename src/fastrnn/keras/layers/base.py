@@ -19,10 +19,12 @@ real Keras model as they are; recurrent layers convert to the kernels'
 PyTorch packing on each call (:mod:`fastrnn.interop`).
 """
 
+import copy
+
 import numpy as np
 
 from fastrnn._threads import PerThread, getstate_with_per_thread, setstate_with_per_thread
-from fastrnn._validation import check_bool, parameter_dtype
+from fastrnn._validation import check_bool, check_precision, parameter_dtype
 from fastrnn.exceptions import ArgumentError, ShapeError
 from fastrnn.parameter import Parameter, apply_update, prepare_update
 
@@ -156,6 +158,29 @@ class Layer:
     def compute_mask(self, x, mask=None):
         """The mask for the next layer: by default the incoming one passes through."""
         return mask
+
+    # precision ---------------------------------------------------------------
+    def quantized(self, precision):
+        """A copy of this layer whose recurrent layers run inference in ``precision``
+        (:func:`fastrnn.quantize`).
+
+        Parameters
+        ----------
+        precision : {"float32", "bf16", "int8"}
+
+        Returns
+        -------
+        Layer
+            A deep copy with ``precision`` set on its recurrent layers (a Bidirectional's
+            two), their weights packed in it once if built. This layer is not changed.
+        """
+        check_precision(precision)
+        clone = copy.deepcopy(self)
+        clone._apply_precision(precision)
+        return clone
+
+    def _apply_precision(self, precision):
+        """Take ``precision``: recurrent layers do; the others compute in float32 as before."""
 
     def get_config(self):
         """Constructor arguments that recreate the layer (JSON-serialisable)."""

@@ -24,8 +24,8 @@ SimpleRNN), recurrent activations other than sigmoid.
 import numpy as np
 
 from fastrnn._threads import PerThread
-from fastrnn._validation import as_float_array, check_bool
-from fastrnn.exceptions import ArgumentError, ShapeError
+from fastrnn._validation import as_float_array, check_bool, check_precision
+from fastrnn.exceptions import ArgumentError, DTypeError, ShapeError
 from fastrnn.functional import cells
 from fastrnn.functional.direction import backward_direction, run_direction
 from fastrnn.functional.packed import PackedCache, pack_cell
@@ -81,7 +81,8 @@ class RNNLayer(_RecurrentLayer):
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
                  bias_initializer="zeros", dropout=0.0, recurrent_dropout=0.0,
                  return_sequences=False, return_state=False, go_backwards=False, stateful=False,
-                 seed=None, zero_output_for_mask=False, backend=None, n_threads=None, **kwargs):
+                 seed=None, zero_output_for_mask=False, backend=None, n_threads=None,
+                 precision="float32", **kwargs):
         if kwargs.get("name") is None:
             kwargs["name"] = unique_name(self.CELL.lower().replace("simplernn", "simple_rnn"))
         super().__init__(**kwargs)
@@ -109,6 +110,7 @@ class RNNLayer(_RecurrentLayer):
         self.rng = initializers.as_generator(seed)
         self.backend = backend
         self.n_threads = n_threads
+        self.precision = check_precision(precision)
         self.states = None
         self.grad_initial_state = None
         self._tape = None
@@ -153,18 +155,43 @@ class RNNLayer(_RecurrentLayer):
     def _initial_bias(self):
         return self.bias_initializer((self.gates * self.units,), self.dtype, self.rng)
 
-    def _packed_weights(self):
-        """The weights in PyTorch's layout, packed once (:func:`fastrnn.functional.packed.pack_cell`)
-        and packed again only when a weight was replaced or its version moved (``set_weights``,
-        the optimizers, model loading, assigning ``data``), or another backend or ISA level runs."""
+    def _packed_weights(self, precision="float32"):
+        """The weights in PyTorch's layout, packed once in ``precision``
+        (:func:`fastrnn.functional.packed.pack_cell`) and packed again only when a weight was
+        replaced or its version moved (``set_weights``, the optimizers, model loading, assigning
+        ``data``), or another backend, ISA level or precision runs."""
         cache = self.__dict__.get("_packed_cache")
         if cache is None:
             cache = PackedCache()
             object.__setattr__(self, "_packed_cache", cache)
         parameters = [self.kernel, self.recurrent_kernel, self.bias]
         return cache.get(0, parameters, lambda: pack_cell(
-            self.SPEC, self._torch_weights(), backend=self.backend, **self._cell_options()),
-            self.backend)
+            self.SPEC, self._torch_weights(), backend=self.backend, precision=precision,
+            **self._cell_options()), self.backend, precision)
+
+    def _call_precision(self, training):
+        """The precision of a call: ``precision`` without ``training``; bf16 and int8 refuse
+        training and float64 weights."""
+        precision = check_precision(self.precision)
+        if precision == "float32":
+            return precision
+        if training:
+            raise ArgumentError(
+                f"layer {self.name!r} runs in precision={precision!r}, which is inference only "
+                "(predict, evaluate, calls without training): training in bf16 or int8 is not "
+                "available yet; set its precision to 'float32' to train")
+        if self.dtype != np.float32:
+            raise DTypeError(f"layer {self.name!r}: precision={precision!r} computes in float32; "
+                             f"its weights are {self.dtype}: build it with dtype='float32'")
+        return precision
+
+    def _apply_precision(self, precision):
+        """Set ``precision`` and, once built, pack the weights in it now (see
+        :meth:`~fastrnn.keras.models.Sequential.quantized`)."""
+        self.precision = check_precision(precision)
+        precision = self._call_precision(False)
+        if self.built:
+            self._packed_weights(precision)
 
     def _torch_weights(self):
         return keras_to_torch(self.SPEC, self.kernel.values, self.recurrent_kernel.values,
@@ -235,6 +262,7 @@ class RNNLayer(_RecurrentLayer):
             Only with ``return_state``: the list ``[output, h]`` (LSTM
             ``[output, h, c]``) is returned.
         """
+        precision = self._call_precision(training)
         x = float_input(self, x, ndim=3, features=self.kernel.shape[0])
         B, T, D = x.shape
         if T == 0 and not self.return_sequences:
@@ -253,9 +281,10 @@ class RNNLayer(_RecurrentLayer):
             mask = None if mask is None else mask[:, ::-1]
         steps = None if mask is None or mask.all() else MaskedSequences(mask.T)
         y, finals, tape = run_direction(
-            self.SPEC, x.transpose(1, 0, 2), self._packed_weights(), states0, steps=steps,
+            self.SPEC, x.transpose(1, 0, 2), self._packed_weights(precision), states0, steps=steps,
             fill="zeros" if self.zero_output_for_mask else "previous", requires_grad=training,
-            backend=self.backend, n_threads=self.n_threads, **self._cell_options())
+            backend=self.backend, n_threads=self.n_threads, precision=precision,
+            **self._cell_options())
         outputs = y.transpose(1, 0, 2)
         output = np.ascontiguousarray(outputs) if self.return_sequences else np.array(outputs[:, -1])
         finals = [np.array(f) for f in finals]
@@ -325,6 +354,8 @@ class RNNLayer(_RecurrentLayer):
                                               "bias_initializer"))
         if self.CELL != "SimpleRNN":
             config["recurrent_activation"] = self.recurrent_activation
+        if self.precision != "float32":  # absent otherwise, as in Keras's own configurations
+            config["precision"] = self.precision
         return config
 
     def _clone(self, **changes):
@@ -360,6 +391,11 @@ class SimpleRNN(RNNLayer):
         Masked steps output zeros instead of the previous output.
     backend, n_threads : optional
         Passed to the functional API.
+    precision : {"float32", "bf16", "int8"}
+        The precision of calls without ``training`` (``predict``, ``evaluate``): bf16 rounds
+        the weights to bfloat16, int8 quantizes them (see :func:`fastrnn.quantize`).
+        Inference only: a training call in bf16 or int8 raises ArgumentError. In the
+        configuration when not float32.
     **kwargs
         ``name``, ``dtype``, ``trainable``, ``input_shape``.
 
@@ -564,6 +600,10 @@ class Bidirectional(_RecurrentLayer):
     @property
     def layers(self):
         return [self.forward_layer, self.backward_layer]
+
+    def _apply_precision(self, precision):
+        for layer in self.layers:
+            layer._apply_precision(precision)
 
     def build(self, input_shape):
         for layer in self.layers:
