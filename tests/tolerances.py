@@ -85,6 +85,20 @@ KERAS_LOSS_PARITY = dict(rtol=2e-5, atol=1e-6)
 #: One optimizer update of the Keras facade against Keras's, float32.
 KERAS_OPTIMIZER_PARITY = dict(rtol=2e-5, atol=2e-6)
 
+#: bf16 and int8 inference against the float64 forward on the same weights (PyTorch's
+#: initialisation U(-1/sqrt(H), 1/sqrt(H)), x ~ N(0, 1), T <= 100, H <= 128): bounds on the largest
+#: and on the mean absolute error of the outputs. Measured on the reference (AMD EPYC Zen 4), the
+#: Elman cell being the worst: bf16 max 5.6e-3, mean 8.7e-4; int8 max 1.5e-2, mean 2.4e-3.
+REDUCED_VS_FLOAT64 = {"bf16": dict(max=2e-2, mean=3e-3), "int8": dict(max=5e-2, mean=8e-3)}
+#: A bf16 or int8 output must differ from the float32 one by more than this somewhere (the
+#: typical difference is 1e-3), so that a float32 run passed off as reduced precision fails.
+REDUCED_DIFFERS_FROM_FLOAT32 = 1e-5
+#: A compiled bf16/int8 forward against the reference on the same reduced weights: the products
+#: agree (int8 bit for bit, bf16 within float32 rounding), the vector tanh and sigmoid within a
+#: few ulp, and an int8 state that lands on another rounding of its quantization moves a step's
+#: product by one quantum (about max|h| / 127 * max|w|).
+REDUCED_BACKEND_VS_REFERENCE = dict(rtol=2e-3, atol=2e-3)
+
 #: The float32 tanh of the compiled backends against float64 tanh rounded to float32, in ulp.
 TANH_FLOAT32_ULP = 8
 #: The float64 tanh of the compiled backends (libm) against numpy's float64 tanh, in ulp.
