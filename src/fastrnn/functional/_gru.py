@@ -11,7 +11,7 @@ from fastrnn.functional._layer import (Layer, LayerCache, LayerGradients, backwa
 from fastrnn.exceptions import ArgumentError
 from fastrnn.functional._packed_base import PackedWeights
 from fastrnn.functional._precision import (call_precision, check_reduced_call, check_reduced_dtype,
-                                           resolve_backend)
+                                           resolve_reduced)
 from fastrnn.functional.cells import GRU
 
 __all__ = ["gru_forward", "gru_backward", "GRUCache"]
@@ -134,7 +134,10 @@ def gru_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, *, reset_afte
     check_n_threads(n_threads)
     requires_grad = check_bool("requires_grad", requires_grad)
     check_reduced_call(precision, requires_grad)
-    backend_name, kernels = resolve_backend(backend, "gru_forward", precision)
+    if precision == "float32":
+        backend_name, kernels = _backends.resolve(backend, kernel="gru_forward")
+    else:
+        backend_name, kernels = resolve_reduced(backend, "gru_forward", precision)
     layer = Layer(x, w_ih, w_hh, b_ih, b_hh, [("h0", h0)], spec=GRU, batch_first=batch_first,
                   weights_checked=packed is not None)
     check_reduced_dtype(precision, layer.dtype)

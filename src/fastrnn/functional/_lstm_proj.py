@@ -30,7 +30,7 @@ from fastrnn._validation import (
 from fastrnn.exceptions import ArgumentError, ShapeError
 from fastrnn.functional._packed_base import PackedWeights
 from fastrnn.functional._precision import (call_precision, check_reduced_call, check_reduced_dtype,
-                                           resolve_backend)
+                                           resolve_reduced)
 from fastrnn.functional._layer import (Layer, LayerCache, LayerGradients, backward_inputs,
                                        final_gradients_at_ends, forward_outputs, gradient_input,
                                        row_ends, states_at_ends)
@@ -229,7 +229,10 @@ def lstm_proj_forward(x, w_ih, w_hh=None, w_hr=None, b_ih=None, b_hh=None, h0=No
     check_n_threads(n_threads)
     requires_grad = check_bool("requires_grad", requires_grad)
     check_reduced_call(precision, requires_grad)
-    backend_name, kernels = resolve_backend(backend, "lstm_proj_forward", precision)
+    if precision == "float32":
+        backend_name, kernels = _backends.resolve(backend, kernel="lstm_proj_forward")
+    else:
+        backend_name, kernels = resolve_reduced(backend, "lstm_proj_forward", precision)
     layer = _ProjLayer(x, w_ih, w_hh, w_hr, b_ih, b_hh, h0, c0, weights_checked=packed is not None)
     check_reduced_dtype(precision, layer.dtype)
     T, B, H, P = layer.T, layer.B, layer.H, layer.P

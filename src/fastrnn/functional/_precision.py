@@ -14,7 +14,7 @@ from fastrnn import _backends
 from fastrnn._validation import check_precision
 from fastrnn.exceptions import ArgumentError, BackendUnavailableError, DTypeError
 
-__all__ = ["call_precision", "check_reduced_call", "check_reduced_dtype", "resolve_backend"]
+__all__ = ["call_precision", "check_reduced_call", "check_reduced_dtype", "resolve_reduced"]
 
 
 def call_precision(precision, packed):
@@ -60,10 +60,10 @@ def check_reduced_dtype(precision, dtype, what="the inputs"):
                          "cast them to float32 (or use precision='float32')")
 
 
-def resolve_backend(backend, kernel, precision):
-    """The backend of a call, as :func:`fastrnn._backends.resolve` gives it, that has the
-    kernel of ``precision``: ``kernel`` for float32, ``kernel + "_reduced"`` for bf16 and int8
-    (``auto`` skips a backend without it).
+def resolve_reduced(backend, kernel, precision):
+    """The backend of a bf16 or int8 call, as :func:`fastrnn._backends.resolve` gives it, that
+    has ``kernel + "_reduced"`` (``auto`` skips a backend without it). float32 calls resolve
+    through the registry directly, which warns at their caller's line.
 
     Returns
     -------
@@ -75,8 +75,6 @@ def resolve_backend(backend, kernel, precision):
         For a backend asked for by name that has no reduced-precision kernels (Numba; the
         extension built before them), saying so.
     """
-    if precision == "float32":
-        return _backends.resolve(backend, kernel=kernel)
     name, module = _backends.resolve(backend)
     reduced = kernel + "_reduced"
     if hasattr(module, reduced):

@@ -36,7 +36,7 @@ from fastrnn.functional._gru import gru_biases
 from fastrnn.functional._layer import Layer, read_only_view
 from fastrnn.functional._lstm_proj import _ProjLayer
 from fastrnn.functional._packed_base import PackedWeights
-from fastrnn.functional._precision import check_reduced_dtype, resolve_backend
+from fastrnn.functional._precision import check_reduced_dtype, resolve_reduced
 from fastrnn.functional._rnn import NONLINEARITIES
 from fastrnn.functional.cells import GRU, LSTM, RNN, cell_spec
 
@@ -71,7 +71,10 @@ class _Packed(PackedWeights):
         self._set("hidden_size", weights["w_hh"].shape[0] // self.CELL.gates)
         self._set("_state_size", self.hidden_size)
         self._set("_backend_request", backend)
-        name, module = resolve_backend(backend, self._forward_kernel(), self.precision)
+        if self.precision == "float32":
+            name, module = _backends.resolve(backend)
+        else:
+            name, module = resolve_reduced(backend, self._forward_kernel(), self.precision)
         self._set("backend", name)
         self._set("_fast", None)
         self._set("_kernel", None)
@@ -615,7 +618,10 @@ def pack_cell(cell, weights, *, backend=None, **options):
 def _packing_target(backend, precision="float32"):
     """What packed buffers depend on besides the weights: the backend, and the ISA level
     for the Cython kernels (whose panel widths differ between levels)."""
-    name, module = resolve_backend(backend, "rnn_forward", precision)
+    if precision == "float32":
+        name, module = _backends.resolve(backend)
+    else:
+        name, module = resolve_reduced(backend, "rnn_forward", precision)
     return (name, module.isa_level()[0]) if name == "cython" else (name, None)
 
 
