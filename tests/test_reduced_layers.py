@@ -19,16 +19,19 @@ from fastrnn._python import gru, lstm, lstm_proj, rnn
 from fastrnn._python.reduced import INT8_MAX_K, reduce_matrix
 from helpers import assert_close, assert_results_identical
 
-# Tolerances of the reduced-precision kernels (to move to tolerances.py with the other
-# reduced-precision entries). Measured over the shapes of this module (D, H up to 130,
-# T up to 300, weights of PyTorch's initialisation, inputs N(0, 1)).
-#: The compiled kernels against the reference on the same reduced weights: int8 products
-#: are exact, so only the float32 tanh (a few ulp) differs, but one ulp can move a
-#: quantization step of the next h (1/127 of its largest entry, times a weight); bf16
-#: products also round h to bf16 and sum in another order.
-REDUCED_VS_REFERENCE = {"int8": dict(rtol=0.0, atol=2e-2), "bf16": dict(rtol=0.0, atol=2e-2)}
-#: The reduced forward against the float64 reference on the original weights.
-REDUCED_VS_FLOAT64 = {"int8": dict(rtol=0.0, atol=5e-2), "bf16": dict(rtol=0.0, atol=5e-2)}
+# Tolerances of the reduced-precision layers (to join tolerances.py with the other
+# reduced-precision entries); atol is scaled by max(1, max |expected|). Measured over the
+# shapes of this module (D, H up to 130, T up to 300, PyTorch's initialisation, inputs
+# N(0, 1)), worst case over the cells, on the generic int8 and emulated bf16 kernels.
+#: The compiled kernels against the reference on the same reduced weights. int8 products are
+#: exact, so only the float32 tanh (a few ulp) differs, but one ulp can move a quantization
+#: step of the next h (1/127 of its largest entry); bf16 products also round h to bf16 and
+#: sum in another order. Measured: int8 6.8e-3 (RNN tanh; 1.3e-3 gated cells, 0 for relu),
+#: bf16 1.9e-3.
+REDUCED_VS_REFERENCE = {"int8": dict(rtol=0.0, atol=1.5e-2), "bf16": dict(rtol=0.0, atol=5e-3)}
+#: The reduced forward against the float64 reference on the original weights (T = 200, H = 64).
+#: Measured: int8 2.2e-2 (RNN; LSTM 8e-3, GRU 1.5e-2), bf16 7.7e-3 (RNN; LSTM 2.7e-3).
+REDUCED_VS_FLOAT64 = {"int8": dict(rtol=0.0, atol=3e-2), "bf16": dict(rtol=0.0, atol=1e-2)}
 
 PRECISIONS = ("int8", "bf16")
 #: (cell, flag): the RNN with tanh and relu, the LSTM, the LSTM with projection, the GRU
@@ -174,7 +177,7 @@ def test_one_step_equals_the_reference(cy, cell, flag, precision):
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
-@pytest.mark.parametrize("cell,flag", [("lstm", False), ("gru", True), ("lstm_proj", False)])
+@pytest.mark.parametrize("cell,flag", CELLS)
 def test_error_against_float64_is_bounded(cy, cell, flag, precision):
     T, B, D, H = 200, 8, 64, 64
     layer = Layer(cell, flag, D, H, P=32, seed=5)
