@@ -129,7 +129,7 @@ def test_packed_weights_carry_their_precision(precision):
     # the float32 weights are kept as given: packing converted a copy
     for name, given in zip(("w_ih", "w_hh", "b_ih", "b_hh"), weights):
         assert np.array_equal(packed.weights[name], given)
-    y, (h_n, c_n), cache = fastrnn.lstm_forward(x, packed, requires_grad=False)
+    y, (h_n, c_n), cache = fastrnn.lstm_forward(x, packed, requires_grad=False, backend="python")
     assert cache is None
     # the same as passing the arrays with precision=, and not float32's
     y_arrays = fastrnn.lstm_forward(x, *weights, precision=precision, requires_grad=False,
@@ -137,7 +137,8 @@ def test_packed_weights_carry_their_precision(precision):
     assert np.array_equal(y, y_arrays)
     assert differs_from(y, fastrnn.lstm_forward(x, *weights, requires_grad=False)[0])
     # precision= on a packed call may repeat the packed one, not contradict it
-    assert np.array_equal(fastrnn.lstm_forward(x, packed, requires_grad=False, precision=precision)[0], y)
+    assert np.array_equal(fastrnn.lstm_forward(x, packed, requires_grad=False, precision=precision,
+                                               backend="python")[0], y)
     with pytest.raises(ArgumentError, match="differs from the packed weights"):
         fastrnn.lstm_forward(x, packed, requires_grad=False, precision="float32")
     # converted once: the same reduced layer at every call

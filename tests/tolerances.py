@@ -94,10 +94,11 @@ REDUCED_VS_FLOAT64 = {"bf16": dict(max=2e-2, mean=3e-3), "int8": dict(max=5e-2, 
 #: typical difference is 1e-3), so that a float32 run passed off as reduced precision fails.
 REDUCED_DIFFERS_FROM_FLOAT32 = 1e-5
 #: A compiled bf16/int8 forward against the reference on the same reduced weights: the products
-#: agree (int8 bit for bit, bf16 within float32 rounding), the vector tanh and sigmoid within a
-#: few ulp, and an int8 state that lands on another rounding of its quantization moves a step's
-#: product by one quantum (about max|h| / 127 * max|w|).
-REDUCED_BACKEND_VS_REFERENCE = dict(rtol=2e-3, atol=2e-3)
+#: agree (int8 bit for bit, bf16 within float32 rounding) and the vector tanh and sigmoid within
+#: a few ulp, but a state a few ulp apart may round to another bf16 value or int8 quantum at the
+#: next step. Measured through the API (T = 30, lengths): up to 2e-7, 2e-5 for the bf16 GRU with
+#: the reset gate before the product (its r * h is rounded to bf16).
+REDUCED_BACKEND_VS_REFERENCE = dict(rtol=5e-4, atol=5e-4)
 
 #: The float32 tanh of the compiled backends against float64 tanh rounded to float32, in ulp.
 TANH_FLOAT32_ULP = 8
