@@ -17,6 +17,10 @@ layer's weights once (:mod:`fastrnn.functional.packed`): the objects run one
 time step at a time (``packed.step(x_t, state)``) and stand in for the weights
 of the forward functions.
 
+Inference may run in reduced precision: ``precision="bf16"`` or ``"int8"`` on the
+packers and the forward functions (:mod:`fastrnn.functional._precision`; the
+rounding is defined by :mod:`fastrnn._python.reduced`).
+
 Do not modify the arrays passed to a forward call in place before the matching
 backward call: the cache refers to them rather than copying them.
 """
