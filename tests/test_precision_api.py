@@ -414,3 +414,21 @@ def test_quantize_a_keras_model(precision, tmp_path):
     loaded = load_model(str(path))
     assert loaded.layers[1].precision == precision
     assert np.array_equal(loaded.predict(x, verbose=0), predicted)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_keras_masks_in_reduced_precision(precision):
+    """Masked steps (holes included) change nothing: a row equals its valid steps run alone."""
+    from fastrnn.keras import Sequential, layers
+
+    rng = np.random.default_rng(17)
+    model = Sequential([layers.Masking(0.0), layers.Bidirectional(layers.GRU(5, seed=3,
+                                                                              precision=precision))])
+    x = rng.standard_normal((3, 6, 4)).astype(np.float32)
+    x[1, 2] = 0.0   # a hole
+    x[2, 4:] = 0.0  # padding
+    predicted = model.predict(x, verbose=0)
+    for b in range(3):
+        valid = np.abs(x[b]).sum(axis=1) != 0
+        alone = model.predict(x[b:b + 1, valid], verbose=0)
+        np.testing.assert_allclose(predicted[b], alone[0], **INVARIANT[np.dtype(np.float32)])
