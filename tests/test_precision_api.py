@@ -362,6 +362,11 @@ def test_keras_recurrent_layers_take_precision(precision):
     assert again.precision == precision
     wrapped = deserialize_layer(serialize_layer(layers.Bidirectional(layer)))
     assert wrapped.forward_layer.precision == wrapped.backward_layer.precision == precision
+    assert wrapped.precision == precision
+    wrapped.precision = "float32"
+    assert wrapped.forward_layer.precision == wrapped.backward_layer.precision == "float32"
+    with pytest.raises(ArgumentError, match="precision must be one of"):
+        wrapped.precision = "int2"
     with pytest.raises(ArgumentError, match="precision must be one of"):
         layers.LSTM(4, precision="int16")
 

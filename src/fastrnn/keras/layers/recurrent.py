@@ -601,6 +601,17 @@ class Bidirectional(_RecurrentLayer):
     def layers(self):
         return [self.forward_layer, self.backward_layer]
 
+    @property
+    def precision(self):
+        """{"float32", "bf16", "int8"}: the wrapped layers' precision (setting it sets both)."""
+        return self.forward_layer.precision
+
+    @precision.setter
+    def precision(self, value):
+        value = check_precision(value)
+        for layer in self.layers:
+            layer.precision = value
+
     def _apply_precision(self, precision):
         for layer in self.layers:
             layer._apply_precision(precision)
