@@ -1,11 +1,12 @@
 # Layers in reduced precision (int8, bf16) for inference, Cython backend; included by _cy.pyx
-# after reduced_matrix.pxi (PackedMatrix) and the cells' .pxi files, whose float32 pointwise
-# helpers it shares (_lstm_cell, _gru_cell_after/_rz/_n, _tanh_inplace, _relu_inplace) with
-# step.pxi's _CallArrays.
+# after reduced_matrix.pxi (PackedMatrix) and the cells' .pxi files (it shares rnn.pxi's
+# _relu_inplace and step.pxi's _CallArrays).
 #
 # The steps, names and workspaces are those of the reference kernels (fastrnn._python.rnn,
 # lstm, lstm_proj, gru) run on ReducedMatrix weights: every product goes through rp_gemm
-# (reduced_gemm.h), bias, gate math and cell state stay float32. One time loop serves the
+# (reduced_gemm.h), bias, gate math and cell state stay float32; the gate math is that of
+# the float kernels (isa.h's vector tanh and sigmoid of the level in use), in a pass after
+# each product. One time loop serves the
 # four cells (_reduced_loop), and one driver their forward kernels (_reduced_forward): the
 # input projection per piece of steps (the float kernels' pieces and blocks), then each
 # block's steps on the fixed batch chunks, both under ``prange``. rp_gemm quantizes or
@@ -23,6 +24,136 @@ from fastrnn._python.reduced import INT8_MAX_K
 from fastrnn.exceptions import ArgumentError, DTypeError, ShapeError, StaleCacheError
 
 
+# The float32 gate math of the steps, vectorised per ISA level with isa.h's tanh and sigmoid
+# (the float kernels fuse it with their product; these run after rp_gemm): one pass per
+# batch row over the units, a vector of the level at a time.
+cdef extern from *:
+    """
+    #include "isa.h"
+    #define RL_UNITS(P, u, H) (int)((H) - (u) < P##_UNITS ? (H) - (u) : P##_UNITS)
+    #define RL_DEFINE_CELLS(P, ATTR)                                                        \
+    /* LSTM: z (rows, 4H) pre-activations in, [i, f, g, o] out; c_t (may be c_prev), m_t */ \
+    ATTR static void P##_rl_lstm(ptrdiff_t rows, ptrdiff_t H, float *z, const float *c_prev, \
+                                 float *c_t, float *m_t)                                \
+    {                                                                                   \
+        for (ptrdiff_t r = 0; r < rows; r++) {                                          \
+            float *zr = z + r * 4 * H;                                                  \
+            for (ptrdiff_t u = 0; u < H; u += P##_UNITS) {                              \
+                int w = RL_UNITS(P, u, H);                                              \
+                P##_vf i_ = P##_sigmoid(P##_load(zr + u, w));                           \
+                P##_vf f_ = P##_sigmoid(P##_load(zr + H + u, w));                       \
+                P##_vf g_ = P##_tanh(P##_load(zr + 2 * H + u, w));                      \
+                P##_vf o_ = P##_sigmoid(P##_load(zr + 3 * H + u, w));                   \
+                P##_vf c_ = f_ * P##_load(c_prev + r * H + u, w) + i_ * g_;             \
+                P##_store(zr + u, i_, w);                                               \
+                P##_store(zr + H + u, f_, w);                                           \
+                P##_store(zr + 2 * H + u, g_, w);                                       \
+                P##_store(zr + 3 * H + u, o_, w);                                       \
+                P##_store(c_t + r * H + u, c_, w);                                      \
+                P##_store(m_t + r * H + u, o_ * P##_tanh(c_), w);                       \
+            }                                                                           \
+        }                                                                               \
+    }                                                                                   \
+    /* GRU, reset_after: gh (rows, 3H) = h W_hh^T; g (rows, 4H) projection in, [r, z, n, hn] out */ \
+    ATTR static void P##_rl_gru_after(ptrdiff_t rows, ptrdiff_t H, const float *gh,     \
+                                      const float *b_hn, const float *h, float *g, float *y_t) \
+    {                                                                                   \
+        for (ptrdiff_t r = 0; r < rows; r++) {                                          \
+            const float *ghr = gh + r * 3 * H;                                          \
+            float *gr = g + r * 4 * H;                                                  \
+            for (ptrdiff_t u = 0; u < H; u += P##_UNITS) {                              \
+                int w = RL_UNITS(P, u, H);                                              \
+                P##_vf r_ = P##_sigmoid(P##_load(gr + u, w) + P##_load(ghr + u, w));    \
+                P##_vf z_ = P##_sigmoid(P##_load(gr + H + u, w) + P##_load(ghr + H + u, w)); \
+                P##_vf hn = P##_load(ghr + 2 * H + u, w) + P##_load(b_hn + u, w);       \
+                P##_vf n_ = P##_tanh(P##_load(gr + 2 * H + u, w) + r_ * hn);            \
+                P##_vf y_ = ((P##_vf){0} + 1.0f - z_) * n_ + z_ * P##_load(h + r * H + u, w); \
+                P##_store(gr + u, r_, w);                                               \
+                P##_store(gr + H + u, z_, w);                                           \
+                P##_store(gr + 2 * H + u, n_, w);                                       \
+                P##_store(gr + 3 * H + u, hn, w);                                       \
+                P##_store(y_t + r * H + u, y_, w);                                      \
+            }                                                                           \
+        }                                                                               \
+    }                                                                                   \
+    /* GRU, reset_after=False, first pass: gh (rows, 2H) = h [W_hr; W_hz]^T; r, z into g, r*h */ \
+    ATTR static void P##_rl_gru_rz(ptrdiff_t rows, ptrdiff_t H, const float *gh,        \
+                                   const float *h, float *g, float *rh)                 \
+    {                                                                                   \
+        for (ptrdiff_t r = 0; r < rows; r++) {                                          \
+            const float *ghr = gh + r * 2 * H;                                          \
+            float *gr = g + r * 4 * H;                                                  \
+            for (ptrdiff_t u = 0; u < H; u += P##_UNITS) {                              \
+                int w = RL_UNITS(P, u, H);                                              \
+                P##_vf r_ = P##_sigmoid(P##_load(gr + u, w) + P##_load(ghr + u, w));    \
+                P##_vf z_ = P##_sigmoid(P##_load(gr + H + u, w) + P##_load(ghr + H + u, w)); \
+                P##_store(gr + u, r_, w);                                               \
+                P##_store(gr + H + u, z_, w);                                           \
+                P##_store(rh + r * H + u, r_ * P##_load(h + r * H + u, w), w);          \
+            }                                                                           \
+        }                                                                               \
+    }                                                                                   \
+    /* GRU, reset_after=False, second pass: ghn (rows, H) = (r * h) W_hn^T */             \
+    ATTR static void P##_rl_gru_n(ptrdiff_t rows, ptrdiff_t H, const float *ghn,        \
+                                  const float *b_hn, const float *h, float *g, float *y_t) \
+    {                                                                                   \
+        for (ptrdiff_t r = 0; r < rows; r++) {                                          \
+            float *gr = g + r * 4 * H;                                                  \
+            for (ptrdiff_t u = 0; u < H; u += P##_UNITS) {                              \
+                int w = RL_UNITS(P, u, H);                                              \
+                P##_vf hn = P##_load(ghn + r * H + u, w) + P##_load(b_hn + u, w);       \
+                P##_vf n_ = P##_tanh(P##_load(gr + 2 * H + u, w) + hn);                 \
+                P##_vf z_ = P##_load(gr + H + u, w);                                    \
+                P##_vf y_ = ((P##_vf){0} + 1.0f - z_) * n_ + z_ * P##_load(h + r * H + u, w); \
+                P##_store(gr + 2 * H + u, n_, w);                                       \
+                P##_store(gr + 3 * H + u, hn, w);                                       \
+                P##_store(y_t + r * H + u, y_, w);                                      \
+            }                                                                           \
+        }                                                                               \
+    }                                                                                   \
+    /* the Elman activation tanh, in place over n values */                            \
+    ATTR static void P##_rl_tanh(ptrdiff_t n, float *z)                                 \
+    {                                                                                   \
+        for (ptrdiff_t u = 0; u < n; u += P##_UNITS) {                                  \
+            int w = RL_UNITS(P, u, n);                                                  \
+            P##_store(z + u, P##_tanh(P##_load(z + u, w)), w);                          \
+        }                                                                               \
+    }
+    RL_DEFINE_CELLS(pg_generic, PG_ATTR_generic)
+    RL_DEFINE_CELLS(pg_avx2, PG_ATTR_avx2)
+    RL_DEFINE_CELLS(pg_avx512, PG_ATTR_avx512)
+    #define RL_DISPATCH(level, name, args)                                              \
+        do {                                                                            \
+            if ((level) == PG_LEVEL_AVX512) pg_avx512_##name args;                      \
+            else if ((level) == PG_LEVEL_AVX2) pg_avx2_##name args;                     \
+            else pg_generic_##name args;                                                \
+        } while (0)
+    static void rl_lstm(int level, ptrdiff_t rows, ptrdiff_t H, float *z, const float *c_prev,
+                        float *c_t, float *m_t)
+    { RL_DISPATCH(level, rl_lstm, (rows, H, z, c_prev, c_t, m_t)); }
+    static void rl_gru_after(int level, ptrdiff_t rows, ptrdiff_t H, const float *gh,
+                             const float *b_hn, const float *h, float *g, float *y_t)
+    { RL_DISPATCH(level, rl_gru_after, (rows, H, gh, b_hn, h, g, y_t)); }
+    static void rl_gru_rz(int level, ptrdiff_t rows, ptrdiff_t H, const float *gh, const float *h,
+                          float *g, float *rh)
+    { RL_DISPATCH(level, rl_gru_rz, (rows, H, gh, h, g, rh)); }
+    static void rl_gru_n(int level, ptrdiff_t rows, ptrdiff_t H, const float *ghn,
+                         const float *b_hn, const float *h, float *g, float *y_t)
+    { RL_DISPATCH(level, rl_gru_n, (rows, H, ghn, b_hn, h, g, y_t)); }
+    static void rl_tanh(int level, ptrdiff_t n, float *z)
+    { RL_DISPATCH(level, rl_tanh, (n, z)); }
+    """
+    void rl_lstm(int level, Py_ssize_t rows, Py_ssize_t H, float* z, const float* c_prev,
+                 float* c_t, float* m_t) nogil
+    void rl_gru_after(int level, Py_ssize_t rows, Py_ssize_t H, const float* gh,
+                      const float* b_hn, const float* h, float* g, float* y_t) nogil
+    void rl_gru_rz(int level, Py_ssize_t rows, Py_ssize_t H, const float* gh, const float* h,
+                   float* g, float* rh) nogil
+    void rl_gru_n(int level, Py_ssize_t rows, Py_ssize_t H, const float* ghn, const float* b_hn,
+                  const float* h, float* g, float* y_t) nogil
+    void rl_tanh(int level, Py_ssize_t n, float* z) nogil
+
+
 cdef enum:
     RK_RNN = 0
     RK_LSTM = 1
@@ -37,6 +168,7 @@ _REDUCED_GATES = (1, 4, 4, 3)  # gate blocks per cell (the rows of W_ih are gate
 cdef struct _RCell:
     # what the nogil loops read of a ReducedLayer
     int kind                   # RK_*
+    int isa                    # the float32 ISA level (isa.h) of the gate math
     bint flag                  # relu (RNN), reset_after (GRU)
     Py_ssize_t D, H, P         # inputs, hidden units, state width (P = H without projection)
     Py_ssize_t W               # columns of a workspace row: H (RNN: the projection lives in y), else 4H
@@ -107,22 +239,19 @@ cdef void _reduced_loop(const _RCell* L, Py_ssize_t T, Py_ssize_t B, Py_ssize_t 
             if L.flag:
                 _relu_inplace(h_t, rows * H)
             else:
-                _tanh_inplace(h_t, rows * H)
+                rl_tanh(L.isa, rows * H, h_t)
         elif kind == RK_GRU:
             if L.flag:  # reset_after: one product gives the r, z and n blocks
                 memset(gh, 0, rows * 3 * H * sizeof(float))
                 _rgemm(L.w_hh, rows, h, H, NULL, gh, 3 * H, scratch)
-                for r in range(rows):
-                    _gru_cell_after(gh + r * 3 * H, L.b_hn, h + r * H, z + r * G, h_t + r * H, H)
+                rl_gru_after(L.isa, rows, H, gh, L.b_hn, h, z, h_t)
             else:
                 memset(gh, 0, rows * 2 * H * sizeof(float))
                 _rgemm(L.w_hh, rows, h, H, NULL, gh, 2 * H, scratch)
-                for r in range(rows):
-                    _gru_cell_rz(gh + r * 2 * H, h + r * H, z + r * G, rh + r * H, H)
+                rl_gru_rz(L.isa, rows, H, gh, h, z, rh)
                 memset(ghn, 0, rows * H * sizeof(float))
                 _rgemm(L.w_x, rows, rh, H, NULL, ghn, H, scratch)
-                for r in range(rows):
-                    _gru_cell_n(ghn + r * H, L.b_hn, h + r * H, z + r * G, h_t + r * H, H)
+                rl_gru_n(L.isa, rows, H, ghn, L.b_hn, h, z, h_t)
         else:
             if c_all != NULL:
                 c_t = c_all + (t * B + b0) * H
@@ -131,8 +260,7 @@ cdef void _reduced_loop(const _RCell* L, Py_ssize_t T, Py_ssize_t B, Py_ssize_t 
             elif m_all != NULL:
                 m_t = m_all + (t * B + b0) * H
             _rgemm(L.w_hh, rows, h, P, NULL, z, G, scratch)     # z += h_{t-1} W_hh^T
-            for r in range(rows):
-                _lstm_cell(z + r * G, c_prev + r * H, c_t + r * H, m_t + r * H, H)
+            rl_lstm(L.isa, rows, H, z, c_prev, c_t, m_t)
             if kind == RK_LSTM_PROJ:
                 memset(h_t, 0, rows * P * sizeof(float))
                 _rgemm(L.w_x, rows, m_t, H, NULL, h_t, P, scratch)  # h_t = m_t W_hr^T
@@ -185,6 +313,7 @@ cdef class ReducedLayer:
         self.isa = pg_get_level()
         self._matrices, self._bias, self._b_hn = matrices, bias, b_hn
         self.c.kind = _REDUCED_CELLS[cell]
+        self.c.isa = self.isa
         self.c.flag = flag
         self.c.D, self.c.H, self.c.P = D, H, P
         self.c.W = H if self.c.kind == RK_RNN else 4 * H
