@@ -19,7 +19,7 @@
 
 from reduced_gemm cimport rp_current_level, rp_gemm, rp_matrix, rp_scratch_bytes
 
-from fastrnn._partition import projection_workspace_steps
+from fastrnn._partition import MAX_PIECES, projection_workspace_steps
 from fastrnn._python.reduced import INT8_MAX_K
 from fastrnn.exceptions import ArgumentError, DTypeError, ShapeError, StaleCacheError
 
@@ -160,9 +160,18 @@ cdef enum:
     RK_LSTM_PROJ = 2
     RK_GRU = 3
     RK_ALIGN = 64              # bytes: alignment of every scratch slot, and slack past the end
+    RK_BLOCK_WORK = 65536      # weights of a product of the steps worth a block of its own
 
 _REDUCED_CELLS = {"rnn": RK_RNN, "lstm": RK_LSTM, "lstm_proj": RK_LSTM_PROJ, "gru": RK_GRU}
 _REDUCED_GATES = (1, 4, 4, 3)  # gate blocks per cell (the rows of W_ih are gates * H)
+
+
+cdef struct _RBlocks:
+    # a weight matrix of the steps as blocks of its rows, packed apart, so that threads can
+    # share the columns of a product (rp_gemm quantizes A by rows, whatever the block)
+    Py_ssize_t count
+    const rp_matrix* m         # count blocks
+    const Py_ssize_t* row0     # count + 1 first rows
 
 
 cdef struct _RCell:
@@ -173,8 +182,8 @@ cdef struct _RCell:
     Py_ssize_t D, H, P         # inputs, hidden units, state width (P = H without projection)
     Py_ssize_t W               # columns of a workspace row: H (RNN: the projection lives in y), else 4H
     const rp_matrix* w_ih      # (G*H, D)
-    const rp_matrix* w_hh      # (G*H, P); the GRU with reset_after=False: [W_hr; W_hz] (2H, H)
-    const rp_matrix* w_x       # W_hr (P, H) of lstm_proj, W_hn (H, H) of that GRU; else NULL
+    _RBlocks hh                # W_hh (G*H, P); the GRU with reset_after=False: [W_hr; W_hz] (2H, H)
+    _RBlocks hx                # W_hr (P, H) of lstm_proj, W_hn (H, H) of that GRU; else no block
     const float* bias          # (G*H,)
     const float* b_hn          # (H,) for the GRU; else NULL
 
@@ -198,18 +207,34 @@ cdef inline void _rgemm(const rp_matrix* m, Py_ssize_t rows, const float* a, Py_
     rp_gemm(m, rows, a, lda, bias, c, ldc, scratch)
 
 
+cdef void _rblocks(const _RBlocks* W, Py_ssize_t rows, const float* a, Py_ssize_t lda, float* c,
+                   Py_ssize_t ldc, char* scratch, Py_ssize_t slot_bytes, int threads) noexcept nogil:
+    """``c += a W^T``, a block of W's rows at a time; with ``threads > 1`` threads share the
+    blocks, each in a scratch slot (``slot_bytes``) of its own. Every element is computed the
+    same way by whichever thread."""
+    cdef Py_ssize_t b
+    if threads <= 1:
+        for b in range(W.count):
+            _rgemm(&W.m[b], rows, a, lda, NULL, c + W.row0[b], ldc, scratch)
+        return
+    for b in prange(W.count, num_threads=threads, schedule='static'):
+        _rgemm(&W.m[b], rows, a, lda, NULL, c + W.row0[b], ldc,
+               scratch + openmp_shim.omp_get_thread_num() * slot_bytes)
+
+
 cdef void _reduced_loop(const _RCell* L, Py_ssize_t T, Py_ssize_t B, Py_ssize_t b0,
                         Py_ssize_t b1, const float* h0, const float* c0, float* y, float* h_n,
                         float* c_n, float* gates, float* c_all, float* m_all, float* work,
-                        void* scratch) noexcept nogil:
+                        char* scratch, Py_ssize_t slot_bytes, int threads) noexcept nogil:
     """Time loop of batch rows ``b0:b1`` over ``T`` steps; ``gates`` (the RNN: ``y``) holds
     their input projection on entry, ``[i, f, g, o]`` / ``[r, z, n, hn]`` on exit.
 
     ``h0`` and ``c0`` are the state before the first step (whole batch). ``c_all`` and
     ``m_all`` are NULL when no step of them is kept: the running cell state then lives in
     the chunk's rows of ``c_n`` (which ``c0`` may be), ``m_t`` in ``work``. ``work`` holds
-    ``4 * (b1 - b0) * H`` floats, ``scratch`` what rp_gemm needs on these rows; both are
-    this chunk's alone.
+    ``4 * (b1 - b0) * H`` floats, ``scratch`` what rp_gemm needs on these rows (``threads``
+    slots of ``slot_bytes``: the threads that share each product's columns); both are this
+    chunk's alone.
     """
     cdef Py_ssize_t t, r, rows = b1 - b0, H = L.H, P = L.P, G = 4 * L.H
     cdef int kind = L.kind
@@ -235,7 +260,7 @@ cdef void _reduced_loop(const _RCell* L, Py_ssize_t T, Py_ssize_t B, Py_ssize_t 
         h_t = y + (t * B + b0) * P
         z = gates + (t * B + b0) * L.W
         if kind == RK_RNN:
-            _rgemm(L.w_hh, rows, h, H, NULL, h_t, H, scratch)   # projection + h_{t-1} W_hh^T
+            _rblocks(&L.hh, rows, h, H, h_t, H, scratch, slot_bytes, threads)   # projection + h_{t-1} W_hh^T
             if L.flag:
                 _relu_inplace(h_t, rows * H)
             else:
@@ -243,14 +268,14 @@ cdef void _reduced_loop(const _RCell* L, Py_ssize_t T, Py_ssize_t B, Py_ssize_t 
         elif kind == RK_GRU:
             if L.flag:  # reset_after: one product gives the r, z and n blocks
                 memset(gh, 0, rows * 3 * H * sizeof(float))
-                _rgemm(L.w_hh, rows, h, H, NULL, gh, 3 * H, scratch)
+                _rblocks(&L.hh, rows, h, H, gh, 3 * H, scratch, slot_bytes, threads)
                 rl_gru_after(L.isa, rows, H, gh, L.b_hn, h, z, h_t)
             else:
                 memset(gh, 0, rows * 2 * H * sizeof(float))
-                _rgemm(L.w_hh, rows, h, H, NULL, gh, 2 * H, scratch)
+                _rblocks(&L.hh, rows, h, H, gh, 2 * H, scratch, slot_bytes, threads)
                 rl_gru_rz(L.isa, rows, H, gh, h, z, rh)
                 memset(ghn, 0, rows * H * sizeof(float))
-                _rgemm(L.w_x, rows, rh, H, NULL, ghn, H, scratch)
+                _rblocks(&L.hx, rows, rh, H, ghn, H, scratch, slot_bytes, threads)
                 rl_gru_n(L.isa, rows, H, ghn, L.b_hn, h, z, h_t)
         else:
             if c_all != NULL:
@@ -259,11 +284,11 @@ cdef void _reduced_loop(const _RCell* L, Py_ssize_t T, Py_ssize_t B, Py_ssize_t 
                 m_t = h_t
             elif m_all != NULL:
                 m_t = m_all + (t * B + b0) * H
-            _rgemm(L.w_hh, rows, h, P, NULL, z, G, scratch)     # z += h_{t-1} W_hh^T
+            _rblocks(&L.hh, rows, h, P, z, G, scratch, slot_bytes, threads)     # z += h_{t-1} W_hh^T
             rl_lstm(L.isa, rows, H, z, c_prev, c_t, m_t)
             if kind == RK_LSTM_PROJ:
                 memset(h_t, 0, rows * P * sizeof(float))
-                _rgemm(L.w_x, rows, m_t, H, NULL, h_t, P, scratch)  # h_t = m_t W_hr^T
+                _rblocks(&L.hx, rows, m_t, H, h_t, P, scratch, slot_bytes, threads)  # h_t = m_t W_hr^T
             c_prev = c_t
         h = h_t
     if h_n + b0 * P != h:
@@ -300,13 +325,12 @@ cdef class ReducedLayer:
     cdef readonly bint flag
     cdef int isa                     # the float32 ISA level (isa.h) when it was packed
     cdef object _matrices            # the PackedMatrix objects the struct points into
+    cdef object _blocks              # the arrays of the _RBlocks
     cdef object _bias, _b_hn
 
     def __init__(self, str cell, str precision, dict matrices, bias, b_hn, Py_ssize_t D,
                  Py_ssize_t H, Py_ssize_t P, bint flag):
         cdef PackedMatrix w_ih = matrices["w_ih"]
-        cdef PackedMatrix w_hh = matrices["w_hh"]
-        cdef PackedMatrix w_x = matrices.get("w_x")
         cdef const float[::1] bv = bias
         cdef const float[::1] bnv
         self.cell, self.precision, self.D, self.H, self.P, self.flag = cell, precision, D, H, P, flag
@@ -318,13 +342,29 @@ cdef class ReducedLayer:
         self.c.D, self.c.H, self.c.P = D, H, P
         self.c.W = H if self.c.kind == RK_RNN else 4 * H
         self.c.w_ih = &w_ih.m
-        self.c.w_hh = &w_hh.m
-        self.c.w_x = &w_x.m if w_x is not None else NULL
+        self._blocks = [self._set_blocks(&self.c.hh, matrices["w_hh"]),
+                        self._set_blocks(&self.c.hx, matrices.get("w_x", []))]
         self.c.bias = &bv[0] if bv.shape[0] else NULL
         self.c.b_hn = NULL
         if b_hn is not None:
             bnv = b_hn
             self.c.b_hn = &bnv[0] if bnv.shape[0] else NULL
+
+    cdef object _set_blocks(self, _RBlocks* blocks, list matrices):
+        """Point ``blocks`` at the row blocks ``matrices``; returns the arrays it points into."""
+        cdef Py_ssize_t i, count = len(matrices)
+        structs = np.zeros(max(count, 1) * sizeof(rp_matrix), np.uint8)
+        row0 = np.zeros(count + 1, np.intp)
+        cdef unsigned char[::1] sv = structs
+        cdef Py_ssize_t[::1] rv = row0
+        cdef rp_matrix* m = <rp_matrix*>&sv[0]
+        for i in range(count):
+            m[i] = (<PackedMatrix>matrices[i]).m
+            rv[i + 1] = rv[i] + m[i].n
+        blocks.count = count
+        blocks.m = m
+        blocks.row0 = &rv[0]
+        return structs, row0
 
     @property
     def level(self):
@@ -335,7 +375,8 @@ cdef class ReducedLayer:
     def nbytes(self):
         """int: bytes of the packed weights, their scales and the biases."""
         total = self._bias.nbytes + (self._b_hn.nbytes if self._b_hn is not None else 0)
-        return total + sum(m.nbytes for m in self._matrices.values())
+        return total + sum(m.nbytes for value in self._matrices.values()
+                           for m in (value if isinstance(value, list) else [value]))
 
     cpdef check_level(self):
         """Raise StaleCacheError unless the ISA level that packed these weights runs now."""
@@ -350,14 +391,19 @@ cdef class ReducedLayer:
         """Bytes of one thread's scratch slot for a projection piece of ``rows`` rows."""
         return _aligned(rp_scratch_bytes(self.c.w_ih.precision, self.c.w_ih.level, rows, self.D))
 
-    cdef Py_ssize_t chunk_bytes(self, Py_ssize_t rows):
-        """Bytes of a batch chunk's slot (``rows`` rows): float work, then rp_gemm's scratch."""
-        cdef const rp_matrix* m = self.c.w_hh
-        cdef Py_ssize_t s = rp_scratch_bytes(m.precision, m.level, rows, m.k)
-        if self.c.w_x != NULL:
-            m = self.c.w_x
+    cdef Py_ssize_t step_bytes(self, Py_ssize_t rows):
+        """Bytes of rp_gemm's scratch for a product of the steps on ``rows`` rows (one thread)."""
+        cdef Py_ssize_t b, s = 0
+        cdef const rp_matrix* m
+        for b in range(self.c.hh.count + self.c.hx.count):
+            m = &self.c.hh.m[b] if b < self.c.hh.count else &self.c.hx.m[b - self.c.hh.count]
             s = max(s, rp_scratch_bytes(m.precision, m.level, rows, m.k))
-        return _aligned(rows * 4 * self.H * sizeof(float)) + _aligned(s)
+        return _aligned(s)
+
+    cdef Py_ssize_t chunk_bytes(self, Py_ssize_t rows, int threads):
+        """Bytes of a batch chunk's slot (``rows`` rows): float work, then rp_gemm's scratch
+        for each of ``threads`` threads."""
+        return _aligned(rows * 4 * self.H * sizeof(float)) + threads * self.step_bytes(rows)
 
     def step(self, x, h, c, h_out, c_out):
         """Run one step: ``h_out`` (and ``c_out``) from ``x`` (B, D), ``h`` (B, P) and ``c`` (B, H).
@@ -388,7 +434,7 @@ cdef class ReducedLayer:
         # then rp_gemm's scratch; on the stack when small
         cdef Py_ssize_t gate_bytes = 0 if self.c.kind == RK_RNN else _aligned(B * self.c.W * sizeof(float))
         cdef Py_ssize_t work_bytes = _aligned(B * 4 * H * sizeof(float))
-        cdef Py_ssize_t scratch_bytes = max(self.project_bytes(B), self.chunk_bytes(B) - work_bytes)
+        cdef Py_ssize_t scratch_bytes = max(self.project_bytes(B), self.step_bytes(B))
         cdef size_t need = gate_bytes + work_bytes + scratch_bytes + 2 * RK_ALIGN
         cdef double stack[STEP_STACK_DOUBLES]
         cdef char* block = <char*>stack
@@ -416,7 +462,8 @@ cdef void _reduced_step(const _RCell* L, const float* x, const float* h, const f
     if L.kind == RK_RNN:
         gates = h_out
     _rgemm(L.w_ih, B, x, L.D, L.bias, gates, L.W, scratch)
-    _reduced_loop(L, 1, B, 0, B, h, c, h_out, h_out, c_out, gates, NULL, NULL, work, scratch)
+    _reduced_loop(L, 1, B, 0, B, h, c, h_out, h_out, c_out, gates, NULL, NULL, work,
+                  <char*>scratch, 0, 1)
 
 
 def pack_reduced(str cell, str precision, w_ih, w_hh, bias, *, w_hr=None, b_hn=None,
@@ -494,14 +541,23 @@ def pack_reduced(str cell, str precision, w_ih, w_hh, bias, *, w_hr=None, b_hn=N
                             f"D={D}, H={H}, P={P}")
     matrices = {"w_ih": PackedMatrix(precision, w_ih)}
     if cell == "gru" and not flag:  # the n rows multiply r * h, not h: a product of their own
-        matrices["w_hh"] = PackedMatrix(precision, w_hh[:2 * H])
-        matrices["w_x"] = PackedMatrix(precision, w_hh[2 * H:])
+        matrices["w_hh"] = _row_blocks(precision, w_hh[:2 * H])
+        matrices["w_x"] = _row_blocks(precision, w_hh[2 * H:])
     else:
-        matrices["w_hh"] = PackedMatrix(precision, w_hh)
+        matrices["w_hh"] = _row_blocks(precision, w_hh)
         if cell == "lstm_proj":
-            matrices["w_x"] = PackedMatrix(precision, w_hr)
+            matrices["w_x"] = _row_blocks(precision, w_hr)
     return ReducedLayer(cell, precision, matrices, np.array(bias, dtype=np.float32),
                         None if b_hn is None else np.array(b_hn, dtype=np.float32), D, H, P, flag)
+
+
+def _row_blocks(str precision, w):
+    """A weight of the steps packed as blocks of its rows (a list of PackedMatrix): several
+    blocks of 64-row multiples for a large product, whose columns threads can then share."""
+    N, K = w.shape
+    count = max(1, min(MAX_PIECES, N * K // RK_BLOCK_WORK, N // 64))
+    bounds = [N * i // count // 64 * 64 for i in range(count)] + [N]
+    return [PackedMatrix(precision, w[a:b]) for a, b in zip(bounds, bounds[1:])]
 
 
 # ---- the forward kernels
@@ -549,6 +605,11 @@ cdef int _reduced_forward(ReducedLayer layer, const float[:, :, ::1] x, const fl
     cdef Py_ssize_t[::1] chunks = batch_chunks(B, H, _REDUCED_GATES[L.kind])
     cdef Py_ssize_t k, s, p0, p1, t0, t1, n_chunks = chunks.shape[0] - 1
     cdef int recur_threads = _threads_for(n_threads, n_chunks)
+    # no batch to cut: large layers share each product's blocks of columns instead
+    cdef int column_threads = 1
+    if n_chunks == 1 and step_column_threads(B, H, _REDUCED_GATES[L.kind], n_threads) > 1:
+        column_threads = _threads_for(n_threads, max(L.hh.count, L.hx.count))
+    cdef Py_ssize_t step_slot = layer.step_bytes(B if n_chunks == 1 else 0)
     cdef int project_threads, slots = 1
     # scratch: one slot per projection thread, then one per batch chunk
     cdef Py_ssize_t piece_rows = 0, slot_bytes
@@ -561,7 +622,7 @@ cdef int _reduced_forward(ReducedLayer layer, const float[:, :, ::1] x, const fl
     cdef Py_ssize_t[::1] chunk_at = np.zeros(n_chunks + 1, dtype=np.intp)
     chunk_at[0] = slots * slot_bytes
     for k in range(n_chunks):
-        chunk_at[k + 1] = chunk_at[k] + layer.chunk_bytes(chunks[k + 1] - chunks[k])
+        chunk_at[k + 1] = chunk_at[k] + layer.chunk_bytes(chunks[k + 1] - chunks[k], column_threads)
     buffer = np.empty(chunk_at[n_chunks] + 2 * RK_ALIGN, dtype=np.uint8)
     cdef unsigned char[::1] buffer_v = buffer
     cdef char* base = <char*>_aligned(<size_t>&buffer_v[0])
@@ -608,12 +669,18 @@ cdef int _reduced_forward(ReducedLayer layer, const float[:, :, ::1] x, const fl
                                                else c_n_p)
             cells = c_all_p + t0 * B * H if c_all_p != NULL else NULL
             ms = m_all_p + t0 * B * H if m_all_p != NULL else NULL
-            for k in prange(n_chunks, num_threads=recur_threads, schedule='static'):
-                _reduced_loop(L, t1 - t0, B, chunks[k], chunks[k + 1], h_prev, c_prev,
-                              y_p + t0 * B * P, h_n_p, c_n_p, gates_p,
-                              cells, ms, <float*>(base + chunk_at[k]),
-                              base + chunk_at[k] + _aligned(
-                                  (chunks[k + 1] - chunks[k]) * 4 * H * sizeof(float)))
+            if n_chunks == 1:
+                _reduced_loop(L, t1 - t0, B, 0, B, h_prev, c_prev, y_p + t0 * B * P, h_n_p,
+                              c_n_p, gates_p, cells, ms, <float*>(base + chunk_at[0]),
+                              base + chunk_at[0] + _aligned(B * 4 * H * sizeof(float)),
+                              step_slot, column_threads)
+            else:
+                for k in prange(n_chunks, num_threads=recur_threads, schedule='static'):
+                    _reduced_loop(L, t1 - t0, B, chunks[k], chunks[k + 1], h_prev, c_prev,
+                                  y_p + t0 * B * P, h_n_p, c_n_p, gates_p,
+                                  cells, ms, <float*>(base + chunk_at[k]),
+                                  base + chunk_at[k] + _aligned(
+                                      (chunks[k + 1] - chunks[k]) * 4 * H * sizeof(float)), 0, 1)
     return 0
 
 
