@@ -4,18 +4,20 @@
 #
 # The steps, names and workspaces are those of the reference kernels (fastrnn._python.rnn,
 # lstm, lstm_proj, gru) run on ReducedMatrix weights: every product goes through rp_gemm
-# (reduced_gemm.h), bias, gate math and cell state stay float32; the gate math is that of
-# the float kernels (isa.h's vector tanh and sigmoid of the level in use), in a pass after
-# each product. One time loop serves the
-# four cells (_reduced_loop), and one driver their forward kernels (_reduced_forward): the
-# input projection per piece of steps (the float kernels' pieces and blocks), then each
-# block's steps on the fixed batch chunks, both under ``prange``. rp_gemm quantizes or
-# rounds each row of its left operand on its own, so neither the pieces nor the chunks
-# change a result: they are the same for any n_threads, and the step (the loop on T = 1,
-# all rows in one chunk) equals the forward bit for bit. Every thread has scratch of its
-# own (a projection slot per thread, a slot per batch chunk), allocated before the threads
-# start. A single thread runs a chunk's steps: rp_gemm has no split by columns, so a batch
-# too small to cut runs its recurrence on one thread.
+# (reduced_gemm.h); bias, gate math and cell state stay float32, the gate math in a pass
+# after each product with isa.h's vector tanh and sigmoid of the level in use (the float
+# kernels' own, there fused with the product).
+#
+# One time loop serves the four cells (_reduced_loop), one driver their forward kernels
+# (_reduced_forward): the input projection per piece of steps (the float kernels' pieces
+# and blocks), then each block's steps on the fixed batch chunks, both under ``prange``. A
+# batch of one chunk shares the columns of each step's products among the threads instead:
+# the weights of the steps are packed in blocks of rows (_RBlocks), fixed at pack time.
+# rp_gemm quantizes or rounds each row of its left operand on its own, so neither pieces,
+# chunks nor blocks change a result: results are the same for any n_threads, and the step
+# (the loop on T = 1, all rows in one chunk, one thread) equals the forward bit for bit.
+# Every thread has scratch of its own (a slot per projection thread, per batch chunk, per
+# column thread), allocated before the threads start.
 
 from reduced_gemm cimport rp_current_level, rp_gemm, rp_matrix, rp_scratch_bytes
 
@@ -236,7 +238,7 @@ cdef void _reduced_loop(const _RCell* L, Py_ssize_t T, Py_ssize_t B, Py_ssize_t 
     slots of ``slot_bytes``: the threads that share each product's columns); both are this
     chunk's alone.
     """
-    cdef Py_ssize_t t, r, rows = b1 - b0, H = L.H, P = L.P, G = 4 * L.H
+    cdef Py_ssize_t t, rows = b1 - b0, H = L.H, P = L.P, G = 4 * L.H
     cdef int kind = L.kind
     cdef bint gated = kind == RK_LSTM or kind == RK_LSTM_PROJ
     cdef const float* h = h0 + b0 * P
