@@ -139,6 +139,7 @@ def context(cell, flag, precision, T, B, D, H):
 SHAPES = [  # (T, B, D, H)
     (1, 1, 1, 1), (5, 3, 3, 17), (12, 7, 17, 3), (30, 40, 64, 64), (300, 2, 130, 17),
     (20, 9, 1, 130), (100, 16, 130, 64),
+    (6, 8, 16, 512),  # the weights of the steps packed in several blocks of rows
 ]
 
 
@@ -194,8 +195,13 @@ def test_error_against_float64_is_bounded(cy, cell, flag, precision):
 
 @pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("cell,flag", CELLS)
-def test_results_do_not_depend_on_the_thread_count(cy, cell, flag, precision):
-    T, B, D, H = 40, 40, 24, 64   # several batch chunks and projection pieces
+@pytest.mark.parametrize("T,B,D,H", [
+    (40, 40, 24, 64),   # several batch chunks and projection pieces
+    (6, 8, 16, None),   # one batch chunk: threads share the blocks of each product's columns
+])
+def test_results_do_not_depend_on_the_thread_count(cy, cell, flag, precision, T, B, D, H):
+    if H is None:  # B * H * H * gates of at least _partition.MIN_STEP_SPLIT_WORK
+        H = 1024 if cell == "rnn" else 600
     layer = Layer(cell, flag, D, H, P=24)
     packed = layer.pack(cy, precision)
     x = inputs(T, B, D)
