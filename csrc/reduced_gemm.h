@@ -193,10 +193,18 @@ static int rp_current_level(int precision)
     return precision == RP_INT8 ? RP_INT8_GENERIC : RP_BF16_EMULATED;
 }
 
+/* Number of kernel levels of `precision` (supported here or not). */
+static int rp_n_levels(int precision) { return precision == RP_INT8 ? RP_N_INT8 : RP_N_BF16; }
+
 static const char *rp_level_name(int precision, int level)
 {
-    int count = precision == RP_INT8 ? RP_N_INT8 : RP_N_BF16;
-    return level >= 0 && level < count ? rp_table(precision, level)->name : "";
+    return level >= 0 && level < rp_n_levels(precision) ? rp_table(precision, level)->name : "";
+}
+
+/* Whether this CPU runs `level` of `precision` (whatever the float32 level in use). */
+static int rp_level_supported(int precision, int level)
+{
+    return level >= 0 && level < rp_n_levels(precision) && rp_table(precision, level)->supported();
 }
 
 /* Bytes of W's packed panels at `level`. */

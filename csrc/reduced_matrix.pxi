@@ -4,7 +4,8 @@
 from libc.stdint cimport int32_t
 
 from reduced_gemm cimport (RP_BF16, RP_INT8, rp_current_level, rp_gemm, rp_level_name,
-                           rp_matrix, rp_pack, rp_panels_bytes, rp_scratch_bytes)
+                           rp_level_supported, rp_matrix, rp_n_levels, rp_pack,
+                           rp_panels_bytes, rp_scratch_bytes)
 
 #: The reduced precisions and their codes in reduced_gemm.h.
 REDUCED_PRECISIONS = {"bf16": RP_BF16, "int8": RP_INT8}
@@ -23,23 +24,59 @@ def reduced_levels():
             for name, code in REDUCED_PRECISIONS.items()}
 
 
+def reduced_levels_supported():
+    """The kernel levels of each reduced precision this CPU runs.
+
+    Returns
+    -------
+    dict of str to list of str
+        ``{"bf16": [...], "int8": [...]}``: level names of ``reduced_gemm.h``, best first,
+        whatever the float32 level in use (:func:`reduced_levels` gives the one that runs).
+    """
+    return {name: [rp_level_name(code, level).decode()
+                   for level in reversed(range(rp_n_levels(code)))
+                   if rp_level_supported(code, level)]
+            for name, code in REDUCED_PRECISIONS.items()}
+
+
+cdef int _reduced_level_named(int code, str precision, level) except -1:
+    """The index of the level named ``level`` of ``precision``; ValueError if not run here."""
+    supported = reduced_levels_supported()[precision]
+    if level not in supported:
+        raise ValueError(f"level must be one of {supported} for {precision} on this CPU; "
+                         f"got {level!r}")
+    for index in range(rp_n_levels(code)):
+        if rp_level_name(code, index).decode() == level:
+            return index
+    return -1
+
+
 cdef class PackedMatrix:
     """A weight matrix ``W`` of shape (N, K) packed once in bf16 or int8 for ``rp_gemm``.
 
-    The buffers are NumPy arrays the struct points into; the level is the one that ran
-    when it was packed (its layout is that level's).
+    Parameters
+    ----------
+    precision : {"bf16", "int8"}
+    w : ndarray of float32 of shape (N, K)
+    level : str, optional
+        The kernel level to pack for (one of ``reduced_levels_supported()[precision]``);
+        by default the one that runs now (:func:`reduced_levels`).
+
+    The buffers are NumPy arrays the struct points into; the panels keep the level they
+    were packed for (its layout is that level's) and always run its kernel.
     """
 
     cdef rp_matrix m
     cdef readonly object precision
     cdef object _panels, _scale, _colsum
 
-    def __init__(self, str precision, w):
+    def __init__(self, str precision, w, level=None):
         cdef const float[:, ::1] wv = np.ascontiguousarray(w, dtype=np.float32)
         code = REDUCED_PRECISIONS[precision]
         self.precision = precision
         self.m.precision = code
-        self.m.level = rp_current_level(code)
+        self.m.level = (rp_current_level(code) if level is None
+                        else _reduced_level_named(code, precision, level))
         self.m.n = wv.shape[0]
         self.m.k = wv.shape[1]
         # 64 bytes of slack: kernels may read whole vectors past a panel's end
