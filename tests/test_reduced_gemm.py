@@ -234,3 +234,24 @@ def test_bf16_levels_agree(cy):
     a = random(rng, 9, 300)
     for level in cy.reduced_levels_supported()["bf16"]:
         assert_bf16_close(cy.PackedMatrix("bf16", w, level=level).product(a), w, a, None)
+
+
+def test_bf16_emulated_under_every_float_level(cy):
+    """The emulated level runs its AVX2 + FMA or its baseline build by the float level; the
+    products are exact in float32, so both give the same bits."""
+    rng = np.random.default_rng(17)
+    w = random(rng, 50, 77)
+    a = random(rng, 13, 77)
+    bias = random(rng, 50)
+    packed = cy.PackedMatrix("bf16", w, level="emulated")
+    before, why = cy.isa_level()
+    try:
+        outs = []
+        for isa in cy.isa_levels():
+            cy.set_isa_level(isa)
+            outs.append(packed.product(a, bias))
+            assert_bf16_close(outs[-1], w, a, bias)
+    finally:
+        cy.set_isa_level(before, reason=why)
+    for out in outs[1:]:
+        assert_bits(out, outs[0])
