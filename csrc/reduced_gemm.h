@@ -276,91 +276,124 @@ ATTR static void P##_round_row(const float *a, ptrdiff_t k, ptrdiff_t kpad, uint
     for (; i < kpad; i++) b[i] = 0;                                                     \
 }
 
-/* MR prepared rows (32-bit words, lda words apart) times one panel: acc0/acc1 hold the
-   panel's two vectors of columns for each row. */
-#define RP_DOT_LOOP(P, V, MR)                                                           \
-    V acc0[MR], acc1[MR];                                                               \
-    RP_UNROLL for (int r = 0; r < MR; r++) { acc0[r] = (V){0}; acc1[r] = (V){0}; }      \
+/* MR prepared rows (32-bit words, lda words apart) times PN consecutive panels: acc0/acc1
+   hold the two vectors of columns of panel q for row r at [q * MR + r]. Every element is
+   one chain of DOTs over the groups in order, whatever MR and PN (bf16 results do not
+   depend on the blocking). */
+#define RP_DOT_LOOP(P, V, MR, PN)                                                       \
+    V acc0[PN * MR], acc1[PN * MR];                                                     \
+    RP_UNROLL for (int i = 0; i < PN * MR; i++) { acc0[i] = (V){0}; acc1[i] = (V){0}; } \
     for (ptrdiff_t g = 0; g < groups; g++) {                                            \
-        P##_vu w0, w1;                                                                  \
-        memcpy(&w0, panel + g * 2 * L, sizeof w0);                                      \
-        memcpy(&w1, panel + g * 2 * L + L, sizeof w1);                                  \
-        RP_UNROLL for (int r = 0; r < MR; r++) {                                        \
-            P##_vu ar = (P##_vu){0} + a[r * lda + g];                                   \
-            acc0[r] = P##_DOT(acc0[r], ar, w0);                                         \
-            acc1[r] = P##_DOT(acc1[r], ar, w1);                                         \
-        }                                                                               \
-    }
-
-/* int8 epilogue of row r: c = (bias or c) + (float)(acc - OFFSET*colsum) * (sa * scale),
-   element by element as the reference rounds it. */
-#define RP_INT8_BLOCK(P, MR)                                                            \
-    enum { L = sizeof(P##_vu) / 4 };                                                    \
-    RP_DOT_LOOP(P, P##_vi, MR)                                                          \
-    RP_UNROLL for (int r = 0; r < MR; r++) {                                            \
-        if (ncols == 2 * L) {                                                           \
-            P##_vi s0, s1;                                                              \
-            P##_vf sc0, sc1, c0, c1;                                                    \
-            memcpy(&s0, colsum, sizeof s0);                                             \
-            memcpy(&s1, colsum + L, sizeof s1);                                         \
-            memcpy(&sc0, scale, sizeof sc0);                                            \
-            memcpy(&sc1, scale + L, sizeof sc1);                                        \
-            memcpy(&c0, bias ? bias : c + r * ldc, sizeof c0);                          \
-            memcpy(&c1, bias ? bias + L : c + r * ldc + L, sizeof c1);                  \
-            c0 += __builtin_convertvector(acc0[r] - P##_OFFSET * s0, P##_vf) * (sa[r] * sc0); \
-            c1 += __builtin_convertvector(acc1[r] - P##_OFFSET * s1, P##_vf) * (sa[r] * sc1); \
-            memcpy(c + r * ldc, &c0, sizeof c0);                                        \
-            memcpy(c + r * ldc + L, &c1, sizeof c1);                                    \
-        } else {                                                                        \
-            int32_t sums[2 * L];                                                        \
-            P##_vi t0 = acc0[r], t1 = acc1[r];                                          \
-            memcpy(sums, &t0, sizeof t0);                                               \
-            memcpy(sums + L, &t1, sizeof t1);                                           \
-            for (int j = 0; j < ncols; j++) {                                           \
-                float p = (float)(sums[j] - P##_OFFSET * colsum[j]) * (sa[r] * scale[j]); \
-                c[r * ldc + j] = (bias ? bias[j] : c[r * ldc + j]) + p;                 \
+        RP_UNROLL for (int q = 0; q < PN; q++) {                                        \
+            P##_vu w0, w1;                                                              \
+            memcpy(&w0, panel + (q * groups + g) * 2 * L, sizeof w0);                   \
+            memcpy(&w1, panel + (q * groups + g) * 2 * L + L, sizeof w1);               \
+            RP_UNROLL for (int r = 0; r < MR; r++) {                                    \
+                P##_vu ar = (P##_vu){0} + a[r * lda + g];                               \
+                acc0[q * MR + r] = P##_DOT(acc0[q * MR + r], ar, w0);                   \
+                acc1[q * MR + r] = P##_DOT(acc1[q * MR + r], ar, w1);                   \
             }                                                                           \
         }                                                                               \
     }
 
-#define RP_BF16_BLOCK(P, MR)                                                            \
+/* The epilogue of each row r and panel q (columns j of the panel, element i = q*MR + r):
+   int8: c = (bias or c) + (float)(acc - OFFSET*colsum) * (sa * scale), element by element
+   as the reference rounds it; bf16: c = (bias or c) + acc. Only the last panel may be
+   partial (ncols columns). */
+#define RP_EPILOGUE(P, V, MR, PN, PRODUCT)                                              \
+    RP_UNROLL for (int q = 0; q < PN; q++) {                                            \
+        const ptrdiff_t j0 = q * 2 * L;                                                 \
+        float *cq = c + j0;                                                             \
+        const float *bq = bias ? bias + j0 : NULL;                                      \
+        RP_UNROLL for (int r = 0; r < MR; r++) {                                        \
+            const int i = q * MR + r;                                                   \
+            if (q < PN - 1 || ncols == 2 * L) {                                         \
+                P##_vf c0, c1;                                                          \
+                memcpy(&c0, bq ? bq : cq + r * ldc, sizeof c0);                         \
+                memcpy(&c1, bq ? bq + L : cq + r * ldc + L, sizeof c1);                 \
+                c0 += PRODUCT##_VECTOR(P, acc0[i], r, j0);                              \
+                c1 += PRODUCT##_VECTOR(P, acc1[i], r, j0 + L);                          \
+                memcpy(cq + r * ldc, &c0, sizeof c0);                                   \
+                memcpy(cq + r * ldc + L, &c1, sizeof c1);                               \
+            } else {                                                                    \
+                /* copies, not &acc0[i]: an address taken keeps the accumulators on    \
+                   the stack */                                                         \
+                __typeof__(acc0[0][0]) sums[2 * L];                                     \
+                V t0 = acc0[i], t1 = acc1[i];                                           \
+                memcpy(sums, &t0, sizeof t0);                                           \
+                memcpy(sums + L, &t1, sizeof t1);                                       \
+                for (int j = 0; j < ncols; j++)                                         \
+                    cq[r * ldc + j] = (bq ? bq[j] : cq[r * ldc + j]) + PRODUCT##_SCALAR(P, sums[j], r, j0 + j); \
+            }                                                                           \
+        }                                                                               \
+    }
+#define RP_INT8_VECTOR(P, acc, r, j)                                                    \
+    (__builtin_convertvector((acc) - P##_OFFSET * rp_load_vi_##P(colsum + (j)), P##_vf) \
+     * (sa[r] * rp_load_vf_##P(scale + (j))))
+#define RP_INT8_SCALAR(P, acc, r, j) ((float)((acc) - P##_OFFSET * colsum[j]) * (sa[r] * scale[j]))
+#define RP_BF16_VECTOR(P, acc, r, j) (acc)
+#define RP_BF16_SCALAR(P, acc, r, j) (acc)
+
+#define RP_INT8_PARAMS const float *bias, const int32_t *colsum, const float *scale, const float *sa
+#define RP_BF16_PARAMS const float *bias
+#define RP_INT8_ACC(P) P##_vi
+#define RP_BF16_ACC(P) P##_vf
+
+/* A block function: MR rows times PN panels. */
+#define RP_DEFINE_BLOCK(P, ATTR, KIND, NAME, MR, PN)                                    \
+ATTR static void P##_##NAME(const uint32_t *a, ptrdiff_t lda, const uint32_t *panel,    \
+                            ptrdiff_t groups, RP_##KIND##_PARAMS, float *c, ptrdiff_t ldc, \
+                            int ncols)                                                  \
+{                                                                                       \
     enum { L = sizeof(P##_vu) / 4 };                                                    \
-    RP_DOT_LOOP(P, P##_vf, MR)                                                          \
-    RP_UNROLL for (int r = 0; r < MR; r++) {                                            \
-        if (ncols == 2 * L) {                                                           \
-            P##_vf c0, c1;                                                              \
-            memcpy(&c0, bias ? bias : c + r * ldc, sizeof c0);                          \
-            memcpy(&c1, bias ? bias + L : c + r * ldc + L, sizeof c1);                  \
-            c0 += acc0[r];                                                              \
-            c1 += acc1[r];                                                              \
-            memcpy(c + r * ldc, &c0, sizeof c0);                                        \
-            memcpy(c + r * ldc + L, &c1, sizeof c1);                                    \
-        } else {                                                                        \
-            float sums[2 * L];                                                          \
-            P##_vf t0 = acc0[r], t1 = acc1[r];                                          \
-            memcpy(sums, &t0, sizeof t0);                                               \
-            memcpy(sums + L, &t1, sizeof t1);                                           \
-            for (int j = 0; j < ncols; j++) c[r * ldc + j] = (bias ? bias[j] : c[r * ldc + j]) + sums[j]; \
+    RP_DOT_LOOP(P, RP_##KIND##_ACC(P), MR, PN)                                          \
+    RP_EPILOGUE(P, RP_##KIND##_ACC(P), MR, PN, RP_##KIND)                               \
+}
+
+/* The blocks of a level: MR rows, 4 rows, one row times one panel, and one row times
+   RP_PANELS panels (a lone row's 2 chains would wait on the DOT's latency; 2 * RP_PANELS
+   chains hide it). Its driver: chunks of rows prepared into scratch, then groups of
+   RP_PANELS panels (in L2), over each panel the blocks of MR and 4 rows, then the last
+   rows over the group. ARGS(p, r) are the kind's arguments for panel p and row r. */
+#define RP_PANELS 4
+#define RP_DEFINE_BLOCKS(P, ATTR, KIND)                                                 \
+ATTR static inline P##_vi rp_load_vi_##P(const int32_t *p) { P##_vi v; memcpy(&v, p, sizeof v); return v; } \
+ATTR static inline P##_vf rp_load_vf_##P(const float *p) { P##_vf v; memcpy(&v, p, sizeof v); return v; } \
+RP_DEFINE_BLOCK(P, ATTR, KIND, rowsmr, P##_MR, 1)                                       \
+RP_DEFINE_BLOCK(P, ATTR, KIND, rows4, 4, 1)                                             \
+RP_DEFINE_BLOCK(P, ATTR, KIND, rows1, 1, 1)                                             \
+RP_DEFINE_BLOCK(P, ATTR, KIND, row_panels, 1, RP_PANELS)
+
+#define RP_RUN_PANELS(P, ARGS)                                                          \
+    for (ptrdiff_t p0 = 0; p0 < np; p0 += RP_PANELS) {                                  \
+        ptrdiff_t p1 = np - p0 < RP_PANELS ? np : p0 + RP_PANELS, r4 = rows - rows % 4; \
+        for (ptrdiff_t p = p0; p < p1; p++) {                                           \
+            const uint32_t *panel = (const uint32_t *)w->panels + p * groups * nr;      \
+            int ncols = (int)(w->n - p * nr < nr ? w->n - p * nr : nr);                 \
+            ptrdiff_t r = 0;                                                            \
+            for (; r + P##_MR <= r4; r += P##_MR)                                       \
+                P##_rowsmr(qa + r * groups, groups, panel, groups, ARGS(p, r), c + r * ldc + p * nr, ldc, ncols); \
+            for (; r < r4; r += 4)                                                      \
+                P##_rows4(qa + r * groups, groups, panel, groups, ARGS(p, r), c + r * ldc + p * nr, ldc, ncols); \
+        }                                                                               \
+        for (ptrdiff_t r = r4; r < rows; r++) {                                         \
+            const uint32_t *panel = (const uint32_t *)w->panels + p0 * groups * nr;     \
+            if (p1 - p0 == RP_PANELS) {                                                 \
+                int ncols = (int)(w->n - (p1 - 1) * nr < nr ? w->n - (p1 - 1) * nr : nr); \
+                P##_row_panels(qa + r * groups, groups, panel, groups, ARGS(p0, r), c + r * ldc + p0 * nr, ldc, ncols); \
+            } else                                                                      \
+                for (ptrdiff_t p = p0; p < p1; p++) {                                   \
+                    int ncols = (int)(w->n - p * nr < nr ? w->n - p * nr : nr);         \
+                    P##_rows1(qa + r * groups, groups, panel + (p - p0) * groups * nr, groups, \
+                              ARGS(p, r), c + r * ldc + p * nr, ldc, ncols);            \
+                }                                                                       \
         }                                                                               \
     }
 
-/* The block functions of a level (MR rows, 4 rows, one row) and its driver: chunks of
-   rows prepared into scratch, then panel by panel, blocks of rows over each panel. */
-#define RP_DEFINE_BLOCKS(P, ATTR, KIND, ...)                                            \
-ATTR static void P##_rowsmr(const uint32_t *a, ptrdiff_t lda, const uint32_t *panel,    \
-                            ptrdiff_t groups, __VA_ARGS__, float *c, ptrdiff_t ldc, int ncols) \
-{ RP_##KIND##_BLOCK(P, P##_MR) }                                                        \
-ATTR static void P##_rows4(const uint32_t *a, ptrdiff_t lda, const uint32_t *panel,     \
-                           ptrdiff_t groups, __VA_ARGS__, float *c, ptrdiff_t ldc, int ncols) \
-{ RP_##KIND##_BLOCK(P, 4) }                                                             \
-ATTR static void P##_rows1(const uint32_t *a, ptrdiff_t lda, const uint32_t *panel,     \
-                           ptrdiff_t groups, __VA_ARGS__, float *c, ptrdiff_t ldc, int ncols) \
-{ RP_##KIND##_BLOCK(P, 1) }
-
+#define RP_INT8_ARGS(p, r) bias ? bias + (p) * nr : NULL, w->colsum + (p) * nr, w->scale + (p) * nr, sa + (r)
 #define RP_DEFINE_INT8(P, ATTR)                                                         \
 RP_DEFINE_QUANTIZE(P, ATTR)                                                             \
-RP_DEFINE_BLOCKS(P, ATTR, INT8, const float *bias, const int32_t *colsum,               \
-                 const float *scale, const float *sa)                                   \
+RP_DEFINE_BLOCKS(P, ATTR, INT8)                                                         \
 ATTR static void P##_gemm(const rp_matrix *w, ptrdiff_t m, const float *a, ptrdiff_t lda, \
                           const float *bias, float *c, ptrdiff_t ldc, void *scratch)    \
 {                                                                                       \
@@ -373,30 +406,14 @@ ATTR static void P##_gemm(const rp_matrix *w, ptrdiff_t m, const float *a, ptrdi
         ptrdiff_t rows = m - r0 < chunk ? m - r0 : chunk;                               \
         for (ptrdiff_t r = 0; r < rows; r++)                                            \
             sa[r] = P##_quantize_row(a + r * lda, w->k, kpad, (int8_t *)scratch + r * kpad, P##_OFFSET); \
-        for (ptrdiff_t p = 0; p < np; p++) {                                            \
-            const uint32_t *panel = (const uint32_t *)w->panels + p * groups * nr;      \
-            const float *bias_p = bias ? bias + p * nr : NULL;                          \
-            const int32_t *cs = w->colsum + p * nr;                                     \
-            const float *sc = w->scale + p * nr;                                        \
-            int ncols = (int)(w->n - p * nr < nr ? w->n - p * nr : nr);                 \
-            float *cp = c + p * nr;                                                     \
-            ptrdiff_t r = 0;                                                            \
-            for (; r + P##_MR <= rows; r += P##_MR)                                     \
-                P##_rowsmr(qa + r * groups, groups, panel, groups, bias_p, cs, sc, sa + r, \
-                           cp + r * ldc, ldc, ncols);                                   \
-            for (; r + 4 <= rows; r += 4)                                               \
-                P##_rows4(qa + r * groups, groups, panel, groups, bias_p, cs, sc, sa + r, \
-                          cp + r * ldc, ldc, ncols);                                    \
-            for (; r < rows; r++)                                                       \
-                P##_rows1(qa + r * groups, groups, panel, groups, bias_p, cs, sc, sa + r, \
-                          cp + r * ldc, ldc, ncols);                                    \
-        }                                                                               \
+        RP_RUN_PANELS(P, RP_INT8_ARGS)                                                  \
     }                                                                                   \
 }
 
+#define RP_BF16_ARGS(p, r) bias ? bias + (p) * nr : NULL
 #define RP_DEFINE_BF16(P, ATTR)                                                         \
 RP_DEFINE_ROUND(P, ATTR)                                                                \
-RP_DEFINE_BLOCKS(P, ATTR, BF16, const float *bias)                                      \
+RP_DEFINE_BLOCKS(P, ATTR, BF16)                                                         \
 ATTR static void P##_gemm(const rp_matrix *w, ptrdiff_t m, const float *a, ptrdiff_t lda, \
                           const float *bias, float *c, ptrdiff_t ldc, void *scratch)    \
 {                                                                                       \
@@ -408,19 +425,7 @@ ATTR static void P##_gemm(const rp_matrix *w, ptrdiff_t m, const float *a, ptrdi
         ptrdiff_t rows = m - r0 < chunk ? m - r0 : chunk;                               \
         for (ptrdiff_t r = 0; r < rows; r++)                                            \
             P##_round_row(a + r * lda, w->k, kpad, (uint16_t *)scratch + r * kpad);     \
-        for (ptrdiff_t p = 0; p < np; p++) {                                            \
-            const uint32_t *panel = (const uint32_t *)w->panels + p * groups * nr;      \
-            const float *bias_p = bias ? bias + p * nr : NULL;                          \
-            int ncols = (int)(w->n - p * nr < nr ? w->n - p * nr : nr);                 \
-            float *cp = c + p * nr;                                                     \
-            ptrdiff_t r = 0;                                                            \
-            for (; r + P##_MR <= rows; r += P##_MR)                                     \
-                P##_rowsmr(qa + r * groups, groups, panel, groups, bias_p, cp + r * ldc, ldc, ncols); \
-            for (; r + 4 <= rows; r += 4)                                               \
-                P##_rows4(qa + r * groups, groups, panel, groups, bias_p, cp + r * ldc, ldc, ncols); \
-            for (; r < rows; r++)                                                       \
-                P##_rows1(qa + r * groups, groups, panel, groups, bias_p, cp + r * ldc, ldc, ncols); \
-        }                                                                               \
+        RP_RUN_PANELS(P, RP_BF16_ARGS)                                                  \
     }                                                                                   \
 }
 
