@@ -209,6 +209,9 @@ static void rp_bf16_pack_panels(const float *w, ptrdiff_t n, ptrdiff_t k, ptrdif
  */
 
 #define RP_UNROLL _Pragma("GCC unroll 16")
+#ifndef RP_PREFETCH
+#define RP_PREFETCH(p) (__builtin_prefetch((const char *)(p)), __builtin_prefetch((const char *)(p) + 64))
+#endif
 
 /* Select lanes of a (mask set) or b, for vectors of 32-bit lanes. */
 #define RP_SELECT(VI, VF, mask, a, b) ((VF)(((VI)(a) & (mask)) | ((VI)(b) & ~(mask))))
@@ -284,6 +287,7 @@ ATTR static void P##_round_row(const float *a, ptrdiff_t k, ptrdiff_t kpad, uint
     V acc0[PN * MR], acc1[PN * MR];                                                     \
     RP_UNROLL for (int i = 0; i < PN * MR; i++) { acc0[i] = (V){0}; acc1[i] = (V){0}; } \
     for (ptrdiff_t g = 0; g < groups; g++) {                                            \
+        if (PN == 1) RP_PREFETCH(panel + (groups + g) * 2 * L);                         \
         RP_UNROLL for (int q = 0; q < PN; q++) {                                        \
             P##_vu w0, w1;                                                              \
             memcpy(&w0, panel + (q * groups + g) * 2 * L, sizeof w0);                   \
