@@ -38,8 +38,32 @@
  * k = 1024) stays in L1/L2 while blocks of MR rows pass over it, and W streams from
  * memory once per chunk.
  *
- * Measured (bench/reduced_gemm.py, AMD EPYC Zen 4, 1 thread): see the table at the end
- * of this comment.
+ * The last rows of a chunk (fewer than 4) run 4 panels at once: a lone row times one panel
+ * is 2 chains of DOTs waiting on each other's latency, times 4 panels 8 chains. Blocks of
+ * rows over one panel prefetch the next panel (it streams from L3 or memory). Every
+ * element is one chain over k in order whatever the blocking, so bf16 results, too, do not
+ * depend on which rows are computed together.
+ *
+ * Measured (python bench/reduced_gemm.py --all-levels --clock cpu: medians of 7
+ * interleaved rounds, 1 thread, AMD EPYC Zen 4 with AVX512_VNNI and AVX512_BF16, 2 cores
+ * shared with other work), G op/s (2 rows n k per product) and the ratio to NumPy's
+ * float32 a @ W^T + bias (OpenBLAS, 1 thread):
+ *
+ *   k x n      rows  f32 numpy   int8 vnni      int8 avx2     bf16 avx512    bf16 emulated
+ *   128x512       1     26.6      54.5 (2.05x)   49.1 (1.85x)   43.8 (1.64x)   39.8 (1.49x)
+ *   128x512      64     79.0     315.4 (3.99x)  108.0 (1.37x)  198.5 (2.51x)   72.1 (0.91x)
+ *   512x2048     16     44.4     383.4 (8.63x)  121.9 (2.75x)  206.5 (4.65x)   70.3 (1.58x)
+ *   512x2048    256     84.4     352.1 (4.17x)  124.7 (1.48x)  189.4 (2.25x)   72.7 (0.86x)
+ *   1024x4096     1     12.5     139.0 (11.1x)  102.9 (8.22x)   58.5 (4.67x)   42.5 (3.39x)
+ *   1024x4096    16     35.3     373.1 (10.6x)  117.1 (3.32x)  187.0 (5.29x)   68.3 (1.93x)
+ *   1024x4096    64     69.0     354.2 (5.14x)  125.0 (1.81x)  204.3 (2.96x)   73.0 (1.06x)
+ *   1024x4096   256     88.1     376.9 (4.28x)  126.5 (1.44x)  208.4 (2.37x)   73.9 (0.84x)
+ *
+ * vpdpbusd and vdpbf16ps run at about one zmm per cycle there (64 int8 or 32 bf16
+ * multiply-adds), so ~380 and ~200 G op/s are near their peaks, 4x and 2x float32's.
+ * A lone row is bound by W's bandwidth (~65 GB/s from L2/L3). The avx2 int8 kernel spends
+ * 3 of its 4 instructions per vector on the multiply ports (vpsignb, vpmaddubsw,
+ * vpmaddwd): ~1.4x float32 at many rows, where float32 is at its peak.
  */
 #ifndef FASTRNN_REDUCED_GEMM_H
 #define FASTRNN_REDUCED_GEMM_H
