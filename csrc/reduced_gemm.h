@@ -61,9 +61,10 @@
  *
  * vpdpbusd and vdpbf16ps run at about one zmm per cycle there (64 int8 or 32 bf16
  * multiply-adds), so ~380 and ~200 G op/s are near their peaks, 4x and 2x float32's.
- * A lone row is bound by W's bandwidth (~65 GB/s from L2/L3). The avx2 int8 kernel spends
- * 3 of its 4 instructions per vector on the multiply ports (vpsignb, vpmaddubsw,
- * vpmaddwd): ~1.4x float32 at many rows, where float32 is at its peak.
+ * A lone row is bound by W's bandwidth (~65 GB/s from L2/L3). The avx2 int8 kernel needs
+ * 4 instructions per vector of 32 multiply-adds (vpsignb, vpmaddubsw, vpmaddwd, vpaddd):
+ * ~1.4x float32 at many rows, where float32 is at its peak; without the vpsignb (wrong
+ * results, measured for the bound) it ran 1.25x faster, so the two multiplies bound it.
  */
 #ifndef FASTRNN_REDUCED_GEMM_H
 #define FASTRNN_REDUCED_GEMM_H
