@@ -114,23 +114,33 @@ cdef class PackedMatrix:
         """ndarray of float32 of shape (N,): int8 row scales (zeros for bf16), a copy."""
         return self._scale.copy()
 
-    def product(self, a, bias=None):
-        """``a W^T`` (plus ``bias``) in this precision, one call of ``rp_gemm``.
+    def product(self, a, bias=None, out=None):
+        """``(bias or out) + a W^T`` in this precision, one call of ``rp_gemm``.
 
         Parameters
         ----------
         a : ndarray of float32 of shape (R, K)
+            Its rows may lie apart (a slice of columns of a wider array): they are read in
+            place, with their stride.
         bias : ndarray of float32 of shape (N,), optional
+        out : ndarray of float32 of shape (R, N), optional
+            Where the result goes; without ``bias`` the product is added to what it holds.
+            Its rows may lie apart, as ``a``'s. By default a new array of zeros.
 
         Returns
         -------
         ndarray of float32 of shape (R, N)
+            ``out`` when given.
         """
-        cdef const float[:, ::1] av = np.ascontiguousarray(a, dtype=np.float32)
+        cdef const float[:, :] av = _rows_in_place(a, "a")
         if av.shape[1] != self.m.k:
             raise ValueError(f"a must have {self.m.k} columns; got {av.shape[1]}")
-        out = np.zeros((av.shape[0], self.m.n), np.float32)
-        cdef float[:, ::1] ov = out
+        if out is None:
+            out = np.zeros((av.shape[0], self.m.n), np.float32)
+        elif (not isinstance(out, np.ndarray) or out.dtype != np.float32
+              or out.shape != (av.shape[0], self.m.n)):
+            raise ValueError(f"out must be a float32 ndarray of shape {(av.shape[0], self.m.n)}")
+        cdef float[:, :] ov = _rows_in_place(out, "out")
         cdef const float[::1] bv
         cdef const float* b = NULL
         if bias is not None:
@@ -145,6 +155,21 @@ cdef class PackedMatrix:
                            np.uint8)
         cdef unsigned char[::1] scv = scratch
         cdef const float* ap = &av[0, 0] if self.m.k else NULL
+        cdef Py_ssize_t lda = av.strides[0] // sizeof(float), ldc = ov.strides[0] // sizeof(float)
         with nogil:
-            rp_gemm(&self.m, rows, ap, self.m.k, b, &ov[0, 0], self.m.n, &scv[0])
+            rp_gemm(&self.m, rows, ap, lda, b, &ov[0, 0], ldc, &scv[0])
         return out
+
+
+def _rows_in_place(x, name):
+    """``x`` as a 2-d float32 array whose rows are contiguous (a copy of ``a`` if they are
+    not; ``out`` must be so already), with row strides a multiple of 4 bytes."""
+    if name == "a":
+        x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 2:
+        raise ValueError(f"{name} must have 2 dimensions; got {x.ndim}")
+    if x.shape[0] and x.shape[1] and (x.strides[1] != 4 or x.strides[0] % 4 or x.strides[0] < 0):
+        if name != "a":
+            raise ValueError(f"{name} must have contiguous rows")
+        x = np.ascontiguousarray(x)
+    return x

@@ -219,7 +219,11 @@ def test_rows_in_any_grouping(cy, precision, level):
         a = random(rng, 150, k)
         bias = random(rng, n)
         packed = cy.PackedMatrix(precision, w, level=level)
-        whole = packed.product(a, bias)
+        whole = packed.product(a, bias)  # 150 rows: two chunks of rows (RP_CHUNK = 128)
+        if precision == "int8":
+            assert_bits(whole, reference(w, a, bias, "int8"))
+        else:
+            assert_bf16_close(whole, w, a, bias)
         for lo, hi in ((0, 1), (1, 2), (3, 7), (7, 20), (20, 149), (149, 150)):
             assert_bits(packed.product(a[lo:hi], bias), whole[lo:hi])
         for r in (0, 5, 131):
@@ -255,3 +259,26 @@ def test_bf16_emulated_under_every_float_level(cy):
         cy.set_isa_level(before, reason=why)
     for out in outs[1:]:
         assert_bits(out, outs[0])
+
+
+@pytest.mark.parametrize("precision,level", LEVELS)
+def test_rows_apart_and_accumulating(cy, precision, level):
+    """Rows of a and of out read and written in place with their strides; without a bias
+    the product is added to what out holds (c + p, as the reference adds it)."""
+    rng = np.random.default_rng(19)
+    w = random(rng, 45, 70)
+    a_big = random(rng, 20, 100)
+    out_big = random(rng, 20, 60)
+    kept = out_big.copy()
+    a, out = a_big[:, 10:80], out_big[:, 5:50]
+    before = out.copy()
+    packed = cy.PackedMatrix(precision, w, level=level)
+    assert packed.product(a, None, out) is out
+    if precision == "int8":
+        assert_bits(out, before + reduce_matrix(w, "int8").product(np.ascontiguousarray(a)))
+    else:
+        assert_bf16_close(out, w, a, before)
+    kept[:, 5:50] = out
+    assert_bits(out_big, kept)   # nothing written outside the view
+    bias = random(rng, 45)
+    assert_bits(packed.product(a, bias, out), packed.product(np.ascontiguousarray(a), bias))
