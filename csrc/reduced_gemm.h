@@ -637,6 +637,29 @@ static ptrdiff_t rp_scratch_bytes(int precision, int level, ptrdiff_t rows, ptrd
     return rp_table(precision, level)->scratch_bytes(rows, k);
 }
 
+/* Output columns per panel of `level`: a column range that starts at a multiple of it is
+   a packed matrix of its own (rp_columns). */
+static ptrdiff_t rp_column_align(int precision, int level)
+{
+    if (precision == RP_INT8) return level == RP_INT8_AVX512_VNNI ? 32 : level == RP_INT8_AVX2 ? 16 : 1;
+    return level == RP_BF16_AVX512_BF16 ? 32 : 16;
+}
+
+/* Columns j0 .. j0+count-1 of m (j0 a multiple of rp_column_align) as a matrix of their own,
+   sharing m's buffers: threads may split the outputs (rp_gemm on it, with bias + j0 and
+   c + j0), each reading only its part of W. Each element is the same sum as in m. */
+static rp_matrix rp_columns(const rp_matrix *m, ptrdiff_t j0, ptrdiff_t count)
+{
+    rp_matrix s = *m;
+    s.n = count;
+    s.panels = (char *)m->panels + rp_panels_bytes(m->precision, m->level, j0, m->k);
+    if (m->precision == RP_INT8) {
+        s.scale = m->scale + j0;
+        s.colsum = m->colsum + j0;
+    }
+    return s;
+}
+
 /* Pack W (n x k, row j at w + j*ldw) into m, whose precision, level, n, k and buffers
    (panels; scale and colsum of n entries for int8) the caller has set. */
 static void rp_pack(rp_matrix *m, const float *w, ptrdiff_t ldw)

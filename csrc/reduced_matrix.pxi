@@ -3,7 +3,8 @@
 
 from libc.stdint cimport int32_t
 
-from reduced_gemm cimport (RP_BF16, RP_INT8, rp_current_level, rp_gemm, rp_level_name,
+from reduced_gemm cimport (RP_BF16, RP_INT8, rp_column_align, rp_columns, rp_current_level,
+                           rp_gemm, rp_level_name,
                            rp_level_supported, rp_matrix, rp_n_levels, rp_pack,
                            rp_panels_bytes, rp_scratch_bytes)
 
@@ -114,7 +115,12 @@ cdef class PackedMatrix:
         """ndarray of float32 of shape (N,): int8 row scales (zeros for bf16), a copy."""
         return self._scale.copy()
 
-    def product(self, a, bias=None, out=None):
+    @property
+    def column_align(self):
+        """int: output columns per panel; ``product(columns=...)`` starts at a multiple."""
+        return rp_column_align(self.m.precision, self.m.level)
+
+    def product(self, a, bias=None, out=None, columns=None):
         """``(bias or out) + a W^T`` in this precision, one call of ``rp_gemm``.
 
         Parameters
@@ -126,6 +132,10 @@ cdef class PackedMatrix:
         out : ndarray of float32 of shape (R, N), optional
             Where the result goes; without ``bias`` the product is added to what it holds.
             Its rows may lie apart, as ``a``'s. By default a new array of zeros.
+        columns : tuple (J0, J1), optional
+            Compute only the output columns ``J0:J1`` (``J0`` a multiple of
+            :attr:`column_align`), through ``rp_columns``, as threads splitting the outputs
+            do; the other columns of ``out`` are left alone.
 
         Returns
         -------
@@ -148,16 +158,25 @@ cdef class PackedMatrix:
             if bv.shape[0] != self.m.n:
                 raise ValueError(f"bias must have {self.m.n} entries; got {bv.shape[0]}")
             b = &bv[0] if self.m.n else NULL
+        cdef Py_ssize_t j0 = 0, j1 = self.m.n
+        if columns is not None:
+            j0, j1 = columns
+            if not (0 <= j0 <= j1 <= self.m.n and j0 % self.column_align == 0):
+                raise ValueError(f"columns must be (J0, J1) with 0 <= J0 <= J1 <= {self.m.n} and "
+                                 f"J0 a multiple of {self.column_align}; got {columns!r}")
+        cdef rp_matrix part = rp_columns(&self.m, j0, j1 - j0)
         cdef Py_ssize_t rows = av.shape[0]
-        if rows == 0 or self.m.n == 0:
+        if rows == 0 or j1 == j0:
             return out
+        if b != NULL:
+            b += j0
         scratch = np.zeros(rp_scratch_bytes(self.m.precision, self.m.level, rows, self.m.k) + 64,
                            np.uint8)
         cdef unsigned char[::1] scv = scratch
         cdef const float* ap = &av[0, 0] if self.m.k else NULL
         cdef Py_ssize_t lda = av.strides[0] // sizeof(float), ldc = ov.strides[0] // sizeof(float)
         with nogil:
-            rp_gemm(&self.m, rows, ap, lda, b, &ov[0, 0], ldc, &scv[0])
+            rp_gemm(&part, rows, ap, lda, b, &ov[0, j0], ldc, &scv[0])
         return out
 
 

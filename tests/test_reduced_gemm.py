@@ -282,3 +282,23 @@ def test_rows_apart_and_accumulating(cy, precision, level):
     assert_bits(out_big, kept)   # nothing written outside the view
     bias = random(rng, 45)
     assert_bits(packed.product(a, bias, out), packed.product(np.ascontiguousarray(a), bias))
+
+
+@pytest.mark.parametrize("precision,level", LEVELS)
+def test_columns_split(cy, precision, level):
+    """Output columns computed in aligned parts (as threads splitting W would) give the bits
+    of the whole."""
+    rng = np.random.default_rng(23)
+    w = random(rng, 150, 77)
+    a = random(rng, 11, 77)
+    bias = random(rng, 150)
+    packed = cy.PackedMatrix(precision, w, level=level)
+    whole = packed.product(a, bias)
+    align = packed.column_align
+    cuts = sorted({0, align, 3 * align, 150} & set(range(0, 151, align)) | {150})
+    out = np.full((11, 150), np.nan, np.float32)
+    for j0, j1 in zip(cuts[:-1], cuts[1:]):
+        packed.product(a, bias, out, columns=(j0, j1))
+    assert_bits(out, whole)
+    with pytest.raises(ValueError, match="columns"):
+        packed.product(a, bias, out, columns=(1, 150) if align > 1 else (5, 151))
