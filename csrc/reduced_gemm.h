@@ -510,7 +510,8 @@ RP_DEFINE_BF16(rp_bf16, RP_BF16_ATTR)
 
 /* bf16, emulated: a bf16 is the high half of a float32, so a 16-bit shift (low value of
    the pair) or a mask (high value) widens it; the products of two bf16 are exact in
-   float32, so multiply-then-add rounds as a fused multiply-add. One layout (panels of 16
+   float32 (unless they fall below FLT_MIN), so multiply-then-add rounds as a fused
+   multiply-add. One layout (panels of 16
    columns), compiled for AVX2 + FMA and for the baseline. */
 #define RP_EMULATED_DOT(FMA, V, acc, a, w)                                              \
     FMA((V)((a) & 0xFFFF0000u), (V)((w) & 0xFFFF0000u), FMA((V)((a) << 16), (V)((w) << 16), acc))
