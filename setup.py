@@ -170,7 +170,8 @@ setup(
                      ("rnn.pxi", "lstm.pxi", "lstm_proj.pxi", "gru.pxi", "step.pxi",
                       "activations.pxd", "activations.h", "packed_gemm.pxd", "isa.h",
                       "gemm_kernels.h", "cell_steps.h", "openmp_shim.pxd", "openmp_shim.h",
-                      "reduced_gemm.h", "reduced_gemm.pxd", "reduced_matrix.pxi")],
+                      "reduced_gemm.h", "reduced_gemm.pxd", "reduced_matrix.pxi",
+                      "reduced_layers.pxi")],
         )
     ],
     cmdclass={"build_ext": BuildExt},
