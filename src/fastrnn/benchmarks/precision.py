@@ -33,6 +33,7 @@ from fastrnn.benchmarks.reduced_forward import api_has_precision, packed_forward
 from fastrnn.benchmarks.tables import format_ms, format_table, target_note
 from fastrnn.benchmarks.targets import PRECISION_SHAPES, precision_targets
 from fastrnn.benchmarks.timing import paired_ratio, time_paired
+from fastrnn.exceptions import BackendUnavailableError
 
 __all__ = ["OWN_COLUMNS", "RATIOS", "PrecisionRow", "reduced_levels", "precision_runner",
            "bench_precision_row", "run_precision"]
@@ -114,14 +115,18 @@ def precision_runner(problem, precision, n_threads, backend):
     -------
     callable or None
         Returns the output sequence, ndarray of shape (T, B, H). With ``precision=`` in
-        the API: the weights packed once in the precision. Without it: float32 packed
-        once (``pack_<cell>``), bf16 and int8 on the NumPy reference for the ``python``
-        backend, None (not available in this version) for the others.
+        the API: the weights packed once in the precision (None where ``backend`` has no
+        kernels of that precision). Without it: float32 packed once (``pack_<cell>``),
+        bf16 and int8 on the NumPy reference for the ``python`` backend, None for the
+        others.
     """
     p = problem
     weights = (p.w_ih, p.w_hh, p.b_ih, p.b_hh)
     if api_has_precision():
-        run = packed_forward(p.cell.name, precision, weights, backend)
+        try:
+            run = packed_forward(p.cell.name, precision, weights, backend)
+        except BackendUnavailableError:
+            return None
     elif precision == "float32":
         packed = getattr(fastrnn, f"pack_{p.cell.name}")(*weights, backend=backend)
         forward = getattr(fastrnn, p.cell.forward)
@@ -271,6 +276,13 @@ def run_precision(args, backend, peers, out):
         print("# this fastrnn has no precision= on pack_<cell> and the forward functions: "
               + ("bf16 and int8 run on the NumPy reference kernels" if backend == "python"
                  else "its bf16 and int8 columns are not timed ('-')"), file=out)
+    else:
+        for precision in ("bf16", "int8"):
+            try:
+                fastrnn.pack_rnn(np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32),
+                                 precision=precision, backend=backend)
+            except BackendUnavailableError as error:
+                print(f"# fastrnn {precision} not timed ('-'): {error}", file=out)
     tolerances = ", ".join(f"{key} rtol {value['rtol']:g} atol {value['atol']:g}"
                            for key, value in PEER_TOLERANCES.items())
     print(f"# checked before timing against fastrnn's float32 output ({tolerances}); ratios = median "
