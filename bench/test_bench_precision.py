@@ -91,7 +91,8 @@ def test_onnxruntime_int8_lstm_agrees_with_float32_and_really_quantizes():
 
     p = make_problem("S4", "lstm")
     y = np.asarray(onnxruntime_int8_runner(p, 1)()[0])[:, 0]
-    expected = reference_forward("lstm", "float32", p.x, p.w_ih, p.w_hh, p.b_ih, p.b_hh, *p.initial_states)
+    expected = reference_forward("lstm", "float32", p.x, p.w_ih, p.w_hh, p.b_ih, p.b_hh,
+                                 *p.initial_states)
     ok, diff = agreement(y, expected, "int8")
     assert ok, diff
     assert diff > 1e-3  # int8, not float32 in disguise

@@ -50,8 +50,8 @@ def test_the_reduced_precisions_are_really_reduced(small_table):
     for cell in ACCURACY_CELLS:
         float32_max, _ = output_error(cell, "float32", 100, 64)
         assert float32_max < 1e-5
-        bf16 = next(r for r in small_table if (r["precision"], r["cell"], r["T"], r["H"]) == ("bf16", cell, 100, 64))
-        int8 = next(r for r in small_table if (r["precision"], r["cell"], r["T"], r["H"]) == ("int8", cell, 100, 64))
+        bf16, int8 = (next(r for r in small_table if (r["precision"], r["cell"], r["T"], r["H"])
+                           == (precision, cell, 100, 64)) for precision in ("bf16", "int8"))
         assert 100 * float32_max < bf16["max"] < int8["max"], (cell, float32_max, bf16, int8)
         assert bf16["mean"] < int8["mean"]
 
