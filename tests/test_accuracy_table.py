@@ -93,10 +93,11 @@ def test_the_api_backends_give_the_reference_numbers():
             continue  # an extension built without reduced-precision kernels
         checked.append(backend)
         for cell in ACCURACY_CELLS:
-            # int8 kernels equal the reference bit for bit; bf16 within float32 rounding of it
-            assert output_error(cell, "int8", 30, 32, backend=backend) == output_error(cell, "int8", 30, 32)
-            api, reference = (output_error(cell, "bf16", 30, 32, backend=b) for b in (backend, None))
-            assert api[0] == pytest.approx(reference[0], rel=0.05, abs=1e-5)
+            # the products equal the reference's (int8) or within float32 rounding (bf16); the
+            # compiled gate math rounds its own way: the errors agree to a few per cent
+            for precision in ("int8", "bf16"):
+                api, reference = (output_error(cell, precision, 30, 32, backend=b) for b in (backend, None))
+                assert api == pytest.approx(reference, rel=0.02, abs=1e-6), (backend, cell, precision)
     assert checked  # the reference backend always has them
 
 
