@@ -14,7 +14,7 @@ import numpy as np
 from fastrnn.benchmarks import jax_peer
 
 __all__ = ["PEER_TOLERANCES", "agreement", "Peer", "torch_runner", "onnx_state_names", "onnx_model",
-           "onnxruntime_runner", "openvino_runner", "openvino_default_precision", "available_peers"]
+           "onnx_output", "onnxruntime_runner", "openvino_runner", "openvino_default_precision", "available_peers"]
 
 #: How far a peer's output may be from fastrnn's, by the precision the peer computes in:
 #: ``|peer - fastrnn| <= atol * max(1, max |fastrnn|) + rtol * |fastrnn|`` elementwise.
@@ -353,8 +353,12 @@ def _torch_output(result):
     return result[0].numpy()
 
 
-def _onnx_output(result):
-    return np.asarray(result[0])[:, 0]  # Y is (T, num_directions, B, H)
+def onnx_output(result):
+    """The output sequence of an ONNX recurrent operator's run, ndarray of shape (T, B, H).
+
+    ``Y``, the first output, is (T, num_directions, B, H); the one direction is taken.
+    """
+    return np.asarray(result[0])[:, 0]
 
 
 def _jax_output(result):
@@ -400,7 +404,7 @@ def available_peers(with_torch=True, with_onnx=True, with_openvino=True, with_ja
             import onnx  # noqa: F401
             import onnxruntime  # noqa: F401
 
-            peers["ORT"] = Peer("ORT", _onnxruntime_peer, _onnx_output)
+            peers["ORT"] = Peer("ORT", _onnxruntime_peer, onnx_output)
         except ImportError as error:
             say(f"onnxruntime not available, skipped ({error})")
     if with_openvino:
@@ -413,8 +417,8 @@ def available_peers(with_torch=True, with_onnx=True, with_openvino=True, with_ja
                      f"INFERENCE_NUM_THREADS = thread count, PERFORMANCE_HINT=LATENCY, 1 stream; "
                      f"'OV f32': INFERENCE_PRECISION_HINT=f32; 'OV default': the plugin's default "
                      f"precision, here {default} (not targeted)",)
-            peers["OV f32"] = Peer("OV f32", _openvino_f32_peer, _onnx_output, notes=notes)
-            peers["OV default"] = Peer("OV default", _openvino_default_peer, _onnx_output,
+            peers["OV f32"] = Peer("OV f32", _openvino_f32_peer, onnx_output, notes=notes)
+            peers["OV default"] = Peer("OV default", _openvino_default_peer, onnx_output,
                                        precision="float32" if default == "f32" else "bfloat16",
                                        targeted=False)
         except ImportError as error:

@@ -21,7 +21,7 @@ precision) before they are timed.
 import numpy as np
 
 from fastrnn._python.reduced import quantize_rows
-from fastrnn.benchmarks.peers import (Peer, _onnx_output, onnx_state_names, openvino_default_precision,
+from fastrnn.benchmarks.peers import (Peer, onnx_output, onnx_state_names, openvino_default_precision,
                                       openvino_runner)
 
 __all__ = ["onnx_int8_lstm_model", "onnxruntime_int8_runner", "available_precision_peers"]
@@ -172,7 +172,7 @@ def available_precision_peers(with_onnx=True, with_openvino=True, out=None):
             import onnxruntime
 
             peers["ORT int8"] = Peer(
-                "ORT int8", _onnxruntime_int8_peer, _onnx_output, precision="int8", cells=("lstm",),
+                "ORT int8", _onnxruntime_int8_peer, onnx_output, precision="int8", cells=("lstm",),
                 notes=(f"'ORT int8': ONNX Runtime {onnxruntime.__version__} com.microsoft."
                        f"DynamicQuantizeLSTM, weights int8 per output unit (fastrnn's quantization of "
                        f"the same weights), activations quantized per step by ORT; LSTM only",))
@@ -185,7 +185,7 @@ def available_precision_peers(with_onnx=True, with_openvino=True, out=None):
 
             default = openvino_default_precision()
             peers["OV default"] = Peer(
-                "OV default", _openvino_default_peer, _onnx_output,
+                "OV default", _openvino_default_peer, onnx_output,
                 precision="float32" if default == "f32" else "bfloat16",
                 notes=(f"'OV default': OpenVINO {openvino.__version__.split('-')[0]} CPU plugin at its "
                        f"default precision, here {default}",))
