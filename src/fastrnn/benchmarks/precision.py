@@ -118,7 +118,7 @@ def precision_runner(problem, precision, n_threads, backend):
         the API: the weights packed once in the precision (None where ``backend`` has no
         kernels of that precision). Without it: float32 packed once (``pack_<cell>``),
         bf16 and int8 on the NumPy reference for the ``python`` backend, None for the
-        others.
+        others. Its attribute ``at_threads(n)`` runs the same forward at ``n`` threads.
     """
     p = problem
     weights = (p.w_ih, p.w_hh, p.b_ih, p.b_hh)
