@@ -90,7 +90,7 @@ def add_arguments(parser):
                              "torch's cell modules and ONNX Runtime on T=1), 'training' (a whole "
                              "training step of 2-layer "
                              "bidirectional LSTM and GRU, with Adam, and what variable lengths "
-                             "cost) and 'fit' (one fastrnn.keras fit epoch of the seeds' "
+                             "cost), 'fit' (one fastrnn.keras fit epoch of the seeds' "
                              "Embedding-SimpleRNN-Dense model against Keras and PyTorch), "
                              "'precision' (the forward in float32, bf16 and int8 against ONNX "
                              "Runtime's int8 LSTM and OpenVINO at its default precision) and "
