@@ -217,7 +217,8 @@ def order(settings):
     Returns
     -------
     Result
-        Metrics ``test_accuracy``, ``baseline_accuracy``, ``train_seconds``.
+        Metrics ``test_accuracy``, ``baseline_accuracy``, ``train_seconds``; with a reduced
+        ``settings.precision`` also ``test_accuracy_<precision>`` and ``test_loss_<precision>``.
     """
     started = time.perf_counter()
     keras, layers = _keras()
@@ -321,7 +322,8 @@ def tagging(settings):
     Returns
     -------
     Result
-        Metrics ``test_accuracy``, ``accuracy_<class>`` for each class, ``train_seconds``.
+        Metrics ``test_accuracy``, ``accuracy_<class>`` for each class, ``train_seconds``; with a
+        reduced ``settings.precision`` also ``test_accuracy_<precision>``.
     """
     started = time.perf_counter()
     keras, layers = _keras()
@@ -429,7 +431,9 @@ def charlm(settings):
     -------
     Result
         Metrics ``val_perplexity``, ``val_loss``, ``train_seconds`` (plus the
-        perplexity of a uniform guess and of character frequencies alone).
+        perplexity of a uniform guess and of character frequencies alone); with a reduced
+        ``settings.precision`` also ``val_perplexity_<precision>``, ``val_loss_<precision>``
+        and ``val_perplexity_evaluated`` (float32, from ``evaluate`` like the former).
     """
     started = time.perf_counter()
     keras, layers = _keras()
@@ -558,7 +562,8 @@ def memory(settings):
     Returns
     -------
     Result
-        Metrics ``mse_<cell>_<length>``, ``baseline_mse_<length>``, ``train_seconds``.
+        Metrics ``mse_<cell>_<length>``, ``baseline_mse_<length>``, ``train_seconds``; with a
+        reduced ``settings.precision`` also ``mse_<cell>_<length>_<precision>``.
     """
     started = time.perf_counter()
     keras, layers = _keras()
