@@ -21,8 +21,12 @@ cdef extern from "reduced_gemm.h" nogil:
         int32_t* colsum
     int rp_current_level(int precision)
     const char* rp_level_name(int precision, int level)
+    int rp_n_levels(int precision)
+    int rp_level_supported(int precision, int level)
     Py_ssize_t rp_panels_bytes(int precision, int level, Py_ssize_t n, Py_ssize_t k)
     Py_ssize_t rp_scratch_bytes(int precision, int level, Py_ssize_t rows, Py_ssize_t k)
+    Py_ssize_t rp_column_align(int precision, int level)
+    rp_matrix rp_columns(const rp_matrix* m, Py_ssize_t j0, Py_ssize_t count)
     void rp_pack(rp_matrix* m, const float* w, Py_ssize_t ldw)
     void rp_gemm(const rp_matrix* m, Py_ssize_t rows, const float* a, Py_ssize_t lda,
                  const float* bias, float* c, Py_ssize_t ldc, void* scratch)

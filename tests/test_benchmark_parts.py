@@ -135,7 +135,9 @@ def test_agreement_accepts_rounding_and_refuses_a_wrong_answer():
     assert agreement(expected + 1e-2, expected, "bfloat16")[0]  # bf16 products: ~1e-2 is fine
     assert not agreement(expected + 0.1, expected, "bfloat16")[0]
     assert agreement(expected[:4], expected) == (False, float("inf"))
-    assert set(PEER_TOLERANCES) == {"float32", "bfloat16"}
+    assert agreement(expected + 3e-2, expected, "int8")[0]  # int8 products: ~3e-2 is fine
+    assert not agreement(expected + 0.1, expected, "int8")[0]
+    assert set(PEER_TOLERANCES) == {"float32", "bfloat16", "int8"}
 
 
 def test_step_problem_and_its_first_step():

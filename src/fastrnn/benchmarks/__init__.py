@@ -24,6 +24,11 @@ Modules, each importing only the ones listed before it:
 ``peers``
     PyTorch's modules, ONNX Runtime's and OpenVINO's operators and JAX, given the same
     weights, and the check of their outputs against fastrnn's.
+``quantized_peers``
+    The reduced-precision peers: ONNX Runtime's int8 LSTM (``DynamicQuantizeLSTM``) and
+    OpenVINO at its default precision.
+``reduced_forward``
+    fastrnn's forward in bf16 or int8: through ``precision=``, or on the NumPy reference kernels.
 ``passes``
     The cells' table: forward and forward+backward of each cell; the fastest peer's
     median ratio; GFLOP/s of the large shapes against the sgemm peak.
@@ -33,6 +38,11 @@ Modules, each importing only the ones listed before it:
     A training step against PyTorch's, and what variable lengths cost.
 ``fit``
     One ``fit`` epoch of the seeds' Keras model.
+``precision``
+    The precision table: fastrnn's float32, bf16 and int8 forward against the reduced-precision
+    peers, with the issue 13 targets.
+``accuracy``
+    The accuracy table: the error of bf16 and int8 against the float64 forward over T and H.
 ``startup``
     New-process costs: import time, first call, peak memory.
 ``cli``

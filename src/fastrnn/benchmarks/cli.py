@@ -5,8 +5,10 @@ fastrnn's kernels run at, the sgemm peak measured now; :mod:`~fastrnn.benchmarks
 and the versions, then the tables asked for: the cells' passes
 (:mod:`~fastrnn.benchmarks.passes`), the streaming step
 (:mod:`~fastrnn.benchmarks.streaming`), the training step
-(:mod:`~fastrnn.benchmarks.training`) and the ``fit`` epoch
-(:mod:`~fastrnn.benchmarks.fit`), then optionally peak memory and the cost of a
+(:mod:`~fastrnn.benchmarks.training`), the ``fit`` epoch
+(:mod:`~fastrnn.benchmarks.fit`), the reduced precisions' speed
+(:mod:`~fastrnn.benchmarks.precision`) and accuracy
+(:mod:`~fastrnn.benchmarks.accuracy`), then optionally peak memory and the cost of a
 new process (:mod:`~fastrnn.benchmarks.startup`). With ``--busy`` it prints instead the default
 thread count against one thread, with and without a competing process
 (:mod:`~fastrnn.benchmarks.busy`).
@@ -16,6 +18,7 @@ import argparse
 import sys
 
 import fastrnn
+from fastrnn.benchmarks.accuracy import run_accuracy
 from fastrnn.benchmarks.backends import check_backend, compiled_backends
 from fastrnn.benchmarks.busy import run_busy
 from fastrnn.benchmarks.fit import run_fit
@@ -23,10 +26,12 @@ from fastrnn.benchmarks.grid import CELLS, PASSES, SHAPES
 from fastrnn.benchmarks.machine import header_lines, sgemm_peak
 from fastrnn.benchmarks.passes import run_cells
 from fastrnn.benchmarks.peers import available_peers
+from fastrnn.benchmarks.precision import run_precision
+from fastrnn.benchmarks.quantized_peers import available_precision_peers
 from fastrnn.benchmarks.startup import peak_memory, startup_times
 from fastrnn.benchmarks.streaming import available_step_peers, run_streaming
 from fastrnn.benchmarks.tables import package_version
-from fastrnn.benchmarks.targets import FIRST_CALL_TARGET_S, IMPORT_TARGET_S
+from fastrnn.benchmarks.targets import FIRST_CALL_TARGET_S, IMPORT_TARGET_S, PRECISION_SHAPES
 from fastrnn.benchmarks.training import run_training
 from fastrnn.exceptions import BackendUnavailableError
 
@@ -37,7 +42,7 @@ DESCRIPTION = ("Speed of fastrnn against PyTorch, ONNX Runtime, OpenVINO, JAX an
                "table of medians and ratios.")
 
 #: The tables ``--tables`` can ask for, in the order they print.
-TABLES = ("cells", "streaming", "training", "fit")
+TABLES = ("cells", "streaming", "training", "fit", "precision", "accuracy")
 
 
 def _parse_list(text, kind=str):
@@ -51,8 +56,9 @@ def add_arguments(parser):
     parser.add_argument("--cells", type=lambda t: _parse_list(t.lower()), default=list(CELLS),
                         metavar="rnn,lstm", help=f"comma-separated cells to run (default: all: "
                                                  f"{','.join(CELLS)})")
-    parser.add_argument("--shapes", type=lambda t: _parse_list(t.upper()), default=list(SHAPES),
-                        metavar="S1,S3", help=f"comma-separated shapes to run (default: all). {grid}")
+    parser.add_argument("--shapes", type=lambda t: _parse_list(t.upper()), default=None,
+                        metavar="S1,S3", help=f"comma-separated shapes to run (default: all; for the "
+                                              f"'precision' table {','.join(PRECISION_SHAPES)}). {grid}")
     parser.add_argument("--threads", type=lambda t: _parse_list(t, int), default=[1, 2],
                         metavar="1,2", help="comma-separated thread counts (default: 1,2)")
     parser.add_argument("--backends", type=_parse_list, default=None, metavar="numba,cython",
@@ -78,15 +84,18 @@ def add_arguments(parser):
     parser.add_argument("--no-startup", action="store_true",
                         help="skip the new-process measurements (import time, first call)")
     parser.add_argument("--tables", type=_parse_list, default=list(TABLES),
-                        metavar="cells,streaming,training,fit",
+                        metavar="cells,streaming,training,fit,precision,accuracy",
                         help="which tables to print: 'cells' (each cell's forward and forward+"
                              "backward), 'streaming' (one step at batch 1, H=64/256/1024, against "
                              "torch's cell modules and ONNX Runtime on T=1), 'training' (a whole "
                              "training step of 2-layer "
                              "bidirectional LSTM and GRU, with Adam, and what variable lengths "
-                             "cost) and 'fit' (one fastrnn.keras fit epoch of the seeds' "
-                             "Embedding-SimpleRNN-Dense model against Keras and PyTorch) "
-                             "(default: all)")
+                             "cost), 'fit' (one fastrnn.keras fit epoch of the seeds' "
+                             "Embedding-SimpleRNN-Dense model against Keras and PyTorch), "
+                             "'precision' (the forward in float32, bf16 and int8 against ONNX "
+                             "Runtime's int8 LSTM and OpenVINO at its default precision) and "
+                             "'accuracy' (the error of bf16 and int8 against the float64 forward "
+                             "over T and H; no timing) (default: all)")
     parser.add_argument("--no-keras", action="store_true",
                         help="do not compare with Keras on TensorFlow in the 'fit' table")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
@@ -117,6 +126,10 @@ def run(args, out=None):
         Exit status: 0, or 2 for an unknown cell or shape, or an unavailable backend.
     """
     out = out or sys.stdout
+    # the precision table has shapes of its own unless some are named
+    args.precision_shapes = args.shapes
+    if args.shapes is None:
+        args.shapes = list(SHAPES)
     for what, names, known in (("cell", args.cells, CELLS), ("shape", args.shapes, SHAPES),
                                ("table", args.tables, TABLES), ("pass", args.passes, PASSES)):
         unknown = [name for name in names if name not in known]
@@ -175,6 +188,11 @@ def run(args, out=None):
             except ImportError as error:
                 print(f"# tensorflow not available, Keras skipped ({error})", file=out)
         run_fit(args, out, fit_peers)
+    if "precision" in args.tables:
+        run_precision(args, backends[0], available_precision_peers(
+            with_onnx=not args.no_onnx, with_openvino=not args.no_openvino, out=out), out)
+    if "accuracy" in args.tables:
+        run_accuracy(args, out)
 
     if args.memory:
         implementations = backends + (["torch"] if "torch" in peers else [])

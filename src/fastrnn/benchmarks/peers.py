@@ -14,16 +14,19 @@ import numpy as np
 from fastrnn.benchmarks import jax_peer
 
 __all__ = ["PEER_TOLERANCES", "agreement", "Peer", "torch_runner", "onnx_state_names", "onnx_model",
-           "onnxruntime_runner", "openvino_runner", "openvino_default_precision", "available_peers"]
+           "onnx_output", "onnxruntime_runner", "openvino_runner", "openvino_default_precision", "available_peers"]
 
 #: How far a peer's output may be from fastrnn's, by the precision the peer computes in:
 #: ``|peer - fastrnn| <= atol * max(1, max |fastrnn|) + rtol * |fastrnn|`` elementwise.
 #: float32: the parity tolerance of the test suite (summation order, ~5 ulp tanh); bfloat16
 #: (OpenVINO's default precision on CPUs with AVX512_BF16) keeps 8 bits of mantissa, so its
-#: products are good to about 1e-2.
+#: products are good to about 1e-2; int8 (ONNX Runtime's DynamicQuantizeLSTM, fastrnn's int8)
+#: quantizes weights and activations to 8 bits: outputs within about 3e-2 of float32 (measured at
+#: T up to 1000, H up to 1024; see fastrnn.benchmarks.accuracy).
 PEER_TOLERANCES = {
     "float32": dict(rtol=2e-4, atol=2e-5),
     "bfloat16": dict(rtol=2e-2, atol=2e-2),
+    "int8": dict(rtol=5e-2, atol=5e-2),
 }
 
 
@@ -34,7 +37,7 @@ def agreement(actual, expected, precision="float32"):
     ----------
     actual, expected : ndarray of shape (T, B, H)
         The peer's and fastrnn's output sequences.
-    precision : {"float32", "bfloat16"}
+    precision : {"float32", "bfloat16", "int8"}
         Selects the tolerance in :data:`PEER_TOLERANCES`.
 
     Returns
@@ -73,6 +76,8 @@ class Peer:
         Whether its ratios count for the targets (and the best peer of a row).
     threads : int or None
         A thread count fixed for the whole process (JAX), or None when it follows each row's.
+    cells : tuple of str or None
+        The cells it runs (ONNX Runtime's int8 operator: ``("lstm",)``); None for all.
     notes : tuple of str
         Lines for the report's header.
     """
@@ -84,14 +89,16 @@ class Peer:
     precision: str = "float32"
     targeted: bool = True
     threads: int = None
+    cells: tuple = None
     notes: tuple = field(default=())
 
     def __call__(self, problem, pass_, n_threads):
         return self.build(problem, pass_, n_threads)
 
-    def runs(self, pass_, n_threads):
-        """Whether this peer has a column entry in a row of ``pass_`` at ``n_threads``."""
-        return pass_ in self.passes and (self.threads is None or self.threads == n_threads)
+    def runs(self, pass_, n_threads, cell=None):
+        """Whether this peer has a column entry in a row of ``pass_`` at ``n_threads`` (of ``cell``)."""
+        return (pass_ in self.passes and (self.threads is None or self.threads == n_threads)
+                and (cell is None or self.cells is None or cell in self.cells))
 
 
 def torch_runner(problem, pass_, n_threads):
@@ -346,8 +353,12 @@ def _torch_output(result):
     return result[0].numpy()
 
 
-def _onnx_output(result):
-    return np.asarray(result[0])[:, 0]  # Y is (T, num_directions, B, H)
+def onnx_output(result):
+    """The output sequence of an ONNX recurrent operator's run, ndarray of shape (T, B, H).
+
+    ``Y``, the first output, is (T, num_directions, B, H); the one direction is taken.
+    """
+    return np.asarray(result[0])[:, 0]
 
 
 def _jax_output(result):
@@ -393,7 +404,7 @@ def available_peers(with_torch=True, with_onnx=True, with_openvino=True, with_ja
             import onnx  # noqa: F401
             import onnxruntime  # noqa: F401
 
-            peers["ORT"] = Peer("ORT", _onnxruntime_peer, _onnx_output)
+            peers["ORT"] = Peer("ORT", _onnxruntime_peer, onnx_output)
         except ImportError as error:
             say(f"onnxruntime not available, skipped ({error})")
     if with_openvino:
@@ -406,8 +417,8 @@ def available_peers(with_torch=True, with_onnx=True, with_openvino=True, with_ja
                      f"INFERENCE_NUM_THREADS = thread count, PERFORMANCE_HINT=LATENCY, 1 stream; "
                      f"'OV f32': INFERENCE_PRECISION_HINT=f32; 'OV default': the plugin's default "
                      f"precision, here {default} (not targeted)",)
-            peers["OV f32"] = Peer("OV f32", _openvino_f32_peer, _onnx_output, notes=notes)
-            peers["OV default"] = Peer("OV default", _openvino_default_peer, _onnx_output,
+            peers["OV f32"] = Peer("OV f32", _openvino_f32_peer, onnx_output, notes=notes)
+            peers["OV default"] = Peer("OV default", _openvino_default_peer, onnx_output,
                                        precision="float32" if default == "f32" else "bfloat16",
                                        targeted=False)
         except ImportError as error:

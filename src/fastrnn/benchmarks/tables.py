@@ -32,7 +32,7 @@ def format_ms(seconds):
 
 
 #: Columns of words rather than numbers, wherever they stand: aligned left.
-TEXT_COLUMNS = ("best", "best peer", "target", "step")
+TEXT_COLUMNS = ("best", "best peer", "target", "step", "same bits")
 
 
 def format_table(header, rows, markdown, left_columns=5):

@@ -5,7 +5,8 @@ from fastrnn.benchmarks.grid import SHAPES
 __all__ = ["TARGETS", "ORT_TARGETS", "OPENVINO_TARGETS", "JAX_TARGETS", "PEER_TARGETS",
            "BEST_PEER_MEDIAN_TARGET", "SGEMM_PEAK_TARGET", "LARGE_SHAPES", "STREAMING_TARGET",
            "IMPORT_TARGET_S", "FIRST_CALL_TARGET_S", "TRAINING_TARGET", "LENGTHS_COST_TARGET",
-           "FIT_TARGETS"]
+           "FIT_TARGETS", "PRECISION_SHAPES", "INT8_VS_FLOAT32", "INT8_VS_ORT", "BF16_VS_OPENVINO",
+           "BF16_VS_FLOAT32", "precision_targets"]
 
 # issue 12: forward and forward+backward at least even with every peer at 2 threads too; the
 # LSTM's forward+backward at S1 and S3 1.5x torch's at either thread count
@@ -70,3 +71,61 @@ TRAINING_TARGET = 2.0
 LENGTHS_COST_TARGET = 1.10
 #: Peer time / fastrnn time one fit epoch must reach at 1 thread.
 FIT_TARGETS = {"keras": 3.0, "torch": 2.0}
+
+
+# issue 13: reduced-precision inference, forward, peer (or fastrnn float32) time / fastrnn time
+#: The shapes the precision targets hold on.
+PRECISION_SHAPES = ("S2", "S4", "S5")
+#: int8 against fastrnn's float32, LSTM and GRU, 1 thread: by the CPU's int8 instructions.
+INT8_VS_FLOAT32 = {"vnni": {"S2": 3.0, "S4": 2.0, "S5": 3.0},
+                   "avx2": {"S2": 2.0, "S4": 2.0, "S5": 2.0}}
+#: int8 against ONNX Runtime's DynamicQuantizeLSTM, LSTM rows, 1 and 2 threads.
+INT8_VS_ORT = 1.1
+#: bf16 against OpenVINO at its default precision and against fastrnn's float32, every cell, on
+#: CPUs with AVX512_BF16.
+BF16_VS_OPENVINO = 1.0
+BF16_VS_FLOAT32 = 1.8
+
+#: The CPU flags that give each precision its native kernels.
+_VNNI_FLAGS = ("avx512_vnni", "avx_vnni")
+_BF16_FLAGS = ("avx512_bf16",)
+
+
+def precision_targets(cell, shape, n_threads, flags):
+    """The issue 13 targets of one row of the precision table.
+
+    Parameters
+    ----------
+    cell, shape : str
+    n_threads : int
+    flags : collection of str
+        The CPU's flags, lower case (:attr:`fastrnn.benchmarks.machine.CpuInfo.flags`).
+
+    Returns
+    -------
+    dict of str to float or str
+        Ratio name (``"f32/int8"``, ``"ORT int8/int8"``, ``"OV default/bf16"``,
+        ``"f32/bf16"``) -> the least ratio, for the ratios this row carries; the string
+        ``"not available on this CPU"`` where the CPU lacks the instructions a target
+        is set for.
+    """
+    flags = set(flags)
+    missing = "not available on this CPU"
+    targets = {}
+    if shape not in PRECISION_SHAPES:
+        return targets
+    if cell in ("lstm", "gru") and n_threads == 1:
+        if flags & set(_VNNI_FLAGS):
+            targets["f32/int8"] = INT8_VS_FLOAT32["vnni"][shape]
+        elif "avx2" in flags:
+            targets["f32/int8"] = INT8_VS_FLOAT32["avx2"][shape]
+        else:
+            targets["f32/int8"] = missing
+    if cell == "lstm" and n_threads in (1, 2):
+        targets["ORT int8/int8"] = INT8_VS_ORT
+    if flags & set(_BF16_FLAGS):
+        targets["OV default/bf16"] = BF16_VS_OPENVINO
+        targets["f32/bf16"] = BF16_VS_FLOAT32
+    else:
+        targets["OV default/bf16"] = targets["f32/bf16"] = missing
+    return targets

@@ -32,6 +32,10 @@ tasks:
            Prints the test MSE of each cell and length next to the MSE of
            always answering 1.0.
 
+--precision bf16|int8 also computes the test metric (accuracy, perplexity, MSE)
+with the trained model's recurrent layers run in that precision
+(fastrnn.quantize), next to its float32 value.
+
 --epochs, --units, --batch-size and --samples override the task's sizes;
 --quick makes every size tiny (seconds, for tests). Results are deterministic
 for a given --seed, backend and thread count.
@@ -97,11 +101,23 @@ def add_arguments(parser):
     parser.add_argument("--threads", type=_positive_int, metavar="N",
                         help="threads of the recurrent layers (default: chosen from the problem size)")
     parser.add_argument("--seed", type=_seed, default=0, help="seed of data, weights and shuffling (default: 0)")
+    parser.add_argument("--precision", choices=["float32", "bf16", "int8"], default="float32",
+                        help="after training in float32, also evaluate the test metric with the recurrent "
+                             "layers' inference in this precision (default: float32 only)")
     parser.add_argument("--plot", metavar="FILE.png",
                         help="write the training curves to this image (needs matplotlib)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a run of seconds, for tests")
     parser.add_argument("--no-progress", action="store_true",
                         help="one line per epoch instead of progress bars")
+
+
+def _precision_problem(precision):
+    """Why this fastrnn cannot evaluate in ``precision`` (a str), or None when it can."""
+    import fastrnn
+
+    if not hasattr(fastrnn, "quantize"):
+        return "this fastrnn has no fastrnn.quantize (reduced-precision inference)"
+    return None
 
 
 def run(args):
@@ -115,7 +131,8 @@ def run(args):
     Returns
     -------
     int
-        Exit status: 0, or 2 when ``--plot`` is asked for without matplotlib.
+        Exit status: 0, or 2 when ``--plot`` is asked for without matplotlib or
+        ``--precision`` for a reduced precision this fastrnn cannot run.
     """
     from fastrnn.demo import plotting, tasks
 
@@ -125,10 +142,16 @@ def run(args):
         except plotting.PlotUnavailableError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
+    if args.precision != "float32":
+        problem = _precision_problem(args.precision)
+        if problem:  # before training, like --plot
+            print(f"error: --precision {args.precision}: {problem}", file=sys.stderr)
+            return 2
     settings = tasks.Settings(
         epochs=args.epochs, units=args.units, batch_size=args.batch_size, samples=args.samples,
         cell=args.cell, lengths=args.lengths, backend=None if args.backend == "auto" else args.backend,
-        threads=args.threads, seed=args.seed, quick=args.quick, verbose=2 if args.no_progress else 1,
+        threads=args.threads, seed=args.seed, precision=args.precision, quick=args.quick,
+        verbose=2 if args.no_progress else 1,
     )
     from fastrnn import __version__, _backends
 

@@ -37,6 +37,9 @@ class Settings:
     threads : int or None
         ``n_threads`` of the recurrent layers.
     seed : int
+    precision : {"float32", "bf16", "int8"}
+        After training (in float32), the test metric is also computed with the
+        recurrent layers' inference in this precision (:func:`fastrnn.quantize`).
     quick : bool
         Tiny sizes, for tests: seconds, not minutes.
     verbose : {1, 2, 0}
@@ -54,6 +57,7 @@ class Settings:
     backend: Optional[str] = None
     threads: Optional[int] = None
     seed: int = 0
+    precision: str = "float32"
     quick: bool = False
     verbose: int = 1
     out: Callable = print
@@ -116,6 +120,31 @@ def _fit(model, settings, x, y, **kwargs):
     started = time.perf_counter()
     history = model.fit(x, y, verbose=settings.verbose, **kwargs)
     return history.history, time.perf_counter() - started
+
+
+def _in_precision(model, settings):
+    """``model`` with its recurrent layers' inference in ``settings.precision``, or None for float32.
+
+    A copy (:func:`fastrnn.quantize`): the weights are converted once, ``model`` is unchanged.
+    """
+    if settings.precision == "float32":
+        return None
+    import fastrnn
+
+    return fastrnn.quantize(model, settings.precision)
+
+
+def _compare(settings, what, float32, reduced, unit):
+    """One line: a metric in ``settings.precision`` next to its float32 value and the difference.
+
+    ``unit`` is ``"%"`` for accuracies (values in [0, 1], the difference in points) or
+    ``""`` for other metrics (the difference relative, in per cent).
+    """
+    if unit == "%":
+        return (f"{what} in {settings.precision} {reduced:.1%} (float32 {float32:.1%}: "
+                f"{100 * (reduced - float32):+.2f} points)")
+    return (f"{what} in {settings.precision} {reduced:.4g} (float32 {float32:.4g}: "
+            f"{100 * (reduced - float32) / float32:+.2f} %)")
 
 
 def _train_and_validation_curves(history, metric):
@@ -188,7 +217,8 @@ def order(settings):
     Returns
     -------
     Result
-        Metrics ``test_accuracy``, ``baseline_accuracy``, ``train_seconds``.
+        Metrics ``test_accuracy``, ``baseline_accuracy``, ``train_seconds``; with a reduced
+        ``settings.precision`` also ``test_accuracy_<precision>`` and ``test_loss_<precision>``.
     """
     started = time.perf_counter()
     keras, layers = _keras()
@@ -249,12 +279,18 @@ def order(settings):
     out(f"order: SimpleRNN({units}) test accuracy {test_accuracy:.1%} (loss {test_loss:.3f}); "
         f"bag-of-words logistic regression: {baseline_test:.1%} test, {baseline_train:.1%} train "
         f"(chance 50 %: the words alone do not tell a sentence from its shuffle)")
+    metrics = {"test_accuracy": float(test_accuracy), "test_loss": float(test_loss),
+               "baseline_accuracy": baseline_test, "baseline_train_accuracy": baseline_train,
+               "train_seconds": train_seconds}
+    reduced = _in_precision(model, settings)
+    if reduced is not None:
+        loss, accuracy = reduced.evaluate(x_test, y_test, batch_size=256, verbose=0)
+        metrics[f"test_accuracy_{settings.precision}"] = float(accuracy)
+        metrics[f"test_loss_{settings.precision}"] = float(loss)
+        out(f"order: {_compare(settings, 'test accuracy', float(test_accuracy), float(accuracy), '%')}")
     seconds = time.perf_counter() - started
     out(f"order: trained in {_format_seconds(train_seconds)}, {_format_seconds(seconds)} in all")
-    return Result("order", {"test_accuracy": float(test_accuracy), "test_loss": float(test_loss),
-                            "baseline_accuracy": baseline_test, "baseline_train_accuracy": baseline_train,
-                            "train_seconds": train_seconds},
-                  _train_and_validation_curves(history, "accuracy"), seconds)
+    return Result("order", metrics, _train_and_validation_curves(history, "accuracy"), seconds)
 
 
 def _decode_words(encoder, ids):
@@ -286,7 +322,8 @@ def tagging(settings):
     Returns
     -------
     Result
-        Metrics ``test_accuracy``, ``accuracy_<class>`` for each class, ``train_seconds``.
+        Metrics ``test_accuracy``, ``accuracy_<class>`` for each class, ``train_seconds``; with a
+        reduced ``settings.precision`` also ``test_accuracy_<precision>``.
     """
     started = time.perf_counter()
     keras, layers = _keras()
@@ -346,6 +383,12 @@ def tagging(settings):
         metrics[f"accuracy_{name}"] = accuracy
         out(f"  {name:<10}{int(of_class.sum()):>12}{accuracy:>10.1%}")
     out(f"  {'all':<10}{int(real.sum()):>12}{test_accuracy:>10.1%}")
+    reduced = _in_precision(model, settings)
+    if reduced is not None:
+        predicted_reduced = reduced.predict(x_test, batch_size=256, verbose=0).argmax(axis=-1)
+        accuracy = float((((predicted_reduced == y_test) & real).sum()) / real.sum())
+        metrics[f"test_accuracy_{settings.precision}"] = accuracy
+        out(f"tagging: {_compare(settings, 'test accuracy', test_accuracy, accuracy, '%')}")
     _show_tagged_line(out, encoder, x_test, y_test, predicted)
     seconds = time.perf_counter() - started
     out(f"tagging: Bidirectional({cell.upper()}({units})) trained in {_format_seconds(train_seconds)}, "
@@ -388,7 +431,9 @@ def charlm(settings):
     -------
     Result
         Metrics ``val_perplexity``, ``val_loss``, ``train_seconds`` (plus the
-        perplexity of a uniform guess and of character frequencies alone).
+        perplexity of a uniform guess and of character frequencies alone); with a reduced
+        ``settings.precision`` also ``val_perplexity_<precision>``, ``val_loss_<precision>``
+        and ``val_perplexity_evaluated`` (float32, from ``evaluate`` like the former).
     """
     started = time.perf_counter()
     keras, layers = _keras()
@@ -440,6 +485,17 @@ def charlm(settings):
     out(f"charlm: validation perplexity {perplexity:.2f} (cross-entropy {val_loss / math.log(2):.2f} bits "
         f"per character); character frequencies alone: {unigram:.2f}; a uniform guess: "
         f"{encoder.size - 2}")
+    reduced_metrics = {}
+    reduced = _in_precision(model, settings)
+    if reduced is not None:
+        # both from evaluate, so the two numbers differ by the precision alone
+        float_loss = float(model.evaluate(x_val, y_val, batch_size=256, verbose=0)[0])
+        reduced_loss = float(reduced.evaluate(x_val, y_val, batch_size=256, verbose=0)[0])
+        reduced_metrics = {f"val_perplexity_{settings.precision}": math.exp(reduced_loss),
+                           f"val_loss_{settings.precision}": reduced_loss,
+                           "val_perplexity_evaluated": math.exp(float_loss)}
+        line = _compare(settings, "validation perplexity", math.exp(float_loss), math.exp(reduced_loss), "")
+        out(f"charlm: {line}")
 
     prompt = "The "
     temperatures = (0.5, 1.0)
@@ -454,7 +510,8 @@ def charlm(settings):
     curves = _train_and_validation_curves(history, "accuracy")
     curves["perplexity"] = {name: [math.exp(v) for v in curves["loss"][name]] for name in curves["loss"]}
     return Result("charlm", {"val_perplexity": perplexity, "val_loss": float(val_loss),
-                             "unigram_perplexity": unigram, "train_seconds": train_seconds},
+                             "unigram_perplexity": unigram, "train_seconds": train_seconds,
+                             **reduced_metrics},
                   curves, seconds)
 
 
@@ -505,7 +562,8 @@ def memory(settings):
     Returns
     -------
     Result
-        Metrics ``mse_<cell>_<length>``, ``baseline_mse_<length>``, ``train_seconds``.
+        Metrics ``mse_<cell>_<length>``, ``baseline_mse_<length>``, ``train_seconds``; with a
+        reduced ``settings.precision`` also ``mse_<cell>_<length>_<precision>``.
     """
     started = time.perf_counter()
     keras, layers = _keras()
@@ -542,6 +600,10 @@ def memory(settings):
             train_seconds += spent
             mse = float(model.evaluate(x_test, y_test, batch_size=256, verbose=0))
             metrics[f"mse_{name.lower()}_{length}"] = mse
+            reduced = _in_precision(model, settings)
+            if reduced is not None:
+                metrics[f"mse_{name.lower()}_{length}_{settings.precision}"] = float(
+                    reduced.evaluate(x_test, y_test, batch_size=256, verbose=0))
             panel[name] = history["val_loss"]
         panel["always 1.0"] = [baseline] * epochs
 
@@ -550,6 +612,10 @@ def memory(settings):
     for name in cells:
         out("  " + f"{name:<12}" + "".join(f"{metrics[f'mse_{name.lower()}_{length}']:>10.4f}"
                                            for length in lengths))
+        if settings.precision != "float32":
+            key = f"mse_{name.lower()}_{{}}_{settings.precision}"
+            out("  " + f"{'  ' + settings.precision:<12}"
+                + "".join(f"{metrics[key.format(length)]:>10.4f}" for length in lengths))
     out("  " + f"{'always 1.0':<12}" + "".join(f"{metrics[f'baseline_mse_{length}']:>10.4f}"
                                                for length in lengths))
     metrics["train_seconds"] = train_seconds
