@@ -17,7 +17,6 @@ import pytest
 from fastrnn.benchmarks import accuracy
 from fastrnn.benchmarks.accuracy import (ACCURACY_BOUNDS, ACCURACY_CELLS, accuracy_problem, accuracy_table,
                                          format_accuracy, output_error)
-from fastrnn.benchmarks.reduced_forward import api_has_precision
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 SMALL = dict(lengths=(10, 100), hidden_sizes=(16, 64))
@@ -80,8 +79,6 @@ def test_the_table_prints_one_line_per_precision_cell_and_hidden_size(small_tabl
 
 
 def test_the_api_backends_give_the_reference_numbers():
-    if not api_has_precision():
-        pytest.skip("this fastrnn has no precision= on the packers yet")
     import fastrnn
     from fastrnn.exceptions import BackendUnavailableError
 

@@ -12,11 +12,6 @@ from fastrnn.__main__ import main
 from fastrnn.demo import tasks
 
 
-def _needs_quantize():
-    if not hasattr(fastrnn, "quantize"):
-        pytest.skip("this fastrnn has no fastrnn.quantize yet")
-
-
 def _run_quick(task, **kwargs):
     lines = []
     result = tasks.TASKS[task](tasks.Settings(quick=True, verbose=0, out=lines.append, **kwargs))
@@ -25,7 +20,6 @@ def _run_quick(task, **kwargs):
 
 @pytest.mark.parametrize("precision", ["int8", "bf16"])
 def test_tagging_accuracy_in_reduced_precision_is_within_one_point(precision):
-    _needs_quantize()
     # trained enough to be right on most characters (about 83 %), yet a run of seconds
     sizes = dict(epochs=8, samples=1500, units=32) if precision == "int8" else {}
     result, report = _run_quick("tagging", precision=precision, **sizes)
@@ -36,7 +30,6 @@ def test_tagging_accuracy_in_reduced_precision_is_within_one_point(precision):
 
 
 def test_charlm_perplexity_in_int8_is_within_one_percent():
-    _needs_quantize()
     result, report = _run_quick("charlm", precision="int8")
     float32 = result.metrics["val_perplexity_evaluated"]
     reduced = result.metrics["val_perplexity_int8"]
@@ -52,7 +45,6 @@ def test_float32_adds_nothing():
 
 
 def test_memory_prints_a_row_per_cell_in_the_precision():
-    _needs_quantize()
     result, report = _run_quick("memory", lengths=(4,), epochs=1, precision="bf16")
     for cell in ("simplernn", "lstm", "gru"):
         assert result.metrics[f"mse_{cell}_4_bf16"] == pytest.approx(result.metrics[f"mse_{cell}_4"], rel=0.05)
@@ -77,7 +69,6 @@ def test_command_line_refuses_a_precision_it_cannot_run_before_training(monkeypa
 
 
 def test_command_line_passes_the_precision_on(monkeypatch, capsys):
-    _needs_quantize()
     seen = []
     monkeypatch.setitem(tasks.TASKS, "order", lambda settings: seen.append(settings) or tasks.Result("order"))
     assert main(["demo", "--quick", "--no-progress", "--precision", "bf16"]) == 0

@@ -21,7 +21,7 @@ rounding of them. Given a ``backend``, it runs through fastrnn's public API
 import numpy as np
 
 import fastrnn
-from fastrnn.benchmarks.reduced_forward import api_has_precision, packed_forward, reference_forward
+from fastrnn.benchmarks.reduced_forward import packed_forward, reference_forward
 from fastrnn.benchmarks.tables import format_table
 from fastrnn.functional.cells import CELLS
 
@@ -118,9 +118,6 @@ def output_error(cell, precision, T, H, batch=BATCH, seed=SEED, backend=None):
     if backend is None:
         y = reference_forward(cell, precision, problem["x"], *problem["weights"], *problem["states"])
     else:
-        if not api_has_precision():
-            raise RuntimeError("this fastrnn has no precision= on pack_<cell>: the accuracy table "
-                               "runs on the NumPy reference (backend=None) only")
         y = packed_forward(cell, precision, problem["weights"], backend)(problem["x"], *problem["states"])
     error = np.abs(np.asarray(y, np.float64) - exact)
     return float(error.max()), float(error.mean())

@@ -29,7 +29,7 @@ import fastrnn
 from fastrnn.benchmarks.grid import SHAPES, make_problem
 from fastrnn.benchmarks.machine import cpu_info
 from fastrnn.benchmarks.peers import PEER_TOLERANCES, agreement
-from fastrnn.benchmarks.reduced_forward import api_has_precision, packed_forward, reference_forward
+from fastrnn.benchmarks.reduced_forward import packed_forward
 from fastrnn.benchmarks.tables import format_ms, format_table, target_note
 from fastrnn.benchmarks.targets import PRECISION_SHAPES, precision_targets
 from fastrnn.benchmarks.timing import paired_ratio, time_paired
@@ -91,14 +91,13 @@ def reduced_levels():
     """The kernel level fastrnn's reduced precisions run at: ``{"bf16": ..., "int8": ...}``, or None.
 
     From ``fastrnn._cy.reduced_levels()`` (e.g. ``"emulated"`` for bf16 without
-    AVX512_BF16); None without the compiled extension or the query.
+    AVX512_BF16); None without the compiled extension.
     """
     try:
         from fastrnn import _cy
     except ImportError:
         return None
-    query = getattr(_cy, "reduced_levels", None)
-    return dict(query()) if query is not None else None
+    return dict(_cy.reduced_levels())
 
 
 def precision_runner(problem, precision, n_threads, backend):
@@ -114,31 +113,15 @@ def precision_runner(problem, precision, n_threads, backend):
     Returns
     -------
     callable or None
-        Returns the output sequence, ndarray of shape (T, B, H). With ``precision=`` in
-        the API: the weights packed once in the precision (None where ``backend`` has no
-        kernels of that precision). Without it: float32 packed once (``pack_<cell>``),
-        bf16 and int8 on the NumPy reference for the ``python`` backend, None for the
-        others. Its attribute ``at_threads(n)`` runs the same forward at ``n`` threads.
+        Returns the output sequence, ndarray of shape (T, B, H), the weights packed once
+        in the precision; None where ``backend`` has no kernels of that precision. Its
+        attribute ``at_threads(n)`` runs the same forward at ``n`` threads.
     """
     p = problem
     weights = (p.w_ih, p.w_hh, p.b_ih, p.b_hh)
-    if api_has_precision():
-        try:
-            run = packed_forward(p.cell.name, precision, weights, backend)
-        except BackendUnavailableError:
-            return None
-    elif precision == "float32":
-        packed = getattr(fastrnn, f"pack_{p.cell.name}")(*weights, backend=backend)
-        forward = getattr(fastrnn, p.cell.forward)
-        names = p.cell.initial_state_names
-
-        def run(x, *states, n_threads=1):
-            return forward(x, packed, **dict(zip(names, states)), backend=backend, n_threads=n_threads,
-                           requires_grad=False)[0]
-    elif backend == "python":
-        def run(x, *states, n_threads=1):
-            return reference_forward(p.cell.name, precision, x, *weights, *states)
-    else:
+    try:
+        run = packed_forward(p.cell.name, precision, weights, backend)
+    except BackendUnavailableError:
         return None
 
     def forward_call():
@@ -272,17 +255,12 @@ def run_precision(args, backend, peers, out):
     print("# cpu has " + ", ".join(f"{name} {'yes' if value else 'no'}" for name, value in has.items())
           + "; fastrnn's reduced-precision kernels: "
           + (", ".join(f"{k} {v}" for k, v in levels.items()) if levels else "no level query"), file=out)
-    if not api_has_precision():
-        print("# this fastrnn has no precision= on pack_<cell> and the forward functions: "
-              + ("bf16 and int8 run on the NumPy reference kernels" if backend == "python"
-                 else "its bf16 and int8 columns are not timed ('-')"), file=out)
-    else:
-        for precision in ("bf16", "int8"):
-            try:
-                fastrnn.pack_rnn(np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32),
-                                 precision=precision, backend=backend)
-            except BackendUnavailableError as error:
-                print(f"# fastrnn {precision} not timed ('-'): {error}", file=out)
+    for precision in ("bf16", "int8"):
+        try:
+            fastrnn.pack_rnn(np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32),
+                             precision=precision, backend=backend)
+        except BackendUnavailableError as error:
+            print(f"# fastrnn {precision} not timed ('-'): {error}", file=out)
     tolerances = ", ".join(f"{key} rtol {value['rtol']:g} atol {value['atol']:g}"
                            for key, value in PEER_TOLERANCES.items())
     print(f"# checked before timing against fastrnn's float32 output ({tolerances}); ratios = median "

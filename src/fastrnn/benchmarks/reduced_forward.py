@@ -1,13 +1,10 @@
 """fastrnn's forward in a reduced precision, for the precision and accuracy tables.
 
 Through the public API (``precision=`` on ``fastrnn.pack_<cell>`` and the
-``*_forward`` functions) where this version of fastrnn has it; otherwise on the
-NumPy reference kernels given :class:`fastrnn._python.reduced.ReducedMatrix`
-weights, which define every rounding of the reduced-precision kernels (slow: for
-checks and small tables only).
+``*_forward`` functions), or on the NumPy reference kernels given
+:class:`fastrnn._python.reduced.ReducedMatrix` weights, which define every rounding of
+the reduced-precision kernels (slow: for checks and small tables only).
 """
-
-import inspect
 
 import numpy as np
 
@@ -18,13 +15,7 @@ from fastrnn._python import rnn as reference_rnn
 from fastrnn._python.reduced import PRECISIONS, reduce_matrix
 from fastrnn.functional.cells import CELLS
 
-__all__ = ["PRECISIONS", "api_has_precision", "packed_forward", "reference_forward", "forward_runner"]
-
-
-def api_has_precision():
-    """Whether this fastrnn takes ``precision=`` on ``pack_lstm`` and ``lstm_forward`` (bool)."""
-    return all("precision" in inspect.signature(function).parameters
-               for function in (fastrnn.pack_lstm, fastrnn.lstm_forward))
+__all__ = ["PRECISIONS", "packed_forward", "reference_forward"]
 
 
 def _pack(cell, w_ih, w_hh, b_ih, b_hh, precision, backend):

@@ -25,7 +25,7 @@ import sys
 import numpy as np
 
 import fastrnn
-from fastrnn.benchmarks.grid import CELLS, STREAMING_SIZES, STREAMING_STEPS, first_step, make_step_problem
+from fastrnn.benchmarks.grid import STREAMING_SIZES, STREAMING_STEPS, first_step, make_step_problem
 from fastrnn.benchmarks.peers import agreement, onnx_model, onnx_state_names
 from fastrnn.benchmarks.tables import format_table, target_note
 from fastrnn.benchmarks.targets import STREAMING_TARGET
