@@ -19,19 +19,7 @@ from fastrnn._python import gru, lstm, lstm_proj, rnn
 from fastrnn._python.reduced import INT8_MAX_K, reduce_matrix
 from helpers import assert_close, assert_results_identical
 
-# Tolerances of the reduced-precision layers (to join tolerances.py with the other
-# reduced-precision entries); atol is scaled by max(1, max |expected|). Measured over the
-# shapes of this module (D, H up to 130, T up to 300, PyTorch's initialisation, inputs
-# N(0, 1)), worst case over the cells, on the generic int8 and emulated bf16 kernels.
-#: The compiled kernels against the reference on the same reduced weights. int8 products are
-#: exact, so only the float32 tanh (a few ulp) differs, but one ulp can move a quantization
-#: step of the next h (1/127 of its largest entry); bf16 products also round h to bf16 and
-#: sum in another order. Measured: int8 6.8e-3 (RNN tanh; 1.3e-3 gated cells, 0 for relu),
-#: bf16 1.9e-3.
-REDUCED_VS_REFERENCE = {"int8": dict(rtol=0.0, atol=1.5e-2), "bf16": dict(rtol=0.0, atol=5e-3)}
-#: The reduced forward against the float64 reference on the original weights (T = 200, H = 64).
-#: Measured: int8 2.2e-2 (RNN; LSTM 8e-3, GRU 1.5e-2), bf16 7.7e-3 (RNN; LSTM 2.7e-3).
-REDUCED_VS_FLOAT64 = {"int8": dict(rtol=0.0, atol=3e-2), "bf16": dict(rtol=0.0, atol=1e-2)}
+from tolerances import REDUCED_LONG_VS_REFERENCE, REDUCED_VS_FLOAT64
 
 PRECISIONS = ("int8", "bf16")
 #: (cell, flag): the RNN with tanh and relu, the LSTM, the LSTM with projection, the GRU
@@ -154,7 +142,7 @@ def test_forward_against_the_reference_on_reduced_weights(cy, cell, flag, precis
     expected = layer.reference(x, h0, c0, precision)
     for name in expected:
         if name != "gates":  # gates are checked where the state cannot flip a quantization
-            assert_close(actual[name], expected[name], REDUCED_VS_REFERENCE[precision],
+            assert_close(actual[name], expected[name], REDUCED_LONG_VS_REFERENCE[precision],
                          context(cell, flag, precision, T, B, D, H), name)
 
 
@@ -171,7 +159,7 @@ def test_one_step_equals_the_reference(cy, cell, flag, precision):
     expected = layer.reference(x, h0, c0, precision)
     # GRU reset_after=False rounds r * h, whose ulp differences can flip a bf16 rounding
     loose = cell == "gru" and not flag and precision == "bf16"
-    tolerance = REDUCED_VS_REFERENCE[precision] if loose else dict(rtol=1e-5, atol=1e-5)
+    tolerance = REDUCED_LONG_VS_REFERENCE[precision] if loose else dict(rtol=1e-5, atol=1e-5)
     for name in expected:
         assert_close(actual[name], expected[name], tolerance,
                      context(cell, flag, precision, T, B, D, H), name)
@@ -187,7 +175,7 @@ def test_error_against_float64_is_bounded(cy, cell, flag, precision):
     actual = layer.forward(cy, layer.pack(cy, precision), x, h0, c0)
     exact = layer.reference(x, h0, c0, None, np.float64)
     for name in ("y", "h_n"):
-        assert_close(actual[name], exact[name], REDUCED_VS_FLOAT64[precision],
+        assert_close(actual[name], exact[name], dict(rtol=0.0, atol=REDUCED_VS_FLOAT64[precision]["max"]),
                      context(cell, flag, precision, T, B, D, H), name)
 
 
