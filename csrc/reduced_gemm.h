@@ -165,19 +165,27 @@ static void rp_int8_generic_pack(const float *w, ptrdiff_t n, ptrdiff_t k, ptrdi
     }
 }
 
-static void rp_int8_generic_gemm(const rp_matrix *w, ptrdiff_t rows, const float *a,
-                                 ptrdiff_t lda, const float *bias, float *c, ptrdiff_t ldc,
-                                 void *scratch)
+static void rp_int8_generic_prepare(ptrdiff_t k, ptrdiff_t m, const float *a, ptrdiff_t lda,
+                                    void *prep)
 {
-    ptrdiff_t k = w->k, kpad = rp_int8_kpad(k);
+    ptrdiff_t kpad = rp_int8_kpad(k);
+    float *sa = (float *)((char *)prep + m * kpad);
+    for (ptrdiff_t r = 0; r < m; r++)
+        sa[r] = rp_quantize_row(a + r * lda, k, kpad, (int8_t *)prep + r * kpad);
+}
+
+static void rp_int8_generic_run(const rp_matrix *w, ptrdiff_t rows, const void *prep,
+                                const float *bias, float *c, ptrdiff_t ldc)
+{
+    ptrdiff_t kpad = rp_int8_kpad(w->k);
     const int8_t *qw = (const int8_t *)w->panels;
-    int8_t *qa = (int8_t *)scratch;
+    const float *sa = (const float *)((const char *)prep + rows * kpad);
     for (ptrdiff_t r = 0; r < rows; r++) {
-        float sa = rp_quantize_row(a + r * lda, k, kpad, qa);
+        const int8_t *qa = (const int8_t *)prep + r * kpad;
         for (ptrdiff_t j = 0; j < w->n; j++) {
             int32_t acc = 0;
             for (ptrdiff_t i = 0; i < kpad; i++) acc += (int32_t)qa[i] * qw[j * kpad + i];
-            float p = (float)acc * (sa * w->scale[j]);
+            float p = (float)acc * (sa[r] * w->scale[j]);
             c[r * ldc + j] = (bias ? bias[j] : c[r * ldc + j]) + p;
         }
     }
@@ -251,20 +259,34 @@ ATTR static float P##_quantize_row(const float *a, ptrdiff_t k, ptrdiff_t kpad, 
 {                                                                                       \
     enum { L = sizeof(P##_vf) / 4 };                                                    \
     const P##_vi sign = (P##_vi){0} + 0x7FFFFFFF;                                       \
-    P##_vf mv = (P##_vf){0};                                                            \
-    P##_vi nan = (P##_vi){0};                                                           \
+    /* |a| as int32 orders as the floats do, and every NaN above +inf: an integer max    \
+       over 4 independent chains (not one chain of compare-and-blend) */                \
+    P##_vi m0 = (P##_vi){0}, m1 = m0, m2 = m0, m3 = m0, v0, v1, v2, v3;                 \
     ptrdiff_t i = 0;                                                                    \
-    for (; i + L <= k; i += L) {                                                        \
-        P##_vf v;                                                                       \
-        memcpy(&v, a + i, sizeof v);                                                    \
-        v = (P##_vf)((P##_vi)v & sign);                                                 \
-        nan |= v != v;                                                                  \
-        mv = RP_SELECT(P##_vi, P##_vf, v > mv, v, mv);                                  \
+    for (; i + 4 * L <= k; i += 4 * L) {                                                \
+        memcpy(&v0, a + i, sizeof v0);                                                  \
+        memcpy(&v1, a + i + L, sizeof v1);                                              \
+        memcpy(&v2, a + i + 2 * L, sizeof v2);                                          \
+        memcpy(&v3, a + i + 3 * L, sizeof v3);                                          \
+        v0 &= sign; v1 &= sign; v2 &= sign; v3 &= sign;                                 \
+        m0 = RP_SELECT(P##_vi, P##_vi, v0 > m0, v0, m0);                                \
+        m1 = RP_SELECT(P##_vi, P##_vi, v1 > m1, v1, m1);                                \
+        m2 = RP_SELECT(P##_vi, P##_vi, v2 > m2, v2, m2);                                \
+        m3 = RP_SELECT(P##_vi, P##_vi, v3 > m3, v3, m3);                                \
     }                                                                                   \
-    float m = 0.0f;                                                                     \
-    int any_nan = 0;                                                                    \
-    for (int l = 0; l < L; l++) { any_nan |= nan[l]; m = mv[l] > m ? mv[l] : m; }       \
-    m = any_nan ? rp_row_max(a, k, 0.0f) : rp_row_max(a + i, k - i, m);                 \
+    for (; i + L <= k; i += L) {                                                        \
+        memcpy(&v0, a + i, sizeof v0);                                                  \
+        v0 &= sign;                                                                     \
+        m0 = RP_SELECT(P##_vi, P##_vi, v0 > m0, v0, m0);                                \
+    }                                                                                   \
+    m0 = RP_SELECT(P##_vi, P##_vi, m1 > m0, m1, m0);                                    \
+    m2 = RP_SELECT(P##_vi, P##_vi, m3 > m2, m3, m2);                                    \
+    m0 = RP_SELECT(P##_vi, P##_vi, m2 > m0, m2, m0);                                    \
+    int32_t mi = 0;                                                                     \
+    for (int l = 0; l < L; l++) mi = m0[l] > mi ? m0[l] : mi;                           \
+    float m;                                                                            \
+    memcpy(&m, &mi, 4);                                                                 \
+    m = mi > 0x7F800000 ? rp_row_max(a, k, 0.0f) : rp_row_max(a + i, k - i, m);         \
     float inv = rp_inverse_scale(m);                                                    \
     const P##_vf magic = (P##_vf){0} + 12582912.0f, lim = (P##_vf){0} + 127.0f;         \
     for (i = 0; i + L <= k; i += L) {                                                   \
@@ -423,18 +445,24 @@ RP_DEFINE_BLOCK(P, ATTR, KIND, row_panels, 1, RP_PANELS)
 #define RP_DEFINE_INT8(P, ATTR)                                                         \
 RP_DEFINE_QUANTIZE(P, ATTR)                                                             \
 RP_DEFINE_BLOCKS(P, ATTR, INT8)                                                         \
-ATTR static void P##_gemm(const rp_matrix *w, ptrdiff_t m, const float *a, ptrdiff_t lda, \
-                          const float *bias, float *c, ptrdiff_t ldc, void *scratch)    \
+ATTR static void P##_prepare(ptrdiff_t k, ptrdiff_t m, const float *a, ptrdiff_t lda,   \
+                             void *prep)                                                \
+{                                                                                       \
+    ptrdiff_t kpad = rp_int8_kpad(k);                                                   \
+    float *sa = (float *)((char *)prep + m * kpad);                                     \
+    for (ptrdiff_t r = 0; r < m; r++)                                                   \
+        sa[r] = P##_quantize_row(a + r * lda, k, kpad, (int8_t *)prep + r * kpad, P##_OFFSET); \
+}                                                                                       \
+ATTR static void P##_run(const rp_matrix *w, ptrdiff_t m, const void *prep,             \
+                         const float *bias, float *c, ptrdiff_t ldc)                    \
 {                                                                                       \
     const ptrdiff_t nr = 2 * (ptrdiff_t)(sizeof(P##_vu) / 4);                           \
     ptrdiff_t kpad = rp_int8_kpad(w->k), groups = kpad / 4, np = (w->n + nr - 1) / nr;   \
-    ptrdiff_t chunk = m < RP_CHUNK ? m : RP_CHUNK;                                      \
-    const uint32_t *qa = (const uint32_t *)scratch;                                     \
-    float *sa = (float *)((char *)scratch + chunk * kpad);                              \
-    for (ptrdiff_t r0 = 0; r0 < m; r0 += chunk, a += chunk * lda, c += chunk * ldc) {   \
-        ptrdiff_t rows = m - r0 < chunk ? m - r0 : chunk;                               \
-        for (ptrdiff_t r = 0; r < rows; r++)                                            \
-            sa[r] = P##_quantize_row(a + r * lda, w->k, kpad, (int8_t *)scratch + r * kpad, P##_OFFSET); \
+    const uint32_t *qa = (const uint32_t *)prep;                                        \
+    const float *sa = (const float *)((const char *)prep + m * kpad);                   \
+    for (ptrdiff_t r0 = 0; r0 < m; r0 += RP_CHUNK, qa += RP_CHUNK * groups,             \
+                                   sa += RP_CHUNK, c += RP_CHUNK * ldc) {               \
+        ptrdiff_t rows = m - r0 < RP_CHUNK ? m - r0 : RP_CHUNK;                         \
         RP_RUN_PANELS(P, RP_INT8_ARGS)                                                  \
     }                                                                                   \
 }
@@ -443,17 +471,21 @@ ATTR static void P##_gemm(const rp_matrix *w, ptrdiff_t m, const float *a, ptrdi
 #define RP_DEFINE_BF16(P, ATTR)                                                         \
 RP_DEFINE_ROUND(P, ATTR)                                                                \
 RP_DEFINE_BLOCKS(P, ATTR, BF16)                                                         \
-ATTR static void P##_gemm(const rp_matrix *w, ptrdiff_t m, const float *a, ptrdiff_t lda, \
-                          const float *bias, float *c, ptrdiff_t ldc, void *scratch)    \
+ATTR static void P##_prepare(ptrdiff_t k, ptrdiff_t m, const float *a, ptrdiff_t lda,   \
+                             void *prep)                                                \
+{                                                                                       \
+    ptrdiff_t kpad = rp_bf16_kpad(k);                                                   \
+    for (ptrdiff_t r = 0; r < m; r++)                                                   \
+        P##_round_row(a + r * lda, k, kpad, (uint16_t *)prep + r * kpad);               \
+}                                                                                       \
+ATTR static void P##_run(const rp_matrix *w, ptrdiff_t m, const void *prep,             \
+                         const float *bias, float *c, ptrdiff_t ldc)                    \
 {                                                                                       \
     const ptrdiff_t nr = 2 * (ptrdiff_t)(sizeof(P##_vu) / 4);                           \
     ptrdiff_t kpad = rp_bf16_kpad(w->k), groups = kpad / 2, np = (w->n + nr - 1) / nr;   \
-    ptrdiff_t chunk = m < RP_CHUNK ? m : RP_CHUNK;                                      \
-    const uint32_t *qa = (const uint32_t *)scratch;                                     \
-    for (ptrdiff_t r0 = 0; r0 < m; r0 += chunk, a += chunk * lda, c += chunk * ldc) {   \
-        ptrdiff_t rows = m - r0 < chunk ? m - r0 : chunk;                               \
-        for (ptrdiff_t r = 0; r < rows; r++)                                            \
-            P##_round_row(a + r * lda, w->k, kpad, (uint16_t *)scratch + r * kpad);     \
+    const uint32_t *qa = (const uint32_t *)prep;                                        \
+    for (ptrdiff_t r0 = 0; r0 < m; r0 += RP_CHUNK, qa += RP_CHUNK * groups, c += RP_CHUNK * ldc) { \
+        ptrdiff_t rows = m - r0 < RP_CHUNK ? m - r0 : RP_CHUNK;                         \
         RP_RUN_PANELS(P, RP_BF16_ARGS)                                                  \
     }                                                                                   \
 }
@@ -528,14 +560,22 @@ RP_VECTORS(rp_emu_generic, 32)
 #define rp_emu_generic_DOT(acc, a, w) RP_EMULATED_DOT(rp_emu_generic_FMA, rp_emu_generic_vf, acc, a, w)
 RP_DEFINE_BF16(rp_emu_generic, )
 
-static void rp_bf16_emulated_gemm(const rp_matrix *w, ptrdiff_t rows, const float *a,
-                                  ptrdiff_t lda, const float *bias, float *c, ptrdiff_t ldc,
-                                  void *scratch)
+static void rp_bf16_emulated_prepare(ptrdiff_t k, ptrdiff_t rows, const float *a, ptrdiff_t lda,
+                                     void *prep)
 {
     if (pg_get_level() >= PG_LEVEL_AVX2)
-        rp_emu_avx2_gemm(w, rows, a, lda, bias, c, ldc, scratch);
+        rp_emu_avx2_prepare(k, rows, a, lda, prep);
     else
-        rp_emu_generic_gemm(w, rows, a, lda, bias, c, ldc, scratch);
+        rp_emu_generic_prepare(k, rows, a, lda, prep);
+}
+
+static void rp_bf16_emulated_run(const rp_matrix *w, ptrdiff_t rows, const void *prep,
+                                 const float *bias, float *c, ptrdiff_t ldc)
+{
+    if (pg_get_level() >= PG_LEVEL_AVX2)
+        rp_emu_avx2_run(w, rows, prep, bias, c, ldc);
+    else
+        rp_emu_generic_run(w, rows, prep, bias, c, ldc);
 }
 
 /* ---- the table of levels */
@@ -547,8 +587,10 @@ typedef struct {
     ptrdiff_t (*scratch_bytes)(ptrdiff_t rows, ptrdiff_t k);
     void (*pack)(const float *w, ptrdiff_t n, ptrdiff_t k, ptrdiff_t ldw, void *panels,
                  float *scale, int32_t *colsum);
-    void (*gemm)(const rp_matrix *w, ptrdiff_t rows, const float *a, ptrdiff_t lda,
-                 const float *bias, float *c, ptrdiff_t ldc, void *scratch);
+    /* rows of A rounded or quantized into prep (rp_prepared_bytes), then the product on them */
+    void (*prepare)(ptrdiff_t k, ptrdiff_t rows, const float *a, ptrdiff_t lda, void *prep);
+    void (*run)(const rp_matrix *w, ptrdiff_t rows, const void *prep, const float *bias,
+                float *c, ptrdiff_t ldc);
 } rp_level_t;
 
 static int rp_always(void) { return 1; }
@@ -564,7 +606,7 @@ static int rp_has_bf16(void)
 
 static ptrdiff_t rp_chunk(ptrdiff_t rows) { return rows < RP_CHUNK ? rows : RP_CHUNK; }
 static ptrdiff_t rp_int8_generic_bytes(ptrdiff_t n, ptrdiff_t k) { return n * rp_int8_kpad(k); }
-static ptrdiff_t rp_int8_generic_scratch(ptrdiff_t rows, ptrdiff_t k) { (void)rows; return rp_int8_kpad(k); }
+static ptrdiff_t rp_int8_generic_scratch(ptrdiff_t rows, ptrdiff_t k) { return rp_chunk(rows) * (rp_int8_kpad(k) + 4); }
 /* the vector levels: panels of NR columns; scratch: a chunk of prepared rows (+ int8 scales) */
 #define RP_PANEL_SIZES(NAME, NR, KPAD, ELEMENT, EXTRA)                                   \
 static ptrdiff_t NAME##_bytes(ptrdiff_t n, ptrdiff_t k)                                 \
@@ -591,18 +633,18 @@ static void rp_bf16_avx512_pack(const float *w, ptrdiff_t n, ptrdiff_t k, ptrdif
 
 static const rp_level_t rp_int8_levels[RP_N_INT8] = {
     { "generic", rp_always, rp_int8_generic_bytes, rp_int8_generic_scratch,
-      rp_int8_generic_pack, rp_int8_generic_gemm },
+      rp_int8_generic_pack, rp_int8_generic_prepare, rp_int8_generic_run },
     { "avx2", rp_has_avx2, rp_int8_avx2_bytes, rp_int8_avx2_scratch,
-      rp_int8_avx2_pack, rp_avx2_gemm },
+      rp_int8_avx2_pack, rp_avx2_prepare, rp_avx2_run },
     { "avx512_vnni", rp_has_vnni, rp_int8_vnni_bytes, rp_int8_vnni_scratch,
-      rp_int8_vnni_pack, rp_vnni_gemm },
+      rp_int8_vnni_pack, rp_vnni_prepare, rp_vnni_run },
 };
 
 static const rp_level_t rp_bf16_levels[RP_N_BF16] = {
     { "emulated", rp_always, rp_bf16_emulated_bytes, rp_bf16_emulated_scratch,
-      rp_bf16_emulated_pack, rp_bf16_emulated_gemm },
+      rp_bf16_emulated_pack, rp_bf16_emulated_prepare, rp_bf16_emulated_run },
     { "avx512_bf16", rp_has_bf16, rp_bf16_avx512_bytes, rp_bf16_avx512_scratch,
-      rp_bf16_avx512_pack, rp_bf16_gemm },
+      rp_bf16_avx512_pack, rp_bf16_prepare, rp_bf16_run },
 };
 
 static inline const rp_level_t *rp_table(int precision, int level)
@@ -678,11 +720,40 @@ static void rp_pack(rp_matrix *m, const float *w, ptrdiff_t ldw)
     rp_table(m->precision, m->level)->pack(w, m->n, m->k, ldw, m->panels, m->scale, m->colsum);
 }
 
-/* C (rows x n) = (bias ? bias : C) + A (rows x k, lda) . W^T, in m's precision. */
+/* C (rows x n) = (bias ? bias : C) + A (rows x k, lda) . W^T, in m's precision: chunks of
+   RP_CHUNK rows prepared into the scratch, then the product on them. */
 static void rp_gemm(const rp_matrix *m, ptrdiff_t rows, const float *a, ptrdiff_t lda,
                     const float *bias, float *c, ptrdiff_t ldc, void *scratch)
 {
-    rp_table(m->precision, m->level)->gemm(m, rows, a, lda, bias, c, ldc, scratch);
+    const rp_level_t *t = rp_table(m->precision, m->level);
+    ptrdiff_t chunk = rp_chunk(rows);
+    for (ptrdiff_t r0 = 0; r0 < rows; r0 += chunk) {
+        ptrdiff_t n = rows - r0 < chunk ? rows - r0 : chunk;
+        t->prepare(m->k, n, a + r0 * lda, lda, scratch);
+        t->run(m, n, scratch, bias, c + r0 * ldc, ldc);
+    }
+}
+
+/* Bytes of `rows` rows of A of k values prepared for matrices of `precision` and `level`. */
+static ptrdiff_t rp_prepared_bytes(int precision, int level, ptrdiff_t rows, ptrdiff_t k)
+{
+    (void)level;
+    return precision == RP_INT8 ? rows * (rp_int8_kpad(k) + 4) : rows * rp_bf16_kpad(k) * 2;
+}
+
+/* A (rows x k, lda) rounded or quantized once into prep (rp_prepared_bytes) for rp_gemm_prepared
+   on any matrix of m's precision, level and k (the row blocks of one product share it). */
+static void rp_prepare(const rp_matrix *m, ptrdiff_t rows, const float *a, ptrdiff_t lda,
+                       void *prep)
+{
+    rp_table(m->precision, m->level)->prepare(m->k, rows, a, lda, prep);
+}
+
+/* rp_gemm on rows prepared by rp_prepare: the same results. */
+static void rp_gemm_prepared(const rp_matrix *m, ptrdiff_t rows, const void *prep,
+                             const float *bias, float *c, ptrdiff_t ldc)
+{
+    rp_table(m->precision, m->level)->run(m, rows, prep, bias, c, ldc);
 }
 
 #pragma GCC pop_options

@@ -19,7 +19,8 @@
 # Every thread has scratch of its own (a slot per projection thread, per batch chunk, per
 # column thread), allocated before the threads start.
 
-from reduced_gemm cimport rp_current_level, rp_gemm, rp_matrix, rp_scratch_bytes
+from reduced_gemm cimport (rp_current_level, rp_gemm, rp_gemm_prepared, rp_matrix, rp_prepare,
+                           rp_prepared_bytes, rp_scratch_bytes)
 
 from fastrnn._partition import MAX_PIECES, projection_workspace_steps
 from fastrnn._python.reduced import INT8_MAX_K
@@ -211,17 +212,21 @@ cdef inline void _rgemm(const rp_matrix* m, Py_ssize_t rows, const float* a, Py_
 
 cdef void _rblocks(const _RBlocks* W, Py_ssize_t rows, const float* a, Py_ssize_t lda, float* c,
                    Py_ssize_t ldc, char* scratch, Py_ssize_t slot_bytes, int threads) noexcept nogil:
-    """``c += a W^T``, a block of W's rows at a time; with ``threads > 1`` threads share the
-    blocks, each in a scratch slot (``slot_bytes``) of its own. Every element is computed the
-    same way by whichever thread."""
+    """``c += a W^T``, a block of W's rows at a time, ``a`` rounded or quantized once (into the
+    first scratch slot) for all blocks; with ``threads > 1`` threads share the blocks. Every
+    element is computed the same way by whichever thread."""
     cdef Py_ssize_t b
-    if threads <= 1:
+    if W.count == 1 or rows <= 0 or W.m[0].k == 0:
         for b in range(W.count):
             _rgemm(&W.m[b], rows, a, lda, NULL, c + W.row0[b], ldc, scratch)
         return
+    rp_prepare(&W.m[0], rows, a, lda, scratch)
+    if threads <= 1:
+        for b in range(W.count):
+            rp_gemm_prepared(&W.m[b], rows, scratch, NULL, c + W.row0[b], ldc)
+        return
     for b in prange(W.count, num_threads=threads, schedule='static'):
-        _rgemm(&W.m[b], rows, a, lda, NULL, c + W.row0[b], ldc,
-               scratch + openmp_shim.omp_get_thread_num() * slot_bytes)
+        rp_gemm_prepared(&W.m[b], rows, scratch, NULL, c + W.row0[b], ldc)
 
 
 cdef void _reduced_loop(const _RCell* L, Py_ssize_t T, Py_ssize_t B, Py_ssize_t b0,
@@ -399,7 +404,8 @@ cdef class ReducedLayer:
         cdef const rp_matrix* m
         for b in range(self.c.hh.count + self.c.hx.count):
             m = &self.c.hh.m[b] if b < self.c.hh.count else &self.c.hx.m[b - self.c.hh.count]
-            s = max(s, rp_scratch_bytes(m.precision, m.level, rows, m.k))
+            s = max(s, rp_scratch_bytes(m.precision, m.level, rows, m.k),
+                    rp_prepared_bytes(m.precision, m.level, rows, m.k))
         return _aligned(s)
 
     cdef Py_ssize_t chunk_bytes(self, Py_ssize_t rows, int threads):
