@@ -415,29 +415,42 @@ RP_DEFINE_BLOCK(P, ATTR, KIND, rows4, 4, 1)                                     
 RP_DEFINE_BLOCK(P, ATTR, KIND, rows1, 1, 1)                                             \
 RP_DEFINE_BLOCK(P, ATTR, KIND, row_panels, 1, RP_PANELS)
 
+/* Column blocks of panels, at most RP_BLOCK_BYTES of W (in L2), one after the other; in
+   each, every block of MR (then 4) rows runs over all its panels, so that its rows of C are
+   written in runs of the block's width (not of one panel's), and the last rows run over
+   groups of RP_PANELS panels. */
+#define RP_BLOCK_BYTES (256 * 1024)
 #define RP_RUN_PANELS(P, ARGS)                                                          \
-    for (ptrdiff_t p0 = 0; p0 < np; p0 += RP_PANELS) {                                  \
-        ptrdiff_t p1 = np - p0 < RP_PANELS ? np : p0 + RP_PANELS, r4 = rows - rows % 4; \
-        for (ptrdiff_t p = p0; p < p1; p++) {                                           \
-            const uint32_t *panel = (const uint32_t *)w->panels + p * groups * nr;      \
-            int ncols = (int)(w->n - p * nr < nr ? w->n - p * nr : nr);                 \
-            ptrdiff_t r = 0;                                                            \
-            for (; r + P##_MR <= r4; r += P##_MR)                                       \
+    ptrdiff_t pb = RP_BLOCK_BYTES / ((groups + 1) * nr * 4) / RP_PANELS * RP_PANELS;    \
+    if (pb < RP_PANELS) pb = RP_PANELS;                                                 \
+    for (ptrdiff_t b0 = 0; b0 < np; b0 += pb) {                                         \
+        ptrdiff_t b1 = np - b0 < pb ? np : b0 + pb, r4 = rows - rows % 4, r = 0;        \
+        for (; r + P##_MR <= r4; r += P##_MR)                                           \
+            for (ptrdiff_t p = b0; p < b1; p++) {                                       \
+                const uint32_t *panel = (const uint32_t *)w->panels + p * groups * nr;  \
+                int ncols = (int)(w->n - p * nr < nr ? w->n - p * nr : nr);             \
                 P##_rowsmr(qa + r * groups, groups, panel, groups, ARGS(p, r), c + r * ldc + p * nr, ldc, ncols); \
-            for (; r < r4; r += 4)                                                      \
+            }                                                                           \
+        for (; r < r4; r += 4)                                                          \
+            for (ptrdiff_t p = b0; p < b1; p++) {                                       \
+                const uint32_t *panel = (const uint32_t *)w->panels + p * groups * nr;  \
+                int ncols = (int)(w->n - p * nr < nr ? w->n - p * nr : nr);             \
                 P##_rows4(qa + r * groups, groups, panel, groups, ARGS(p, r), c + r * ldc + p * nr, ldc, ncols); \
-        }                                                                               \
-        for (ptrdiff_t r = r4; r < rows; r++) {                                         \
-            const uint32_t *panel = (const uint32_t *)w->panels + p0 * groups * nr;     \
-            if (p1 - p0 == RP_PANELS) {                                                 \
-                int ncols = (int)(w->n - (p1 - 1) * nr < nr ? w->n - (p1 - 1) * nr : nr); \
-                P##_row_panels(qa + r * groups, groups, panel, groups, ARGS(p0, r), c + r * ldc + p0 * nr, ldc, ncols); \
-            } else                                                                      \
-                for (ptrdiff_t p = p0; p < p1; p++) {                                   \
-                    int ncols = (int)(w->n - p * nr < nr ? w->n - p * nr : nr);         \
-                    P##_rows1(qa + r * groups, groups, panel + (p - p0) * groups * nr, groups, \
-                              ARGS(p, r), c + r * ldc + p * nr, ldc, ncols);            \
-                }                                                                       \
+            }                                                                           \
+        for (ptrdiff_t p0 = b0; p0 < b1; p0 += RP_PANELS) {                             \
+            ptrdiff_t p1 = b1 - p0 < RP_PANELS ? b1 : p0 + RP_PANELS;                   \
+            for (ptrdiff_t r = r4; r < rows; r++) {                                     \
+                const uint32_t *panel = (const uint32_t *)w->panels + p0 * groups * nr; \
+                if (p1 - p0 == RP_PANELS) {                                             \
+                    int ncols = (int)(w->n - (p1 - 1) * nr < nr ? w->n - (p1 - 1) * nr : nr); \
+                    P##_row_panels(qa + r * groups, groups, panel, groups, ARGS(p0, r), c + r * ldc + p0 * nr, ldc, ncols); \
+                } else                                                                  \
+                    for (ptrdiff_t p = p0; p < p1; p++) {                               \
+                        int ncols = (int)(w->n - p * nr < nr ? w->n - p * nr : nr);     \
+                        P##_rows1(qa + r * groups, groups, panel + (p - p0) * groups * nr, groups, \
+                                  ARGS(p, r), c + r * ldc + p * nr, ldc, ncols);        \
+                    }                                                                   \
+            }                                                                           \
         }                                                                               \
     }
 
