@@ -34,27 +34,37 @@ cdef extern from *:
     """
     #include "isa.h"
     #define RL_UNITS(P, u, H) (int)((H) - (u) < P##_UNITS ? (H) - (u) : P##_UNITS)
+    /* the LSTM's gate math on units u .. u+w-1 of one row */
+    #define RL_LSTM_UNITS(P, zr, cp, ct, mt, H, u, w)                                       \
+        do {                                                                            \
+            P##_vf i_ = P##_sigmoid(P##_load(zr + u, w));                               \
+            P##_vf f_ = P##_sigmoid(P##_load(zr + H + u, w));                           \
+            P##_vf g_ = P##_tanh(P##_load(zr + 2 * H + u, w));                          \
+            P##_vf o_ = P##_sigmoid(P##_load(zr + 3 * H + u, w));                       \
+            P##_vf c_ = f_ * P##_load(cp + u, w) + i_ * g_;                             \
+            P##_store(zr + u, i_, w);                                                   \
+            P##_store(zr + H + u, f_, w);                                               \
+            P##_store(zr + 2 * H + u, g_, w);                                           \
+            P##_store(zr + 3 * H + u, o_, w);                                           \
+            P##_store(ct + u, c_, w);                                                   \
+            P##_store(mt + u, o_ * P##_tanh(c_), w);                                    \
+        } while (0)
     #define RL_DEFINE_CELLS(P, ATTR)                                                        \
-    /* LSTM: z (rows, 4H) pre-activations in, [i, f, g, o] out; c_t (may be c_prev), m_t */ \
+    /* LSTM: z (rows, 4H) pre-activations in, [i, f, g, o] out; c_t (may be c_prev), m_t. \
+       Two vectors of units per pass: two independent chains of latency to overlap */   \
     ATTR static void P##_rl_lstm(ptrdiff_t rows, ptrdiff_t H, float *z, const float *c_prev, \
                                  float *c_t, float *m_t)                                \
     {                                                                                   \
         for (ptrdiff_t r = 0; r < rows; r++) {                                          \
-            float *zr = z + r * 4 * H;                                                  \
-            for (ptrdiff_t u = 0; u < H; u += P##_UNITS) {                              \
-                int w = RL_UNITS(P, u, H);                                              \
-                P##_vf i_ = P##_sigmoid(P##_load(zr + u, w));                           \
-                P##_vf f_ = P##_sigmoid(P##_load(zr + H + u, w));                       \
-                P##_vf g_ = P##_tanh(P##_load(zr + 2 * H + u, w));                      \
-                P##_vf o_ = P##_sigmoid(P##_load(zr + 3 * H + u, w));                   \
-                P##_vf c_ = f_ * P##_load(c_prev + r * H + u, w) + i_ * g_;             \
-                P##_store(zr + u, i_, w);                                               \
-                P##_store(zr + H + u, f_, w);                                           \
-                P##_store(zr + 2 * H + u, g_, w);                                       \
-                P##_store(zr + 3 * H + u, o_, w);                                       \
-                P##_store(c_t + r * H + u, c_, w);                                      \
-                P##_store(m_t + r * H + u, o_ * P##_tanh(c_), w);                       \
+            float *zr = z + r * 4 * H, *ct = c_t + r * H, *mt = m_t + r * H;            \
+            const float *cp = c_prev + r * H;                                           \
+            ptrdiff_t u = 0;                                                            \
+            for (; u + 2 * P##_UNITS <= H; u += 2 * P##_UNITS) {                        \
+                RL_LSTM_UNITS(P, zr, cp, ct, mt, H, u, P##_UNITS);                      \
+                RL_LSTM_UNITS(P, zr, cp, ct, mt, H, u + P##_UNITS, P##_UNITS);          \
             }                                                                           \
+            for (; u < H; u += P##_UNITS)                                               \
+                RL_LSTM_UNITS(P, zr, cp, ct, mt, H, u, RL_UNITS(P, u, H));              \
         }                                                                               \
     }                                                                                   \
     /* GRU, reset_after: gh (rows, 3H) = h W_hh^T; g (rows, 4H) projection in, [r, z, n, hn] out */ \
