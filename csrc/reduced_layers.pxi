@@ -49,6 +49,20 @@ cdef extern from *:
             P##_store(ct + u, c_, w);                                                   \
             P##_store(mt + u, o_ * P##_tanh(c_), w);                                    \
         } while (0)
+    /* the GRU's (reset_after) gate math on units u .. u+w-1 of one row */
+    #define RL_GRU_AFTER_UNITS(P, ghr, b_hn, hr, gr, yr, H, u, w)                          \
+        do {                                                                            \
+            P##_vf r_ = P##_sigmoid(P##_load(gr + u, w) + P##_load(ghr + u, w));        \
+            P##_vf z_ = P##_sigmoid(P##_load(gr + H + u, w) + P##_load(ghr + H + u, w)); \
+            P##_vf hn = P##_load(ghr + 2 * H + u, w) + P##_load(b_hn + u, w);           \
+            P##_vf n_ = P##_tanh(P##_load(gr + 2 * H + u, w) + r_ * hn);                \
+            P##_vf y_ = ((P##_vf){0} + 1.0f - z_) * n_ + z_ * P##_load(hr + u, w);      \
+            P##_store(gr + u, r_, w);                                                   \
+            P##_store(gr + H + u, z_, w);                                               \
+            P##_store(gr + 2 * H + u, n_, w);                                           \
+            P##_store(gr + 3 * H + u, hn, w);                                           \
+            P##_store(yr + u, y_, w);                                                   \
+        } while (0)
     #define RL_DEFINE_CELLS(P, ATTR)                                                        \
     /* LSTM: z (rows, 4H) pre-activations in, [i, f, g, o] out; c_t (may be c_prev), m_t. \
        Two vectors of units per pass: two independent chains of latency to overlap */   \
@@ -67,26 +81,21 @@ cdef extern from *:
                 RL_LSTM_UNITS(P, zr, cp, ct, mt, H, u, RL_UNITS(P, u, H));              \
         }                                                                               \
     }                                                                                   \
-    /* GRU, reset_after: gh (rows, 3H) = h W_hh^T; g (rows, 4H) projection in, [r, z, n, hn] out */ \
+    /* GRU, reset_after: gh (rows, 3H) = h W_hh^T; g (rows, 4H) projection in, [r, z, n, hn] out; \
+       two vectors of units per pass, as the LSTM */                                    \
     ATTR static void P##_rl_gru_after(ptrdiff_t rows, ptrdiff_t H, const float *gh,     \
                                       const float *b_hn, const float *h, float *g, float *y_t) \
     {                                                                                   \
         for (ptrdiff_t r = 0; r < rows; r++) {                                          \
-            const float *ghr = gh + r * 3 * H;                                          \
-            float *gr = g + r * 4 * H;                                                  \
-            for (ptrdiff_t u = 0; u < H; u += P##_UNITS) {                              \
-                int w = RL_UNITS(P, u, H);                                              \
-                P##_vf r_ = P##_sigmoid(P##_load(gr + u, w) + P##_load(ghr + u, w));    \
-                P##_vf z_ = P##_sigmoid(P##_load(gr + H + u, w) + P##_load(ghr + H + u, w)); \
-                P##_vf hn = P##_load(ghr + 2 * H + u, w) + P##_load(b_hn + u, w);       \
-                P##_vf n_ = P##_tanh(P##_load(gr + 2 * H + u, w) + r_ * hn);            \
-                P##_vf y_ = ((P##_vf){0} + 1.0f - z_) * n_ + z_ * P##_load(h + r * H + u, w); \
-                P##_store(gr + u, r_, w);                                               \
-                P##_store(gr + H + u, z_, w);                                           \
-                P##_store(gr + 2 * H + u, n_, w);                                       \
-                P##_store(gr + 3 * H + u, hn, w);                                       \
-                P##_store(y_t + r * H + u, y_, w);                                      \
+            const float *ghr = gh + r * 3 * H, *hr = h + r * H;                         \
+            float *gr = g + r * 4 * H, *yr = y_t + r * H;                               \
+            ptrdiff_t u = 0;                                                            \
+            for (; u + 2 * P##_UNITS <= H; u += 2 * P##_UNITS) {                        \
+                RL_GRU_AFTER_UNITS(P, ghr, b_hn, hr, gr, yr, H, u, P##_UNITS);          \
+                RL_GRU_AFTER_UNITS(P, ghr, b_hn, hr, gr, yr, H, u + P##_UNITS, P##_UNITS); \
             }                                                                           \
+            for (; u < H; u += P##_UNITS)                                               \
+                RL_GRU_AFTER_UNITS(P, ghr, b_hn, hr, gr, yr, H, u, RL_UNITS(P, u, H));  \
         }                                                                               \
     }                                                                                   \
     /* GRU, reset_after=False, first pass: gh (rows, 2H) = h [W_hr; W_hz]^T; r, z into g, r*h */ \
