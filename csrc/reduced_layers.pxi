@@ -63,6 +63,25 @@ cdef extern from *:
             P##_store(gr + 3 * H + u, hn, w);                                           \
             P##_store(yr + u, y_, w);                                                   \
         } while (0)
+    /* the GRU's (reset_after=False) two passes on units u .. u+w-1 of one row */
+    #define RL_GRU_RZ_UNITS(P, ghr, hr, gr, rhr, H, u, w)                                  \
+        do {                                                                            \
+            P##_vf r_ = P##_sigmoid(P##_load(gr + u, w) + P##_load(ghr + u, w));        \
+            P##_vf z_ = P##_sigmoid(P##_load(gr + H + u, w) + P##_load(ghr + H + u, w)); \
+            P##_store(gr + u, r_, w);                                                   \
+            P##_store(gr + H + u, z_, w);                                               \
+            P##_store(rhr + u, r_ * P##_load(hr + u, w), w);                            \
+        } while (0)
+    #define RL_GRU_N_UNITS(P, ghnr, b_hn, hr, gr, yr, H, u, w)                             \
+        do {                                                                            \
+            P##_vf hn = P##_load(ghnr + u, w) + P##_load(b_hn + u, w);                  \
+            P##_vf n_ = P##_tanh(P##_load(gr + 2 * H + u, w) + hn);                     \
+            P##_vf z_ = P##_load(gr + H + u, w);                                        \
+            P##_vf y_ = ((P##_vf){0} + 1.0f - z_) * n_ + z_ * P##_load(hr + u, w);      \
+            P##_store(gr + 2 * H + u, n_, w);                                           \
+            P##_store(gr + 3 * H + u, hn, w);                                           \
+            P##_store(yr + u, y_, w);                                                   \
+        } while (0)
     #define RL_DEFINE_CELLS(P, ATTR)                                                        \
     /* LSTM: z (rows, 4H) pre-activations in, [i, f, g, o] out; c_t (may be c_prev), m_t. \
        Two vectors of units per pass: two independent chains of latency to overlap */   \
@@ -103,16 +122,15 @@ cdef extern from *:
                                    const float *h, float *g, float *rh)                 \
     {                                                                                   \
         for (ptrdiff_t r = 0; r < rows; r++) {                                          \
-            const float *ghr = gh + r * 2 * H;                                          \
-            float *gr = g + r * 4 * H;                                                  \
-            for (ptrdiff_t u = 0; u < H; u += P##_UNITS) {                              \
-                int w = RL_UNITS(P, u, H);                                              \
-                P##_vf r_ = P##_sigmoid(P##_load(gr + u, w) + P##_load(ghr + u, w));    \
-                P##_vf z_ = P##_sigmoid(P##_load(gr + H + u, w) + P##_load(ghr + H + u, w)); \
-                P##_store(gr + u, r_, w);                                               \
-                P##_store(gr + H + u, z_, w);                                           \
-                P##_store(rh + r * H + u, r_ * P##_load(h + r * H + u, w), w);          \
+            const float *ghr = gh + r * 2 * H, *hr = h + r * H;                         \
+            float *gr = g + r * 4 * H, *rhr = rh + r * H;                               \
+            ptrdiff_t u = 0;                                                            \
+            for (; u + 2 * P##_UNITS <= H; u += 2 * P##_UNITS) {                        \
+                RL_GRU_RZ_UNITS(P, ghr, hr, gr, rhr, H, u, P##_UNITS);                  \
+                RL_GRU_RZ_UNITS(P, ghr, hr, gr, rhr, H, u + P##_UNITS, P##_UNITS);      \
             }                                                                           \
+            for (; u < H; u += P##_UNITS)                                               \
+                RL_GRU_RZ_UNITS(P, ghr, hr, gr, rhr, H, u, RL_UNITS(P, u, H));          \
         }                                                                               \
     }                                                                                   \
     /* GRU, reset_after=False, second pass: ghn (rows, H) = (r * h) W_hn^T */             \
@@ -120,17 +138,15 @@ cdef extern from *:
                                   const float *b_hn, const float *h, float *g, float *y_t) \
     {                                                                                   \
         for (ptrdiff_t r = 0; r < rows; r++) {                                          \
-            float *gr = g + r * 4 * H;                                                  \
-            for (ptrdiff_t u = 0; u < H; u += P##_UNITS) {                              \
-                int w = RL_UNITS(P, u, H);                                              \
-                P##_vf hn = P##_load(ghn + r * H + u, w) + P##_load(b_hn + u, w);       \
-                P##_vf n_ = P##_tanh(P##_load(gr + 2 * H + u, w) + hn);                 \
-                P##_vf z_ = P##_load(gr + H + u, w);                                    \
-                P##_vf y_ = ((P##_vf){0} + 1.0f - z_) * n_ + z_ * P##_load(h + r * H + u, w); \
-                P##_store(gr + 2 * H + u, n_, w);                                       \
-                P##_store(gr + 3 * H + u, hn, w);                                       \
-                P##_store(y_t + r * H + u, y_, w);                                      \
+            const float *ghnr = ghn + r * H, *hr = h + r * H;                           \
+            float *gr = g + r * 4 * H, *yr = y_t + r * H;                               \
+            ptrdiff_t u = 0;                                                            \
+            for (; u + 2 * P##_UNITS <= H; u += 2 * P##_UNITS) {                        \
+                RL_GRU_N_UNITS(P, ghnr, b_hn, hr, gr, yr, H, u, P##_UNITS);             \
+                RL_GRU_N_UNITS(P, ghnr, b_hn, hr, gr, yr, H, u + P##_UNITS, P##_UNITS); \
             }                                                                           \
+            for (; u < H; u += P##_UNITS)                                               \
+                RL_GRU_N_UNITS(P, ghnr, b_hn, hr, gr, yr, H, u, RL_UNITS(P, u, H));     \
         }                                                                               \
     }                                                                                   \
     /* the Elman activation tanh, in place over n values */                            \
