@@ -279,6 +279,7 @@ cdef void _reduced_loop(const _RCell* L, Py_ssize_t T, Py_ssize_t B, Py_ssize_t 
     chunk's alone.
     """
     cdef Py_ssize_t t, rows = b1 - b0, H = L.H, P = L.P, G = 4 * L.H
+    cdef Py_ssize_t q, r0, r1
     cdef int kind = L.kind
     cdef bint gated = kind == RK_LSTM or kind == RK_LSTM_PROJ
     cdef const float* h = h0 + b0 * P
@@ -327,7 +328,14 @@ cdef void _reduced_loop(const _RCell* L, Py_ssize_t T, Py_ssize_t B, Py_ssize_t 
             elif m_all != NULL:
                 m_t = m_all + (t * B + b0) * H
             _rblocks(&L.hh, rows, h, P, z, G, scratch, slot_bytes, threads)     # z += h_{t-1} W_hh^T
-            rl_lstm(L.isa, rows, H, z, c_prev, c_t, m_t)
+            if threads <= 1:
+                rl_lstm(L.isa, rows, H, z, c_prev, c_t, m_t)
+            else:  # the threads sharing the products share the rows of the gate math too
+                for q in prange(threads, num_threads=threads, schedule='static'):
+                    r0 = rows * q // threads
+                    r1 = rows * (q + 1) // threads
+                    rl_lstm(L.isa, r1 - r0, H, z + r0 * G, c_prev + r0 * H, c_t + r0 * H,
+                            m_t + r0 * H)
             if kind == RK_LSTM_PROJ:
                 memset(h_t, 0, rows * P * sizeof(float))
                 _rblocks(&L.hx, rows, m_t, H, h_t, P, scratch, slot_bytes, threads)  # h_t = m_t W_hr^T
