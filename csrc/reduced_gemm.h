@@ -34,13 +34,15 @@
  * with zeros past k and past n. Each call prepares A's rows, by chunks of RP_CHUNK, into
  * the scratch in the same words (int8: quantized, plus 128 for vpdpbusd, which multiplies
  * unsigned by signed bytes -- the sum of W's row, colsum, takes the 128s back out; bf16:
- * rounded), then runs the panels one after the other over the chunk: a panel (32 KiB at
- * k = 1024) stays in L1/L2 while blocks of MR rows pass over it, and W streams from
- * memory once per chunk.
+ * rounded), then runs the chunk over column blocks of panels (at most RP_BLOCK_BYTES of
+ * W, in L2) one after the other: in a block, each block of MR rows passes over all its
+ * panels, so that it writes its rows of C in runs of the block's width, and W streams from
+ * memory once per chunk. rp_prepare / rp_gemm_prepared split the two halves, so that the
+ * row blocks of one product (the layers' W_hh, cut for threads) share one preparation.
  *
  * The last rows of a chunk (fewer than 4) run 4 panels at once: a lone row times one panel
  * is 2 chains of DOTs waiting on each other's latency, times 4 panels 8 chains. Blocks of
- * rows over one panel prefetch the next panel (it streams from L3 or memory). Every
+ * MR rows prefetch the next panel (it streams from L3 or memory). Every
  * element is one chain over k in order whatever the blocking, so bf16 results, too, do not
  * depend on which rows are computed together.
  *
@@ -58,6 +60,24 @@
  *   1024x4096    16     35.3     373.1 (10.6x)  117.1 (3.32x)  187.0 (5.29x)   68.3 (1.93x)
  *   1024x4096    64     69.0     354.2 (5.14x)  125.0 (1.81x)  204.3 (2.96x)   73.0 (1.06x)
  *   1024x4096   256     88.1     376.9 (4.28x)  126.5 (1.44x)  208.4 (2.37x)   73.9 (0.84x)
+ *
+ * Whole layers (reduced_layers.pxi), forward, 1 thread, same CPU (AMD EPYC Zen 4, 2 cores,
+ * AVX512_VNNI and AVX512_BF16), medians of interleaved runs (ms; LSTM against ONNX Runtime's
+ * int8 DynamicQuantizeLSTM; GRU reset_after; ratios = float32 time / ours):
+ *
+ *   shape (T,B,D,H)          float32  int8           bf16           ORT int8
+ *   LSTM S4 100,32,128,128     10.36    3.62 (2.86x)   5.27 (1.97x)   4.85 (ORT/int8 1.33)
+ *   LSTM S2 100,64,512,512    261.8    74.2  (3.53x)  134.3 (1.95x)   93.8 (1.26)
+ *   LSTM S5 50,16,512,1024    114.4    29.0  (3.95x)   50.6 (2.26x)   30.9 (1.06)
+ *   GRU  S4                     7.79    2.75 (2.84x)   4.14 (1.88x)
+ *   GRU  S2                   209.9    59.1  (3.55x)  114.3 (1.84x)
+ *   GRU  S5                    89.4    21.3  (4.20x)   38.6 (2.32x)
+ *
+ * 2 threads, LSTM, ORT int8 / our int8: S4 2.06, S2 1.27, S5 1.11 (5.89/2.85, 53.5/41.8,
+ * 17.9/16.0 ms).
+ *
+ * At S5 the int8 micro-kernel is ~80 % of the time and runs near one vpdpbusd per cycle;
+ * the rest is the gate math (~5 %) and quantizing the rows.
  *
  * vpdpbusd and vdpbf16ps run at about one zmm per cycle there (64 int8 or 32 bf16
  * multiply-adds), so ~380 and ~200 G op/s are near their peaks, 4x and 2x float32's.
@@ -165,19 +185,27 @@ static void rp_int8_generic_pack(const float *w, ptrdiff_t n, ptrdiff_t k, ptrdi
     }
 }
 
-static void rp_int8_generic_gemm(const rp_matrix *w, ptrdiff_t rows, const float *a,
-                                 ptrdiff_t lda, const float *bias, float *c, ptrdiff_t ldc,
-                                 void *scratch)
+static void rp_int8_generic_prepare(ptrdiff_t k, ptrdiff_t m, const float *a, ptrdiff_t lda,
+                                    void *prep)
 {
-    ptrdiff_t k = w->k, kpad = rp_int8_kpad(k);
+    ptrdiff_t kpad = rp_int8_kpad(k);
+    float *sa = (float *)((char *)prep + m * kpad);
+    for (ptrdiff_t r = 0; r < m; r++)
+        sa[r] = rp_quantize_row(a + r * lda, k, kpad, (int8_t *)prep + r * kpad);
+}
+
+static void rp_int8_generic_run(const rp_matrix *w, ptrdiff_t rows, const void *prep,
+                                const float *bias, float *c, ptrdiff_t ldc)
+{
+    ptrdiff_t kpad = rp_int8_kpad(w->k);
     const int8_t *qw = (const int8_t *)w->panels;
-    int8_t *qa = (int8_t *)scratch;
+    const float *sa = (const float *)((const char *)prep + rows * kpad);
     for (ptrdiff_t r = 0; r < rows; r++) {
-        float sa = rp_quantize_row(a + r * lda, k, kpad, qa);
+        const int8_t *qa = (const int8_t *)prep + r * kpad;
         for (ptrdiff_t j = 0; j < w->n; j++) {
             int32_t acc = 0;
             for (ptrdiff_t i = 0; i < kpad; i++) acc += (int32_t)qa[i] * qw[j * kpad + i];
-            float p = (float)acc * (sa * w->scale[j]);
+            float p = (float)acc * (sa[r] * w->scale[j]);
             c[r * ldc + j] = (bias ? bias[j] : c[r * ldc + j]) + p;
         }
     }
@@ -251,20 +279,34 @@ ATTR static float P##_quantize_row(const float *a, ptrdiff_t k, ptrdiff_t kpad, 
 {                                                                                       \
     enum { L = sizeof(P##_vf) / 4 };                                                    \
     const P##_vi sign = (P##_vi){0} + 0x7FFFFFFF;                                       \
-    P##_vf mv = (P##_vf){0};                                                            \
-    P##_vi nan = (P##_vi){0};                                                           \
+    /* |a| as int32 orders as the floats do, and every NaN above +inf: an integer max    \
+       over 4 independent chains (not one chain of compare-and-blend) */                \
+    P##_vi m0 = (P##_vi){0}, m1 = m0, m2 = m0, m3 = m0, v0, v1, v2, v3;                 \
     ptrdiff_t i = 0;                                                                    \
-    for (; i + L <= k; i += L) {                                                        \
-        P##_vf v;                                                                       \
-        memcpy(&v, a + i, sizeof v);                                                    \
-        v = (P##_vf)((P##_vi)v & sign);                                                 \
-        nan |= v != v;                                                                  \
-        mv = RP_SELECT(P##_vi, P##_vf, v > mv, v, mv);                                  \
+    for (; i + 4 * L <= k; i += 4 * L) {                                                \
+        memcpy(&v0, a + i, sizeof v0);                                                  \
+        memcpy(&v1, a + i + L, sizeof v1);                                              \
+        memcpy(&v2, a + i + 2 * L, sizeof v2);                                          \
+        memcpy(&v3, a + i + 3 * L, sizeof v3);                                          \
+        v0 &= sign; v1 &= sign; v2 &= sign; v3 &= sign;                                 \
+        m0 = RP_SELECT(P##_vi, P##_vi, v0 > m0, v0, m0);                                \
+        m1 = RP_SELECT(P##_vi, P##_vi, v1 > m1, v1, m1);                                \
+        m2 = RP_SELECT(P##_vi, P##_vi, v2 > m2, v2, m2);                                \
+        m3 = RP_SELECT(P##_vi, P##_vi, v3 > m3, v3, m3);                                \
     }                                                                                   \
-    float m = 0.0f;                                                                     \
-    int any_nan = 0;                                                                    \
-    for (int l = 0; l < L; l++) { any_nan |= nan[l]; m = mv[l] > m ? mv[l] : m; }       \
-    m = any_nan ? rp_row_max(a, k, 0.0f) : rp_row_max(a + i, k - i, m);                 \
+    for (; i + L <= k; i += L) {                                                        \
+        memcpy(&v0, a + i, sizeof v0);                                                  \
+        v0 &= sign;                                                                     \
+        m0 = RP_SELECT(P##_vi, P##_vi, v0 > m0, v0, m0);                                \
+    }                                                                                   \
+    m0 = RP_SELECT(P##_vi, P##_vi, m1 > m0, m1, m0);                                    \
+    m2 = RP_SELECT(P##_vi, P##_vi, m3 > m2, m3, m2);                                    \
+    m0 = RP_SELECT(P##_vi, P##_vi, m2 > m0, m2, m0);                                    \
+    int32_t mi = 0;                                                                     \
+    for (int l = 0; l < L; l++) mi = m0[l] > mi ? m0[l] : mi;                           \
+    float m;                                                                            \
+    memcpy(&m, &mi, 4);                                                                 \
+    m = mi > 0x7F800000 ? rp_row_max(a, k, 0.0f) : rp_row_max(a + i, k - i, m);         \
     float inv = rp_inverse_scale(m);                                                    \
     const P##_vf magic = (P##_vf){0} + 12582912.0f, lim = (P##_vf){0} + 127.0f;         \
     for (i = 0; i + L <= k; i += L) {                                                   \
@@ -393,29 +435,42 @@ RP_DEFINE_BLOCK(P, ATTR, KIND, rows4, 4, 1)                                     
 RP_DEFINE_BLOCK(P, ATTR, KIND, rows1, 1, 1)                                             \
 RP_DEFINE_BLOCK(P, ATTR, KIND, row_panels, 1, RP_PANELS)
 
+/* Column blocks of panels, at most RP_BLOCK_BYTES of W (in L2), one after the other; in
+   each, every block of MR (then 4) rows runs over all its panels, so that its rows of C are
+   written in runs of the block's width (not of one panel's), and the last rows run over
+   groups of RP_PANELS panels. */
+#define RP_BLOCK_BYTES (256 * 1024)
 #define RP_RUN_PANELS(P, ARGS)                                                          \
-    for (ptrdiff_t p0 = 0; p0 < np; p0 += RP_PANELS) {                                  \
-        ptrdiff_t p1 = np - p0 < RP_PANELS ? np : p0 + RP_PANELS, r4 = rows - rows % 4; \
-        for (ptrdiff_t p = p0; p < p1; p++) {                                           \
-            const uint32_t *panel = (const uint32_t *)w->panels + p * groups * nr;      \
-            int ncols = (int)(w->n - p * nr < nr ? w->n - p * nr : nr);                 \
-            ptrdiff_t r = 0;                                                            \
-            for (; r + P##_MR <= r4; r += P##_MR)                                       \
+    ptrdiff_t pb = RP_BLOCK_BYTES / ((groups + 1) * nr * 4) / RP_PANELS * RP_PANELS;    \
+    if (pb < RP_PANELS) pb = RP_PANELS;                                                 \
+    for (ptrdiff_t b0 = 0; b0 < np; b0 += pb) {                                         \
+        ptrdiff_t b1 = np - b0 < pb ? np : b0 + pb, r4 = rows - rows % 4, r = 0;        \
+        for (; r + P##_MR <= r4; r += P##_MR)                                           \
+            for (ptrdiff_t p = b0; p < b1; p++) {                                       \
+                const uint32_t *panel = (const uint32_t *)w->panels + p * groups * nr;  \
+                int ncols = (int)(w->n - p * nr < nr ? w->n - p * nr : nr);             \
                 P##_rowsmr(qa + r * groups, groups, panel, groups, ARGS(p, r), c + r * ldc + p * nr, ldc, ncols); \
-            for (; r < r4; r += 4)                                                      \
+            }                                                                           \
+        for (; r < r4; r += 4)                                                          \
+            for (ptrdiff_t p = b0; p < b1; p++) {                                       \
+                const uint32_t *panel = (const uint32_t *)w->panels + p * groups * nr;  \
+                int ncols = (int)(w->n - p * nr < nr ? w->n - p * nr : nr);             \
                 P##_rows4(qa + r * groups, groups, panel, groups, ARGS(p, r), c + r * ldc + p * nr, ldc, ncols); \
-        }                                                                               \
-        for (ptrdiff_t r = r4; r < rows; r++) {                                         \
-            const uint32_t *panel = (const uint32_t *)w->panels + p0 * groups * nr;     \
-            if (p1 - p0 == RP_PANELS) {                                                 \
-                int ncols = (int)(w->n - (p1 - 1) * nr < nr ? w->n - (p1 - 1) * nr : nr); \
-                P##_row_panels(qa + r * groups, groups, panel, groups, ARGS(p0, r), c + r * ldc + p0 * nr, ldc, ncols); \
-            } else                                                                      \
-                for (ptrdiff_t p = p0; p < p1; p++) {                                   \
-                    int ncols = (int)(w->n - p * nr < nr ? w->n - p * nr : nr);         \
-                    P##_rows1(qa + r * groups, groups, panel + (p - p0) * groups * nr, groups, \
-                              ARGS(p, r), c + r * ldc + p * nr, ldc, ncols);            \
-                }                                                                       \
+            }                                                                           \
+        for (ptrdiff_t p0 = b0; p0 < b1; p0 += RP_PANELS) {                             \
+            ptrdiff_t p1 = b1 - p0 < RP_PANELS ? b1 : p0 + RP_PANELS;                   \
+            for (ptrdiff_t r = r4; r < rows; r++) {                                     \
+                const uint32_t *panel = (const uint32_t *)w->panels + p0 * groups * nr; \
+                if (p1 - p0 == RP_PANELS) {                                             \
+                    int ncols = (int)(w->n - (p1 - 1) * nr < nr ? w->n - (p1 - 1) * nr : nr); \
+                    P##_row_panels(qa + r * groups, groups, panel, groups, ARGS(p0, r), c + r * ldc + p0 * nr, ldc, ncols); \
+                } else                                                                  \
+                    for (ptrdiff_t p = p0; p < p1; p++) {                               \
+                        int ncols = (int)(w->n - p * nr < nr ? w->n - p * nr : nr);     \
+                        P##_rows1(qa + r * groups, groups, panel + (p - p0) * groups * nr, groups, \
+                                  ARGS(p, r), c + r * ldc + p * nr, ldc, ncols);        \
+                    }                                                                   \
+            }                                                                           \
         }                                                                               \
     }
 
@@ -423,18 +478,24 @@ RP_DEFINE_BLOCK(P, ATTR, KIND, row_panels, 1, RP_PANELS)
 #define RP_DEFINE_INT8(P, ATTR)                                                         \
 RP_DEFINE_QUANTIZE(P, ATTR)                                                             \
 RP_DEFINE_BLOCKS(P, ATTR, INT8)                                                         \
-ATTR static void P##_gemm(const rp_matrix *w, ptrdiff_t m, const float *a, ptrdiff_t lda, \
-                          const float *bias, float *c, ptrdiff_t ldc, void *scratch)    \
+ATTR static void P##_prepare(ptrdiff_t k, ptrdiff_t m, const float *a, ptrdiff_t lda,   \
+                             void *prep)                                                \
+{                                                                                       \
+    ptrdiff_t kpad = rp_int8_kpad(k);                                                   \
+    float *sa = (float *)((char *)prep + m * kpad);                                     \
+    for (ptrdiff_t r = 0; r < m; r++)                                                   \
+        sa[r] = P##_quantize_row(a + r * lda, k, kpad, (int8_t *)prep + r * kpad, P##_OFFSET); \
+}                                                                                       \
+ATTR static void P##_run(const rp_matrix *w, ptrdiff_t m, const void *prep,             \
+                         const float *bias, float *c, ptrdiff_t ldc)                    \
 {                                                                                       \
     const ptrdiff_t nr = 2 * (ptrdiff_t)(sizeof(P##_vu) / 4);                           \
     ptrdiff_t kpad = rp_int8_kpad(w->k), groups = kpad / 4, np = (w->n + nr - 1) / nr;   \
-    ptrdiff_t chunk = m < RP_CHUNK ? m : RP_CHUNK;                                      \
-    const uint32_t *qa = (const uint32_t *)scratch;                                     \
-    float *sa = (float *)((char *)scratch + chunk * kpad);                              \
-    for (ptrdiff_t r0 = 0; r0 < m; r0 += chunk, a += chunk * lda, c += chunk * ldc) {   \
-        ptrdiff_t rows = m - r0 < chunk ? m - r0 : chunk;                               \
-        for (ptrdiff_t r = 0; r < rows; r++)                                            \
-            sa[r] = P##_quantize_row(a + r * lda, w->k, kpad, (int8_t *)scratch + r * kpad, P##_OFFSET); \
+    const uint32_t *qa = (const uint32_t *)prep;                                        \
+    const float *sa = (const float *)((const char *)prep + m * kpad);                   \
+    for (ptrdiff_t r0 = 0; r0 < m; r0 += RP_CHUNK, qa += RP_CHUNK * groups,             \
+                                   sa += RP_CHUNK, c += RP_CHUNK * ldc) {               \
+        ptrdiff_t rows = m - r0 < RP_CHUNK ? m - r0 : RP_CHUNK;                         \
         RP_RUN_PANELS(P, RP_INT8_ARGS)                                                  \
     }                                                                                   \
 }
@@ -443,17 +504,21 @@ ATTR static void P##_gemm(const rp_matrix *w, ptrdiff_t m, const float *a, ptrdi
 #define RP_DEFINE_BF16(P, ATTR)                                                         \
 RP_DEFINE_ROUND(P, ATTR)                                                                \
 RP_DEFINE_BLOCKS(P, ATTR, BF16)                                                         \
-ATTR static void P##_gemm(const rp_matrix *w, ptrdiff_t m, const float *a, ptrdiff_t lda, \
-                          const float *bias, float *c, ptrdiff_t ldc, void *scratch)    \
+ATTR static void P##_prepare(ptrdiff_t k, ptrdiff_t m, const float *a, ptrdiff_t lda,   \
+                             void *prep)                                                \
+{                                                                                       \
+    ptrdiff_t kpad = rp_bf16_kpad(k);                                                   \
+    for (ptrdiff_t r = 0; r < m; r++)                                                   \
+        P##_round_row(a + r * lda, k, kpad, (uint16_t *)prep + r * kpad);               \
+}                                                                                       \
+ATTR static void P##_run(const rp_matrix *w, ptrdiff_t m, const void *prep,             \
+                         const float *bias, float *c, ptrdiff_t ldc)                    \
 {                                                                                       \
     const ptrdiff_t nr = 2 * (ptrdiff_t)(sizeof(P##_vu) / 4);                           \
     ptrdiff_t kpad = rp_bf16_kpad(w->k), groups = kpad / 2, np = (w->n + nr - 1) / nr;   \
-    ptrdiff_t chunk = m < RP_CHUNK ? m : RP_CHUNK;                                      \
-    const uint32_t *qa = (const uint32_t *)scratch;                                     \
-    for (ptrdiff_t r0 = 0; r0 < m; r0 += chunk, a += chunk * lda, c += chunk * ldc) {   \
-        ptrdiff_t rows = m - r0 < chunk ? m - r0 : chunk;                               \
-        for (ptrdiff_t r = 0; r < rows; r++)                                            \
-            P##_round_row(a + r * lda, w->k, kpad, (uint16_t *)scratch + r * kpad);     \
+    const uint32_t *qa = (const uint32_t *)prep;                                        \
+    for (ptrdiff_t r0 = 0; r0 < m; r0 += RP_CHUNK, qa += RP_CHUNK * groups, c += RP_CHUNK * ldc) { \
+        ptrdiff_t rows = m - r0 < RP_CHUNK ? m - r0 : RP_CHUNK;                         \
         RP_RUN_PANELS(P, RP_BF16_ARGS)                                                  \
     }                                                                                   \
 }
@@ -528,14 +593,22 @@ RP_VECTORS(rp_emu_generic, 32)
 #define rp_emu_generic_DOT(acc, a, w) RP_EMULATED_DOT(rp_emu_generic_FMA, rp_emu_generic_vf, acc, a, w)
 RP_DEFINE_BF16(rp_emu_generic, )
 
-static void rp_bf16_emulated_gemm(const rp_matrix *w, ptrdiff_t rows, const float *a,
-                                  ptrdiff_t lda, const float *bias, float *c, ptrdiff_t ldc,
-                                  void *scratch)
+static void rp_bf16_emulated_prepare(ptrdiff_t k, ptrdiff_t rows, const float *a, ptrdiff_t lda,
+                                     void *prep)
 {
     if (pg_get_level() >= PG_LEVEL_AVX2)
-        rp_emu_avx2_gemm(w, rows, a, lda, bias, c, ldc, scratch);
+        rp_emu_avx2_prepare(k, rows, a, lda, prep);
     else
-        rp_emu_generic_gemm(w, rows, a, lda, bias, c, ldc, scratch);
+        rp_emu_generic_prepare(k, rows, a, lda, prep);
+}
+
+static void rp_bf16_emulated_run(const rp_matrix *w, ptrdiff_t rows, const void *prep,
+                                 const float *bias, float *c, ptrdiff_t ldc)
+{
+    if (pg_get_level() >= PG_LEVEL_AVX2)
+        rp_emu_avx2_run(w, rows, prep, bias, c, ldc);
+    else
+        rp_emu_generic_run(w, rows, prep, bias, c, ldc);
 }
 
 /* ---- the table of levels */
@@ -547,8 +620,10 @@ typedef struct {
     ptrdiff_t (*scratch_bytes)(ptrdiff_t rows, ptrdiff_t k);
     void (*pack)(const float *w, ptrdiff_t n, ptrdiff_t k, ptrdiff_t ldw, void *panels,
                  float *scale, int32_t *colsum);
-    void (*gemm)(const rp_matrix *w, ptrdiff_t rows, const float *a, ptrdiff_t lda,
-                 const float *bias, float *c, ptrdiff_t ldc, void *scratch);
+    /* rows of A rounded or quantized into prep (rp_prepared_bytes), then the product on them */
+    void (*prepare)(ptrdiff_t k, ptrdiff_t rows, const float *a, ptrdiff_t lda, void *prep);
+    void (*run)(const rp_matrix *w, ptrdiff_t rows, const void *prep, const float *bias,
+                float *c, ptrdiff_t ldc);
 } rp_level_t;
 
 static int rp_always(void) { return 1; }
@@ -564,7 +639,7 @@ static int rp_has_bf16(void)
 
 static ptrdiff_t rp_chunk(ptrdiff_t rows) { return rows < RP_CHUNK ? rows : RP_CHUNK; }
 static ptrdiff_t rp_int8_generic_bytes(ptrdiff_t n, ptrdiff_t k) { return n * rp_int8_kpad(k); }
-static ptrdiff_t rp_int8_generic_scratch(ptrdiff_t rows, ptrdiff_t k) { (void)rows; return rp_int8_kpad(k); }
+static ptrdiff_t rp_int8_generic_scratch(ptrdiff_t rows, ptrdiff_t k) { return rp_chunk(rows) * (rp_int8_kpad(k) + 4); }
 /* the vector levels: panels of NR columns; scratch: a chunk of prepared rows (+ int8 scales) */
 #define RP_PANEL_SIZES(NAME, NR, KPAD, ELEMENT, EXTRA)                                   \
 static ptrdiff_t NAME##_bytes(ptrdiff_t n, ptrdiff_t k)                                 \
@@ -591,18 +666,18 @@ static void rp_bf16_avx512_pack(const float *w, ptrdiff_t n, ptrdiff_t k, ptrdif
 
 static const rp_level_t rp_int8_levels[RP_N_INT8] = {
     { "generic", rp_always, rp_int8_generic_bytes, rp_int8_generic_scratch,
-      rp_int8_generic_pack, rp_int8_generic_gemm },
+      rp_int8_generic_pack, rp_int8_generic_prepare, rp_int8_generic_run },
     { "avx2", rp_has_avx2, rp_int8_avx2_bytes, rp_int8_avx2_scratch,
-      rp_int8_avx2_pack, rp_avx2_gemm },
+      rp_int8_avx2_pack, rp_avx2_prepare, rp_avx2_run },
     { "avx512_vnni", rp_has_vnni, rp_int8_vnni_bytes, rp_int8_vnni_scratch,
-      rp_int8_vnni_pack, rp_vnni_gemm },
+      rp_int8_vnni_pack, rp_vnni_prepare, rp_vnni_run },
 };
 
 static const rp_level_t rp_bf16_levels[RP_N_BF16] = {
     { "emulated", rp_always, rp_bf16_emulated_bytes, rp_bf16_emulated_scratch,
-      rp_bf16_emulated_pack, rp_bf16_emulated_gemm },
+      rp_bf16_emulated_pack, rp_bf16_emulated_prepare, rp_bf16_emulated_run },
     { "avx512_bf16", rp_has_bf16, rp_bf16_avx512_bytes, rp_bf16_avx512_scratch,
-      rp_bf16_avx512_pack, rp_bf16_gemm },
+      rp_bf16_avx512_pack, rp_bf16_prepare, rp_bf16_run },
 };
 
 static inline const rp_level_t *rp_table(int precision, int level)
@@ -678,11 +753,40 @@ static void rp_pack(rp_matrix *m, const float *w, ptrdiff_t ldw)
     rp_table(m->precision, m->level)->pack(w, m->n, m->k, ldw, m->panels, m->scale, m->colsum);
 }
 
-/* C (rows x n) = (bias ? bias : C) + A (rows x k, lda) . W^T, in m's precision. */
+/* C (rows x n) = (bias ? bias : C) + A (rows x k, lda) . W^T, in m's precision: chunks of
+   RP_CHUNK rows prepared into the scratch, then the product on them. */
 static void rp_gemm(const rp_matrix *m, ptrdiff_t rows, const float *a, ptrdiff_t lda,
                     const float *bias, float *c, ptrdiff_t ldc, void *scratch)
 {
-    rp_table(m->precision, m->level)->gemm(m, rows, a, lda, bias, c, ldc, scratch);
+    const rp_level_t *t = rp_table(m->precision, m->level);
+    ptrdiff_t chunk = rp_chunk(rows);
+    for (ptrdiff_t r0 = 0; r0 < rows; r0 += chunk) {
+        ptrdiff_t n = rows - r0 < chunk ? rows - r0 : chunk;
+        t->prepare(m->k, n, a + r0 * lda, lda, scratch);
+        t->run(m, n, scratch, bias, c + r0 * ldc, ldc);
+    }
+}
+
+/* Bytes of `rows` rows of A of k values prepared for matrices of `precision` and `level`. */
+static ptrdiff_t rp_prepared_bytes(int precision, int level, ptrdiff_t rows, ptrdiff_t k)
+{
+    (void)level;
+    return precision == RP_INT8 ? rows * (rp_int8_kpad(k) + 4) : rows * rp_bf16_kpad(k) * 2;
+}
+
+/* A (rows x k, lda) rounded or quantized once into prep (rp_prepared_bytes) for rp_gemm_prepared
+   on any matrix of m's precision, level and k (the row blocks of one product share it). */
+static void rp_prepare(const rp_matrix *m, ptrdiff_t rows, const float *a, ptrdiff_t lda,
+                       void *prep)
+{
+    rp_table(m->precision, m->level)->prepare(m->k, rows, a, lda, prep);
+}
+
+/* rp_gemm on rows prepared by rp_prepare: the same results. */
+static void rp_gemm_prepared(const rp_matrix *m, ptrdiff_t rows, const void *prep,
+                             const float *bias, float *c, ptrdiff_t ldc)
+{
+    rp_table(m->precision, m->level)->run(m, rows, prep, bias, c, ldc);
 }
 
 #pragma GCC pop_options

@@ -30,3 +30,8 @@ cdef extern from "reduced_gemm.h" nogil:
     void rp_pack(rp_matrix* m, const float* w, Py_ssize_t ldw)
     void rp_gemm(const rp_matrix* m, Py_ssize_t rows, const float* a, Py_ssize_t lda,
                  const float* bias, float* c, Py_ssize_t ldc, void* scratch)
+    Py_ssize_t rp_prepared_bytes(int precision, int level, Py_ssize_t rows, Py_ssize_t k)
+    void rp_prepare(const rp_matrix* m, Py_ssize_t rows, const float* a, Py_ssize_t lda,
+                    void* prep)
+    void rp_gemm_prepared(const rp_matrix* m, Py_ssize_t rows, const void* prep,
+                          const float* bias, float* c, Py_ssize_t ldc)

@@ -19,7 +19,8 @@
 # Every thread has scratch of its own (a slot per projection thread, per batch chunk, per
 # column thread), allocated before the threads start.
 
-from reduced_gemm cimport rp_current_level, rp_gemm, rp_matrix, rp_scratch_bytes
+from reduced_gemm cimport (rp_current_level, rp_gemm, rp_gemm_prepared, rp_matrix, rp_prepare,
+                           rp_prepared_bytes, rp_scratch_bytes)
 
 from fastrnn._partition import MAX_PIECES, projection_workspace_steps
 from fastrnn._python.reduced import INT8_MAX_K
@@ -33,49 +34,87 @@ cdef extern from *:
     """
     #include "isa.h"
     #define RL_UNITS(P, u, H) (int)((H) - (u) < P##_UNITS ? (H) - (u) : P##_UNITS)
+    /* the LSTM's gate math on units u .. u+w-1 of one row */
+    #define RL_LSTM_UNITS(P, zr, cp, ct, mt, H, u, w)                                       \
+        do {                                                                            \
+            P##_vf i_ = P##_sigmoid(P##_load(zr + u, w));                               \
+            P##_vf f_ = P##_sigmoid(P##_load(zr + H + u, w));                           \
+            P##_vf g_ = P##_tanh(P##_load(zr + 2 * H + u, w));                          \
+            P##_vf o_ = P##_sigmoid(P##_load(zr + 3 * H + u, w));                       \
+            P##_vf c_ = f_ * P##_load(cp + u, w) + i_ * g_;                             \
+            P##_store(zr + u, i_, w);                                                   \
+            P##_store(zr + H + u, f_, w);                                               \
+            P##_store(zr + 2 * H + u, g_, w);                                           \
+            P##_store(zr + 3 * H + u, o_, w);                                           \
+            P##_store(ct + u, c_, w);                                                   \
+            P##_store(mt + u, o_ * P##_tanh(c_), w);                                    \
+        } while (0)
+    /* the GRU's (reset_after) gate math on units u .. u+w-1 of one row */
+    #define RL_GRU_AFTER_UNITS(P, ghr, b_hn, hr, gr, yr, H, u, w)                          \
+        do {                                                                            \
+            P##_vf r_ = P##_sigmoid(P##_load(gr + u, w) + P##_load(ghr + u, w));        \
+            P##_vf z_ = P##_sigmoid(P##_load(gr + H + u, w) + P##_load(ghr + H + u, w)); \
+            P##_vf hn = P##_load(ghr + 2 * H + u, w) + P##_load(b_hn + u, w);           \
+            P##_vf n_ = P##_tanh(P##_load(gr + 2 * H + u, w) + r_ * hn);                \
+            P##_vf y_ = ((P##_vf){0} + 1.0f - z_) * n_ + z_ * P##_load(hr + u, w);      \
+            P##_store(gr + u, r_, w);                                                   \
+            P##_store(gr + H + u, z_, w);                                               \
+            P##_store(gr + 2 * H + u, n_, w);                                           \
+            P##_store(gr + 3 * H + u, hn, w);                                           \
+            P##_store(yr + u, y_, w);                                                   \
+        } while (0)
+    /* the GRU's (reset_after=False) two passes on units u .. u+w-1 of one row */
+    #define RL_GRU_RZ_UNITS(P, ghr, hr, gr, rhr, H, u, w)                                  \
+        do {                                                                            \
+            P##_vf r_ = P##_sigmoid(P##_load(gr + u, w) + P##_load(ghr + u, w));        \
+            P##_vf z_ = P##_sigmoid(P##_load(gr + H + u, w) + P##_load(ghr + H + u, w)); \
+            P##_store(gr + u, r_, w);                                                   \
+            P##_store(gr + H + u, z_, w);                                               \
+            P##_store(rhr + u, r_ * P##_load(hr + u, w), w);                            \
+        } while (0)
+    #define RL_GRU_N_UNITS(P, ghnr, b_hn, hr, gr, yr, H, u, w)                             \
+        do {                                                                            \
+            P##_vf hn = P##_load(ghnr + u, w) + P##_load(b_hn + u, w);                  \
+            P##_vf n_ = P##_tanh(P##_load(gr + 2 * H + u, w) + hn);                     \
+            P##_vf z_ = P##_load(gr + H + u, w);                                        \
+            P##_vf y_ = ((P##_vf){0} + 1.0f - z_) * n_ + z_ * P##_load(hr + u, w);      \
+            P##_store(gr + 2 * H + u, n_, w);                                           \
+            P##_store(gr + 3 * H + u, hn, w);                                           \
+            P##_store(yr + u, y_, w);                                                   \
+        } while (0)
     #define RL_DEFINE_CELLS(P, ATTR)                                                        \
-    /* LSTM: z (rows, 4H) pre-activations in, [i, f, g, o] out; c_t (may be c_prev), m_t */ \
+    /* LSTM: z (rows, 4H) pre-activations in, [i, f, g, o] out; c_t (may be c_prev), m_t. \
+       Two vectors of units per pass: two independent chains of latency to overlap */   \
     ATTR static void P##_rl_lstm(ptrdiff_t rows, ptrdiff_t H, float *z, const float *c_prev, \
                                  float *c_t, float *m_t)                                \
     {                                                                                   \
         for (ptrdiff_t r = 0; r < rows; r++) {                                          \
-            float *zr = z + r * 4 * H;                                                  \
-            for (ptrdiff_t u = 0; u < H; u += P##_UNITS) {                              \
-                int w = RL_UNITS(P, u, H);                                              \
-                P##_vf i_ = P##_sigmoid(P##_load(zr + u, w));                           \
-                P##_vf f_ = P##_sigmoid(P##_load(zr + H + u, w));                       \
-                P##_vf g_ = P##_tanh(P##_load(zr + 2 * H + u, w));                      \
-                P##_vf o_ = P##_sigmoid(P##_load(zr + 3 * H + u, w));                   \
-                P##_vf c_ = f_ * P##_load(c_prev + r * H + u, w) + i_ * g_;             \
-                P##_store(zr + u, i_, w);                                               \
-                P##_store(zr + H + u, f_, w);                                           \
-                P##_store(zr + 2 * H + u, g_, w);                                       \
-                P##_store(zr + 3 * H + u, o_, w);                                       \
-                P##_store(c_t + r * H + u, c_, w);                                      \
-                P##_store(m_t + r * H + u, o_ * P##_tanh(c_), w);                       \
+            float *zr = z + r * 4 * H, *ct = c_t + r * H, *mt = m_t + r * H;            \
+            const float *cp = c_prev + r * H;                                           \
+            ptrdiff_t u = 0;                                                            \
+            for (; u + 2 * P##_UNITS <= H; u += 2 * P##_UNITS) {                        \
+                RL_LSTM_UNITS(P, zr, cp, ct, mt, H, u, P##_UNITS);                      \
+                RL_LSTM_UNITS(P, zr, cp, ct, mt, H, u + P##_UNITS, P##_UNITS);          \
             }                                                                           \
+            for (; u < H; u += P##_UNITS)                                               \
+                RL_LSTM_UNITS(P, zr, cp, ct, mt, H, u, RL_UNITS(P, u, H));              \
         }                                                                               \
     }                                                                                   \
-    /* GRU, reset_after: gh (rows, 3H) = h W_hh^T; g (rows, 4H) projection in, [r, z, n, hn] out */ \
+    /* GRU, reset_after: gh (rows, 3H) = h W_hh^T; g (rows, 4H) projection in, [r, z, n, hn] out; \
+       two vectors of units per pass, as the LSTM */                                    \
     ATTR static void P##_rl_gru_after(ptrdiff_t rows, ptrdiff_t H, const float *gh,     \
                                       const float *b_hn, const float *h, float *g, float *y_t) \
     {                                                                                   \
         for (ptrdiff_t r = 0; r < rows; r++) {                                          \
-            const float *ghr = gh + r * 3 * H;                                          \
-            float *gr = g + r * 4 * H;                                                  \
-            for (ptrdiff_t u = 0; u < H; u += P##_UNITS) {                              \
-                int w = RL_UNITS(P, u, H);                                              \
-                P##_vf r_ = P##_sigmoid(P##_load(gr + u, w) + P##_load(ghr + u, w));    \
-                P##_vf z_ = P##_sigmoid(P##_load(gr + H + u, w) + P##_load(ghr + H + u, w)); \
-                P##_vf hn = P##_load(ghr + 2 * H + u, w) + P##_load(b_hn + u, w);       \
-                P##_vf n_ = P##_tanh(P##_load(gr + 2 * H + u, w) + r_ * hn);            \
-                P##_vf y_ = ((P##_vf){0} + 1.0f - z_) * n_ + z_ * P##_load(h + r * H + u, w); \
-                P##_store(gr + u, r_, w);                                               \
-                P##_store(gr + H + u, z_, w);                                           \
-                P##_store(gr + 2 * H + u, n_, w);                                       \
-                P##_store(gr + 3 * H + u, hn, w);                                       \
-                P##_store(y_t + r * H + u, y_, w);                                      \
+            const float *ghr = gh + r * 3 * H, *hr = h + r * H;                         \
+            float *gr = g + r * 4 * H, *yr = y_t + r * H;                               \
+            ptrdiff_t u = 0;                                                            \
+            for (; u + 2 * P##_UNITS <= H; u += 2 * P##_UNITS) {                        \
+                RL_GRU_AFTER_UNITS(P, ghr, b_hn, hr, gr, yr, H, u, P##_UNITS);          \
+                RL_GRU_AFTER_UNITS(P, ghr, b_hn, hr, gr, yr, H, u + P##_UNITS, P##_UNITS); \
             }                                                                           \
+            for (; u < H; u += P##_UNITS)                                               \
+                RL_GRU_AFTER_UNITS(P, ghr, b_hn, hr, gr, yr, H, u, RL_UNITS(P, u, H));  \
         }                                                                               \
     }                                                                                   \
     /* GRU, reset_after=False, first pass: gh (rows, 2H) = h [W_hr; W_hz]^T; r, z into g, r*h */ \
@@ -83,16 +122,15 @@ cdef extern from *:
                                    const float *h, float *g, float *rh)                 \
     {                                                                                   \
         for (ptrdiff_t r = 0; r < rows; r++) {                                          \
-            const float *ghr = gh + r * 2 * H;                                          \
-            float *gr = g + r * 4 * H;                                                  \
-            for (ptrdiff_t u = 0; u < H; u += P##_UNITS) {                              \
-                int w = RL_UNITS(P, u, H);                                              \
-                P##_vf r_ = P##_sigmoid(P##_load(gr + u, w) + P##_load(ghr + u, w));    \
-                P##_vf z_ = P##_sigmoid(P##_load(gr + H + u, w) + P##_load(ghr + H + u, w)); \
-                P##_store(gr + u, r_, w);                                               \
-                P##_store(gr + H + u, z_, w);                                           \
-                P##_store(rh + r * H + u, r_ * P##_load(h + r * H + u, w), w);          \
+            const float *ghr = gh + r * 2 * H, *hr = h + r * H;                         \
+            float *gr = g + r * 4 * H, *rhr = rh + r * H;                               \
+            ptrdiff_t u = 0;                                                            \
+            for (; u + 2 * P##_UNITS <= H; u += 2 * P##_UNITS) {                        \
+                RL_GRU_RZ_UNITS(P, ghr, hr, gr, rhr, H, u, P##_UNITS);                  \
+                RL_GRU_RZ_UNITS(P, ghr, hr, gr, rhr, H, u + P##_UNITS, P##_UNITS);      \
             }                                                                           \
+            for (; u < H; u += P##_UNITS)                                               \
+                RL_GRU_RZ_UNITS(P, ghr, hr, gr, rhr, H, u, RL_UNITS(P, u, H));          \
         }                                                                               \
     }                                                                                   \
     /* GRU, reset_after=False, second pass: ghn (rows, H) = (r * h) W_hn^T */             \
@@ -100,17 +138,15 @@ cdef extern from *:
                                   const float *b_hn, const float *h, float *g, float *y_t) \
     {                                                                                   \
         for (ptrdiff_t r = 0; r < rows; r++) {                                          \
-            float *gr = g + r * 4 * H;                                                  \
-            for (ptrdiff_t u = 0; u < H; u += P##_UNITS) {                              \
-                int w = RL_UNITS(P, u, H);                                              \
-                P##_vf hn = P##_load(ghn + r * H + u, w) + P##_load(b_hn + u, w);       \
-                P##_vf n_ = P##_tanh(P##_load(gr + 2 * H + u, w) + hn);                 \
-                P##_vf z_ = P##_load(gr + H + u, w);                                    \
-                P##_vf y_ = ((P##_vf){0} + 1.0f - z_) * n_ + z_ * P##_load(h + r * H + u, w); \
-                P##_store(gr + 2 * H + u, n_, w);                                       \
-                P##_store(gr + 3 * H + u, hn, w);                                       \
-                P##_store(y_t + r * H + u, y_, w);                                      \
+            const float *ghnr = ghn + r * H, *hr = h + r * H;                           \
+            float *gr = g + r * 4 * H, *yr = y_t + r * H;                               \
+            ptrdiff_t u = 0;                                                            \
+            for (; u + 2 * P##_UNITS <= H; u += 2 * P##_UNITS) {                        \
+                RL_GRU_N_UNITS(P, ghnr, b_hn, hr, gr, yr, H, u, P##_UNITS);             \
+                RL_GRU_N_UNITS(P, ghnr, b_hn, hr, gr, yr, H, u + P##_UNITS, P##_UNITS); \
             }                                                                           \
+            for (; u < H; u += P##_UNITS)                                               \
+                RL_GRU_N_UNITS(P, ghnr, b_hn, hr, gr, yr, H, u, RL_UNITS(P, u, H));     \
         }                                                                               \
     }                                                                                   \
     /* the Elman activation tanh, in place over n values */                            \
@@ -211,17 +247,21 @@ cdef inline void _rgemm(const rp_matrix* m, Py_ssize_t rows, const float* a, Py_
 
 cdef void _rblocks(const _RBlocks* W, Py_ssize_t rows, const float* a, Py_ssize_t lda, float* c,
                    Py_ssize_t ldc, char* scratch, Py_ssize_t slot_bytes, int threads) noexcept nogil:
-    """``c += a W^T``, a block of W's rows at a time; with ``threads > 1`` threads share the
-    blocks, each in a scratch slot (``slot_bytes``) of its own. Every element is computed the
-    same way by whichever thread."""
+    """``c += a W^T``, a block of W's rows at a time, ``a`` rounded or quantized once (into the
+    first scratch slot) for all blocks; with ``threads > 1`` threads share the blocks. Every
+    element is computed the same way by whichever thread."""
     cdef Py_ssize_t b
-    if threads <= 1:
+    if W.count == 1 or rows <= 0 or W.m[0].k == 0:
         for b in range(W.count):
             _rgemm(&W.m[b], rows, a, lda, NULL, c + W.row0[b], ldc, scratch)
         return
+    rp_prepare(&W.m[0], rows, a, lda, scratch)
+    if threads <= 1:
+        for b in range(W.count):
+            rp_gemm_prepared(&W.m[b], rows, scratch, NULL, c + W.row0[b], ldc)
+        return
     for b in prange(W.count, num_threads=threads, schedule='static'):
-        _rgemm(&W.m[b], rows, a, lda, NULL, c + W.row0[b], ldc,
-               scratch + openmp_shim.omp_get_thread_num() * slot_bytes)
+        rp_gemm_prepared(&W.m[b], rows, scratch, NULL, c + W.row0[b], ldc)
 
 
 cdef void _reduced_loop(const _RCell* L, Py_ssize_t T, Py_ssize_t B, Py_ssize_t b0,
@@ -239,6 +279,7 @@ cdef void _reduced_loop(const _RCell* L, Py_ssize_t T, Py_ssize_t B, Py_ssize_t 
     chunk's alone.
     """
     cdef Py_ssize_t t, rows = b1 - b0, H = L.H, P = L.P, G = 4 * L.H
+    cdef Py_ssize_t q, r0, r1
     cdef int kind = L.kind
     cdef bint gated = kind == RK_LSTM or kind == RK_LSTM_PROJ
     cdef const float* h = h0 + b0 * P
@@ -287,7 +328,14 @@ cdef void _reduced_loop(const _RCell* L, Py_ssize_t T, Py_ssize_t B, Py_ssize_t 
             elif m_all != NULL:
                 m_t = m_all + (t * B + b0) * H
             _rblocks(&L.hh, rows, h, P, z, G, scratch, slot_bytes, threads)     # z += h_{t-1} W_hh^T
-            rl_lstm(L.isa, rows, H, z, c_prev, c_t, m_t)
+            if threads <= 1:
+                rl_lstm(L.isa, rows, H, z, c_prev, c_t, m_t)
+            else:  # the threads sharing the products share the rows of the gate math too
+                for q in prange(threads, num_threads=threads, schedule='static'):
+                    r0 = rows * q // threads
+                    r1 = rows * (q + 1) // threads
+                    rl_lstm(L.isa, r1 - r0, H, z + r0 * G, c_prev + r0 * H, c_t + r0 * H,
+                            m_t + r0 * H)
             if kind == RK_LSTM_PROJ:
                 memset(h_t, 0, rows * P * sizeof(float))
                 _rblocks(&L.hx, rows, m_t, H, h_t, P, scratch, slot_bytes, threads)  # h_t = m_t W_hr^T
@@ -399,7 +447,8 @@ cdef class ReducedLayer:
         cdef const rp_matrix* m
         for b in range(self.c.hh.count + self.c.hx.count):
             m = &self.c.hh.m[b] if b < self.c.hh.count else &self.c.hx.m[b - self.c.hh.count]
-            s = max(s, rp_scratch_bytes(m.precision, m.level, rows, m.k))
+            s = max(s, rp_scratch_bytes(m.precision, m.level, rows, m.k),
+                    rp_prepared_bytes(m.precision, m.level, rows, m.k))
         return _aligned(s)
 
     cdef Py_ssize_t chunk_bytes(self, Py_ssize_t rows, int threads):
