@@ -14,7 +14,7 @@ import numpy as np
 from fastrnn.benchmarks import jax_peer
 
 __all__ = ["PEER_TOLERANCES", "agreement", "Peer", "torch_runner", "onnx_state_names", "onnx_model",
-           "onnx_output", "onnxruntime_runner", "openvino_runner", "openvino_default_precision", "available_peers"]
+           "onnx_output", "onnxruntime_runner", "onnxruntime_graph_runner", "openvino_runner", "openvino_default_precision", "available_peers"]
 
 #: How far a peer's output may be from fastrnn's, by the precision the peer computes in:
 #: ``|peer - fastrnn| <= atol * max(1, max |fastrnn|) + rtol * |fastrnn|`` elementwise.
@@ -244,6 +244,24 @@ def onnxruntime_runner(problem, n_threads):
     ImportError
         If ``onnx`` or ``onnxruntime`` is not installed.
     """
+    return onnxruntime_graph_runner(onnx_model(problem), problem, n_threads)
+
+
+def onnxruntime_graph_runner(model, problem, n_threads):
+    """A no-argument callable running the ONNX graph ``model`` on ``problem``'s input and
+    initial states with ONNX Runtime's CPU provider (``intra_op_num_threads = n_threads``).
+
+    Parameters
+    ----------
+    model : onnx.ModelProto
+        A graph with inputs ``X`` and the cell's initial states (``onnx_state_names``).
+    problem : fastrnn.benchmarks.grid.Problem
+    n_threads : int
+
+    Returns
+    -------
+    callable
+    """
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -255,9 +273,8 @@ def onnxruntime_runner(problem, n_threads):
     # whatever runs next (measured, LSTM S4, 2 threads: fastrnn 11.9 ms after ORT, 6.5 ms
     # with spinning off); ORT itself is as fast without (6.16 vs 6.16 ms alone)
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = onnxruntime.InferenceSession(
-        onnx_model(problem).SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
+    session = onnxruntime.InferenceSession(model.SerializeToString(), options,
+                                           providers=["CPUExecutionProvider"])
     feeds = {"X": problem.x}
     for name, state in zip(onnx_state_names(problem.cell), problem.initial_states):
         feeds[name] = state[None]

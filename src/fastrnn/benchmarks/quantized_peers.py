@@ -21,8 +21,8 @@ precision) before they are timed.
 import numpy as np
 
 from fastrnn._python.reduced import quantize_rows
-from fastrnn.benchmarks.peers import (Peer, onnx_output, onnx_state_names, openvino_default_precision,
-                                      openvino_runner)
+from fastrnn.benchmarks.peers import (Peer, onnx_output, onnx_state_names, onnxruntime_graph_runner,
+                                      openvino_default_precision, openvino_runner)
 
 __all__ = ["onnx_int8_lstm_model", "onnxruntime_int8_runner", "available_precision_peers"]
 
@@ -116,25 +116,7 @@ def onnxruntime_int8_runner(problem, n_threads):
     ImportError
         If ``onnx`` or ``onnxruntime`` is not installed.
     """
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = n_threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-    options.log_severity_level = 3
-    # spinning workers would take the second core from the runner timed next (see peers.py)
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = onnxruntime.InferenceSession(onnx_int8_lstm_model(problem).SerializeToString(), options,
-                                           providers=["CPUExecutionProvider"])
-    feeds = {"X": problem.x}
-    for name, state in zip(onnx_state_names(problem.cell), problem.initial_states):
-        feeds[name] = state[None]
-
-    def forward():
-        return session.run(None, feeds)
-
-    return forward
+    return onnxruntime_graph_runner(onnx_int8_lstm_model(problem), problem, n_threads)
 
 
 def _onnxruntime_int8_peer(problem, pass_, n_threads):
