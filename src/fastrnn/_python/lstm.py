@@ -76,6 +76,37 @@ def sigmoid(z):
     return 0.5 + 0.5 * np.tanh(0.5 * z)
 
 
+def step_gates(z, c_prev):
+    """One step's gate math: the equations above from the gates to ``o * tanh(c_t)``.
+
+    Parameters
+    ----------
+    z : ndarray of shape (B, 4*H)
+        IN: the pre-activations ``[z_i, z_f, z_g, z_o]``. OUT: the activated gates
+        ``[i, f, g, o]``, written over them.
+    c_prev : ndarray of shape (B, H)
+        Cell state of step ``t - 1``.
+
+    Returns
+    -------
+    c_t : ndarray of shape (B, H)
+        Cell state of step ``t``.
+    m_t : ndarray of shape (B, H)
+        ``o * tanh(c_t)``: the hidden state (or, with a projection, its input).
+    """
+    H = c_prev.shape[1]
+    i = sigmoid(z[:, 0 * H:1 * H])
+    f = sigmoid(z[:, 1 * H:2 * H])
+    g = np.tanh(z[:, 2 * H:3 * H])
+    o = sigmoid(z[:, 3 * H:4 * H])
+    c = f * c_prev + i * g
+    z[:, 0 * H:1 * H] = i
+    z[:, 1 * H:2 * H] = f
+    z[:, 2 * H:3 * H] = g
+    z[:, 3 * H:4 * H] = o
+    return c, o * np.tanh(c)
+
+
 def step_gradients(gates_t, c_t, c_prev, dh, dc, dz_t):
     """One step of BPTT through the gates: the equations above from ``do`` to ``dc_{t-1}``.
 
@@ -148,22 +179,12 @@ def lstm_forward(x, w_ih, w_hh, bias, h0, c0, y, h_n, c_n, gates, c_all, n_threa
         Unused by the reference (NumPy's BLAS decides).
     """
     T, B, D = x.shape
-    H = w_hh.shape[1]
     keep_cells = c_all.shape[0] == T
     h = h0
     c = c0
     for t, z in projected_steps(x, w_ih, bias, gates):
         z += product(h, w_hh)
-        i = sigmoid(z[:, 0 * H:1 * H])
-        f = sigmoid(z[:, 1 * H:2 * H])
-        g = np.tanh(z[:, 2 * H:3 * H])
-        o = sigmoid(z[:, 3 * H:4 * H])
-        c = f * c + i * g
-        h = o * np.tanh(c)
-        z[:, 0 * H:1 * H] = i
-        z[:, 1 * H:2 * H] = f
-        z[:, 2 * H:3 * H] = g
-        z[:, 3 * H:4 * H] = o
+        c, h = step_gates(z, c)
         y[t] = h
         if keep_cells:
             c_all[t] = c

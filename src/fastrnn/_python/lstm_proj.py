@@ -72,7 +72,7 @@ cannot overflow, as the compiled backends do.
 
 import numpy as np
 
-from fastrnn._python.lstm import projected_steps, sigmoid, step_gradients
+from fastrnn._python.lstm import projected_steps, step_gates, step_gradients
 from fastrnn._python.reduced import product
 
 
@@ -115,24 +115,14 @@ def lstm_proj_forward(x, w_ih, w_hh, w_hr, bias, h0, c0, y, h_n, c_n, gates, c_a
         Unused by the reference (NumPy's BLAS decides).
     """
     T, B, D = x.shape
-    H = w_hr.shape[1]
     keep_cells = c_all.shape[0] == T
     keep_m = m_all.shape[0] == T
     h = h0
     c = c0
     for t, z in projected_steps(x, w_ih, bias, gates):
         z += product(h, w_hh)
-        i = sigmoid(z[:, 0 * H:1 * H])
-        f = sigmoid(z[:, 1 * H:2 * H])
-        g = np.tanh(z[:, 2 * H:3 * H])
-        o = sigmoid(z[:, 3 * H:4 * H])
-        c = f * c + i * g
-        m = o * np.tanh(c)
+        c, m = step_gates(z, c)
         h = product(m, w_hr)
-        z[:, 0 * H:1 * H] = i
-        z[:, 1 * H:2 * H] = f
-        z[:, 2 * H:3 * H] = g
-        z[:, 3 * H:4 * H] = o
         y[t] = h
         if keep_cells:
             c_all[t] = c

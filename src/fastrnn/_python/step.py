@@ -10,7 +10,7 @@ arrays are validated by the caller. :mod:`fastrnn._numba.step` reads alike.
 
 import numpy as np
 
-from fastrnn._python.lstm import sigmoid
+from fastrnn._python.lstm import sigmoid, step_gates
 
 __all__ = ["rnn_step", "lstm_step", "lstm_proj_step", "gru_step"]
 
@@ -57,14 +57,8 @@ def lstm_step(x, w_ih_t, w_hh_t, bias, h, c, h_out, c_out):
     h_out, c_out : ndarray of shape (B, H)
         OUT. Hidden and cell states after the step; ``c_out`` may be ``c``.
     """
-    H = c.shape[1]  # h has P columns in a projected LSTM (lstm_proj_step)
-    z = x @ w_ih_t + bias + h @ w_hh_t
-    i = sigmoid(z[:, 0 * H:1 * H])
-    f = sigmoid(z[:, 1 * H:2 * H])
-    g = np.tanh(z[:, 2 * H:3 * H])
-    o = sigmoid(z[:, 3 * H:4 * H])
-    c_out[...] = f * c + i * g
-    h_out[...] = o * np.tanh(c_out)
+    z = x @ w_ih_t + bias + h @ w_hh_t  # h has P columns in a projected LSTM (lstm_proj_step)
+    c_out[...], h_out[...] = step_gates(z, c)
 
 
 def lstm_proj_step(x, w_ih_t, w_hh_t, w_hr_t, bias, h, c, h_out, c_out):
