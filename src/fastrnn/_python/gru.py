@@ -81,7 +81,7 @@ run a block at a time.
 import numpy as np
 
 from fastrnn._python.lstm import projected_steps
-from fastrnn._python.reduced import product
+from fastrnn._python.reduced import gradient_product, product, product_through
 
 
 def sigmoid(v):
@@ -202,23 +202,23 @@ def gru_backward(x, w_ih, w_hh, h0, reset_after, y, gates, dy, dh_n, dz_x, dz_h,
             dr = dn * hn * r * (1 - r)
             dz_x[t] = np.concatenate([dr, dzg, dn], axis=1)
             dz_h[t] = np.concatenate([dr, dzg, dn * r], axis=1)
-            dh = grad * z + dz_h[t] @ w_hh
+            dh = grad * z + product_through(dz_h[t], w_hh)
         else:
-            drh = dn @ w_hn
+            drh = product_through(dn, w_hn)
             dr = drh * h_prev * r * (1 - r)
             dz_x[t] = np.concatenate([dr, dzg, dn], axis=1)
             dz_h[t] = dz_x[t]
-            dh = grad * z + dz_h[t, :, : 2 * H] @ w_hr_z + drh * r
+            dh = grad * z + product_through(dz_h[t, :, : 2 * H], w_hr_z) + drh * r
     dh0[...] = dh
     # 2. everything else is a GEMM over all T*B rows
     dz_x_rows = dz_x.reshape(T * B, 3 * H)
     dz_h_rows = dz_h.reshape(T * B, 3 * H)
     h_prev_rows = h_prev_all.reshape(T * B, H)
-    np.matmul(dz_x_rows.T, x.reshape(T * B, D), out=dw_ih)
+    gradient_product(dz_x_rows, x.reshape(T * B, D), w_ih, out=dw_ih)
     db_ih[...] = dz_x_rows.sum(axis=0)
-    np.matmul(dz_x_rows, w_ih, out=dx.reshape(T * B, D))
-    np.matmul(dz_h_rows.T, h_prev_rows, out=dw_hh)
+    product_through(dz_x_rows, w_ih, out=dx.reshape(T * B, D))
+    gradient_product(dz_h_rows, h_prev_rows, w_hh, out=dw_hh)
     if not reset_after:
         r_rows = gates[:, :, :H].reshape(T * B, H)
-        dw_hh[2 * H :] = dz_h_rows[:, 2 * H :].T @ (r_rows * h_prev_rows)
+        gradient_product(dz_h_rows[:, 2 * H :], r_rows * h_prev_rows, w_hh, out=dw_hh[2 * H :])
     db_hh[...] = dz_h_rows.sum(axis=0)

@@ -68,7 +68,7 @@ cannot overflow, as the compiled backends do.
 import numpy as np
 
 from fastrnn._partition import projection_spans
-from fastrnn._python.reduced import product
+from fastrnn._python.reduced import gradient_product, product, product_through
 
 
 def sigmoid(z):
@@ -298,13 +298,13 @@ def lstm_backward(x, w_ih, w_hh, h0, c0, y, gates, c_all, dy, dh_n, dc_n, dc_seq
             dc = dc + dc_seq[t]
         c_prev = c0 if t == 0 else c_all[t - 1]
         dc = step_gradients(gates[t], c_all[t], c_prev, dh, dc, dz[t])
-        dh = dz[t] @ w_hh
+        dh = product_through(dz[t], w_hh)
     dh0[...] = dh
     dc0[...] = dc
     # 2. everything else is a GEMM over all T*B rows
     dz_rows = dz.reshape(T * B, 4 * H)
     h_prev_rows = np.concatenate([h0[None], y[:-1]]).reshape(T * B, H)  # h_{t-1} for every t
-    np.matmul(dz_rows.T, x.reshape(T * B, D), out=dw_ih)
-    np.matmul(dz_rows.T, h_prev_rows, out=dw_hh)
+    gradient_product(dz_rows, x.reshape(T * B, D), w_ih, out=dw_ih)
+    gradient_product(dz_rows, h_prev_rows, w_hh, out=dw_hh)
     db[...] = dz_rows.sum(axis=0)
-    np.matmul(dz_rows, w_ih, out=dx.reshape(T * B, D))
+    product_through(dz_rows, w_ih, out=dx.reshape(T * B, D))

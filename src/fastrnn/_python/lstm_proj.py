@@ -73,7 +73,7 @@ cannot overflow, as the compiled backends do.
 import numpy as np
 
 from fastrnn._python.lstm import projected_steps, step_gates, step_gradients
-from fastrnn._python.reduced import product
+from fastrnn._python.reduced import gradient_product, product, product_through
 
 
 def lstm_proj_forward(x, w_ih, w_hh, w_hr, bias, h0, c0, y, h_n, c_n, gates, c_all, m_all,
@@ -197,9 +197,9 @@ def lstm_proj_backward(x, w_ih, w_hh, w_hr, h0, c0, y, gates, c_all, m_all, dy, 
         if has_dc_seq:
             dc = dc + dc_seq[t]
         c_prev = c0 if t == 0 else c_all[t - 1]
-        dm = dh @ w_hr
+        dm = product_through(dh, w_hr)
         dc = step_gradients(gates[t], c_all[t], c_prev, dm, dc, dz[t])
-        dh = dz[t] @ w_hh
+        dh = product_through(dz[t], w_hh)
     dh0[...] = dh
     dc0[...] = dc
     # 2. everything else is a GEMM over all T*B rows
@@ -207,10 +207,10 @@ def lstm_proj_backward(x, w_ih, w_hh, w_hr, h0, c0, y, gates, c_all, m_all, dy, 
     h_prev_rows = np.concatenate([h0[None], y[:-1]]).reshape(T * B, P)  # h_{t-1} for every t
     # dh_t = dy_t + dz_{t+1} W_hh (dh_n at the last step): rebuilt rather than kept in the loop
     dh_all = dy.copy()
-    dh_all[:-1] += (dz[1:].reshape((T - 1) * B, 4 * H) @ w_hh).reshape(T - 1, B, P)
+    dh_all[:-1] += product_through(dz[1:].reshape((T - 1) * B, 4 * H), w_hh).reshape(T - 1, B, P)
     dh_all[-1] += dh_n
-    np.matmul(dh_all.reshape(T * B, P).T, m_all.reshape(T * B, H), out=dw_hr)
-    np.matmul(dz_rows.T, x.reshape(T * B, D), out=dw_ih)
-    np.matmul(dz_rows.T, h_prev_rows, out=dw_hh)
+    gradient_product(dh_all.reshape(T * B, P), m_all.reshape(T * B, H), w_hr, out=dw_hr)
+    gradient_product(dz_rows, x.reshape(T * B, D), w_ih, out=dw_ih)
+    gradient_product(dz_rows, h_prev_rows, w_hh, out=dw_hh)
     db[...] = dz_rows.sum(axis=0)
-    np.matmul(dz_rows, w_ih, out=dx.reshape(T * B, D))
+    product_through(dz_rows, w_ih, out=dx.reshape(T * B, D))

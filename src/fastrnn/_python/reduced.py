@@ -36,12 +36,21 @@ added to the bias or to what the output holds, ``c + p`` in float32.
 
 The int32 sum is exact while ``K * 127 * 127 < 2**31``; :data:`INT8_MAX_K` is the
 bound the packers check.
+
+**bf16 training.** The backward pass of a layer trained in bf16 computes its products
+the same way: both operands rounded to bf16, products exact, sums float32. They are the
+products through the weights, ``dz W`` (:func:`product_through`: ``dh_{t-1} = dz_t
+W_hh``, ``dx = dz W_ih``), and the weight gradients, ``dz^T a`` summed over every step
+and batch row (:func:`gradient_product`: ``dW_ih = dz^T x``, ``dW_hh = dz^T h_{t-1}``).
+The weights are the float32 master weights rounded once per forward call, the same
+rounded values in both passes; gradients, states and gate math are float32. int8 has no
+backward pass.
 """
 
 import numpy as np
 
 __all__ = ["PRECISIONS", "INT8_MAX_K", "bf16_round", "quantize_rows", "ReducedMatrix",
-           "reduce_matrix", "product"]
+           "reduce_matrix", "product", "product_through", "gradient_product"]
 
 #: The precisions of inference: float32 (no reduction), bf16 and int8.
 PRECISIONS = ("float32", "bf16", "int8")
@@ -203,3 +212,64 @@ def product(a, w, out=None):
         out[...] = w.product(a)
         return out
     return np.matmul(a, w.T, out=out)
+
+
+def product_through(a, w, out=None):
+    """``a W``, the backward pass's product through a weight: in float for an ndarray ``w``,
+    in bf16 for a bf16 ReducedMatrix (``a`` rounded, float32 sums).
+
+    Parameters
+    ----------
+    a : ndarray of shape (R, N)
+        A gradient with respect to the product's outputs, e.g. ``dz_t``.
+    w : ndarray or ReducedMatrix of shape (N, K)
+    out : ndarray of shape (R, K), optional
+
+    Returns
+    -------
+    ndarray of shape (R, K)
+        ``out`` when given.
+    """
+    if isinstance(w, ReducedMatrix):
+        _check_trainable(w)
+        result = np.matmul(bf16_round(a), w.values).astype(np.float32)
+        if out is None:
+            return result
+        out[...] = result
+        return out
+    return np.matmul(a, w, out=out)
+
+
+def gradient_product(a, b, like, out=None):
+    """``a^T b``, a weight gradient summed over rows, in the precision of the weight ``like``.
+
+    Parameters
+    ----------
+    a : ndarray of shape (R, N)
+        The gradient with respect to the product's outputs (``dz``), one row per step and
+        batch row.
+    b : ndarray of shape (R, K)
+        The product's inputs (``x``, ``h_{t-1}``) on the same rows.
+    like : ndarray or ReducedMatrix
+        The weight whose gradient this is: a bf16 ReducedMatrix rounds ``a`` and ``b`` to
+        bf16 (float32 sums); an ndarray computes in their own dtype.
+    out : ndarray of shape (N, K), optional
+
+    Returns
+    -------
+    ndarray of shape (N, K)
+        ``out`` when given.
+    """
+    if isinstance(like, ReducedMatrix):
+        _check_trainable(like)
+        result = np.matmul(bf16_round(a).T, bf16_round(b)).astype(np.float32)
+        if out is None:
+            return result
+        out[...] = result
+        return out
+    return np.matmul(a.T, b, out=out)
+
+
+def _check_trainable(w):
+    if w.precision != "bf16":
+        raise ValueError(f"a backward pass runs in float32 or bf16; these weights are {w.precision}")

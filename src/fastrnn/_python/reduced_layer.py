@@ -8,18 +8,24 @@ the weights, with every other argument of the ``*_forward_packed`` kernels (the 
 allocates the workspace as for an inference call). The forward passes are the reference
 kernels themselves, whose products go through :func:`fastrnn._python.reduced.product`;
 the step is the forward pass on one time step.
+
+bf16 training: the ``*_backward_reduced`` kernels take the layer in place of the weights
+(and of ``relu`` / ``reset_after``), with every other argument of the ``*_backward``
+kernels, and run the reference backward passes on the same rounded weights
+(:func:`fastrnn._python.reduced.product_through`, :func:`~fastrnn._python.reduced.gradient_product`).
 """
 
 import numpy as np
 
-from fastrnn._python.gru import gru_forward
-from fastrnn._python.lstm import lstm_forward
-from fastrnn._python.lstm_proj import lstm_proj_forward
+from fastrnn._python.gru import gru_backward, gru_forward
+from fastrnn._python.lstm import lstm_backward, lstm_forward
+from fastrnn._python.lstm_proj import lstm_proj_backward, lstm_proj_forward
 from fastrnn._python.reduced import reduce_matrix
-from fastrnn._python.rnn import rnn_forward
+from fastrnn._python.rnn import rnn_backward, rnn_forward
 
 __all__ = ["ReducedLayer", "pack_reduced", "rnn_forward_reduced", "lstm_forward_reduced",
-           "lstm_proj_forward_reduced", "gru_forward_reduced"]
+           "lstm_proj_forward_reduced", "gru_forward_reduced", "rnn_backward_reduced",
+           "lstm_backward_reduced", "lstm_proj_backward_reduced", "gru_backward_reduced"]
 
 _CELLS = ("rnn", "lstm", "lstm_proj", "gru")
 
@@ -40,15 +46,18 @@ class ReducedLayer:
         RNN: relu; GRU: reset_after.
     level : str
         The kernel level, ``"reference"``.
+    backward : bool
+        Packed for the backward kernels too (bf16 only; the reference's matrices serve both).
     nbytes : int
         Memory held by the reduced weights and the biases.
     """
 
     __slots__ = ("cell", "precision", "w_ih", "w_hh", "w_hr", "bias", "b_hn", "flag", "level",
-                 "nbytes")
+                 "nbytes", "backward")
 
-    def __init__(self, cell, precision, w_ih, w_hh, bias, w_hr, b_hn, flag):
+    def __init__(self, cell, precision, w_ih, w_hh, bias, w_hr, b_hn, flag, backward=False):
         self.cell, self.precision, self.flag = cell, precision, bool(flag)
+        self.backward = bool(backward)
         self.w_ih = reduce_matrix(w_ih, precision)
         self.w_hh = reduce_matrix(w_hh, precision)
         self.w_hr = None if w_hr is None else reduce_matrix(w_hr, precision)
@@ -94,7 +103,8 @@ class ReducedLayer:
                 lstm_proj_forward_reduced(x1, self, h, c, y, h_out, c_out, gates, none, none, 1)
 
 
-def pack_reduced(cell, precision, w_ih, w_hh, bias, *, w_hr=None, b_hn=None, flag=False):
+def pack_reduced(cell, precision, w_ih, w_hh, bias, *, w_hr=None, b_hn=None, flag=False,
+                 backward=False):
     """Round or quantize a layer's weights once.
 
     Parameters
@@ -111,6 +121,8 @@ def pack_reduced(cell, precision, w_ih, w_hh, bias, *, w_hr=None, b_hn=None, fla
         "gru" only.
     flag : bool
         RNN: relu; GRU: reset_after.
+    backward : bool
+        Also for the ``*_backward_reduced`` kernels (bf16 training); bf16 only.
 
     Returns
     -------
@@ -120,7 +132,9 @@ def pack_reduced(cell, precision, w_ih, w_hh, bias, *, w_hr=None, b_hn=None, fla
         raise ValueError(f"cell must be one of {_CELLS}; got {cell!r}")
     if precision not in ("bf16", "int8"):
         raise ValueError(f"precision must be 'bf16' or 'int8'; got {precision!r}")
-    return ReducedLayer(cell, precision, w_ih, w_hh, bias, w_hr, b_hn, flag)
+    if backward and precision != "bf16":
+        raise ValueError(f"a backward pass runs in bf16, not {precision!r}")
+    return ReducedLayer(cell, precision, w_ih, w_hh, bias, w_hr, b_hn, flag, backward)
 
 
 def rnn_forward_reduced(x, layer, h0, y, h_n, n_threads):
@@ -143,3 +157,40 @@ def gru_forward_reduced(x, layer, h0, y, h_n, gates, n_threads):
     """:func:`fastrnn._python.gru.gru_forward` on ``layer``'s reduced weights."""
     gru_forward(x, layer.w_ih, layer.w_hh, layer.bias, layer.b_hn, h0, layer.flag, y, h_n, gates,
                 n_threads)
+
+
+def _check_backward(layer, cell):
+    if not layer.backward or layer.cell != cell:
+        raise ValueError(f"the backward kernels need a {cell} layer packed with backward=True; got "
+                         f"a {layer.cell} layer{'' if layer.backward else ' packed for inference'}")
+
+
+def rnn_backward_reduced(x, layer, h0, y, dy, dh_n, dz, dx, dh0, dw_ih, dw_hh, db, n_threads):
+    """:func:`fastrnn._python.rnn.rnn_backward` on ``layer``'s bf16 weights."""
+    _check_backward(layer, "rnn")
+    rnn_backward(x, layer.w_ih, layer.w_hh, h0, y, dy, dh_n, layer.flag, dz, dx, dh0, dw_ih, dw_hh,
+                 db, n_threads)
+
+
+def lstm_backward_reduced(x, layer, h0, c0, y, gates, c_all, dy, dh_n, dc_n, dc_seq, dz, dx, dh0,
+                          dc0, dw_ih, dw_hh, db, n_threads):
+    """:func:`fastrnn._python.lstm.lstm_backward` on ``layer``'s bf16 weights."""
+    _check_backward(layer, "lstm")
+    lstm_backward(x, layer.w_ih, layer.w_hh, h0, c0, y, gates, c_all, dy, dh_n, dc_n, dc_seq, dz,
+                  dx, dh0, dc0, dw_ih, dw_hh, db, n_threads)
+
+
+def lstm_proj_backward_reduced(x, layer, h0, c0, y, gates, c_all, m_all, dy, dh_n, dc_n, dc_seq,
+                               dz, dx, dh0, dc0, dw_ih, dw_hh, dw_hr, db, n_threads):
+    """:func:`fastrnn._python.lstm_proj.lstm_proj_backward` on ``layer``'s bf16 weights."""
+    _check_backward(layer, "lstm_proj")
+    lstm_proj_backward(x, layer.w_ih, layer.w_hh, layer.w_hr, h0, c0, y, gates, c_all, m_all, dy,
+                       dh_n, dc_n, dc_seq, dz, dx, dh0, dc0, dw_ih, dw_hh, dw_hr, db, n_threads)
+
+
+def gru_backward_reduced(x, layer, h0, y, gates, dy, dh_n, dz_x, dz_h, dx, dh0, dw_ih, dw_hh, db_ih,
+                         db_hh, n_threads):
+    """:func:`fastrnn._python.gru.gru_backward` on ``layer``'s bf16 weights."""
+    _check_backward(layer, "gru")
+    gru_backward(x, layer.w_ih, layer.w_hh, h0, layer.flag, y, gates, dy, dh_n, dz_x, dz_h, dx, dh0,
+                 dw_ih, dw_hh, db_ih, db_hh, n_threads)

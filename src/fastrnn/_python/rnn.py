@@ -30,7 +30,7 @@ step, so inference needs no memory beyond the output and ``O(B*H)``.
 
 import numpy as np
 
-from fastrnn._python.reduced import product
+from fastrnn._python.reduced import gradient_product, product, product_through
 
 
 def rnn_forward(x, w_ih, w_hh, bias, h0, relu, y, h_n, n_threads):
@@ -116,12 +116,12 @@ def rnn_backward(x, w_ih, w_hh, h0, y, dy, dh_n, relu, dz, dx, dh0, dw_ih, dw_hh
         # relu: select rather than multiply, so that a NaN or inf gradient at a unit whose
         # output is 0 gives 0, as in the compiled kernels and torch
         dz[t] = np.where(y[t] > 0, g, 0) if relu else g * (1 - y[t] * y[t])
-        dh = dz[t] @ w_hh
+        dh = product_through(dz[t], w_hh)
     dh0[...] = dh
     # 2. everything else is a GEMM over all T*B rows
     dz_rows = dz.reshape(T * B, H)
     h_prev_rows = np.concatenate([h0[None], y[:-1]]).reshape(T * B, H)  # h_{t-1} for every t
-    np.matmul(dz_rows.T, x.reshape(T * B, D), out=dw_ih)
-    np.matmul(dz_rows.T, h_prev_rows, out=dw_hh)
+    gradient_product(dz_rows, x.reshape(T * B, D), w_ih, out=dw_ih)
+    gradient_product(dz_rows, h_prev_rows, w_hh, out=dw_hh)
     db[...] = dz_rows.sum(axis=0)
-    np.matmul(dz_rows, w_ih, out=dx.reshape(T * B, D))
+    product_through(dz_rows, w_ih, out=dx.reshape(T * B, D))
