@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import fastrnn
-from conftest import require_backend
+from conftest import isa_variants, require_backend
 from fastrnn import _backends, nn
 from fastrnn.exceptions import ArgumentError, BackendUnavailableError, DTypeError
 from fastrnn.functional.direction import backward_direction, run_direction
@@ -24,7 +24,9 @@ from helpers import assert_close, assert_results_identical
 from tolerances import (BF16_TRAINING_BACKEND_VS_REFERENCE, BF16_TRAINING_LOSS_VS_FLOAT32,
                         BF16_TRAINING_VS_FLOAT64, REDUCED_DIFFERS_FROM_FLOAT32)
 
-BACKENDS = ("python", "cython")
+#: The reference and every ISA level of the Cython kernels (bf16 native or emulated).
+BACKENDS = [pytest.param(backend, id=name)
+            for backend, name in [("python", "python")] + isa_variants("cython")]
 
 #: name: (cell, gates, options, projected)
 CELLS = {

@@ -129,7 +129,9 @@ BF16_TRAINING_VS_FLOAT64 = dict(rtol=0.0, atol=2e-2)
 #: products agree within float32 rounding, but a state or dz a few ulp apart may round to
 #: another bf16 value at the next product (as for REDUCED_BACKEND_VS_REFERENCE, here through
 #: both passes and the T*B-row weight-gradient sums); atol scaled by max(1, max |expected|).
-BF16_TRAINING_BACKEND_VS_REFERENCE = dict(rtol=0.0, atol=2e-3)
+#: Measured (Cython avx512_bf16 and emulated, T <= 40, H <= 64, 6 seeds): up to 1.9e-3 (Elman
+#: tanh), 1.2e-3 the GRU, 5e-4 the LSTM, 2e-7 the relu Elman cell.
+BF16_TRAINING_BACKEND_VS_REFERENCE = dict(rtol=0.0, atol=5e-3)
 #: The loss of a short training run in bf16 (nn modules and Adam, Keras fit) against the same run
 #: in float32, step by step: measured relative differences up to 1.5e-3 (25 Adam steps of a
 #: two-layer bidirectional LSTM with projection), 2.2e-4 over 6 Keras epochs.
