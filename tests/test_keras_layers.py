@@ -654,3 +654,13 @@ def test_get_config_recreates_the_layer(make):
     again = revive(entry)
     assert type(again) is type(layer)
     assert again.get_config() == entry["config"]
+    # Keras's spelling, wrapped layers given as their entries
+    from_config = type(layer).from_config(entry["config"])
+    assert type(from_config) is type(layer) and from_config.get_config() == entry["config"]
+
+
+def test_embedding_input_length_is_deprecated_and_ignored():
+    with pytest.warns(UserWarning, match="input_length is deprecated and ignored"):
+        layer = layers.Embedding(10, 3, input_length=500)
+    assert "input_length" not in layer.get_config()
+    assert layer(np.array([[1, 2, 3]])).shape == (1, 3, 3)

@@ -14,7 +14,7 @@ Usable as a drop-in for the common Keras workflow::
 This package never imports :mod:`fastrnn.nn` (the PyTorch-style facade).
 """
 
-from fastrnn.keras import callbacks, layers, losses, metrics, optimizers, utils
+from fastrnn.keras import callbacks, layers, losses, metrics, models, optimizers, utils
 from fastrnn.keras.callbacks import Callback, History
 from fastrnn.keras.exceptions import ModelFileError, NotCompiledError
 from fastrnn.keras.models import Input, Sequential
@@ -26,6 +26,7 @@ __all__ = [
     "losses",
     "metrics",
     "optimizers",
+    "models",
     "utils",
     "Sequential",
     "Input",

@@ -28,7 +28,7 @@ from fastrnn.keras.model_file import save_model
 from fastrnn.keras.serialization import deserialize_layer, serialize_layer
 from fastrnn.parameter import apply_update
 
-__all__ = ["Sequential", "Input", "NotCompiledError"]
+__all__ = ["Sequential", "Input", "NotCompiledError", "load_model"]
 
 
 def _as_array(name, value):
@@ -852,3 +852,10 @@ class Sequential:
 
     def __repr__(self):
         return f"<Sequential name={self.name!r} layers={len(self._layers)} built={self.built}>"
+
+
+def load_model(filepath, custom_objects=None, compile=True):
+    """``keras.models.load_model``: :func:`fastrnn.keras.saving.load_model`, which documents it."""
+    from fastrnn.keras.saving import load_model as load  # the saving module imports this one
+
+    return load(filepath, custom_objects=custom_objects, compile=compile)

@@ -185,3 +185,11 @@ class Layer:
     def get_config(self):
         """Constructor arguments that recreate the layer (JSON-serialisable)."""
         return {"name": self.name, "dtype": self.dtype.name, "trainable": self.trainable}
+
+    @classmethod
+    def from_config(cls, config):
+        """A new, unbuilt layer from :meth:`get_config`'s output (a wrapped layer's entry, as
+        ``{"class_name": ..., "config": ...}``, becomes that layer)."""
+        from fastrnn.keras.serialization import revive_nested  # serialization imports the layers
+
+        return cls(**revive_nested(config))
