@@ -435,6 +435,13 @@ class TimeDistributed(Layer):
     def trainable_weights(self):
         return self.layer.trainable_weights
 
+    def tape_state(self):
+        return self._shape, self.layer.tape_state()
+
+    def restore_tape_state(self, state):
+        self._shape, inner = state
+        self.layer.restore_tape_state(inner)
+
     def build(self, input_shape):
         if len(input_shape) < 2:
             raise ShapeError(f"layer {self.name!r} (TimeDistributed) needs inputs of shape (B, T, ...); "

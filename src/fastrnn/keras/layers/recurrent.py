@@ -597,6 +597,14 @@ class Bidirectional(_RecurrentLayer):
             layer.zero_output_for_mask = backward_layer.zero_output_for_mask = True
         self._tape = None
 
+    def tape_state(self):
+        return self._tape, [layer.tape_state() for layer in self.layers]
+
+    def restore_tape_state(self, state):
+        self._tape, inner = state
+        for layer, kept in zip(self.layers, inner):
+            layer.restore_tape_state(kept)
+
     @property
     def layers(self):
         return [self.forward_layer, self.backward_layer]
