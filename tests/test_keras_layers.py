@@ -654,3 +654,40 @@ def test_get_config_recreates_the_layer(make):
     again = revive(entry)
     assert type(again) is type(layer)
     assert again.get_config() == entry["config"]
+    # Keras's spelling, wrapped layers given as their entries
+    from_config = type(layer).from_config(entry["config"])
+    assert type(from_config) is type(layer) and from_config.get_config() == entry["config"]
+
+
+def test_embedding_input_length_is_deprecated_and_ignored():
+    with pytest.warns(UserWarning, match="input_length is deprecated and ignored"):
+        layer = layers.Embedding(10, 3, input_length=500)
+    assert "input_length" not in layer.get_config()
+    assert layer(np.array([[1, 2, 3]])).shape == (1, 3, 3)
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda: layers.Dense(3, activation="tanh", seed=0), (4, 5)),
+    (lambda: layers.TimeDistributed(layers.Dense(2, seed=0)), (4, 3, 5)),
+    (lambda: layers.LSTM(3, return_sequences=True, seed=0), (4, 3, 5)),
+    (lambda: layers.Bidirectional(layers.GRU(2, seed=0)), (4, 3, 5)),
+])
+def test_tape_state_lets_each_call_of_a_shared_layer_backpropagate(make, shape):
+    """Two training calls, then the first call's backward from its restored tape: the same input
+    gradient and weight gradients as the first call alone."""
+    rng = np.random.default_rng(0)
+    x1, x2 = rng.normal(size=shape), rng.normal(size=shape)
+    alone = make()
+    y1 = alone(x1, training=True)
+    d = rng.normal(size=np.shape(y1))
+    expected_dx = alone.backward(d)
+    expected_grads = [w.grad.copy() for w in alone.weights]
+
+    shared = make()
+    shared(x1, training=True)
+    first = shared.tape_state()
+    shared(x2, training=True)
+    shared.restore_tape_state(first)
+    np.testing.assert_array_equal(shared.backward(d), expected_dx)
+    for weight, grad in zip(shared.weights, expected_grads):
+        np.testing.assert_array_equal(weight.grad, grad)

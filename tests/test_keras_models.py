@@ -409,6 +409,7 @@ def test_save_load_round_trip_is_bit_exact_and_resumes_training(tmp_path, builde
     model.save(path)
     assert sorted(os.listdir(tmp_path)) == ["model.keras"]  # no temporary file left behind
     loaded = keras.load_model(path)
+    assert keras.models.load_model(path).get_config() == loaded.get_config()  # Keras's other spelling
     assert [layer.name for layer in loaded.layers] == [layer.name for layer in model.layers]
     assert [type(layer) for layer in loaded.layers] == [type(layer) for layer in model.layers]
     _assert_same_weights(model, loaded)

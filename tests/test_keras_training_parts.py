@@ -38,8 +38,9 @@ def _reference_run(kind, config, p0, grads):
             g = g * c / max(np.linalg.norm(g), c)
         if config.get("clipvalue"):
             g = np.clip(g, -config["clipvalue"], config["clipvalue"])
-        if config.get("weight_decay"):
-            p = p - p * config["weight_decay"] * lr
+        weight_decay = config.get("weight_decay", 0.004 if kind == "AdamW" else None)  # AdamW's default
+        if weight_decay:
+            p = p - p * weight_decay * lr
         if kind == "SGD":
             mu = config.get("momentum", 0.0)
             if mu:
@@ -60,7 +61,7 @@ def _reference_run(kind, config, p0, grads):
                 p = p - m
             else:
                 p = p - step
-        elif kind == "Adam":
+        elif kind in ("Adam", "AdamW"):
             b1, b2, eps = config.get("beta_1", 0.9), config.get("beta_2", 0.999), config.get("epsilon", 1e-7)
             m = b1 * m + (1 - b1) * g
             v = b2 * v + (1 - b2) * g ** 2
@@ -86,6 +87,8 @@ OPTIMIZER_CASES = [
     ("Adam", {}),
     ("Adam", {"learning_rate": 0.01, "beta_1": 0.8, "beta_2": 0.95, "amsgrad": True}),
     ("Adam", {"learning_rate": 0.01, "epsilon": 1e-2, "clipnorm": 1.0, "weight_decay": 0.01}),
+    ("AdamW", {}),
+    ("AdamW", {"learning_rate": 0.01, "weight_decay": 0.05, "amsgrad": True}),
 ]
 
 
@@ -175,9 +178,12 @@ def test_optimizers_get_names_and_errors():
     assert isinstance(optimizers.get("adam"), optimizers.Adam)
     assert isinstance(optimizers.get("RMSprop"), optimizers.RMSprop)
     assert isinstance(optimizers.get("sgd"), optimizers.SGD)
+    assert isinstance(optimizers.get("adamw"), optimizers.AdamW) and optimizers.AdamW().weight_decay == 0.004
+    with pytest.raises(ArgumentError, match="AdamW needs a weight_decay"):
+        optimizers.AdamW(weight_decay=None)
     sgd = optimizers.SGD(learning_rate=0.3)
     assert optimizers.get(sgd) is sgd
-    with pytest.raises(ArgumentError, match=r"unknown optimizer 'adamx'.*adam.*rmsprop.*sgd"):
+    with pytest.raises(ArgumentError, match=r"unknown optimizer 'adamx'.*adam, adamw, rmsprop, sgd"):
         optimizers.get("adamx")
     with pytest.raises(ArgumentError, match="at most one of clipnorm"):
         optimizers.SGD(clipnorm=1.0, clipvalue=1.0)

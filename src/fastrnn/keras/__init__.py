@@ -14,10 +14,11 @@ Usable as a drop-in for the common Keras workflow::
 This package never imports :mod:`fastrnn.nn` (the PyTorch-style facade).
 """
 
-from fastrnn.keras import callbacks, layers, losses, metrics, optimizers
+from fastrnn.keras import callbacks, layers, losses, metrics, models, optimizers, utils
 from fastrnn.keras.callbacks import Callback, History
 from fastrnn.keras.exceptions import ModelFileError, NotCompiledError
-from fastrnn.keras.models import Input, Sequential
+from fastrnn.keras.functional import Input, KerasTensor
+from fastrnn.keras.models import Model, Sequential
 from fastrnn.keras.saving import load_model, save_model
 
 __all__ = [
@@ -26,7 +27,11 @@ __all__ = [
     "losses",
     "metrics",
     "optimizers",
+    "models",
+    "utils",
     "Sequential",
+    "Model",
+    "KerasTensor",
     "Input",
     "History",
     "Callback",

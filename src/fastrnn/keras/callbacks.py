@@ -1,13 +1,17 @@
-"""Hooks into Sequential.fit, as keras.callbacks: the base Callback, History, EarlyStopping, ModelCheckpoint
-and TerminateOnNaN."""
+"""Hooks into Sequential.fit, as keras.callbacks: the base Callback, History, EarlyStopping, ModelCheckpoint,
+TerminateOnNaN, the learning-rate schedules (LearningRateScheduler, ReduceLROnPlateau), CSVLogger and
+LambdaCallback."""
 
+import csv
 import math
 import os
 import warnings
 
 from fastrnn._validation import check_bool
+from fastrnn.exceptions import ArgumentError
 
-__all__ = ["Callback", "History", "EarlyStopping", "ModelCheckpoint", "TerminateOnNaN"]
+__all__ = ["Callback", "History", "EarlyStopping", "ModelCheckpoint", "TerminateOnNaN",
+           "LearningRateScheduler", "ReduceLROnPlateau", "CSVLogger", "LambdaCallback"]
 
 
 class Callback:
@@ -82,8 +86,6 @@ class History(Callback):
 def _direction(monitor, mode):
     """``"max"`` or ``"min"``: ``auto`` means max for accuracies and AUC, min for everything else."""
     if mode not in ("auto", "min", "max"):
-        from fastrnn.exceptions import ArgumentError
-
         raise ArgumentError(f"mode must be 'auto', 'min' or 'max'; got {mode!r}")
     if mode != "auto":
         return mode
@@ -228,3 +230,215 @@ class TerminateOnNaN(Callback):
         if loss is not None and not math.isfinite(loss):
             print(f"Batch {batch}: the loss is {loss}; training stops", flush=True)
             self.model.stop_training = True
+
+
+def _learning_rate(model):
+    """The learning rate of ``model``'s optimizer (a compiled model's)."""
+    return float(model.optimizer.learning_rate)
+
+
+class LearningRateScheduler(Callback):
+    """Set the learning rate at the start of every epoch from a schedule.
+
+    Parameters
+    ----------
+    schedule : callable
+        ``schedule(epoch, lr)`` (or ``schedule(epoch)``) -> the new learning rate, a float;
+        ``epoch`` counts from 0 and ``lr`` is the current rate.
+    verbose : int, default 0
+        1 prints the rate set at each epoch.
+
+    Notes
+    -----
+    Each epoch's logs get ``learning_rate``, the rate it ran with.
+    """
+
+    def __init__(self, schedule, verbose=0):
+        super().__init__()
+        if not callable(schedule):
+            raise ArgumentError(f"schedule must be callable, schedule(epoch, lr) -> float; got "
+                                f"{type(schedule).__name__}")
+        self.schedule = schedule
+        self.verbose = verbose
+
+    def on_epoch_begin(self, epoch, logs=None):
+        lr = _learning_rate(self.model)
+        try:
+            lr = self.schedule(epoch, lr)
+        except TypeError:  # a schedule of the epoch alone
+            lr = self.schedule(epoch)
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr < 0:
+            raise ArgumentError(f"the schedule must return a finite non-negative float; at epoch {epoch} "
+                                f"it returned {lr!r}")
+        self.model.optimizer.learning_rate = float(lr)
+        if self.verbose:
+            print(f"\nEpoch {epoch + 1}: LearningRateScheduler sets the learning rate to {float(lr)}.")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = _learning_rate(self.model)
+
+
+class ReduceLROnPlateau(Callback):
+    """Multiply the learning rate by ``factor`` when a monitored value stops improving.
+
+    Parameters
+    ----------
+    monitor : str, default "val_loss"
+        A key of the epoch logs.
+    factor : float, default 0.1
+        The new rate is ``max(lr * factor, min_lr)``; below 1.
+    patience : int, default 10
+        Epochs without improvement before the rate drops.
+    verbose : int, default 0
+        1 prints a line when the rate drops.
+    mode : {"auto", "min", "max"}
+        ``auto``: max for accuracies and AUC, min otherwise.
+    min_delta : float, default 1e-4
+        Smallest change that counts as an improvement.
+    cooldown : int, default 0
+        Epochs after a drop during which no epoch counts towards ``patience``.
+    min_lr : float, default 0
+        The rate never goes below it.
+
+    Notes
+    -----
+    Each epoch's logs get ``learning_rate``, the rate it ran with.
+    """
+
+    def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto", min_delta=1e-4,
+                 cooldown=0, min_lr=0.0):
+        super().__init__()
+        if not 0 <= float(factor) < 1:
+            raise ArgumentError(f"factor must be in [0, 1) (the rate is multiplied by it); got {factor!r}")
+        self.monitor = monitor
+        self.factor = float(factor)
+        self.patience = int(patience)
+        self.verbose = verbose
+        self.mode = _direction(monitor, mode)
+        self.min_delta = abs(float(min_delta))
+        self.cooldown = int(cooldown)
+        self.min_lr = float(min_lr)
+
+    def _improves(self, value):
+        if self.mode == "max":
+            return value > self.best + self.min_delta
+        return value < self.best - self.min_delta
+
+    def on_train_begin(self, logs=None):
+        self.wait = 0
+        self.cooldown_counter = 0
+        self.best = -math.inf if self.mode == "max" else math.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        logs["learning_rate"] = _learning_rate(self.model)
+        value = logs.get(self.monitor)
+        if value is None:
+            warnings.warn(f"ReduceLROnPlateau monitors {self.monitor!r}, which is not in the logs "
+                          f"(available: {', '.join(logs)})", stacklevel=2)
+            return
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self._improves(value):
+            self.best = value
+            self.wait = 0
+            return
+        if self.cooldown_counter > 0:
+            return
+        self.wait += 1
+        if self.wait < self.patience:
+            return
+        lr = _learning_rate(self.model)
+        if lr > self.min_lr:
+            new_lr = max(lr * self.factor, self.min_lr)
+            self.model.optimizer.learning_rate = new_lr
+            if self.verbose:
+                print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reduces the learning rate to {new_lr}.")
+            self.cooldown_counter = self.cooldown
+            self.wait = 0
+
+
+class CSVLogger(Callback):
+    """Write each epoch's logs as a row of a CSV file.
+
+    Parameters
+    ----------
+    filename : str or os.PathLike
+    separator : str, default ","
+    append : bool, default False
+        Add to an existing file (without a second header) instead of replacing it.
+
+    Notes
+    -----
+    The columns are ``epoch`` (from 0) and the first epoch's log keys, sorted; a value an
+    epoch lacks (``val_*`` of an epoch without validation) is written as ``NA``.
+    """
+
+    def __init__(self, filename, separator=",", append=False):
+        super().__init__()
+        self.filename = os.fspath(filename)
+        self.separator = separator
+        self.append = check_bool("append", append)
+        self._file = None
+        self._writer = None
+        self._keys = None
+
+    def on_train_begin(self, logs=None):
+        header = not (self.append and os.path.exists(self.filename) and os.path.getsize(self.filename) > 0)
+        self._file = open(self.filename, "a" if self.append else "w", newline="")  # noqa: SIM115 (closed at train end)
+        self._header = header
+        self._writer = None
+        self._keys = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self._keys is None:
+            self._keys = sorted(logs)
+            self._writer = csv.DictWriter(self._file, fieldnames=["epoch", *self._keys],
+                                          delimiter=self.separator, extrasaction="ignore")
+            if self._header:
+                self._writer.writeheader()
+        self._writer.writerow({"epoch": epoch, **{key: logs.get(key, "NA") for key in self._keys}})
+        self._file.flush()
+
+    def on_train_end(self, logs=None):
+        if self._file is not None:
+            self._file.close()
+        self._file = self._writer = None
+
+    def __getstate__(self):
+        # an open file does not travel: a copy made during fit writes nothing more
+        return {**self.__dict__, "_file": None, "_writer": None}
+
+
+class LambdaCallback(Callback):
+    """A callback made of plain functions, for the hooks given.
+
+    Parameters
+    ----------
+    on_epoch_begin, on_epoch_end : callable, optional
+        ``f(epoch, logs)``.
+    on_train_batch_begin, on_train_batch_end : callable, optional
+        ``f(batch, logs)``; ``on_batch_begin`` / ``on_batch_end`` are the same hooks.
+    on_train_begin, on_train_end : callable, optional
+        ``f(logs)``.
+    """
+
+    _HOOKS = ("on_epoch_begin", "on_epoch_end", "on_train_begin", "on_train_end", "on_train_batch_begin",
+              "on_train_batch_end")
+    _ALIASES = {"on_batch_begin": "on_train_batch_begin", "on_batch_end": "on_train_batch_end"}
+
+    def __init__(self, **hooks):
+        super().__init__()
+        for name, function in hooks.items():
+            hook = self._ALIASES.get(name, name)
+            if hook not in self._HOOKS:
+                raise ArgumentError(f"LambdaCallback has no hook {name!r}; the hooks are "
+                                    f"{', '.join(self._HOOKS + tuple(self._ALIASES))}")
+            if function is None:
+                continue
+            if not callable(function):
+                raise ArgumentError(f"{name} must be callable; got {type(function).__name__}")
+            setattr(self, hook, function)

@@ -1,4 +1,4 @@
-"""Keras-semantics optimizers for fastrnn.keras: SGD, RMSprop and Adam with Keras 3's update rules.
+"""Keras-semantics optimizers for fastrnn.keras: SGD, RMSprop, Adam and AdamW with Keras 3's update rules.
 
 They differ from the PyTorch rules of :mod:`fastrnn.optim` in where epsilon
 goes, in how Adam corrects its bias and in the form of the momentum buffer, so
@@ -27,6 +27,8 @@ Adam
     ``m <- m + (g - m)(1 - beta_1)``; ``v <- v + (g**2 - v)(1 - beta_2)``;
     amsgrad: ``v_hat <- max(v_hat, v)`` used for ``v`` below;
     ``p <- p - alpha m / (sqrt(v) + eps)`` (epsilon not bias-corrected).
+AdamW
+    Adam with step 2 always on (``weight_decay`` 0.004 by default).
 """
 
 import math
@@ -38,7 +40,7 @@ from fastrnn._threads import one_thread_at_a_time
 from fastrnn._validation import check_bool
 from fastrnn.exceptions import ArgumentError, ShapeError
 
-__all__ = ["Optimizer", "SGD", "RMSprop", "Adam", "get", "serialize"]
+__all__ = ["Optimizer", "SGD", "RMSprop", "Adam", "AdamW", "get", "serialize"]
 
 
 def _number(name, value, low=None, high=None, low_open=False, high_open=False, optional=False):
@@ -412,8 +414,33 @@ class Adam(Optimizer):
                 "amsgrad": self.amsgrad}
 
 
-_BY_NAME = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam}
-_CLASSES = {cls.__name__: cls for cls in (SGD, RMSprop, Adam)}
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Keras's ``AdamW``): :class:`Adam` whose ``weight_decay``
+    defaults to 0.004 and must be given.
+
+    Parameters
+    ----------
+    learning_rate : float, default 0.001
+    weight_decay : float, default 0.004
+        Each step first shrinks every weight: ``p <- p - p * weight_decay * lr``.
+    beta_1, beta_2, epsilon, amsgrad
+        See :class:`Adam`.
+    clipnorm, clipvalue, global_clipnorm, name
+        See :class:`Optimizer`.
+    """
+
+    default_name = "adamw"
+
+    def __init__(self, learning_rate=0.001, weight_decay=0.004, beta_1=0.9, beta_2=0.999, epsilon=1e-7,
+                 amsgrad=False, clipnorm=None, clipvalue=None, global_clipnorm=None, name=None):
+        if weight_decay is None:
+            raise ArgumentError("AdamW needs a weight_decay (a float >= 0); got None (use Adam without decay)")
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, amsgrad, weight_decay, clipnorm, clipvalue,
+                         global_clipnorm, name)
+
+
+_BY_NAME = {"sgd": SGD, "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}
+_CLASSES = {cls.__name__: cls for cls in (SGD, RMSprop, Adam, AdamW)}
 
 
 def get(identifier):

@@ -13,6 +13,17 @@ forward pass with an explicit backward pass:
 * ``compute_mask(x, mask)`` gives the mask the next layer receives (Keras's
   mask propagation), an ndarray of bool of shape (B, T) or ``None``.
 
+A layer of several inputs (the merges, ``Dot``, ``Attention``) takes them as a list
+everywhere: ``build`` gets the list of their shapes, ``call`` the list of arrays
+(``mask`` a list with an entry, possibly None, per input, or None), ``backward``
+returns the list of their gradients (None for an input without one), and
+``compute_output_shape`` / ``compute_mask`` take lists too.
+
+What ``backward`` needs of the last training call lives in per-thread attributes
+(``_tape``, and a wrapper's layers' own); :meth:`Layer.tape_state` takes it out and
+:meth:`Layer.restore_tape_state` puts it back, so that a model calling one layer at
+several places of its graph (a shared layer) backpropagates through each call.
+
 Weights are stored in Keras's layouts (``kernel`` (D, k*H), ``recurrent_kernel``
 (H, k*H), ...), so ``get_weights()``/``set_weights()`` exchange arrays with a
 real Keras model as they are; recurrent layers convert to the kernels'
@@ -29,6 +40,13 @@ from fastrnn.exceptions import ArgumentError, ShapeError
 from fastrnn.parameter import Parameter, apply_update, prepare_update
 
 _layer_counts = {}
+
+
+def input_shapes(x):
+    """The shape of ``x`` without the batch axis; for a list of inputs, the list of theirs."""
+    if isinstance(x, (list, tuple)):
+        return [tuple(np.shape(item)[1:]) for item in x]
+    return tuple(np.shape(x)[1:])
 
 
 def unique_name(prefix):
@@ -132,13 +150,19 @@ class Layer:
         return int(sum(parameter.size for parameter in self.weights))
 
     # the pass ----------------------------------------------------------------
-    def __call__(self, x, mask=None, training=False):
+    def __call__(self, x, mask=None, training=False, **kwargs):
+        """``call`` on arrays (built for their shapes on first use); on KerasTensors, the call is
+        recorded in a functional model's graph (:func:`fastrnn.keras.functional.call_symbolic`)."""
+        from fastrnn.keras import functional  # it imports this module
+
+        if functional.is_symbolic(x) or any(functional.is_symbolic(value) for value in kwargs.values()):
+            return functional.call_symbolic(self, x, mask=mask, training=training, **kwargs)
         if not self.built:
-            self.build(tuple(np.shape(x)[1:]))
+            self.build(input_shapes(x))
         if mask is not None and not self.supports_masking:
             raise ArgumentError(f"layer {self.name!r} ({type(self).__name__}) cannot take a mask; "
                                 "remove the masking layer before it or use a layer that supports masks")
-        return self.call(x, mask=mask, training=training)
+        return self.call(x, mask=mask, training=training, **kwargs)
 
     def build(self, input_shape):
         """Create the weights for inputs of ``input_shape`` (no batch axis)."""
@@ -158,6 +182,14 @@ class Layer:
     def compute_mask(self, x, mask=None):
         """The mask for the next layer: by default the incoming one passes through."""
         return mask
+
+    def tape_state(self):
+        """What :meth:`backward` needs of this thread's last training call (an opaque object)."""
+        return self._tape
+
+    def restore_tape_state(self, state):
+        """Make ``state``, from :meth:`tape_state`, what the next :meth:`backward` runs on."""
+        self._tape = state
 
     # precision ---------------------------------------------------------------
     def quantized(self, precision):
@@ -185,3 +217,11 @@ class Layer:
     def get_config(self):
         """Constructor arguments that recreate the layer (JSON-serialisable)."""
         return {"name": self.name, "dtype": self.dtype.name, "trainable": self.trainable}
+
+    @classmethod
+    def from_config(cls, config):
+        """A new, unbuilt layer from :meth:`get_config`'s output (a wrapped layer's entry, as
+        ``{"class_name": ..., "config": ...}``, becomes that layer)."""
+        from fastrnn.keras.serialization import revive_nested  # serialization imports the layers
+
+        return cls(**revive_nested(config))

@@ -5,6 +5,8 @@ Each layer pairs ``call`` with an explicit ``backward`` (see
 ``training=True`` keeps what the backward pass needs.
 """
 
+import warnings
+
 import numpy as np
 
 from fastrnn._threads import PerThread
@@ -197,6 +199,8 @@ class Embedding(Layer):
         Index 0 is padding: :meth:`compute_mask` gives ``x != 0``, which the
         following layers (recurrent ones) skip.
     seed : int or numpy.random.Generator, optional
+    input_length : int, optional
+        Deprecated, as in Keras 3: accepted with a warning and ignored.
     **kwargs
         As for :class:`Layer`.
 
@@ -206,7 +210,11 @@ class Embedding(Layer):
     """
 
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", mask_zero=False,
-                 seed=None, **kwargs):
+                 seed=None, input_length=None, **kwargs):
+        if input_length is not None:
+            # Keras 3 deprecates it (the length comes from the data) and ignores it
+            warnings.warn("Embedding's input_length is deprecated and ignored (the sequence length comes "
+                          "from the input); remove it", UserWarning, stacklevel=2)
         super().__init__(**kwargs)
         self.input_dim = positive_int("input_dim", input_dim)
         self.output_dim = positive_int("output_dim", output_dim)
@@ -426,6 +434,13 @@ class TimeDistributed(Layer):
     @property
     def trainable_weights(self):
         return self.layer.trainable_weights
+
+    def tape_state(self):
+        return self._shape, self.layer.tape_state()
+
+    def restore_tape_state(self, state):
+        self._shape, inner = state
+        self.layer.restore_tape_state(inner)
 
     def build(self, input_shape):
         if len(input_shape) < 2:

@@ -55,11 +55,6 @@ class _RecurrentLayer(Layer):
 
     supports_masking = True
 
-    def __call__(self, x, mask=None, training=False, initial_state=None):
-        if not self.built:
-            self.build(tuple(np.shape(x)[1:]))
-        return self.call(x, mask=mask, training=training, initial_state=initial_state)
-
     def compute_mask(self, x, mask=None):
         """The input mask when returning sequences (for the main output), else None."""
         return mask if self.return_sequences else None
@@ -601,6 +596,14 @@ class Bidirectional(_RecurrentLayer):
         if self.return_sequences:
             layer.zero_output_for_mask = backward_layer.zero_output_for_mask = True
         self._tape = None
+
+    def tape_state(self):
+        return self._tape, [layer.tape_state() for layer in self.layers]
+
+    def restore_tape_state(self, state):
+        self._tape, inner = state
+        for layer, kept in zip(self.layers, inner):
+            layer.restore_tape_state(kept)
 
     @property
     def layers(self):
