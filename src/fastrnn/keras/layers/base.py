@@ -43,8 +43,11 @@ _layer_counts = {}
 
 
 def input_shapes(x):
-    """The shape of ``x`` without the batch axis; for a list of inputs, the list of theirs."""
-    if isinstance(x, (list, tuple)):
+    """The shape of ``x`` without the batch axis; for a list of inputs (arrays), the list of theirs.
+
+    A list of plain numbers or nested lists is one input (data), as NumPy reads it.
+    """
+    if isinstance(x, (list, tuple)) and x and all(hasattr(item, "shape") for item in x):
         return [tuple(np.shape(item)[1:]) for item in x]
     return tuple(np.shape(x)[1:])
 
