@@ -131,6 +131,16 @@ cdef extern from *:
                 P##_store(dh + r * H + u, v, w);                                        \
             }                                                                           \
     }                                                                                   \
+    /* out[j] = sum of a[r * n + j] over the rows r in order (a read once, in order) */ \
+    ATTR static void P##_rb_column_sums(const float *a, ptrdiff_t rows, ptrdiff_t n, float *out) \
+    {                                                                                   \
+        memset(out, 0, n * sizeof(float));                                              \
+        for (ptrdiff_t r = 0; r < rows; r++)                                            \
+            for (ptrdiff_t u = 0; u < n; u += P##_UNITS) {                              \
+                int w = RL_UNITS(P, u, n);                                              \
+                P##_store(out + u, P##_load(out + u, w) + P##_load(a + r * n + u, w), w); \
+            }                                                                           \
+    }                                                                                   \
     /* out = a + b over n values (lstm_proj's dh_t = dh + dy_t) */                      \
     ATTR static void P##_rb_add(ptrdiff_t n, const float *a, const float *b, float *out) \
     {                                                                                   \
@@ -158,6 +168,8 @@ cdef extern from *:
     static void rb_gru_add(int level, ptrdiff_t rows, ptrdiff_t H, const float *g,
                            const float *drh, float *dh)
     { RL_DISPATCH(level, rb_gru_add, (rows, H, g, drh, dh)); }
+    static void rb_column_sums(int level, const float *a, ptrdiff_t rows, ptrdiff_t n, float *out)
+    { RL_DISPATCH(level, rb_column_sums, (a, rows, n, out)); }
     static void rb_add(int level, ptrdiff_t n, const float *a, const float *b, float *out)
     { RL_DISPATCH(level, rb_add, (n, a, b, out)); }
     """
@@ -173,6 +185,7 @@ cdef extern from *:
     void rb_gru_add(int level, Py_ssize_t rows, Py_ssize_t H, const float* g, const float* drh,
                     float* dh) nogil
     void rb_add(int level, Py_ssize_t n, const float* a, const float* b, float* out) nogil
+    void rb_column_sums(int level, const float* a, Py_ssize_t rows, Py_ssize_t n, float* out) nogil
 
 
 cdef inline Py_ssize_t _rk_gates(int kind) noexcept nogil:
@@ -339,15 +352,6 @@ cdef inline void _rb_times(const float* r, const float* h, float* out, Py_ssize_
     cdef Py_ssize_t j
     for j in range(H):
         out[j] = r[j] * h[j]
-
-
-cdef void _rb_column_sums(const float* a, Py_ssize_t rows, Py_ssize_t n, float* out) noexcept nogil:
-    """``out[j] = sum of a[r, j]`` over the rows in order (a of shape (rows, n))."""
-    cdef Py_ssize_t r, j
-    memset(out, 0, n * sizeof(float))
-    for r in range(rows):
-        for j in range(n):
-            out[j] += a[r * n + j]
 
 
 cdef _rb_check(ReducedLayer layer, int kind, x, dict arrays):
@@ -521,9 +525,9 @@ cdef int _reduced_backward(ReducedLayer layer, _RBArrays* A, Py_ssize_t T, Py_ss
         _rb_products(L, A, TB, B, packs, n_packs, firsts, n_firsts, rests, prep_at, prep_ld,
                      prep_rows, n_segments, <char*>&prep_v[0], products, n_products, dx,
                      &zeros_v[0], slots_p, slot_bytes, rh_p, threads)
-        _rb_column_sums(A.dz, TB, GZ, db)
+        rb_column_sums(L.isa, A.dz, TB, GZ, db)          # db: column sums in row order
         if gru:
-            _rb_column_sums(A.dz_h, TB, GZ, db_hh)
+            rb_column_sums(L.isa, A.dz_h, TB, GZ, db_hh)
     return 0
 
 
