@@ -812,7 +812,7 @@ static inline rp_t_vu rp_t_round16(const float *a)
    in pieces (i0 odd or not). */
 #define RP_DEFINE_PACK_TRANSPOSED(NAME, ATTR)                                           \
 ATTR static void NAME(const rp_matrix *m, ptrdiff_t i0, ptrdiff_t i1,                   \
-                      const float *wt, ptrdiff_t ldwt)                                                                  \
+                      const float *wt, ptrdiff_t ldwt)                                  \
 {                                                                                       \
     ptrdiff_t nr = rp_column_align(RP_BF16, m->level), groups = rp_bf16_kpad(m->k) / 2; \
     ptrdiff_t n = m->n;                                                                 \
