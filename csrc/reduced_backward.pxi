@@ -14,14 +14,18 @@
 # products over all T*B rows (_rb_products): dx = dz W_ih (threads share its rows), and the
 # weight gradients dW = dz^T x, dz^T h_{t-1} (threads share their rows), where dz^T is
 # prepared from dz and x^T packed from x directly (reduced_gemm.h's transposed operands):
-# every element is one float32 chain over the T*B rows in order. db is a column sum in row
-# order. No sum depends on the thread count: results are bit for bit the same for any
-# n_threads.
+# every element is one float32 chain over the T*B rows in order. db (the column sums of dz,
+# in row order) is taken while dz^T is prepared. No sum depends on the thread count: results
+# are bit for bit the same for any n_threads. The workspace is kept between calls
+# (_rb_take).
+#
+# Measured (1 thread, AMD EPYC Zen 4, 2 cores shared; reduced_gemm.h has the table): the
+# backward 1.7-2.5x float32's at S2/S4/S5 (GRU S5 4x), the training step 1.7-3.0x.
 #
 # lstm_proj's dW_hr = dh_all^T m_all uses the dh_t (dy_t + dz_{t+1} W_hh) of every step,
 # kept by the loop: the reference rebuilds them with the same products after it.
 
-from reduced_gemm cimport RP_BF16, rp_pack_transposed_rows, rp_panels_bytes, rp_prepare_transposed
+from reduced_gemm cimport RP_BF16, rp_pack_transposed_rows, rp_panels_bytes, rp_prepare_transposed_sums
 
 
 cdef extern from *:
@@ -131,16 +135,6 @@ cdef extern from *:
                 P##_store(dh + r * H + u, v, w);                                        \
             }                                                                           \
     }                                                                                   \
-    /* out[j] = sum of a[r * n + j] over the rows r in order (a read once, in order) */ \
-    ATTR static void P##_rb_column_sums(const float *a, ptrdiff_t rows, ptrdiff_t n, float *out) \
-    {                                                                                   \
-        memset(out, 0, n * sizeof(float));                                              \
-        for (ptrdiff_t r = 0; r < rows; r++)                                            \
-            for (ptrdiff_t u = 0; u < n; u += P##_UNITS) {                              \
-                int w = RL_UNITS(P, u, n);                                              \
-                P##_store(out + u, P##_load(out + u, w) + P##_load(a + r * n + u, w), w); \
-            }                                                                           \
-    }                                                                                   \
     /* out = a + b over n values (lstm_proj's dh_t = dh + dy_t) */                      \
     ATTR static void P##_rb_add(ptrdiff_t n, const float *a, const float *b, float *out) \
     {                                                                                   \
@@ -168,8 +162,6 @@ cdef extern from *:
     static void rb_gru_add(int level, ptrdiff_t rows, ptrdiff_t H, const float *g,
                            const float *drh, float *dh)
     { RL_DISPATCH(level, rb_gru_add, (rows, H, g, drh, dh)); }
-    static void rb_column_sums(int level, const float *a, ptrdiff_t rows, ptrdiff_t n, float *out)
-    { RL_DISPATCH(level, rb_column_sums, (a, rows, n, out)); }
     static void rb_add(int level, ptrdiff_t n, const float *a, const float *b, float *out)
     { RL_DISPATCH(level, rb_add, (n, a, b, out)); }
     """
@@ -185,7 +177,6 @@ cdef extern from *:
     void rb_gru_add(int level, Py_ssize_t rows, Py_ssize_t H, const float* g, const float* drh,
                     float* dh) nogil
     void rb_add(int level, Py_ssize_t n, const float* a, const float* b, float* out) nogil
-    void rb_column_sums(int level, const float* a, Py_ssize_t rows, Py_ssize_t n, float* out) nogil
 
 
 cdef inline Py_ssize_t _rk_gates(int kind) noexcept nogil:
@@ -307,11 +298,12 @@ cdef void _rb_products(const _RCell* L, const _RBArrays* A, Py_ssize_t TB, Py_ss
                        Py_ssize_t* n_firsts, const float** rests, const float** prep_at,
                        Py_ssize_t* prep_ld, Py_ssize_t* prep_rows, Py_ssize_t n_segments,
                        char* prep, const _RBProduct* products, Py_ssize_t n_products,
-                       float* dx, const float* zeros, char* slots, Py_ssize_t slot_bytes,
-                       float* rh, int threads) noexcept nogil:
+                       float** sums, float* dx, const float* zeros, char* slots,
+                       Py_ssize_t slot_bytes, float* rh, int threads) noexcept nogil:
     """The products over all ``TB`` rows, ``threads`` sharing each: first the transposed
     operands (the packs of x^T, h_{t-1}^T... by rows of k; the segments of dz^T prepared, by
-    rows), then dx = dz W_ih by rows and each weight gradient by rows of its result."""
+    rows, with their columns' sums into ``sums[segment]`` where not NULL: zeroed by the
+    caller), then dx = dz W_ih by rows and each weight gradient by rows of its result."""
     cdef int q
     cdef Py_ssize_t p, s, r, r0, r1, i0, i1, a0, H = L.H
     cdef Py_ssize_t words = (TB + 1) // 2 * 4         # bytes of a prepared row of k = TB
@@ -331,8 +323,9 @@ cdef void _rb_products(const _RCell* L, const _RBArrays* A, Py_ssize_t TB, Py_ss
             r1 = prep_rows[s] * (q + 1) // threads
             a0 = 0 if s == 0 else prep_rows[0]
             if r1 > r0:
-                rp_prepare_transposed(&packs[0], r1 - r0, prep_at[s] + r0, prep_ld[s],
-                                      prep + (a0 + r0) * words)
+                rp_prepare_transposed_sums(&packs[0], r1 - r0, prep_at[s] + r0, prep_ld[s],
+                                           prep + (a0 + r0) * words,
+                                           sums[s] + r0 if sums[s] != NULL else NULL)
     for q in prange(threads, num_threads=threads, schedule='static'):
         r0 = TB * q // threads
         r1 = TB * (q + 1) // threads
@@ -550,8 +543,16 @@ cdef int _reduced_backward(ReducedLayer layer, _RBArrays* A, Py_ssize_t T, Py_ss
         else:      # dz_x's (= dz_h's) n block times (r * h_{t-1})^T
             products[2] = _RBProduct(2 * H, H, &packs[2], dw_hh + 2 * H * H, H)
         n_products = 3
+    # db: column sums of dz in row order, taken while dz^T is prepared; the GRU's db_hh from
+    # dz_h = [dr, dz, dn * r] (reset_after) or dz_x
+    cdef float* sums[2]
+    sums[0] = db
+    sums[1] = db_hh + 2 * H if gru and after else NULL
     try:
         with nogil:
+            memset(db, 0, GZ * sizeof(float))
+            if gru:
+                memset(db_hh, 0, GZ * sizeof(float))
             # the packs' padding (past n, past an odd k) must be zeros; zeros for "bias 0"
             memset(base + pack_at[0], 0, pack_end - pack_at[0])
             memset(base + zeros_at, 0, (max(D, P, H) + 16) * sizeof(float))
@@ -564,11 +565,10 @@ cdef int _reduced_backward(ReducedLayer layer, _RBArrays* A, Py_ssize_t T, Py_ss
                              base + chunk_at[k] + _aligned((chunks[k + 1] - chunks[k]) * H * sizeof(float)),
                              1)
             _rb_products(L, A, TB, B, packs, n_packs, firsts, n_firsts, rests, prep_at, prep_ld,
-                         prep_rows, n_segments, base + prep_off, products, n_products, dx,
-                         <float*>(base + zeros_at), base + slots_at, slot_bytes, rh_p, threads)
-            rb_column_sums(L.isa, A.dz, TB, GZ, db)          # db: column sums in row order
-            if gru:
-                rb_column_sums(L.isa, A.dz_h, TB, GZ, db_hh)
+                         prep_rows, n_segments, base + prep_off, products, n_products, sums,
+                         dx, <float*>(base + zeros_at), base + slots_at, slot_bytes, rh_p, threads)
+            if gru:  # the r and z blocks of dz_h are dz_x's
+                memcpy(db_hh, db, (2 * H if after else GZ) * sizeof(float))
     finally:
         if kept:
             _rb_workspace_busy = False

@@ -40,3 +40,5 @@ cdef extern from "reduced_gemm.h" nogil:
                                  const float* wt, Py_ssize_t ldwt)
     void rp_prepare_transposed(const rp_matrix* m, Py_ssize_t rows, const float* at,
                                Py_ssize_t ldat, void* prep)
+    void rp_prepare_transposed_sums(const rp_matrix* m, Py_ssize_t rows, const float* at,
+                                    Py_ssize_t ldat, void* prep, float* sums)
