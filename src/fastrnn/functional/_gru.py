@@ -11,7 +11,7 @@ from fastrnn.functional._layer import (Layer, LayerCache, LayerGradients, backwa
 from fastrnn.exceptions import ArgumentError
 from fastrnn.functional._packed_base import PackedWeights
 from fastrnn.functional._precision import (call_precision, check_reduced_call, check_reduced_dtype,
-                                           resolve_reduced)
+                                           reduced_weights, resolve_reduced)
 from fastrnn.functional.cells import GRU
 
 __all__ = ["gru_forward", "gru_backward", "GRUCache"]
@@ -105,9 +105,12 @@ def gru_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, *, reset_afte
         The precision of the layer's products: ``"bf16"`` rounds the weights to bfloat16,
         ``"int8"`` quantizes them per output row and the layer input and state per step and
         batch row (see :mod:`fastrnn._python.reduced`); biases, gate math and states stay
-        float32. Inference only: needs ``requires_grad=False`` and float32 arrays. Plain
-        weights are rounded or quantized for this call; pack them once
-        (``precision=`` of the packer) to convert them once. By default the packed weights'
+        float32. Both need float32 arrays. bf16 also trains: with ``requires_grad=True``
+        the weights are rounded once for both passes and :func:`gru_backward` computes its
+        products in bf16 too (float32 sums; float32 gradients of the float32 weights).
+        int8 is inference only (``requires_grad=False``). Plain weights are rounded or
+        quantized for this call; pack them once (``precision=`` of the packer) to convert
+        them once (a bf16 training call packs its backward layer once per packed object). By default the packed weights'
         precision, float32 for arrays. Numba has no bf16/int8 kernels (``auto`` skips it).
 
     Returns
@@ -137,7 +140,7 @@ def gru_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, *, reset_afte
     if precision == "float32":
         backend_name, kernels = _backends.resolve(backend, kernel="gru_forward")
     else:
-        backend_name, kernels = resolve_reduced(backend, "gru_forward", precision)
+        backend_name, kernels = resolve_reduced(backend, "gru_forward", precision, requires_grad)
     layer = Layer(x, w_ih, w_hh, b_ih, b_hh, [("h0", h0)], spec=GRU, batch_first=batch_first,
                   weights_checked=packed is not None)
     check_reduced_dtype(precision, layer.dtype)
@@ -153,13 +156,11 @@ def gru_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, *, reset_afte
                      layer.dtype)
     (h_n,) = layer.final_state_arrays([h0])
     buffers = None if packed is None else packed.forward_buffers(backend_name)
+    reduced = None
     if layer.has_steps and precision != "float32":  # weights rounded once, by the packer or here
-        if packed is not None:
-            reduced = packed.reduced_layer(backend_name)
-        else:
-            bias_x, b_hn = gru_biases(layer.b_ih, layer.b_hh, H, layer.dtype)
-            reduced = kernels.pack_reduced("gru", precision, layer.w_ih, layer.w_hh, bias_x,
-                                           b_hn=b_hn, flag=reset_after)
+        bias_x, b_hn = gru_biases(layer.b_ih, layer.b_hh, H, layer.dtype)
+        reduced = reduced_weights(kernels, backend_name, precision, packed, requires_grad, "gru",
+                                  layer.w_ih, layer.w_hh, bias_x, b_hn=b_hn, flag=reset_after)
         kernels.gru_forward_reduced(layer.x, reduced, h0, y, h_n, gates, threads)
     elif layer.has_steps and buffers is not None:  # packed once: no packing per call
         kernels.gru_forward_packed(layer.x, buffers, h0, y, h_n, gates, threads)
@@ -170,7 +171,7 @@ def gru_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, *, reset_afte
     if ends is not None:
         h_n = states_at_ends(ends, y, h0)
     cache = GRUCache(layer, backend_name, threads, reset_after=reset_after, h0=layer.states[0],
-                     y=y, gates=gates, ends=ends) if requires_grad else None
+                     y=y, gates=gates, ends=ends, reduced=reduced) if requires_grad else None
     return forward_outputs(layer, y, h_n, cache)
 
 
@@ -204,7 +205,14 @@ def gru_backward(cache, dy=None, dh_n=None):
         G = GRU.gates * cache.w_hh.shape[1]
         dz_x = np.empty((T, B, G), cache.x.dtype)
         dz_h = np.empty((T, B, G), cache.x.dtype)
-        kernels.gru_backward(cache.x, cache.w_ih, cache.w_hh, cache.h0, cache.reset_after, cache.y,
-                             cache.gates, dy, dh_n, dz_x, dz_h, grads.x, grads["h0"], grads["w_ih"],
-                             grads["w_hh"], grads["b_ih"], grads["b_hh"], cache.n_threads)
+        if cache.reduced is not None:  # bf16: the forward pass's rounded weights
+            kernels.gru_backward_reduced(cache.x, cache.reduced, cache.h0, cache.y, cache.gates, dy,
+                                         dh_n, dz_x, dz_h, grads.x, grads["h0"], grads["w_ih"],
+                                         grads["w_hh"], grads["b_ih"], grads["b_hh"],
+                                         cache.n_threads)
+        else:
+            kernels.gru_backward(cache.x, cache.w_ih, cache.w_hh, cache.h0, cache.reset_after,
+                                 cache.y, cache.gates, dy, dh_n, dz_x, dz_h, grads.x, grads["h0"],
+                                 grads["w_ih"], grads["w_hh"], grads["b_ih"], grads["b_hh"],
+                                 cache.n_threads)
     return grads.result(passed)

@@ -380,9 +380,14 @@ class LayerCache:
     x : ndarray of shape (T, B, D)
     w_ih : ndarray of shape (G*H, D)
     w_hh : ndarray of shape (G*H, H)
+    reduced : ReducedLayer or None
+        bf16 training: the weights the forward pass ran on, rounded once and packed for the
+        backward kernels too (``pack_reduced(..., backward=True)``), which the backward pass
+        runs on; None in float32 (and for a layer without steps).
     """
 
     ARRAYS = ()
+    reduced = None
     FORWARD = ""
 
     def __init__(self, layer, backend, n_threads, **fields):

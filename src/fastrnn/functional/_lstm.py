@@ -11,7 +11,7 @@ from fastrnn.functional._layer import (Layer, LayerCache, LayerGradients, backwa
 from fastrnn.exceptions import ArgumentError
 from fastrnn.functional._packed_base import PackedWeights
 from fastrnn.functional._precision import (call_precision, check_reduced_call, check_reduced_dtype,
-                                           resolve_reduced)
+                                           reduced_weights, resolve_reduced)
 from fastrnn.functional.cells import LSTM
 
 __all__ = ["lstm_forward", "lstm_backward", "LSTMCache"]
@@ -86,9 +86,12 @@ def lstm_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, c0=None, *, 
         The precision of the layer's products: ``"bf16"`` rounds the weights to bfloat16,
         ``"int8"`` quantizes them per output row and the layer input and state per step and
         batch row (see :mod:`fastrnn._python.reduced`); biases, gate math and states stay
-        float32. Inference only: needs ``requires_grad=False`` and float32 arrays. Plain
-        weights are rounded or quantized for this call; pack them once
-        (``precision=`` of the packer) to convert them once. By default the packed weights'
+        float32. Both need float32 arrays. bf16 also trains: with ``requires_grad=True``
+        the weights are rounded once for both passes and :func:`lstm_backward` computes its
+        products in bf16 too (float32 sums; float32 gradients of the float32 weights).
+        int8 is inference only (``requires_grad=False``). Plain weights are rounded or
+        quantized for this call; pack them once (``precision=`` of the packer) to convert
+        them once (a bf16 training call packs its backward layer once per packed object). By default the packed weights'
         precision, float32 for arrays. Numba has no bf16/int8 kernels (``auto`` skips it).
 
     Returns
@@ -117,7 +120,7 @@ def lstm_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, c0=None, *, 
     if precision == "float32":
         backend_name, kernels = _backends.resolve(backend, kernel="lstm_forward")
     else:
-        backend_name, kernels = resolve_reduced(backend, "lstm_forward", precision)
+        backend_name, kernels = resolve_reduced(backend, "lstm_forward", precision, requires_grad)
     layer = Layer(x, w_ih, w_hh, b_ih, b_hh, [("h0", h0), ("c0", c0)], spec=LSTM,
                   batch_first=batch_first, weights_checked=packed is not None)
     check_reduced_dtype(precision, layer.dtype)
@@ -135,9 +138,10 @@ def lstm_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, c0=None, *, 
     c_all = np.empty((T if requires_grad or ends is not None else 0, B, H), layer.dtype)
     h_n, c_n = layer.final_state_arrays([h0, c0])
     buffers = None if packed is None else packed.forward_buffers(backend_name)
+    reduced = None
     if layer.has_steps and precision != "float32":  # weights rounded once, by the packer or here
-        reduced = (packed.reduced_layer(backend_name) if packed is not None else kernels.pack_reduced(
-            "lstm", precision, layer.w_ih, layer.w_hh, layer.summed_bias()))
+        reduced = reduced_weights(kernels, backend_name, precision, packed, requires_grad, "lstm",
+                                  layer.w_ih, layer.w_hh, layer.summed_bias())
         kernels.lstm_forward_reduced(layer.x, reduced, h0, c0, y, h_n, c_n, gates, c_all, threads)
     elif layer.has_steps and buffers is not None:  # packed once: no packing per call
         kernels.lstm_forward_packed(layer.x, buffers, h0, c0, y, h_n, c_n, gates, c_all, threads)
@@ -147,7 +151,7 @@ def lstm_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, c0=None, *, 
     if ends is not None:
         h_n, c_n = states_at_ends(ends, y, h0), states_at_ends(ends, c_all, c0)
     cache = LSTMCache(layer, backend_name, threads, h0=layer.states[0], c0=layer.states[1], y=y,
-                      gates=gates, c_all=c_all, ends=ends) if requires_grad else None
+                      gates=gates, c_all=c_all, ends=ends, reduced=reduced) if requires_grad else None
     return forward_outputs(layer, y, (h_n, c_n), cache)
 
 
@@ -193,8 +197,14 @@ def lstm_backward(cache, dy=None, dh_n=None, dc_n=None, *, dc=None):
     if grads.has_steps:
         _, kernels = _backends.resolve(cache.backend)
         dz = np.empty((T, B, LSTM.gates * H), dtype)
-        kernels.lstm_backward(cache.x, cache.w_ih, cache.w_hh, cache.h0, cache.c0, cache.y,
-                              cache.gates, cache.c_all, dy, dh_n, dc_n, dc_seq, dz, grads.x,
-                              grads["h0"], grads["c0"], grads["w_ih"], grads["w_hh"], grads["b"],
-                              cache.n_threads)
+        if cache.reduced is not None:  # bf16: the forward pass's rounded weights
+            kernels.lstm_backward_reduced(cache.x, cache.reduced, cache.h0, cache.c0, cache.y,
+                                          cache.gates, cache.c_all, dy, dh_n, dc_n, dc_seq, dz,
+                                          grads.x, grads["h0"], grads["c0"], grads["w_ih"],
+                                          grads["w_hh"], grads["b"], cache.n_threads)
+        else:
+            kernels.lstm_backward(cache.x, cache.w_ih, cache.w_hh, cache.h0, cache.c0, cache.y,
+                                  cache.gates, cache.c_all, dy, dh_n, dc_n, dc_seq, dz, grads.x,
+                                  grads["h0"], grads["c0"], grads["w_ih"], grads["w_hh"],
+                                  grads["b"], cache.n_threads)
     return grads.result(passed)

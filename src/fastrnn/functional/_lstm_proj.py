@@ -30,7 +30,7 @@ from fastrnn._validation import (
 from fastrnn.exceptions import ArgumentError, ShapeError
 from fastrnn.functional._packed_base import PackedWeights
 from fastrnn.functional._precision import (call_precision, check_reduced_call, check_reduced_dtype,
-                                           resolve_reduced)
+                                           reduced_weights, resolve_reduced)
 from fastrnn.functional._layer import (Layer, LayerCache, LayerGradients, backward_inputs,
                                        final_gradients_at_ends, forward_outputs, gradient_input,
                                        row_ends, states_at_ends)
@@ -193,9 +193,12 @@ def lstm_proj_forward(x, w_ih, w_hh=None, w_hr=None, b_ih=None, b_hh=None, h0=No
         The precision of the layer's products: ``"bf16"`` rounds the weights to bfloat16,
         ``"int8"`` quantizes them per output row and the layer input and state per step and
         batch row (see :mod:`fastrnn._python.reduced`); biases, gate math and states stay
-        float32. Inference only: needs ``requires_grad=False`` and float32 arrays. Plain
-        weights are rounded or quantized for this call; pack them once
-        (``precision=`` of the packer) to convert them once. By default the packed weights'
+        float32. Both need float32 arrays. bf16 also trains: with ``requires_grad=True``
+        the weights are rounded once for both passes and :func:`lstm_proj_backward` computes its
+        products in bf16 too (float32 sums; float32 gradients of the float32 weights).
+        int8 is inference only (``requires_grad=False``). Plain weights are rounded or
+        quantized for this call; pack them once (``precision=`` of the packer) to convert
+        them once (a bf16 training call packs its backward layer once per packed object). By default the packed weights'
         precision, float32 for arrays. Numba has no bf16/int8 kernels (``auto`` skips it).
 
     Returns
@@ -232,7 +235,7 @@ def lstm_proj_forward(x, w_ih, w_hh=None, w_hr=None, b_ih=None, b_hh=None, h0=No
     if precision == "float32":
         backend_name, kernels = _backends.resolve(backend, kernel="lstm_proj_forward")
     else:
-        backend_name, kernels = resolve_reduced(backend, "lstm_proj_forward", precision)
+        backend_name, kernels = resolve_reduced(backend, "lstm_proj_forward", precision, requires_grad)
     layer = _ProjLayer(x, w_ih, w_hh, w_hr, b_ih, b_hh, h0, c0, weights_checked=packed is not None)
     check_reduced_dtype(precision, layer.dtype)
     T, B, H, P = layer.T, layer.B, layer.H, layer.P
@@ -249,9 +252,11 @@ def lstm_proj_forward(x, w_ih, w_hh=None, w_hr=None, b_ih=None, b_hh=None, h0=No
     m_all = np.empty((kept, B, H), layer.dtype)
     h_n, c_n = layer.final_state_arrays([layer.h0, layer.c0])
     buffers = None if packed is None else packed.forward_buffers(backend_name)
+    reduced = None
     if layer.has_steps and precision != "float32":  # weights rounded once, by the packer or here
-        reduced = (packed.reduced_layer(backend_name) if packed is not None else kernels.pack_reduced(
-            "lstm_proj", precision, layer.w_ih, layer.w_hh, layer.summed_bias(), w_hr=layer.w_hr))
+        reduced = reduced_weights(kernels, backend_name, precision, packed, requires_grad,
+                                  "lstm_proj", layer.w_ih, layer.w_hh, layer.summed_bias(),
+                                  w_hr=layer.w_hr)
         kernels.lstm_proj_forward_reduced(layer.x, reduced, layer.h0, layer.c0, y, h_n, c_n, gates,
                                           c_all, m_all, threads)
     elif layer.has_steps and buffers is not None:  # packed once: no packing per call
@@ -263,7 +268,8 @@ def lstm_proj_forward(x, w_ih, w_hh=None, w_hr=None, b_ih=None, b_hh=None, h0=No
     if ends is not None:
         h_n, c_n = states_at_ends(ends, y, layer.h0), states_at_ends(ends, c_all, layer.c0)
     cache = LSTMProjCache(layer, backend_name, threads, w_hr=layer.w_hr, h0=layer.h0, c0=layer.c0,
-                          y=y, gates=gates, c_all=c_all, m_all=m_all, ends=ends) if requires_grad else None
+                          y=y, gates=gates, c_all=c_all, m_all=m_all, ends=ends,
+                          reduced=reduced) if requires_grad else None
     return forward_outputs(layer, y, (h_n, c_n), cache)
 
 
@@ -308,8 +314,15 @@ def lstm_proj_backward(cache, dy=None, dh_n=None, dc_n=None, dc=None):
     if grads.has_steps:
         _, kernels = _backends.resolve(cache.backend, kernel="lstm_proj_backward")
         dz = np.empty((T, B, LSTM.gates * H), dtype)
-        kernels.lstm_proj_backward(cache.x, cache.w_ih, cache.w_hh, cache.w_hr, cache.h0, cache.c0,
-                                   cache.y, cache.gates, cache.c_all, cache.m_all, dy, dh_n, dc_n,
-                                   dc_seq, dz, grads.x, grads["h0"], grads["c0"], grads["w_ih"],
-                                   grads["w_hh"], grads["w_hr"], grads["b"], cache.n_threads)
+        if cache.reduced is not None:  # bf16: the forward pass's rounded weights
+            kernels.lstm_proj_backward_reduced(
+                cache.x, cache.reduced, cache.h0, cache.c0, cache.y, cache.gates, cache.c_all,
+                cache.m_all, dy, dh_n, dc_n, dc_seq, dz, grads.x, grads["h0"], grads["c0"],
+                grads["w_ih"], grads["w_hh"], grads["w_hr"], grads["b"], cache.n_threads)
+        else:
+            kernels.lstm_proj_backward(
+                cache.x, cache.w_ih, cache.w_hh, cache.w_hr, cache.h0, cache.c0, cache.y,
+                cache.gates, cache.c_all, cache.m_all, dy, dh_n, dc_n, dc_seq, dz, grads.x,
+                grads["h0"], grads["c0"], grads["w_ih"], grads["w_hh"], grads["w_hr"], grads["b"],
+                cache.n_threads)
     return grads.result(passed)

@@ -10,7 +10,7 @@ from fastrnn.functional._layer import (Layer, LayerCache, LayerGradients, backwa
 from fastrnn.exceptions import ArgumentError
 from fastrnn.functional._packed_base import PackedWeights
 from fastrnn.functional._precision import (call_precision, check_reduced_call, check_reduced_dtype,
-                                           resolve_reduced)
+                                           reduced_weights, resolve_reduced)
 from fastrnn.functional.cells import RNN
 
 __all__ = ["rnn_forward", "rnn_backward", "RNNCache"]
@@ -77,9 +77,12 @@ def rnn_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, *, nonlineari
         The precision of the layer's products: ``"bf16"`` rounds the weights to bfloat16,
         ``"int8"`` quantizes them per output row and the layer input and state per step and
         batch row (see :mod:`fastrnn._python.reduced`); biases, gate math and states stay
-        float32. Inference only: needs ``requires_grad=False`` and float32 arrays. Plain
-        weights are rounded or quantized for this call; pack them once
-        (``precision=`` of the packer) to convert them once. By default the packed weights'
+        float32. Both need float32 arrays. bf16 also trains: with ``requires_grad=True``
+        the weights are rounded once for both passes and :func:`rnn_backward` computes its
+        products in bf16 too (float32 sums; float32 gradients of the float32 weights).
+        int8 is inference only (``requires_grad=False``). Plain weights are rounded or
+        quantized for this call; pack them once (``precision=`` of the packer) to convert
+        them once (a bf16 training call packs its backward layer once per packed object). By default the packed weights'
         precision, float32 for arrays. Numba has no bf16/int8 kernels (``auto`` skips it).
 
     Returns
@@ -115,7 +118,7 @@ def rnn_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, *, nonlineari
     if precision == "float32":
         backend_name, kernels = _backends.resolve(backend)
     else:
-        backend_name, kernels = resolve_reduced(backend, "rnn_forward", precision)
+        backend_name, kernels = resolve_reduced(backend, "rnn_forward", precision, requires_grad)
     layer = Layer(x, w_ih, w_hh, b_ih, b_hh, [("h0", h0)], spec=RNN, batch_first=batch_first,
                   weights_checked=packed is not None)
     check_reduced_dtype(precision, layer.dtype)
@@ -127,9 +130,11 @@ def rnn_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, *, nonlineari
     y = np.empty((T, B, H), layer.dtype)
     (h_n,) = layer.final_state_arrays([h0])
     buffers = None if packed is None else packed.forward_buffers(backend_name)
+    reduced = None
     if layer.has_steps and precision != "float32":  # weights rounded once, by the packer or here
-        reduced = (packed.reduced_layer(backend_name) if packed is not None else kernels.pack_reduced(
-            "rnn", precision, layer.w_ih, layer.w_hh, layer.summed_bias(), flag=nonlinearity == "relu"))
+        reduced = reduced_weights(kernels, backend_name, precision, packed, requires_grad, "rnn",
+                                  layer.w_ih, layer.w_hh, layer.summed_bias(),
+                                  flag=nonlinearity == "relu")
         kernels.rnn_forward_reduced(layer.x, reduced, h0, y, h_n, threads)
     elif layer.has_steps and buffers is not None:  # packed once: no packing per call
         kernels.rnn_forward_packed(layer.x, buffers, h0, y, h_n, threads)
@@ -139,7 +144,7 @@ def rnn_forward(x, w_ih, w_hh=None, b_ih=None, b_hh=None, h0=None, *, nonlineari
     if ends is not None:
         h_n = states_at_ends(ends, y, h0)
     cache = RNNCache(layer, backend_name, threads, nonlinearity=nonlinearity, h0=h0, y=y,
-                     ends=ends) if requires_grad else None
+                     ends=ends, reduced=reduced) if requires_grad else None
     return forward_outputs(layer, y, h_n, cache)
 
 
@@ -169,7 +174,12 @@ def rnn_backward(cache, dy=None, dh_n=None):
     if grads.has_steps:
         _, kernels = _backends.resolve(cache.backend)
         dz = np.empty(cache.y.shape, cache.x.dtype)
-        kernels.rnn_backward(cache.x, cache.w_ih, cache.w_hh, cache.h0, cache.y, dy, dh_n,
-                             cache.nonlinearity == "relu", dz, grads.x, grads["h0"],
-                             grads["w_ih"], grads["w_hh"], grads["b"], cache.n_threads)
+        if cache.reduced is not None:  # bf16: the forward pass's rounded weights
+            kernels.rnn_backward_reduced(cache.x, cache.reduced, cache.h0, cache.y, dy, dh_n, dz,
+                                         grads.x, grads["h0"], grads["w_ih"], grads["w_hh"],
+                                         grads["b"], cache.n_threads)
+        else:
+            kernels.rnn_backward(cache.x, cache.w_ih, cache.w_hh, cache.h0, cache.y, dy, dh_n,
+                                 cache.nonlinearity == "relu", dz, grads.x, grads["h0"],
+                                 grads["w_ih"], grads["w_hh"], grads["b"], cache.n_threads)
     return grads.result(passed)

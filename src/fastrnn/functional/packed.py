@@ -21,7 +21,10 @@ them under another (:class:`~fastrnn.exceptions.StaleCacheError`); pack again.
 With ``precision="bf16"`` or ``"int8"`` the weights are rounded or quantized once, when
 packed (``pack_reduced`` of the backend: ``fastrnn._cy`` or
 :mod:`fastrnn._python.reduced_layer`); the object keeps the float32 weights as given, and
-its step and the forward functions run the reduced-precision kernels, for inference only.
+its step and the forward functions run the reduced-precision kernels. A bf16 object also
+serves a training call (``requires_grad=True``): a layer for the backward kernels is packed
+from its float32 weights on the first such call and kept (the weights never change). int8
+runs inference only.
 """
 
 from types import MappingProxyType
@@ -123,11 +126,13 @@ class _Packed(PackedWeights):
         else:
             self._set("_run", lambda x, h, h_out: kernel.step(x, h, None, h_out, None))
 
-    def _pack_reduced(self, module):
+    def _pack_reduced(self, module, backward=False):
         cell, arguments, keywords = self._reduced_arguments()
+        if backward:  # an extension without training kernels takes no backward argument
+            keywords["backward"] = True
         return module.pack_reduced(cell, self.precision, *arguments, **keywords)
 
-    def reduced_layer(self, backend):
+    def reduced_layer(self, backend, backward=False):
         """The weights in this object's precision for ``backend``'s reduced-precision kernels,
         packed on first use for a backend other than the object's own.
 
@@ -135,15 +140,20 @@ class _Packed(PackedWeights):
         ----------
         backend : str
             A backend with reduced-precision kernels (``"cython"``, ``"python"``).
+        backward : bool
+            For a bf16 training call: the layer must serve the ``*_backward_reduced`` kernels
+            too. It is packed from the float32 weights on first use (and kept), beside the
+            inference layer.
 
         Returns
         -------
         ReducedLayer
             What ``backend.pack_reduced`` returns.
         """
-        layer = self._reduced.get(backend)
+        key = (backend, "backward") if backward else backend
+        layer = self._reduced.get(key)
         if layer is None:
-            layer = self._reduced[backend] = self._pack_reduced(_backends.resolve(backend)[1])
+            layer = self._reduced[key] = self._pack_reduced(_backends.resolve(backend)[1], backward)
         return layer
 
     @property
@@ -462,7 +472,8 @@ def pack_rnn(w_ih, w_hh, b_ih=None, b_hh=None, *, nonlinearity="tanh", backend=N
     precision : {"float32", "bf16", "int8"}
         The precision of the products: ``"bf16"`` rounds the weights to bfloat16 once,
         ``"int8"`` quantizes them once per output row (symmetric); both need float32 weights
-        and run inference only (no backward pass). The object keeps the float32 weights.
+        (int8 runs inference only; bf16 also trains: see the module's docstring). The object
+        keeps the float32 weights.
 
     Returns
     -------
@@ -502,7 +513,8 @@ def pack_lstm(w_ih, w_hh, b_ih=None, b_hh=None, *, w_hr=None, backend=None, prec
     precision : {"float32", "bf16", "int8"}
         The precision of the products: ``"bf16"`` rounds the weights to bfloat16 once,
         ``"int8"`` quantizes them once per output row (symmetric); both need float32 weights
-        and run inference only (no backward pass). The object keeps the float32 weights.
+        (int8 runs inference only; bf16 also trains: see the module's docstring). The object
+        keeps the float32 weights.
 
     Returns
     -------
@@ -549,7 +561,8 @@ def pack_gru(w_ih, w_hh, b_ih=None, b_hh=None, *, reset_after=True, backend=None
     precision : {"float32", "bf16", "int8"}
         The precision of the products: ``"bf16"`` rounds the weights to bfloat16 once,
         ``"int8"`` quantizes them once per output row (symmetric); both need float32 weights
-        and run inference only (no backward pass). The object keeps the float32 weights.
+        (int8 runs inference only; bf16 also trains: see the module's docstring). The object
+        keeps the float32 weights.
 
     Returns
     -------

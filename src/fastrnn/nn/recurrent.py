@@ -162,22 +162,25 @@ class RNNBase(Module):
         Raises
         ------
         ArgumentError
-            With ``precision`` bf16 or int8 in training mode: reduced precision runs in
-            ``eval()`` mode only, and keeps nothing for :meth:`backward`.
+            With ``precision="int8"`` in training mode: int8 runs in ``eval()`` mode only.
 
         Notes
         -----
         Each (layer, direction) runs on its weights packed once and packed again only
         when a parameter changed (see :meth:`step`); any read of a parameter's ``data``
         counts as a change, so writing into it in place is seen. In ``precision`` bf16 or
-        int8 the packed copies hold the weights rounded or quantized once.
+        int8 the packed copies hold the weights rounded or quantized once. In training mode
+        with gradients enabled, bf16 trains: each call rounds the float32 parameters once
+        for its forward and backward passes (the packed copies are not used, since an
+        optimizer step changes the parameters anyway), keeps the caches, and
+        :meth:`backward` adds float32 gradients of the float32 parameters. In ``eval()``
+        mode bf16 and int8 run inference only and keep nothing for :meth:`backward`.
         """
         precision = self._inference_precision()
-        if precision != "float32" and self.training:
+        if precision == "int8" and self.training:
             raise ArgumentError(
-                f"precision={precision!r} runs in eval() mode only: call module.eval() before "
-                "forward (training in bf16 or int8 is not available yet), or set "
-                "module.precision = 'float32' to train")
+                "precision='int8' is inference only: call module.eval() before forward, or set "
+                "module.precision = 'bf16' or 'float32' to train")
         x, batched = self._input_time_major(input)
         T, B, _ = x.shape
         if lengths is not None and not batched:
@@ -185,7 +188,10 @@ class RNNBase(Module):
                              f"is unbatched with shape {np.shape(input)}")
         h0, c0 = self._initial_states(hx, B, batched)
         sequences = SequenceLengths(lengths, T, B)
-        keep = is_grad_enabled() and precision == "float32"
+        # reduced precision in eval() mode is inference: no caches
+        keep = is_grad_enabled() and (precision == "float32" or self.training)
+        # bf16 training rounds the parameters per call, packed for its backward pass too
+        per_call = keep and precision != "float32"
         tape = {"sequences": sequences, "batched": batched, "layers": [], "dropout_masks": []}
 
         layer_input = x
@@ -198,7 +204,8 @@ class RNNBase(Module):
                 k = layer * dirs + direction
                 states = [h0[k]] if c0 is None else [h0[k], c0[k]]
                 y, finals, direction_tape = run_direction(
-                    self.SPEC, layer_input, self._packed_weights(layer, direction, precision), states,
+                    self.SPEC, layer_input, self._weights(layer, direction) if per_call
+                    else self._packed_weights(layer, direction, precision), states,
                     steps=sequences, reverse=direction == 1, requires_grad=keep,
                     backend=self.backend, n_threads=self.n_threads, precision=precision,
                     **self._cell_options())
@@ -484,9 +491,10 @@ class RNN(RNNBase):
     backend, n_threads : optional
         Passed to the functional API.
     precision : {"float32", "bf16", "int8"}
-        The precision of forward in ``eval()`` mode and of :meth:`step` (bf16 and int8 are
-        inference only, float32 modules only; see :func:`fastrnn.quantize`). An attribute
-        that may be assigned.
+        The precision of forward and of :meth:`step` (float32 modules only; see
+        :func:`fastrnn.quantize`). bf16 also trains (mixed precision: products in bf16,
+        float32 parameters, states and gradients; see :meth:`forward`); int8 runs in
+        ``eval()`` mode only. An attribute that may be assigned.
     """
 
     SPEC = cells.RNN
