@@ -760,7 +760,7 @@ class Sequential:
             A deep copy (compiled as this model is) with ``precision`` set on every recurrent
             layer, a Bidirectional's two included, and their weights packed in it once if the
             model is built. :meth:`predict`, :meth:`evaluate` and calls without ``training``
-            run in it; :meth:`fit` raises (training in bf16 or int8 is not available yet).
+            run in it; :meth:`fit` trains in bf16 (mixed precision) and raises in int8.
             Its weights are float32 master copies equal to this model's, which is not changed.
 
         Raises

@@ -170,16 +170,16 @@ class RNNLayer(_RecurrentLayer):
             **self._cell_options()), self.backend, precision)
 
     def _call_precision(self, training):
-        """The precision of a call: ``precision`` without ``training``; bf16 and int8 refuse
-        training and float64 weights."""
+        """The precision of a call: ``precision``; int8 refuses training, bf16 and int8
+        refuse float64 weights."""
         precision = check_precision(self.precision)
         if precision == "float32":
             return precision
-        if training:
+        if training and precision == "int8":
             raise ArgumentError(
-                f"layer {self.name!r} runs in precision={precision!r}, which is inference only "
-                "(predict, evaluate, calls without training): training in bf16 or int8 is not "
-                "available yet; set its precision to 'float32' to train")
+                f"layer {self.name!r} runs in precision='int8', which is inference only "
+                "(predict, evaluate, calls without training): set its precision to 'bf16' or "
+                "'float32' to train (fit)")
         if self.dtype != np.float32:
             raise DTypeError(f"layer {self.name!r}: precision={precision!r} computes in float32; "
                              f"its weights are {self.dtype}: build it with dtype='float32'")
@@ -280,8 +280,12 @@ class RNNLayer(_RecurrentLayer):
             x = x[:, ::-1]
             mask = None if mask is None else mask[:, ::-1]
         steps = None if mask is None or mask.all() else MaskedSequences(mask.T)
+        # bf16 training rounds the weights per call, for its backward pass too: an optimizer
+        # step changes them anyway
+        per_call = training and precision != "float32"
+        weights = self._torch_weights() if per_call else self._packed_weights(precision)
         y, finals, tape = run_direction(
-            self.SPEC, x.transpose(1, 0, 2), self._packed_weights(precision), states0, steps=steps,
+            self.SPEC, x.transpose(1, 0, 2), weights, states0, steps=steps,
             fill="zeros" if self.zero_output_for_mask else "previous", requires_grad=training,
             backend=self.backend, n_threads=self.n_threads, precision=precision,
             **self._cell_options())
@@ -392,10 +396,11 @@ class SimpleRNN(RNNLayer):
     backend, n_threads : optional
         Passed to the functional API.
     precision : {"float32", "bf16", "int8"}
-        The precision of calls without ``training`` (``predict``, ``evaluate``): bf16 rounds
-        the weights to bfloat16, int8 quantizes them (see :func:`fastrnn.quantize`).
-        Inference only: a training call in bf16 or int8 raises ArgumentError. In the
-        configuration when not float32.
+        The precision of the layer's products: bf16 rounds the weights to bfloat16, int8
+        quantizes them (see :func:`fastrnn.quantize`); float32 weights only. bf16 also
+        trains (``fit``, calls with ``training``: products in bf16 in both passes, float32
+        weights, states and gradients); int8 is inference only (``predict``, ``evaluate``):
+        a training call raises ArgumentError. In the configuration when not float32.
     **kwargs
         ``name``, ``dtype``, ``trainable``, ``input_shape``.
 
