@@ -789,6 +789,92 @@ static void rp_gemm_prepared(const rp_matrix *m, ptrdiff_t rows, const void *pre
     rp_table(m->precision, m->level)->run(m, rows, prep, bias, c, ldc);
 }
 
+/* ---- transposed operands (bf16 only): the backward pass's products take W or A from
+   their transposes stored row-major (dx = dz W_ih packs W_ih^T from W_ih; dW = dz^T x
+   prepares dz^T from dz and packs x^T from x), rounding and laying them out in one pass.
+   Same bytes as rp_pack / rp_prepare on a transposed copy. Two rows of the transpose make
+   one bf16 pair per word, 16 lanes at a time: word = bf16(row i) | bf16(row i+1) << 16. */
+
+typedef uint32_t rp_t_vu __attribute__((vector_size(64)));
+typedef int32_t rp_t_vi __attribute__((vector_size(64)));
+
+/* rp_bf16_bits of 16 floats, in the low halves of 32-bit lanes (RP_DEFINE_ROUND's steps) */
+static inline rp_t_vu rp_t_round16(const float *a)
+{
+    rp_t_vu u;
+    memcpy(&u, a, sizeof u);
+    rp_t_vi nan = (rp_t_vi)((u & 0x7FFFFFFFu) > 0x7F800000u);
+    return RP_SELECT(rp_t_vi, rp_t_vu, nan, u | 0x00400000u, u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+}
+
+/* Rows i0 .. i1-1 of W^T (row i at wt + (i - i0) * ldwt, m->n values) into m's panels,
+   which the caller zeroed: each value lands in its own half word, so W^T's rows may come
+   in pieces (i0 odd or not). */
+static void rp_pack_transposed_rows(const rp_matrix *m, ptrdiff_t i0, ptrdiff_t i1,
+                                    const float *wt, ptrdiff_t ldwt)
+{
+    ptrdiff_t nr = rp_column_align(RP_BF16, m->level), groups = rp_bf16_kpad(m->k) / 2;
+    ptrdiff_t n = m->n, vn = n / 16 * 16;
+    uint32_t *words = (uint32_t *)m->panels;
+    uint16_t *halves = (uint16_t *)m->panels;
+    ptrdiff_t i = i0;
+    while (i < i1) {
+        const float *row = wt + (i - i0) * ldwt;
+        if (i % 2 == 0 && i + 1 < i1) {
+            for (ptrdiff_t j = 0; j < vn; j += 16) {
+                rp_t_vu w = rp_t_round16(row + j) | (rp_t_round16(row + ldwt + j) << 16);
+                memcpy(words + ((j / nr) * groups + i / 2) * nr + j % nr, &w, sizeof w);
+            }
+            for (ptrdiff_t j = vn; j < n; j++) {
+                uint32_t w = rp_bf16_bits(row[j]) | ((uint32_t)rp_bf16_bits(row[ldwt + j]) << 16);
+                words[((j / nr) * groups + i / 2) * nr + j % nr] = w;
+            }
+            i += 2;
+        } else {
+            for (ptrdiff_t j = 0; j < n; j++)
+                halves[(((j / nr) * groups + i / 2) * nr + j % nr) * 2 + i % 2] = rp_bf16_bits(row[j]);
+            i += 1;
+        }
+    }
+}
+
+/* Pack W (m->n x m->k) given W^T (m->k rows of m->n values, row i at wt + i * ldwt). */
+static void rp_pack_transposed(rp_matrix *m, const float *wt, ptrdiff_t ldwt)
+{
+    memset(m->panels, 0, (size_t)rp_panels_bytes(m->precision, m->level, m->n, m->k));
+    rp_pack_transposed_rows(m, 0, m->k, wt, ldwt);
+}
+
+/* Prepare A (rows x m->k) for rp_gemm_prepared given A^T (m->k rows of `rows` values, row i
+   at at + i * ldat): prepared row r is word g = bf16(A^T[2g][r]) | bf16(A^T[2g+1][r]) << 16.
+   Blocks of 16 rows of A: the two rows of A^T a word needs are read 64 bytes at a time,
+   each of the 16 prepared rows is written in order. */
+static void rp_prepare_transposed(const rp_matrix *m, ptrdiff_t rows, const float *at,
+                                  ptrdiff_t ldat, void *prep)
+{
+    ptrdiff_t k = m->k, groups = rp_bf16_kpad(k) / 2, kp = k / 2 * 2, vr = rows / 16 * 16;
+    uint32_t *words = (uint32_t *)prep;
+    for (ptrdiff_t r0 = 0; r0 < vr; r0 += 16) {
+        ptrdiff_t g = 0;
+        for (; 2 * g < kp; g++) {
+            const float *a0 = at + 2 * g * ldat + r0;
+            rp_t_vu w = rp_t_round16(a0) | (rp_t_round16(a0 + ldat) << 16);
+            for (int l = 0; l < 16; l++) words[(r0 + l) * groups + g] = w[l];
+        }
+        if (kp < k) {
+            rp_t_vu w = rp_t_round16(at + kp * ldat + r0);
+            for (int l = 0; l < 16; l++) words[(r0 + l) * groups + g] = w[l];
+        }
+    }
+    for (ptrdiff_t r = vr; r < rows; r++) {
+        ptrdiff_t g = 0;
+        for (; 2 * g < kp; g++)
+            words[r * groups + g] = rp_bf16_bits(at[2 * g * ldat + r])
+                                    | ((uint32_t)rp_bf16_bits(at[(2 * g + 1) * ldat + r]) << 16);
+        if (kp < k) words[r * groups + g] = rp_bf16_bits(at[kp * ldat + r]);
+    }
+}
+
 #pragma GCC pop_options
 
 #endif
