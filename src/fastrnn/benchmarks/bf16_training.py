@@ -28,6 +28,7 @@ import numpy as np
 
 from fastrnn.benchmarks.grid import SHAPES
 from fastrnn.benchmarks.machine import cpu_info
+from fastrnn.benchmarks.precision import reduced_levels
 from fastrnn.benchmarks.tables import format_ms, format_table, target_note
 from fastrnn.benchmarks.targets import PRECISION_SHAPES, bf16_training_targets
 from fastrnn.benchmarks.timing import paired_ratio, time_paired
@@ -85,7 +86,8 @@ class Bf16TrainingRow:
             if isinstance(target, str):
                 notes.append(f"{name}: {target}")
             else:
-                notes.append(target_note(self.ratios.get(name), target, name) or f"{name}>={target:g} not timed")
+                note = target_note(self.ratios.get(name), target, name)
+                notes.append(note or f"{name}>={target:g} not timed")
         return notes
 
 
@@ -256,8 +258,6 @@ def run_bf16_training(args, backend, out, with_torch):
     -------
     list of Bf16TrainingRow
     """
-    from fastrnn.benchmarks.precision import reduced_levels
-
     cpu = cpu_info()
     shapes = getattr(args, "precision_shapes", None) or list(PRECISION_SHAPES)
     cells = [cell for cell in args.cells if cell in TRAINING_MODELS]

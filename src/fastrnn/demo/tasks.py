@@ -360,7 +360,8 @@ def order(settings):
         for line in _loss_lines(settings, "order", history["loss"], other_history["loss"], train_seconds,
                                 other_seconds):
             out(line)
-        out(f"order: {_trained_compare(settings, 'test accuracy', float(test_accuracy), float(accuracy), '%')}")
+        line = _trained_compare(settings, "test accuracy", float(test_accuracy), float(accuracy), "%")
+        out(f"order: {line}")
         _add_training_curve(curves, settings, other_history)
     seconds = time.perf_counter() - started
     out(f"order: trained in {_format_seconds(train_seconds)}, {_format_seconds(seconds)} in all")
@@ -614,7 +615,8 @@ def charlm(settings):
         for line in _loss_lines(settings, "charlm", history["loss"], other_history["loss"], train_seconds,
                                 other_seconds):
             out(line)
-        out(f"charlm: {_trained_compare(settings, 'validation perplexity', perplexity, math.exp(other_loss), '')}")
+        line = _trained_compare(settings, "validation perplexity", perplexity, math.exp(other_loss), "")
+        out(f"charlm: {line}")
         _add_training_curve(curves, settings, other_history)
 
     prompt = "The "
