@@ -94,7 +94,7 @@ def test_bf16_training_table_times_torch_autocast_next_to_fastrnn(monkeypatch):
     assert "torch f32" in table and "torch autocast" in table
     row, = [line.split() for line in table.splitlines() if line.startswith("1-layer ")]
     assert "-" not in row[5:11] and "WRONG" not in row  # four columns timed, three ratios
-    assert "# torch autocast: the LSTM's output " in table
+    assert "# torch autocast: the module's output dtype: LSTM " in table
 
 
 def test_bf16_training_targets_follow_the_cpu():

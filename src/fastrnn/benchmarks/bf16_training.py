@@ -233,10 +233,8 @@ def _autocast_line(rows):
             dtypes.setdefault(row.cell, set()).add(row.autocast_dtype)
     if not dtypes:
         return None
-    parts = [f"the {TRAINING_MODELS[cell]}'s output {'/'.join(sorted(found))}"
-             + ("" if "bfloat16" in found else " (autocast did not reach its recurrence: float32)")
-             for cell, found in dtypes.items()]
-    return "torch autocast: " + ", ".join(parts)
+    parts = [f"{TRAINING_MODELS[cell]} {'/'.join(sorted(found))}" for cell, found in dtypes.items()]
+    return "torch autocast: the module's output dtype: " + ", ".join(parts)
 
 
 def run_bf16_training(args, backend, out, with_torch):
