@@ -131,6 +131,16 @@ cdef extern from *:
                 P##_store(dh + r * H + u, v, w);                                        \
             }                                                                           \
     }                                                                                   \
+    /* out[j] = sum of a[r * n + j] over the rows r in order (a read once, in order) */ \
+    ATTR static void P##_rb_column_sums(const float *a, ptrdiff_t rows, ptrdiff_t n, float *out) \
+    {                                                                                   \
+        memset(out, 0, n * sizeof(float));                                              \
+        for (ptrdiff_t r = 0; r < rows; r++)                                            \
+            for (ptrdiff_t u = 0; u < n; u += P##_UNITS) {                              \
+                int w = RL_UNITS(P, u, n);                                              \
+                P##_store(out + u, P##_load(out + u, w) + P##_load(a + r * n + u, w), w); \
+            }                                                                           \
+    }                                                                                   \
     /* out = a + b over n values (lstm_proj's dh_t = dh + dy_t) */                      \
     ATTR static void P##_rb_add(ptrdiff_t n, const float *a, const float *b, float *out) \
     {                                                                                   \
@@ -158,6 +168,8 @@ cdef extern from *:
     static void rb_gru_add(int level, ptrdiff_t rows, ptrdiff_t H, const float *g,
                            const float *drh, float *dh)
     { RL_DISPATCH(level, rb_gru_add, (rows, H, g, drh, dh)); }
+    static void rb_column_sums(int level, const float *a, ptrdiff_t rows, ptrdiff_t n, float *out)
+    { RL_DISPATCH(level, rb_column_sums, (a, rows, n, out)); }
     static void rb_add(int level, ptrdiff_t n, const float *a, const float *b, float *out)
     { RL_DISPATCH(level, rb_add, (n, a, b, out)); }
     """
@@ -173,6 +185,7 @@ cdef extern from *:
     void rb_gru_add(int level, Py_ssize_t rows, Py_ssize_t H, const float* g, const float* drh,
                     float* dh) nogil
     void rb_add(int level, Py_ssize_t n, const float* a, const float* b, float* out) nogil
+    void rb_column_sums(int level, const float* a, Py_ssize_t rows, Py_ssize_t n, float* out) nogil
 
 
 cdef inline Py_ssize_t _rk_gates(int kind) noexcept nogil:
@@ -341,15 +354,6 @@ cdef inline void _rb_times(const float* r, const float* h, float* out, Py_ssize_
         out[j] = r[j] * h[j]
 
 
-cdef void _rb_column_sums(const float* a, Py_ssize_t rows, Py_ssize_t n, float* out) noexcept nogil:
-    """``out[j] = sum of a[r, j]`` over the rows in order (a of shape (rows, n))."""
-    cdef Py_ssize_t r, j
-    memset(out, 0, n * sizeof(float))
-    for r in range(rows):
-        for j in range(n):
-            out[j] += a[r * n + j]
-
-
 cdef _rb_check(ReducedLayer layer, int kind, x, dict arrays):
     """ArgumentError unless ``layer`` is of cell ``kind`` and packed for the backward pass;
     ShapeError unless ``arrays`` (name: (array, expected shape)) fit ``x``; StaleCacheError
@@ -376,74 +380,128 @@ cdef inline const float* _rb_p2(const float[:, ::1] a) noexcept:
     return &a[0, 0] if a is not None and a.shape[0] > 0 and a.shape[1] > 0 else NULL
 
 
+# The workspace of the backward calls (hundreds of MiB at large layers): kept between calls
+# and grown when needed, as a fresh one costs the kernel zeroing its pages at every call
+# (measured 12 % of the LSTM's backward at S2). A call that finds it in use (another Python
+# thread in a backward) takes a fresh one.
+cdef object _rb_workspace = None
+cdef bint _rb_workspace_busy = False
+
+
+cdef object _rb_take(Py_ssize_t nbytes):
+    """A uint8 array of at least ``nbytes`` (the kept workspace if free), and whether it is
+    the kept one (to hand back with _rb_give_back)."""
+    global _rb_workspace, _rb_workspace_busy
+    if _rb_workspace_busy:
+        return np.empty(nbytes, np.uint8), False
+    if _rb_workspace is None or _rb_workspace.shape[0] < nbytes:
+        _rb_workspace = None
+        _rb_workspace = np.empty(nbytes, np.uint8)
+    _rb_workspace_busy = True
+    return _rb_workspace, True
+
+
+def release_backward_workspace():
+    """Free the workspace the bf16 backward kernels keep between calls (it is allocated
+    again, at the size needed, by the next call)."""
+    global _rb_workspace
+    if not _rb_workspace_busy:
+        _rb_workspace = None
+
+
+cdef class _RBSpace:
+    """Byte offsets of the pieces of a backward call's workspace, each 64-byte aligned."""
+    cdef Py_ssize_t size
+
+    cdef Py_ssize_t add(self, Py_ssize_t nbytes):
+        cdef Py_ssize_t at = self.size
+        self.size += _aligned(nbytes)
+        return at
+
+
 cdef int _reduced_backward(ReducedLayer layer, _RBArrays* A, Py_ssize_t T, Py_ssize_t B,
                            float* dx, float* dw_ih, float* dw_hh, float* dw_hr, float* db,
                            float* db_hh, int n_threads) except -1:
     """The backward of every cell (arguments checked, pointers in ``A``): the loop on the
     batch chunks, then the products over all rows and the bias gradients."""
+    global _rb_workspace_busy
     cdef const _RCell* L = &layer.c
     cdef Py_ssize_t H = layer.H, P = layer.P, D = layer.D, TB = T * B
     cdef int kind = L.kind
     cdef Py_ssize_t GZ = _REDUCED_GATES[kind] * H
-    cdef bint gru = kind == RK_GRU
-    cdef Py_ssize_t[::1] chunks = batch_chunks(B, H, _REDUCED_GATES[kind])
-    cdef Py_ssize_t k, n_chunks = chunks.shape[0] - 1
-    cdef int recur_threads = _threads_for(n_threads, n_chunks)
-    cdef int column_threads = 1
-    if n_chunks == 1 and step_column_threads(B, H, _REDUCED_GATES[kind], n_threads) > 1:
-        column_threads = _threads_for(n_threads, max(L.t_hh.count, L.t_hx.count))
-    # keep dh_t for dW_hr (lstm_proj)
-    dh_all = np.empty(TB * P if kind == RK_LSTM_PROJ else 0, np.float32)
-    cdef float[::1] dh_all_v = dh_all
-    if kind == RK_LSTM_PROJ and TB > 0:
-        A.dh_all = &dh_all_v[0]
-    # each chunk: H floats per row of work, then the scratch of a product of the steps
-    cdef Py_ssize_t[::1] chunk_at = np.zeros(n_chunks + 1, dtype=np.intp)
-    for k in range(n_chunks):
-        chunk_at[k + 1] = chunk_at[k] + _aligned((chunks[k + 1] - chunks[k]) * H * sizeof(float)) \
-            + layer.backward_step_bytes(chunks[k + 1] - chunks[k])
-    buffer = np.empty(chunk_at[n_chunks] + 2 * RK_ALIGN, dtype=np.uint8)
-    cdef unsigned char[::1] buffer_v = buffer
-    cdef char* base = <char*>_aligned(<size_t>&buffer_v[0])
-    if B > 0:
-        with nogil:
-            if n_chunks == 1:
-                _rb_loop(L, A, T, B, 0, B, <float*>base,
-                         base + _aligned(B * H * sizeof(float)), column_threads)
+    cdef Py_ssize_t G_hh = 3 * H if kind == RK_GRU else GZ
+    cdef bint gru = kind == RK_GRU, after = L.flag
+    if TB == 0 or H == 0:  # no rows to sum, or no units: dh0, dc0 = dh_n, dc_n (no step)
+        if A.dh0 != NULL:
+            if T == 0:
+                memcpy(A.dh0, A.dh_n, B * P * sizeof(float))
             else:
-                for k in prange(n_chunks, num_threads=recur_threads, schedule='static'):
-                    _rb_loop(L, A, T, B, chunks[k], chunks[k + 1], <float*>(base + chunk_at[k]),
-                             base + chunk_at[k] + _aligned((chunks[k + 1] - chunks[k]) * H * sizeof(float)),
-                             1)
-    # the products over all rows
-    cdef Py_ssize_t G_hh = 3 * H if gru else GZ
-    if TB == 0 or H == 0:
+                memset(A.dh0, 0, B * P * sizeof(float))
+        if A.dc0 != NULL:
+            memcpy(A.dc0, A.dc_n, B * H * sizeof(float))
+        if dx != NULL:
+            memset(dx, 0, TB * D * sizeof(float))
         if D > 0 and GZ > 0:
             memset(dw_ih, 0, GZ * D * sizeof(float))
-        if GZ > 0 and P > 0:
+        if G_hh > 0 and P > 0:
             memset(dw_hh, 0, G_hh * P * sizeof(float))
-        if dw_hr != NULL:
+        if dw_hr != NULL and P > 0 and H > 0:
             memset(dw_hr, 0, P * H * sizeof(float))
         if GZ > 0:
             memset(db, 0, GZ * sizeof(float))
             if db_hh != NULL:
                 memset(db_hh, 0, GZ * sizeof(float))
         return 0
+    cdef Py_ssize_t[::1] chunks = batch_chunks(B, H, _REDUCED_GATES[kind])
+    cdef Py_ssize_t k, p, n_chunks = chunks.shape[0] - 1
+    cdef int recur_threads = _threads_for(n_threads, n_chunks)
+    cdef int column_threads = 1
+    if n_chunks == 1 and step_column_threads(B, H, _REDUCED_GATES[kind], n_threads) > 1:
+        column_threads = _threads_for(n_threads, max(L.t_hh.count, L.t_hx.count))
     cdef int threads = _threads_for(n_threads, max(1, TB // 16))
     cdef int level = L.w_ih.level
-    # the matrices W = x^T, h_{t-1}^T (and m_all^T, or (r * h_{t-1})^T), packed from x, h...
-    cdef rp_matrix packs[3]
-    cdef const float* firsts[3]
-    cdef const float* rests[3]
-    cdef Py_ssize_t n_firsts[3]
-    cdef Py_ssize_t n_packs = 3 if kind == RK_LSTM_PROJ or (gru and not L.flag) else 2
+    # the workspace: each chunk's (H floats per row, then the scratch of a product of the
+    # steps), lstm_proj's dh_t of every step, the GRU's r * h_{t-1} (reset_after=False), the
+    # packs of x^T, h_{t-1}^T (and m_all^T or (r * h_{t-1})^T), dz^T prepared, zeros, and the
+    # scratch of the threads' dx products
+    cdef _RBSpace space = _RBSpace()
+    cdef Py_ssize_t[::1] chunk_at = np.zeros(n_chunks + 1, dtype=np.intp)
+    for k in range(n_chunks):
+        chunk_at[k] = space.add(_aligned((chunks[k + 1] - chunks[k]) * H * sizeof(float))
+                                + layer.backward_step_bytes(chunks[k + 1] - chunks[k]))
+    cdef Py_ssize_t dh_all_at = space.add(TB * P * sizeof(float) if kind == RK_LSTM_PROJ else 0)
+    cdef Py_ssize_t rh_at = space.add(TB * H * sizeof(float) if gru and not after else 0)
+    cdef Py_ssize_t n_packs = 3 if kind == RK_LSTM_PROJ or (gru and not after) else 2
     cdef Py_ssize_t widths[3]
     widths[0] = D
     widths[1] = P
     widths[2] = H
-    keep = []
-    cdef unsigned char[::1] pv
-    cdef Py_ssize_t p
+    cdef Py_ssize_t pack_at[3]
+    for p in range(n_packs):
+        pack_at[p] = space.add(rp_panels_bytes(RP_BF16, level, widths[p], TB) + 64)
+    cdef Py_ssize_t pack_end = space.size
+    # dz^T prepared by segments: dz (dz_x), then the GRU's dz_h n block (reset_after) or
+    # lstm_proj's dh_t
+    cdef const float* prep_at[2]
+    cdef Py_ssize_t prep_ld[2]
+    cdef Py_ssize_t prep_rows[2]
+    cdef Py_ssize_t n_segments = 1 if kind == RK_LSTM or kind == RK_RNN or (gru and not after) else 2
+    prep_rows[0] = GZ
+    prep_rows[1] = P if kind == RK_LSTM_PROJ else H
+    cdef Py_ssize_t prep_off = space.add(
+        (prep_rows[0] + (prep_rows[1] if n_segments == 2 else 0)) * ((TB + 1) // 2 * 4) + 64)
+    cdef Py_ssize_t zeros_at = space.add((max(D, P, H) + 16) * sizeof(float))
+    cdef Py_ssize_t slot_bytes = _aligned(rp_scratch_bytes(RP_BF16, level, (TB + threads - 1) // threads, GZ))
+    cdef Py_ssize_t slots_at = space.add(threads * slot_bytes)
+    workspace, kept = _rb_take(space.size + 2 * RK_ALIGN)
+    cdef unsigned char[::1] workspace_v = workspace
+    cdef char* base = <char*>_aligned(<size_t>&workspace_v[0])
+    if kind == RK_LSTM_PROJ:
+        A.dh_all = <float*>(base + dh_all_at)
+    cdef rp_matrix packs[3]
+    cdef const float* firsts[3]
+    cdef const float* rests[3]
+    cdef Py_ssize_t n_firsts[3]
     for p in range(n_packs):
         packs[p].precision = RP_BF16
         packs[p].level = level
@@ -451,51 +509,32 @@ cdef int _reduced_backward(ReducedLayer layer, _RBArrays* A, Py_ssize_t T, Py_ss
         packs[p].k = TB
         packs[p].scale = NULL
         packs[p].colsum = NULL
-        panels = np.zeros(rp_panels_bytes(RP_BF16, level, widths[p], TB) + 64, np.uint8)
-        keep.append(panels)
-        pv = panels
-        packs[p].panels = &pv[0]
-    firsts[0] = A.x
+        packs[p].panels = base + pack_at[p]
+    firsts[0] = A.x              # row i of W^T: firsts[i] for i < n_firsts, then rests
     n_firsts[0] = TB
     rests[0] = A.x
     firsts[1] = A.h0
     n_firsts[1] = B
     rests[1] = A.y
-    rh = np.empty((TB * H if gru and not L.flag else 1,), np.float32)
-    cdef float[::1] rh_v = rh
     cdef float* rh_p = NULL
     if kind == RK_LSTM_PROJ:
         firsts[2] = A.m_all
         n_firsts[2] = TB
         rests[2] = A.m_all
-    elif gru and not L.flag:
-        rh_p = &rh_v[0]
+    elif gru and not after:
+        rh_p = <float*>(base + rh_at)
         firsts[2] = rh_p
         n_firsts[2] = TB
         rests[2] = rh_p
-    # dz^T prepared by segments: dz (dz_x) then the GRU's dz_h n block (reset_after) or
-    # lstm_proj's dh_all
-    cdef const float* prep_at[2]
-    cdef Py_ssize_t prep_ld[2]
-    cdef Py_ssize_t prep_rows[2]
-    cdef Py_ssize_t n_segments = 1
     prep_at[0] = A.dz
     prep_ld[0] = GZ
-    prep_rows[0] = GZ
-    if gru and L.flag:
+    if gru:
         prep_at[1] = A.dz_h + 2 * H
         prep_ld[1] = 3 * H
-        prep_rows[1] = H
-        n_segments = 2
-    elif kind == RK_LSTM_PROJ:
+    else:
         prep_at[1] = A.dh_all
         prep_ld[1] = P
-        prep_rows[1] = P
-        n_segments = 2
-    cdef Py_ssize_t total_rows = prep_rows[0] + (prep_rows[1] if n_segments == 2 else 0)
-    prep = np.empty(total_rows * ((TB + 1) // 2 * 4) + 64, np.uint8)
-    cdef unsigned char[::1] prep_v = prep
-    # the weight gradients
+    # the weight gradients: rows a0.. of the prepared dz^T times a pack
     cdef _RBProduct products[4]
     cdef Py_ssize_t n_products = 2
     products[0] = _RBProduct(0, GZ, &packs[0], dw_ih, D)
@@ -506,24 +545,33 @@ cdef int _reduced_backward(ReducedLayer layer, _RBArrays* A, Py_ssize_t T, Py_ss
             n_products = 3
     else:
         products[1] = _RBProduct(0, 2 * H, &packs[1], dw_hh, H)
-        if L.flag:  # dz_h's n block, rows 3H.. of the prepared operand
+        if after:  # dz_h's n block, rows 3H.. of the prepared operand
             products[2] = _RBProduct(3 * H, H, &packs[1], dw_hh + 2 * H * H, H)
-        else:
+        else:      # dz_x's (= dz_h's) n block times (r * h_{t-1})^T
             products[2] = _RBProduct(2 * H, H, &packs[2], dw_hh + 2 * H * H, H)
         n_products = 3
-    zeros = np.zeros(max(D, P, H, 1) + 16, np.float32)
-    cdef float[::1] zeros_v = zeros
-    cdef Py_ssize_t slot_bytes = _aligned(rp_scratch_bytes(RP_BF16, level, (TB + threads - 1) // threads, GZ))
-    slots = np.empty(threads * slot_bytes + 2 * RK_ALIGN, np.uint8)
-    cdef unsigned char[::1] slots_v = slots
-    cdef char* slots_p = <char*>_aligned(<size_t>&slots_v[0])
-    with nogil:
-        _rb_products(L, A, TB, B, packs, n_packs, firsts, n_firsts, rests, prep_at, prep_ld,
-                     prep_rows, n_segments, <char*>&prep_v[0], products, n_products, dx,
-                     &zeros_v[0], slots_p, slot_bytes, rh_p, threads)
-        _rb_column_sums(A.dz, TB, GZ, db)
-        if gru:
-            _rb_column_sums(A.dz_h, TB, GZ, db_hh)
+    try:
+        with nogil:
+            # the packs' padding (past n, past an odd k) must be zeros; zeros for "bias 0"
+            memset(base + pack_at[0], 0, pack_end - pack_at[0])
+            memset(base + zeros_at, 0, (max(D, P, H) + 16) * sizeof(float))
+            if n_chunks == 1:
+                _rb_loop(L, A, T, B, 0, B, <float*>(base + chunk_at[0]),
+                         base + chunk_at[0] + _aligned(B * H * sizeof(float)), column_threads)
+            else:
+                for k in prange(n_chunks, num_threads=recur_threads, schedule='static'):
+                    _rb_loop(L, A, T, B, chunks[k], chunks[k + 1], <float*>(base + chunk_at[k]),
+                             base + chunk_at[k] + _aligned((chunks[k + 1] - chunks[k]) * H * sizeof(float)),
+                             1)
+            _rb_products(L, A, TB, B, packs, n_packs, firsts, n_firsts, rests, prep_at, prep_ld,
+                         prep_rows, n_segments, base + prep_off, products, n_products, dx,
+                         <float*>(base + zeros_at), base + slots_at, slot_bytes, rh_p, threads)
+            rb_column_sums(L.isa, A.dz, TB, GZ, db)          # db: column sums in row order
+            if gru:
+                rb_column_sums(L.isa, A.dz_h, TB, GZ, db_hh)
+    finally:
+        if kept:
+            _rb_workspace_busy = False
     return 0
 
 
