@@ -424,7 +424,7 @@ class Dot(_Merge):
             if len(axes) != 2 or not all(isinstance(a, (int, np.integer)) and not isinstance(a, bool)
                                          for a in axes):
                 raise ArgumentError(f"Dot: axes must be an int or a pair of ints; got {axes!r}")
-            axes = [int(a) for a in axes]
+            axes = type(axes)(int(a) for a in axes)  # kept a list or a tuple, as Keras's config
         elif isinstance(axes, bool) or not isinstance(axes, (int, np.integer)):
             raise ArgumentError(f"Dot: axes must be an int or a pair of ints; got {axes!r}")
         else:
