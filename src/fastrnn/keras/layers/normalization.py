@@ -17,9 +17,10 @@ __all__ = ["LayerNormalization"]
 
 def keras_initializer(identifier):
     """:func:`fastrnn.keras.initializers.get`, also given Keras 3's serialised form (with its
-    ``module`` and ``registered_name`` entries)."""
+    ``module`` and ``registered_name`` entries, and a ``seed`` of None)."""
     if isinstance(identifier, dict) and {"class_name", "config"} <= set(identifier):
-        identifier = {"class_name": identifier["class_name"], "config": identifier["config"]}
+        config = {k: v for k, v in identifier["config"].items() if not (k == "seed" and v is None)}
+        identifier = {"class_name": identifier["class_name"], "config": config}
     return initializers.get(identifier)
 
 
