@@ -29,6 +29,7 @@ from fastrnn.exceptions import ArgumentError, ShapeError
 from fastrnn.keras import initializers
 from fastrnn.keras.layers.base import Layer, input_shapes
 from fastrnn.keras.layers.core import check_gradient, check_mask, float_input, probability, require_tape
+from fastrnn.parameter import Parameter
 
 __all__ = ["Attention", "AdditiveAttention"]
 
@@ -86,6 +87,9 @@ class Attention(Layer):
         if not isinstance(shapes, (list, tuple)) or not 2 <= len(shapes) <= 3:
             raise ArgumentError(f"layer {self.name!r} ({name}) takes a list [query, value] or [query, value, "
                                 f"key]; got {shapes!r}")
+        if not all(isinstance(s, (list, tuple)) for s in shapes):
+            raise ArgumentError(f"layer {self.name!r} ({name}) takes a list [query, value] or [query, value, "
+                                f"key] of arrays; got one array")
         shapes = [tuple(s) for s in shapes]
         if any(len(s) != 2 for s in shapes):
             raise ShapeError(f"layer {self.name!r} ({name}) needs query, value and key of shape (B, T, D); "
@@ -107,6 +111,13 @@ class Attention(Layer):
         self._build_weights(shapes)
         super().build(shapes)
         self.input_shape = shapes
+
+    def add_weight(self, name, values):
+        """As :meth:`Layer.add_weight`, keeping a weight of shape () scalar (Keras's ``scale``;
+        the base class's ``np.ascontiguousarray`` would make it (1,))."""
+        parameter = Parameter(np.array(values, dtype=self.dtype, order="C"))
+        self._weights.append((name, parameter))
+        return parameter
 
     def _build_weights(self, shapes):
         if self.use_scale:
