@@ -191,9 +191,12 @@ def test_bad_arguments(make, match):
     (lambda: layers.Reshape((7, -1), name="r"), (B, T, D),
      r"layer 'r' \(Reshape\) cannot reshape inputs of shape \(B, 5, 4\) \(20 values per sample\) to target_shape"),
     (lambda: layers.Reshape((3, 3), name="r"), (B, T, D), r"\(9 values\)"),
-    (lambda: layers.Permute((2, 1), name="p"), (B, T, D, 2), r"layer 'p' \(Permute\) with dims=\(2, 1\) needs inputs of 3 axes"),
-    (lambda: layers.RepeatVector(2, name="rv"), (B, T, D), r"layer 'rv' \(RepeatVector\) needs inputs of shape \(B, D\)"),
-    (lambda: layers.GlobalMaxPooling1D(name="g"), (B, D), r"layer 'g' \(GlobalMaxPooling1D\) needs inputs of 3 axes"),
+    (lambda: layers.Permute((2, 1), name="p"), (B, T, D, 2),
+     r"layer 'p' \(Permute\) with dims=\(2, 1\) needs inputs of 3 axes"),
+    (lambda: layers.RepeatVector(2, name="rv"), (B, T, D),
+     r"layer 'rv' \(RepeatVector\) needs inputs of shape \(B, D\)"),
+    (lambda: layers.GlobalMaxPooling1D(name="g"), (B, D),
+     r"layer 'g' \(GlobalMaxPooling1D\) needs inputs of 3 axes"),
     (lambda: layers.LayerNormalization(axis=3, name="ln"), (B, T, D),
      r"layer 'ln' \(LayerNormalization\): axis=3 must name distinct non-batch axes"),
 ])
@@ -255,3 +258,36 @@ def test_keras_configs_build_fastrnn_layers(keras):
         config = {k: v for k, v in theirs.get_config().items() if k != "dtype"}
         ours = getattr(layers, type(theirs).__name__).from_config(config)
         compare_configs(ours, theirs)
+
+
+@pytest.mark.parametrize("make, inputs", [
+    (lambda: layers.LayerNormalization(**F64), lambda s: normal(s, (B, T, D))),
+    (lambda: layers.Dot(axes=2, normalize=True, **F64), lambda s: [normal(s, (B, T, D)), normal(s + 1, (B, 2, D))]),
+    (lambda: layers.AdditiveAttention(**F64), lambda s: [normal(s, (B, T, D)), normal(s + 1, (B, 2, D))]),
+    (lambda: layers.GlobalMaxPooling1D(**F64), lambda s: normal(s, (B, T, D))),
+])
+def test_a_shared_layer_backpropagates_each_call(make, inputs):
+    """Two calls of one layer, the tape of the first restored for its backward: the gradients
+    equal those of two separate layers with the same weights, and weight gradients add up."""
+    shared, first, second = make(), make(), make()
+    x1, x2 = inputs(20), inputs(30)
+    for layer in (shared, first, second):
+        layer(x1)
+    for layer in (first, second):
+        layer.set_weights(shared.get_weights())
+    shared(x1, training=True)
+    tape = shared.tape_state()
+    y2 = shared(x2, training=True)
+    d2 = normal(40, np.shape(y2))
+    g2 = shared.backward(d2)
+    shared.restore_tape_state(tape)
+    d1 = normal(41, np.shape(y2)) if np.shape(first(x1)) == np.shape(y2) else normal(41, np.shape(first(x1)))
+    g1 = shared.backward(d1)
+    first(x1, training=True)
+    second(x2, training=True)
+    for expected, actual in [(first.backward(d1), g1), (second.backward(d2), g2)]:
+        for e, a in zip(expected if isinstance(expected, list) else [expected],
+                        actual if isinstance(actual, list) else [actual]):
+            np.testing.assert_allclose(a, e, **FLOAT64_REORDERED)
+    for p, p1, p2 in zip(shared.weights, first.weights, second.weights):
+        np.testing.assert_allclose(p.grad, p1.grad + p2.grad, **FLOAT64_REORDERED)
