@@ -19,6 +19,7 @@ models in two fresh worker processes and compares with the parent.
 
 import functools
 import inspect
+import tempfile
 import io
 import math
 import multiprocessing
@@ -613,9 +614,43 @@ for _kind, _compile in (("text", "adam"), ("text", "sgd"), ("sequence", "rmsprop
             functools.partial(_model_subject, _kind, _compile, _state))
 
 
-@case(fastrnn.keras.Input, "shape")
+@case(fastrnn.keras.KerasTensor, "input")
 def _input_subject():
     return Subject(fastrnn.keras.Input((None, 3), batch_size=2, name="tokens"))
+
+
+@case(layers.InputLayer, "shape")
+def _input_layer_subject():
+    return Subject(layers.InputLayer(shape=(None, 3), dtype="int32", name="ids"))
+
+
+def _functional_model():
+    """A functional encoder-decoder: initial states from another layer, a shared Dense, two outputs."""
+    source, target = fastrnn.keras.Input((T, D), name="source"), fastrnn.keras.Input((T, D), name="target")
+    _, h, c = layers.LSTM(4, return_state=True, seed=40)(source)
+    decoded = layers.LSTM(4, return_sequences=True, seed=41)(target, initial_state=[h, c])
+    head = layers.Dense(2, seed=42)
+    return fastrnn.keras.Model([source, target], [head(decoded), head(layers.GRU(4, return_sequences=True,
+                                                                                    seed=43)(source))])
+
+
+@case(fastrnn.keras.Model, "functional-trained")
+def _functional_subject():
+    model = _functional_model()
+    rng = np.random.default_rng(3)
+    xs = [rng.normal(size=(8, T, D)).astype(np.float32) for _ in range(2)]
+    ys = [rng.normal(size=(8, T, 2)).astype(np.float32) for _ in range(2)]
+    model.compile(optimizer="adam", loss=["mse", "mae"], loss_weights=[1.0, 0.5])
+    model.fit(xs, ys, batch_size=4, epochs=1, verbose=0)
+
+    def probe(model):
+        return model.predict(xs, verbose=0), model.evaluate(xs, ys, verbose=0, return_dict=True)
+
+    def step(model):
+        np.random.seed(1)
+        return model.fit(xs, ys, batch_size=4, epochs=1, verbose=0).history, model.get_weights()
+
+    return Subject(model, probe=probe, step=step)
 
 
 # fastrnn.keras optimizers, after a few steps on Parameters and a bare ndarray
@@ -628,6 +663,7 @@ KERAS_OPTIMIZER_CONFIGS = {
     "adam": (keras_optimizers.Adam, dict(learning_rate=0.01)),
     "adam-amsgrad-global_clipnorm": (keras_optimizers.Adam, dict(amsgrad=True, global_clipnorm=1.0,
                                                                  weight_decay=0.004)),
+    "adamw": (keras_optimizers.AdamW, dict(learning_rate=0.01)),
 }
 
 
@@ -772,6 +808,29 @@ def _fitted_callback(make_callback):
 case(callbacks.History, "after-fit")(functools.partial(_fitted_callback, lambda: None))
 case(callbacks.Callback, "after-fit")(functools.partial(_fitted_callback, callbacks.Callback))
 case(callbacks.TerminateOnNaN, "after-fit")(functools.partial(_fitted_callback, callbacks.TerminateOnNaN))
+case(callbacks.ReduceLROnPlateau, "after-fit")(functools.partial(
+    _fitted_callback, lambda: callbacks.ReduceLROnPlateau(factor=0.5, patience=1, cooldown=1)))
+
+
+def _halving_schedule(epoch, lr):
+    """A learning-rate schedule that pickles (a module-level function)."""
+    return lr / 2
+
+
+def _note_epoch(epoch, logs):
+    logs["noted"] = epoch
+
+
+case(callbacks.LearningRateScheduler, "after-fit")(functools.partial(
+    _fitted_callback, lambda: callbacks.LearningRateScheduler(_halving_schedule)))
+case(callbacks.LambdaCallback, "after-fit")(functools.partial(
+    _fitted_callback, lambda: callbacks.LambdaCallback(on_epoch_end=_note_epoch)))
+
+
+@case(callbacks.CSVLogger, "after-fit")
+def _csv_logger_subject():
+    path = os.path.join(tempfile.mkdtemp(), "log.csv")
+    return _fitted_callback(lambda: callbacks.CSVLogger(path))
 case(callbacks.EarlyStopping, "restore-best-after-fit")(functools.partial(
     _fitted_callback, lambda: callbacks.EarlyStopping(monitor="val_loss", patience=1, restore_best_weights=True,
                                                       min_delta=1e-3)))

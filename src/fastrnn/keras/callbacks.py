@@ -406,7 +406,11 @@ class CSVLogger(Callback):
     def on_train_end(self, logs=None):
         if self._file is not None:
             self._file.close()
-            self._file = None
+        self._file = self._writer = None
+
+    def __getstate__(self):
+        # an open file does not travel: a copy made during fit writes nothing more
+        return {**self.__dict__, "_file": None, "_writer": None}
 
 
 class LambdaCallback(Callback):

@@ -77,6 +77,17 @@ def _write_array(archive, name, array):
         np.lib.format.write_array(handle, np.ascontiguousarray(array), allow_pickle=False)
 
 
+def _nested(serialize, value):
+    """``serialize`` applied inside the dicts and lists a model's compile arguments may be."""
+    if value is None:
+        return None
+    if isinstance(value, dict) and "class_name" not in value:
+        return {key: _nested(serialize, item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nested(serialize, item) for item in value]
+    return serialize(value)
+
+
 def _document(model):
     """The JSON document and the arrays (entry name -> ndarray) that describe ``model``."""
     arrays = {}
@@ -100,8 +111,9 @@ def _document(model):
     if model.optimizer is not None:
         document["compile"] = {
             "optimizer": optimizers.serialize(model.optimizer),
-            "loss": None if model.loss is None else losses.serialize(model.loss),
-            "metrics": [metrics.serialize(m) for m in model._metric_identifiers],
+            "loss": _nested(losses.serialize, model.loss),
+            "loss_weights": model.loss_weights,
+            "metrics": _nested(metrics.serialize, model._metric_identifiers),
         }
         slots = []
         for index, per_variable in enumerate(model.optimizer.get_slot_arrays(model.trainable_weights)):

@@ -1,8 +1,8 @@
 """Saving and loading whole fastrnn.keras models to and from one file.
 
-``save_model`` (also ``Sequential.save``) writes the format of
+``save_model`` (also ``Model.save``) writes the format of
 :mod:`fastrnn.keras.model_file`; ``load_model`` reads it back into a
-``Sequential``. Anything wrong with a file being loaded -- not a zip,
+``Sequential`` or a functional ``Model``. Anything wrong with a file being loaded -- not a zip,
 truncated, corrupted, another format or a newer version, arrays that do not
 match the structure -- raises :class:`ModelFileError`.
 """
@@ -14,7 +14,7 @@ from fastrnn.keras import initializers, losses, optimizers
 from fastrnn.keras.exceptions import ModelFileError
 from fastrnn.keras.model_file import (CONFIG_ENTRY, FORMAT_NAME, FORMAT_VERSION, read_array, read_document,
                                       save_model, weight_values)
-from fastrnn.keras.models import Sequential
+from fastrnn.keras.models import Model, Sequential
 from fastrnn.keras.serialization import deserialize_layer, serialize_layer
 
 __all__ = ["ModelFileError", "save_model", "load_model", "serialize_layer", "deserialize_layer",
@@ -24,7 +24,8 @@ __all__ = ["ModelFileError", "save_model", "load_model", "serialize_layer", "des
 def _load(archive, path, custom_objects, compile):
     document = read_document(archive, path)
     model_entry = document["model"]
-    if model_entry.get("class_name") != "Sequential":
+    model_class = {"Sequential": Sequential, "Model": Model}.get(model_entry.get("class_name"))
+    if model_class is None:
         raise ModelFileError(f"{path}: unknown model class {model_entry.get('class_name')!r}")
     # the layers' initial weights may hold no more values than the file's weights: a config
     # declaring huge layers fails here, before they are allocated and drawn
@@ -35,7 +36,7 @@ def _load(archive, path, custom_objects, compile):
                               f"file's {values} saved ones (a weight of {requested} values with {left} left)")
 
     with initializers.value_budget(values, too_many):
-        model = Sequential.from_config(model_entry["config"], custom_objects)
+        model = model_class.from_config(model_entry["config"], custom_objects)
         shapes = document["build_shapes"]
         if len(shapes) != len(model.layers):
             raise ModelFileError(f"{path}: {len(shapes)} build shapes for {len(model.layers)} layers")
@@ -60,12 +61,18 @@ def _load(archive, path, custom_objects, compile):
         optimizer_entry = setup["optimizer"]
         optimizer = (custom[optimizer_entry["class_name"]].from_config(optimizer_entry["config"])
                      if optimizer_entry["class_name"] in custom else optimizers.get(optimizer_entry))
-        loss_entry = setup["loss"]
-        loss = None
-        if loss_entry is not None:
-            loss = (custom[loss_entry["class_name"]].from_config(loss_entry["config"])
-                    if loss_entry["class_name"] in custom else losses.get(loss_entry))
-        model.compile(optimizer=optimizer, loss=loss, metrics=setup.get("metrics") or [])
+        def loss_of(entry):
+            if entry is None:
+                return None
+            if isinstance(entry, list):
+                return [loss_of(item) for item in entry]
+            if "class_name" not in entry:  # a dict by output name
+                return {name: loss_of(item) for name, item in entry.items()}
+            return (custom[entry["class_name"]].from_config(entry["config"])
+                    if entry["class_name"] in custom else losses.get(entry))
+
+        model.compile(optimizer=optimizer, loss=loss_of(setup["loss"]), loss_weights=setup.get("loss_weights"),
+                      metrics=setup.get("metrics") or [])
         state = document.get("optimizer_state")
         if state is not None:
             slots = [{name: read_array(archive, {"entry": entry}, path) for name, entry in per_variable.items()}
@@ -88,7 +95,7 @@ def load_model(filepath, custom_objects=None, compile=True):
 
     Returns
     -------
-    Sequential
+    Sequential or Model
         With the saved weights, bit for bit.
 
     Raises

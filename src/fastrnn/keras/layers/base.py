@@ -150,13 +150,19 @@ class Layer:
         return int(sum(parameter.size for parameter in self.weights))
 
     # the pass ----------------------------------------------------------------
-    def __call__(self, x, mask=None, training=False):
+    def __call__(self, x, mask=None, training=False, **kwargs):
+        """``call`` on arrays (built for their shapes on first use); on KerasTensors, the call is
+        recorded in a functional model's graph (:func:`fastrnn.keras.functional.call_symbolic`)."""
+        from fastrnn.keras import functional  # it imports this module
+
+        if functional.is_symbolic(x) or any(functional.is_symbolic(value) for value in kwargs.values()):
+            return functional.call_symbolic(self, x, mask=mask, training=training, **kwargs)
         if not self.built:
             self.build(input_shapes(x))
         if mask is not None and not self.supports_masking:
             raise ArgumentError(f"layer {self.name!r} ({type(self).__name__}) cannot take a mask; "
                                 "remove the masking layer before it or use a layer that supports masks")
-        return self.call(x, mask=mask, training=training)
+        return self.call(x, mask=mask, training=training, **kwargs)
 
     def build(self, input_shape):
         """Create the weights for inputs of ``input_shape`` (no batch axis)."""

@@ -55,11 +55,6 @@ class _RecurrentLayer(Layer):
 
     supports_masking = True
 
-    def __call__(self, x, mask=None, training=False, initial_state=None):
-        if not self.built:
-            self.build(tuple(np.shape(x)[1:]))
-        return self.call(x, mask=mask, training=training, initial_state=initial_state)
-
     def compute_mask(self, x, mask=None):
         """The input mask when returning sequences (for the main output), else None."""
         return mask if self.return_sequences else None
