@@ -151,7 +151,8 @@ def pad_sequence(sequences, batch_first=False, padding_value=0.0, padding_side="
     trailing = arrays[0].shape[1:]
     for i, a in enumerate(arrays):
         if a.ndim < 1 or a.shape[1:] != trailing:
-            raise ShapeError(f"every sequence must have shape (L, *{trailing}); sequences[{i}] has shape {a.shape}")
+            raise ShapeError(f"every sequence must have shape (L,) + {trailing} like sequences[0]; "
+                             f"sequences[{i}] has shape {a.shape}")
     dtype = np.result_type(*arrays)
     T = max(a.shape[0] for a in arrays)
     out = np.full((len(arrays), T) + trailing, padding_value, dtype=dtype)
