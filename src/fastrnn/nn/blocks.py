@@ -225,7 +225,12 @@ class Embedding(TapedModule):
             counts = np.bincount(flat, minlength=self.num_embeddings)
             rows = rows / counts[flat, None].astype(self.dtype)
         grad = np.zeros((self.num_embeddings, self.embedding_dim), self.dtype)
-        np.add.at(grad, flat, rows)
+        if flat.size:
+            # rows grouped by index and summed per group: several times faster than np.add.at
+            order = np.argsort(flat, kind="stable")
+            grouped = flat[order]
+            starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+            grad[grouped[starts]] = np.add.reduceat(rows[order], starts, axis=0)
         if self.padding_idx is not None:
             grad[self.padding_idx] = 0
         self.weight.accumulate(grad)
