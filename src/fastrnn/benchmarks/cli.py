@@ -32,6 +32,7 @@ from fastrnn.benchmarks.startup import peak_memory, startup_times
 from fastrnn.benchmarks.streaming import available_step_peers, run_streaming
 from fastrnn.benchmarks.tables import package_version
 from fastrnn.benchmarks.targets import FIRST_CALL_TARGET_S, IMPORT_TARGET_S, PRECISION_SHAPES
+from fastrnn.benchmarks.classifier import run_classifier
 from fastrnn.benchmarks.training import run_training
 from fastrnn.exceptions import BackendUnavailableError
 
@@ -42,7 +43,7 @@ DESCRIPTION = ("Speed of fastrnn against PyTorch, ONNX Runtime, OpenVINO, JAX an
                "table of medians and ratios.")
 
 #: The tables ``--tables`` can ask for, in the order they print.
-TABLES = ("cells", "streaming", "training", "fit", "precision", "accuracy")
+TABLES = ("cells", "streaming", "training", "classifier", "fit", "precision", "accuracy")
 
 
 def _parse_list(text, kind=str):
@@ -84,13 +85,14 @@ def add_arguments(parser):
     parser.add_argument("--no-startup", action="store_true",
                         help="skip the new-process measurements (import time, first call)")
     parser.add_argument("--tables", type=_parse_list, default=list(TABLES),
-                        metavar="cells,streaming,training,fit,precision,accuracy",
+                        metavar="cells,streaming,training,classifier,fit,precision,accuracy",
                         help="which tables to print: 'cells' (each cell's forward and forward+"
                              "backward), 'streaming' (one step at batch 1, H=64/256/1024, against "
                              "torch's cell modules and ONNX Runtime on T=1), 'training' (a whole "
                              "training step of 2-layer "
                              "bidirectional LSTM and GRU, with Adam, and what variable lengths "
-                             "cost), 'fit' (one fastrnn.keras fit epoch of the seeds' "
+                             "cost), 'classifier' (one training step of fastrnn.nn's Embedding-LSTM-"
+                             "Linear classifier against the same model in PyTorch), 'fit' (one fastrnn.keras fit epoch of the seeds' "
                              "Embedding-SimpleRNN-Dense model against Keras and PyTorch), "
                              "'precision' (the forward in float32, bf16 and int8 against ONNX "
                              "Runtime's int8 LSTM and OpenVINO at its default precision) and "
@@ -178,6 +180,8 @@ def run(args, out=None):
                                                  with_onnx=not args.no_onnx, out=out), out)
     if "training" in args.tables:
         run_training(args, out, with_torch="torch" in peers)
+    if "classifier" in args.tables:
+        run_classifier(args, out, with_torch="torch" in peers)
     if "fit" in args.tables:
         fit_peers = [peer for peer in peers if peer == "torch"]
         if not args.no_keras:
