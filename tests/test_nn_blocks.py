@@ -421,3 +421,22 @@ def test_softmax_without_dim_warns_as_torch():
     with pytest.warns(UserWarning, match="dim"):
         y = nn.Softmax()(np.zeros((2, 4)))
     np.testing.assert_array_equal(y, 0.25)  # dim 1 for a 2-D input, as torch picks
+
+
+def test_frozen_parameters_are_left_alone_by_an_optimizer():
+    import fastrnn.optim
+    table = np.arange(12, dtype=np.float32).reshape(4, 3)
+    model = nn.Sequential(nn.Embedding.from_pretrained(table), nn.Linear(3, 2, seed=0))
+    assert not model[0].weight.requires_grad and np.array_equal(model[0].weight.data, table)
+    optimizer = fastrnn.optim.Adam(model.parameters(), lr=0.1)
+    before = model[1].weight.data.copy()
+    out = model(np.array([1, 3]))
+    model.backward(np.ones_like(out))
+    optimizer.step()
+    assert np.array_equal(model[0].weight.data, table) and model[0].weight.grad is None
+    assert not np.array_equal(model[1].weight.data, before)
+    model.requires_grad_(True)
+    model(np.array([1, 3]))
+    model.backward(np.ones_like(out))
+    assert np.array_equal(model[0].weight.grad[[0, 2]], np.zeros((2, 3)))
+    assert np.array_equal(model[0].weight.grad[1], model[1].weight.data.sum(axis=0))
