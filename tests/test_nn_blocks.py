@@ -440,3 +440,19 @@ def test_frozen_parameters_are_left_alone_by_an_optimizer():
     model.backward(np.ones_like(out))
     assert np.array_equal(model[0].weight.grad[[0, 2]], np.zeros((2, 3)))
     assert np.array_equal(model[0].weight.grad[1], model[1].weight.data.sum(axis=0))
+
+
+def test_tied_weights_are_named_twice_in_state_dicts_and_once_in_parameters():
+    torch = pytest.importorskip("torch")
+    ours = nn.Module()
+    ours.embed = nn.Embedding(5, 3)
+    ours.out = nn.Linear(3, 5, bias=False)
+    ours.out.weight = ours.embed.weight
+    theirs = torch.nn.Module()
+    theirs.embed = torch.nn.Embedding(5, 3)
+    theirs.out = torch.nn.Linear(3, 5, bias=False)
+    theirs.out.weight = theirs.embed.weight
+    assert list(ours.state_dict()) == list(theirs.state_dict()) == ["embed.weight", "out.weight"]
+    assert len(list(ours.parameters())) == len(list(theirs.parameters())) == 1
+    ours.load_state_dict({k: v.numpy() for k, v in theirs.state_dict().items()})
+    assert np.array_equal(ours.out.weight.data, theirs.out.weight.detach().numpy())

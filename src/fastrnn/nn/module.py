@@ -245,7 +245,8 @@ class Module:
     # state dicts ---------------------------------------------------------
     def state_dict(self):
         """An ordered ``{name: ndarray}`` copy of every parameter."""
-        return OrderedDict((name, p.values.copy()) for name, p in self.named_parameters())
+        # a shared (tied) parameter under each of its names, as torch's state_dict
+        return OrderedDict((name, p.values.copy()) for name, p in self.named_parameters(remove_duplicate=False))
 
     def load_state_dict(self, state_dict, strict=True):
         """Copy arrays into the parameters of the same names.
@@ -285,7 +286,7 @@ class Module:
             raise ArgumentError(
                 f"state_dict must be a mapping of parameter names to arrays; got {type(state_dict).__name__}"
             )
-        own = OrderedDict(self.named_parameters())
+        own = OrderedDict(self.named_parameters(remove_duplicate=False))
         missing = [name for name in own if name not in state_dict]
         unexpected = [name for name in state_dict if name not in own]
         if strict and (missing or unexpected):
