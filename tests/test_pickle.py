@@ -294,6 +294,92 @@ def _module_subject():
     return Subject(module, probe=lambda m: list(m.state_dict().items()))
 
 
+# fastrnn.nn blocks, cells and containers: mid-pass (the tape travels) and after a backward
+def _int_input(rng):
+    return rng.integers(0, 7, (T, B))
+
+
+NN_BLOCK_CONFIGS = {
+    "Linear": (lambda: fastrnn.nn.Linear(D, H, seed=1), (B, D)),
+    "Embedding": (lambda: fastrnn.nn.Embedding(7, D, padding_idx=0, seed=1), _int_input),
+    "Dropout": (lambda: fastrnn.nn.Dropout(0.3, seed=2), (B, D)),
+    "LayerNorm": (lambda: fastrnn.nn.LayerNorm(D, dtype=np.float64), (B, D)),
+    "Identity": (lambda: fastrnn.nn.Identity(), (B, D)),
+    "ReLU": (lambda: fastrnn.nn.ReLU(), (B, D)),
+    "Tanh": (lambda: fastrnn.nn.Tanh(), (B, D)),
+    "Sigmoid": (lambda: fastrnn.nn.Sigmoid(), (B, D)),
+    "GELU": (lambda: fastrnn.nn.GELU(approximate="tanh"), (B, D)),
+    "Softmax": (lambda: fastrnn.nn.Softmax(dim=1), (B, D)),
+    "LogSoftmax": (lambda: fastrnn.nn.LogSoftmax(dim=-1), (B, D)),
+    "RNNCell": (lambda: fastrnn.nn.RNNCell(D, H, nonlinearity="relu", seed=1), (B, D)),
+    "LSTMCell": (lambda: fastrnn.nn.LSTMCell(D, H, seed=1), (B, D)),
+    "GRUCell": (lambda: fastrnn.nn.GRUCell(D, H, dtype=np.float64, seed=1), (B, D)),
+    "Sequential": (lambda: fastrnn.nn.Sequential(fastrnn.nn.Embedding(7, D, seed=0), fastrnn.nn.LSTM(D, H, seed=1),
+                                                 fastrnn.nn.LastStep(), fastrnn.nn.Dropout(0.2, seed=3),
+                                                 fastrnn.nn.Linear(H, 2, seed=2)), _int_input),
+    "TakeOutput": (lambda: fastrnn.nn.TakeOutput(), lambda rng: (rng.standard_normal((T, B, H)), None)),
+    "LastStep": (lambda: fastrnn.nn.LastStep(batch_first=True), (B, T, H)),
+}
+
+
+def _block_input(shape, rng):
+    return shape(rng) if callable(shape) else rng.standard_normal(shape).astype(np.float32)
+
+
+def _block_backward(module, output):
+    rng = np.random.default_rng(5)
+    if isinstance(output, tuple):
+        grads = [like(o, rng) for o in output]
+        return module.backward(*grads)
+    return module.backward(like(output, rng))
+
+
+def _block_subject(name):
+    make, shape = NN_BLOCK_CONFIGS[name]
+    module = make()
+    x = _block_input(shape, np.random.default_rng(3))
+    pending = module(x)  # the tape is pickled; backward runs on the copy
+
+    def step(obj):
+        module, pending = obj
+        finished = _block_backward(module, pending)
+        again = module(x)
+        return finished, again, _block_backward(module, again), weights_and_grads(module.parameters())
+
+    def probe(obj):
+        with fastrnn.nn.no_grad():
+            obj[0].eval()
+            result = obj[0](x)
+        obj[0].train()
+        return result
+
+    return Subject((module, pending), main=module, probe=probe, step=step)
+
+
+for _name in NN_BLOCK_CONFIGS:
+    case(getattr(fastrnn.nn, _name), "mid-pass")(functools.partial(_block_subject, _name))
+
+
+@case(fastrnn.nn.ModuleList, "with-layers")
+def _module_list_subject():
+    layers_ = fastrnn.nn.ModuleList([fastrnn.nn.Linear(2, 3, seed=0), fastrnn.nn.GRU(3, 2, seed=1)])
+    layers_[0].weight.accumulate(np.ones((3, 2), np.float32))
+    return Subject(layers_, probe=lambda m: list(m.state_dict().items()))
+
+
+@case(fastrnn.nn.ModuleDict, "with-layers")
+def _module_dict_subject():
+    heads = fastrnn.nn.ModuleDict({"a": fastrnn.nn.Linear(2, 3, seed=0), "b": fastrnn.nn.LayerNorm(3)})
+    heads["a"].requires_grad_(False)
+    return Subject(heads, probe=lambda m: [list(m.state_dict().items()), [p.requires_grad for p in m.parameters()]])
+
+
+@case(fastrnn.nn.PackedSequence, "unsorted")
+def _packed_sequence_subject():
+    packed = fastrnn.nn.utils.rnn.pack_sequence([np.ones((2, 3)), np.zeros((4, 3))], enforce_sorted=False)
+    return Subject(packed, probe=lambda p: fastrnn.nn.utils.rnn.pad_packed_sequence(p))
+
+
 @case(Parameter, "with-grad")
 def _parameter_subject():
     parameter = Parameter(np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3))

@@ -34,6 +34,7 @@ from fastrnn.benchmarks.startup import peak_memory, startup_times
 from fastrnn.benchmarks.streaming import available_step_peers, run_streaming
 from fastrnn.benchmarks.tables import package_version
 from fastrnn.benchmarks.targets import FIRST_CALL_TARGET_S, IMPORT_TARGET_S, PRECISION_SHAPES
+from fastrnn.benchmarks.classifier import run_classifier
 from fastrnn.benchmarks.training import run_training
 from fastrnn.exceptions import BackendUnavailableError
 
@@ -44,7 +45,7 @@ DESCRIPTION = ("Speed of fastrnn against PyTorch, ONNX Runtime, OpenVINO, JAX an
                "table of medians and ratios.")
 
 #: The tables ``--tables`` can ask for, in the order they print.
-TABLES = ("cells", "streaming", "training", "bf16-training", "fit", "precision", "accuracy")
+TABLES = ("cells", "streaming", "training", "bf16-training", "classifier", "fit", "precision", "accuracy")
 
 
 def _parse_list(text, kind=str):
@@ -87,7 +88,7 @@ def add_arguments(parser):
     parser.add_argument("--no-startup", action="store_true",
                         help="skip the new-process measurements (import time, first call)")
     parser.add_argument("--tables", type=_parse_list, default=list(TABLES),
-                        metavar="cells,streaming,training,bf16-training,fit,precision,accuracy",
+                        metavar="cells,streaming,training,bf16-training,classifier,fit,precision,accuracy",
                         help="which tables to print: 'cells' (each cell's forward and forward+"
                              "backward), 'streaming' (one step at batch 1, H=64/256/1024, against "
                              "torch's cell modules and ONNX Runtime on T=1), 'training' (a whole "
@@ -95,6 +96,8 @@ def add_arguments(parser):
                              "bidirectional LSTM and GRU, with Adam, and what variable lengths "
                              "cost), 'bf16-training' (a training step of a 1-layer LSTM and GRU "
                              "in fastrnn float32 and bf16, torch float32 and torch autocast bf16), "
+                             "'classifier' (one training step of fastrnn.nn's Embedding-LSTM-"
+                             "Linear classifier against the same model in PyTorch), "
                              "'fit' (one fastrnn.keras fit epoch of the seeds' "
                              "Embedding-SimpleRNN-Dense model against Keras and PyTorch), "
                              "'precision' (the forward in float32, bf16 and int8 against ONNX "
@@ -185,6 +188,8 @@ def run(args, out=None):
         run_training(args, out, with_torch="torch" in peers)
     if "bf16-training" in args.tables:
         run_bf16_training(args, backends[0], out, with_torch="torch" in peers)
+    if "classifier" in args.tables:
+        run_classifier(args, out, with_torch="torch" in peers)
     if "fit" in args.tables:
         fit_peers = [peer for peer in peers if peer == "torch"]
         if not args.no_keras:
