@@ -10,8 +10,9 @@ from fastrnn.nn import utils
 from fastrnn.nn.grad_mode import is_grad_enabled, no_grad
 from fastrnn.nn.module import Module
 from fastrnn.nn.recurrent import GRU, LSTM, RNN
+from fastrnn.nn.torch_checkpoint import load_torch_checkpoint
 from fastrnn.nn.torch_interop import from_torch, to_torch
 from fastrnn.parameter import Parameter
 
 __all__ = ["RNN", "LSTM", "GRU", "Module", "Parameter", "no_grad", "is_grad_enabled",
-           "from_torch", "to_torch", "utils", "MSELoss", "BCEWithLogitsLoss", "CrossEntropyLoss"]
+           "from_torch", "to_torch", "load_torch_checkpoint", "utils", "MSELoss", "BCEWithLogitsLoss", "CrossEntropyLoss"]
