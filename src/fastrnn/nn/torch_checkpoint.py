@@ -16,6 +16,7 @@ opcodes that build arbitrary objects (``INST``, ``OBJ``, extension codes), raise
 is ever imported or called.
 """
 
+import _compat_pickle
 import collections
 import io
 import os
@@ -111,7 +112,10 @@ class _Callable:
     def __call__(self, args):
         if type(args) is not tuple:
             raise CheckpointError(f"{self.name} called with {type(args).__name__} arguments, not a tuple")
-        return self.function(self.name, *args)
+        try:
+            return self.function(self.name, *args)
+        except TypeError as error:  # a wrong number of arguments
+            raise CheckpointError(f"{self.name} called with unexpected arguments: {error}") from None
 
     def __repr__(self):
         return self.name
@@ -277,8 +281,11 @@ def _find_global(module, name):
     """The stand-in for ``module.name``, or an error naming it: nothing is imported."""
     if not isinstance(module, str) or not isinstance(name, str):
         raise CheckpointError(f"refused global {module!r}.{name!r}: module and name must be strings")
-    # protocols 0-2 name the builtins by their Python 2 module
-    full = f"{'builtins' if module == '__builtin__' else module}.{name}"
+    # protocols 0-2 write Python 2 names (__builtin__.set, commands.Popen); name what Python 3 would run
+    written = f"{module}.{name}"
+    module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+    module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+    full = f"{module}.{name}"
     if full in _CALLABLES:
         return _Callable(full, _CALLABLES[full], is_class=(full == "collections.OrderedDict"))
     if full in _MARKERS:
@@ -292,8 +299,9 @@ def _find_global(module, name):
             raise CheckpointError(f"quantized storage torch.{name} is not supported")
         if module == "torch" and (name in _DTYPES or name in _UNSUPPORTED_DTYPES):
             return _DType(name)
+    written = f" (written as {written!r})" if written != full else ""
     raise CheckpointError(
-        f"refused global {full!r}: a checkpoint may only name torch's tensor and storage rebuild "
+        f"refused global {full!r}{written}: a checkpoint may only name torch's tensor and storage rebuild "
         f"functions, storage types, dtypes, collections.OrderedDict and plain containers "
         f"(the same rule as torch.load(weights_only=True)); nothing from the file was run")
 
@@ -397,8 +405,8 @@ def _run_pickle(stream, persistent_load):
         elif op in ("REDUCE", "NEWOBJ"):
             function, args = _pop(stack, 2)
             if not isinstance(function, _Callable) or (op == "NEWOBJ" and not function.is_class):
-                raise CheckpointError(f"malformed pickle: {op} on {type(function).__name__}, "
-                                      f"not an allowed function")
+                what = repr(function) if isinstance(function, _Callable) else type(function).__name__
+                raise CheckpointError(f"malformed pickle: {op} on {what} is not allowed")
             stack.append(function(args))
         elif op == "BUILD":
             state, = _pop(stack)
@@ -410,8 +418,9 @@ def _run_pickle(stream, persistent_load):
             saved_id = arg if op == "PERSID" else _pop(stack)[0]
             stack.append(persistent_load(saved_id))
         else:
-            raise CheckpointError(f"refused pickle opcode {op}: it could build arbitrary objects "
-                                  f"and is never used for tensors")
+            named = f" ({arg!r})" if arg is not None else ""
+            raise CheckpointError(f"refused pickle opcode {op}{named}: it could build arbitrary objects "
+                                  f"and is never used for tensors; nothing from the file was run")
     raise CheckpointError("malformed pickle: it ends before STOP")
 
 
