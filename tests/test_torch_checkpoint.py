@@ -172,6 +172,24 @@ def test_a_file_object_and_a_bytes_buffer(torch, tmp_path):
     assert_same(fnn.load_torch_checkpoint(io.BytesIO(path.read_bytes())), sd)
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_file_object_read_from_its_position(torch, tmp_path, fmt):
+    sd = torch.nn.GRU(3, 2).state_dict()
+    buffer = io.BytesIO(b"header" + save(torch, sd, tmp_path / "gru.pt", fmt).read_bytes())
+    buffer.seek(6)
+    assert_same(fnn.load_torch_checkpoint(buffer), sd)
+
+
+def test_a_recompressed_archive(torch, tmp_path):
+    sd = torch.nn.LSTM(3, 2).state_dict()
+    path = save(torch, sd, tmp_path / "lstm.pt")
+    deflated = tmp_path / "deflated.pt"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(deflated, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            target.writestr(info.filename, source.read(info))
+    assert_same(fnn.load_torch_checkpoint(deflated), sd)
+
+
 def test_loading_does_not_import_torch(torch, tmp_path):
     path = save(torch, torch.nn.GRU(2, 3).state_dict(), tmp_path / "gru.pt")
     legacy = save(torch, torch.nn.GRU(2, 3).state_dict(), tmp_path / "gru_legacy.pt", "legacy")
@@ -491,6 +509,7 @@ def test_dtypes_numpy_lacks_are_refused_by_name(torch, tmp_path):
         fnn.load_torch_checkpoint(path)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
 def test_torchscript_archives_are_named(torch, tmp_path):
     path = tmp_path / "scripted.pt"
     torch.jit.script(torch.nn.Linear(2, 2)).save(str(path))

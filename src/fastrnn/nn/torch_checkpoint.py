@@ -138,8 +138,8 @@ class _Storage:
     def nbytes(self):
         return len(self.raw)
 
-    def fill(self, reader):
-        """Read ``nbytes`` bytes with ``reader.readinto`` and convert them in place."""
+    def fill(self, reader, crc=None):
+        """Read ``nbytes`` bytes with ``reader.readinto``, check their CRC-32 if given, convert in place."""
         view, got = memoryview(self.raw), 0
         while got < len(self.raw):
             count = reader.readinto(view[got:])
@@ -147,6 +147,8 @@ class _Storage:
                 raise CheckpointError(f"storage {self.key!r} is truncated: it declares {len(self.raw)} bytes "
                                       f"({self.numel} x {self.dtype!r}), the file holds {got}")
             got += count
+        if crc is not None and zlib.crc32(self.raw) != crc:
+            raise CheckpointError(f"storage {self.key!r} is corrupt: bad CRC-32 of its {len(self.raw)} bytes")
         stored, result = self.dtype.numpy()
         if self.byteorder == "big":
             np.frombuffer(self.raw, stored).byteswap(inplace=True)
@@ -470,13 +472,28 @@ def _load_zip(file, size):
                                       f"bytes; the archive holds {info.file_size}")
             _check_member_size(info, size)
             storage = _Storage(key, dtype, numel, byteorder)
-            with archive.open(info) as member:
-                storage.fill(member)
+            if info.compress_type == zipfile.ZIP_STORED:
+                # straight from the file into the storage: zipfile's reader would copy it twice
+                file.seek(_data_offset(file, info))
+                storage.fill(_BoundedReader(file, file.tell() + info.file_size), info.CRC)
+            else:
+                with archive.open(info) as member:
+                    storage.fill(member)
             storages[key] = storage
             return storage
 
         data = _read_member(archive, names[pickles[0]], None, size)
         return _run_pickle(io.BytesIO(data), persistent_load)
+
+
+def _data_offset(file, info):
+    """Where an uncompressed member's bytes start: after its local header, name and extra field."""
+    file.seek(info.header_offset)
+    header = file.read(30)
+    if len(header) != 30 or header[:4] != b"PK\x03\x04":
+        raise CheckpointError(f"record {info.filename!r} has no valid local header (corrupt archive)")
+    name_length, extra_length = struct.unpack("<HH", header[26:30])
+    return info.header_offset + 30 + name_length + extra_length
 
 
 def _check_member_size(info, size):
@@ -493,16 +510,16 @@ def _read_member(archive, info, limit, size):
 
 
 class _BoundedReader:
-    """A file whose reads never ask for more than what is left (a huge declared length allocates nothing)."""
+    """A file read up to position ``end`` only (a huge declared length allocates nothing)."""
 
-    def __init__(self, file, size):
-        self.file, self.size = file, size
+    def __init__(self, file, end):
+        self.file, self.end = file, end
 
     def tell(self):
         return self.file.tell()
 
     def left(self):
-        return self.size - self.file.tell()
+        return self.end - self.file.tell()
 
     def read(self, n=-1):
         return self.file.read(self.left() if n < 0 else min(n, self.left()))
@@ -511,11 +528,12 @@ class _BoundedReader:
         return self.file.readline(self.left())
 
     def readinto(self, buffer):
-        return self.file.readinto(buffer)
+        buffer = memoryview(buffer)
+        return self.file.readinto(buffer[:max(0, min(len(buffer), self.left()))])
 
 
 def _load_legacy(file, size):
-    reader = _BoundedReader(file, size)
+    reader = _BoundedReader(file, file.tell() + size)
     no_storages = _no_storages
     if _run_pickle(reader, no_storages) != _LEGACY_MAGIC:
         raise CheckpointError("not a torch.save file: wrong magic number")
