@@ -407,6 +407,35 @@ def test_deep_nesting_is_no_recursion_bomb(tmp_path):
     assert loaded == []
 
 
+_SHARED_TUPLE = b")" + b"2\x86" * 64  # t = (t, t) 64 times: 2**64 leaves, 129 bytes
+HOSTILE_STRUCTURES = {
+    # CPython hashes nested tuples recursively in C: this key would overflow the C stack
+    "deep tuple as a dict key": (b"\x80\x02}" + b")" + b"\x85" * 300_000 + b"Ns.", "nests too deeply"),
+    "deep tuple in a frozenset": (b"\x80\x02(" + b")" + b"\x85" * 300_000 + b"\x91.", "nests too deeply"),
+    "shared tuple as a dict key": (b"\x80\x02}" + _SHARED_TUPLE + b"Ns.", "too large to hash"),
+    # a message quoting the persistent id must not print all 2**64 leaves
+    "shared tuple as a storage id": (b"\x80\x02" + _SHARED_TUPLE + b"Q.", "unexpected persistent id"),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE_STRUCTURES)
+def test_structures_that_would_crash_or_hang_are_refused(tmp_path, case):
+    data, message = HOSTILE_STRUCTURES[case]
+    path = craft_zip(tmp_path / "hostile.pt", data)
+    # in a child process: a regression would be a segfault or a hang, not an exception
+    code = ("import sys, fastrnn.nn as nn\n"
+            "from fastrnn.exceptions import CheckpointError\n"
+            "try:\n"
+            f"    nn.load_torch_checkpoint({str(path)!r})\n"
+            "except CheckpointError as e:\n"
+            "    print('refused:', e)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, f"exit {result.returncode}: {result.stderr[-2000:]}"
+    assert result.stdout.startswith("refused:") and message in result.stdout, result.stdout[:2000]
+    assert len(result.stdout) < 2000
+
+
 # malformed files: a clear error, nothing allocated beyond what the file holds -----------------------
 def good_zip(torch, tmp_path):
     return save(torch, {"w": torch.arange(1000, dtype=torch.float32)}, tmp_path / "good.pt")

@@ -21,6 +21,7 @@ import collections
 import io
 import os
 import pickletools
+import reprlib
 import struct
 import zipfile
 import zlib
@@ -170,9 +171,35 @@ class _Storage:
         return np.frombuffer(self.raw, stored)
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, 80, 80
+
+
+def _short(value):
+    """A bounded repr of a value from the file, for messages (a shared structure's repr can explode)."""
+    return _REPR.repr(value)
+
+
+def _check_key(value):
+    """Refuse a dict key or set element whose hash would recurse deeply or walk a huge shared structure.
+
+    CPython hashes nested tuples recursively in C with no depth check: a deep enough
+    tuple from the file would overflow the C stack.
+    """
+    pending, visits = [(value, 0)], 0
+    while pending:
+        item, depth = pending.pop()
+        visits += 1
+        if depth > 32 or visits > 10_000:
+            raise CheckpointError("a dict key or set element nests too deeply or is too large to hash safely")
+        if type(item) in (tuple, frozenset):
+            pending.extend((child, depth + 1) for child in item)
+    return value
+
+
 def _check_int(what, value, minimum=0):
     if type(value) is not int or value < minimum:
-        raise CheckpointError(f"{what} must be an int >= {minimum}; got {value!r}")
+        raise CheckpointError(f"{what} must be an int >= {minimum}; got {_short(value)}")
     return value
 
 
@@ -182,7 +209,7 @@ def _tensor(storage, offset, size, stride, dtype=None):
     _check_int("a tensor's storage offset", offset)
     if type(size) is not tuple or type(stride) is not tuple or len(size) != len(stride) or len(size) > _MAX_NDIM:
         raise CheckpointError(f"a tensor's size and stride must be tuples of one length <= {_MAX_NDIM}; "
-                              f"got {size!r} and {stride!r}")
+                              f"got {_short(size)} and {_short(stride)}")
     for n, s in zip(size, stride):
         _check_int("a tensor's size", n)
         _check_int("a tensor's stride", s)
@@ -230,6 +257,11 @@ def _rebuild_from_type(name, function, new_type, args, state=None):
 def _ordered_dict(name, *args):
     if len(args) > 1 or (args and type(args[0]) not in (list, tuple, dict, collections.OrderedDict)):
         raise CheckpointError(f"{name} called with unexpected arguments")
+    if args and type(args[0]) is not dict and type(args[0]) is not collections.OrderedDict:
+        for pair in args[0]:
+            if type(pair) not in (list, tuple) or len(pair) != 2:
+                raise CheckpointError(f"{name} called with items that are not (key, value) pairs")
+            _check_key(pair[0])
     return collections.OrderedDict(*args)
 
 
@@ -249,6 +281,9 @@ def _typed(kinds, convert):
     def call(name, *args):
         if not all(type(a) in kinds for a in args) or len(args) > 2:
             raise CheckpointError(f"{name} called with unexpected arguments")
+        if convert in (set, frozenset) and args:
+            for item in args[0]:
+                _check_key(item)
         return convert(*args)
     return call
 
@@ -282,7 +317,7 @@ _MARKERS = ("torch.Tensor", "torch._tensor.Tensor", "torch.nn.parameter.Paramete
 def _find_global(module, name):
     """The stand-in for ``module.name``, or an error naming it: nothing is imported."""
     if not isinstance(module, str) or not isinstance(name, str):
-        raise CheckpointError(f"refused global {module!r}.{name!r}: module and name must be strings")
+        raise CheckpointError(f"refused global {_short(module)}.{_short(name)}: module and name must be strings")
     # protocols 0-2 write Python 2 names (__builtin__.set, commands.Popen); name what Python 3 would run
     written = f"{module}.{name}"
     module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
@@ -358,12 +393,15 @@ def _run_pickle(stream, persistent_load):
         elif op in ("EMPTY_DICT", "EMPTY_LIST", "EMPTY_TUPLE", "EMPTY_SET"):
             stack.append({"EMPTY_DICT": dict, "EMPTY_LIST": list, "EMPTY_TUPLE": tuple, "EMPTY_SET": set}[op]())
         elif op in ("TUPLE", "LIST", "FROZENSET"):
-            stack.append({"TUPLE": tuple, "LIST": list, "FROZENSET": frozenset}[op](_pop_mark(stack, marks)))
+            items = _pop_mark(stack, marks)
+            if op == "FROZENSET":
+                items = map(_check_key, items)
+            stack.append({"TUPLE": tuple, "LIST": list, "FROZENSET": frozenset}[op](items))
         elif op in ("TUPLE1", "TUPLE2", "TUPLE3"):
             stack.append(tuple(_pop(stack, int(op[-1]))))
         elif op == "DICT":
             items = _pop_mark(stack, marks)
-            stack.append(dict(zip(items[::2], items[1::2])))
+            stack.append(dict(zip(map(_check_key, items[::2]), items[1::2])))
         elif op in ("APPEND", "APPENDS"):
             items = _pop(stack) if op == "APPEND" else _pop_mark(stack, marks)
             target = _pop(stack)[0]
@@ -377,14 +415,14 @@ def _run_pickle(stream, persistent_load):
             if type(target) not in (dict, collections.OrderedDict) or len(items) % 2:
                 raise CheckpointError(f"malformed pickle: {op} on a {type(target).__name__}")
             for key, value in zip(items[::2], items[1::2]):
-                target[key] = value
+                target[_check_key(key)] = value
             stack.append(target)
         elif op == "ADDITEMS":
             items = _pop_mark(stack, marks)
             target = _pop(stack)[0]
             if type(target) is not set:
                 raise CheckpointError(f"malformed pickle: ADDITEMS on a {type(target).__name__}")
-            target.update(items)
+            target.update(map(_check_key, items))
             stack.append(target)
         elif op in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
             if not stack:
@@ -420,7 +458,7 @@ def _run_pickle(stream, persistent_load):
             saved_id = arg if op == "PERSID" else _pop(stack)[0]
             stack.append(persistent_load(saved_id))
         else:
-            named = f" ({arg!r})" if arg is not None else ""
+            named = f" ({_short(arg)})" if arg is not None else ""
             raise CheckpointError(f"refused pickle opcode {op}{named}: it could build arbitrary objects "
                                   f"and is never used for tensors; nothing from the file was run")
     raise CheckpointError("malformed pickle: it ends before STOP")
@@ -429,13 +467,13 @@ def _run_pickle(stream, persistent_load):
 # the two file formats -----------------------------------------------------------------------
 def _storage_record(saved_id, length):
     if type(saved_id) is not tuple or len(saved_id) != length or saved_id[0] not in ("storage", b"storage"):
-        raise CheckpointError(f"unexpected persistent id {saved_id!r}: expected a {length}-tuple "
+        raise CheckpointError(f"unexpected persistent id {_short(saved_id)}: expected a {length}-tuple "
                               f"('storage', type, key, location, numel{', view' if length == 6 else ''})")
     storage_type, key, _location, numel = saved_id[1:5]
     if not isinstance(storage_type, _StorageType):
-        raise CheckpointError(f"storage type must be a torch storage class; got {storage_type!r}")
+        raise CheckpointError(f"storage type must be a torch storage class; got {_short(storage_type)}")
     if type(key) is not str:
-        raise CheckpointError(f"storage key must be a string; got {key!r}")
+        raise CheckpointError(f"storage key must be a string; got {_short(key)}")
     return storage_type.dtype, key, _check_int(f"the element count of storage {key!r}", numel)
 
 
@@ -539,7 +577,7 @@ def _load_legacy(file, size):
         raise CheckpointError("not a torch.save file: wrong magic number")
     protocol = _run_pickle(reader, no_storages)
     if protocol != _LEGACY_PROTOCOL:
-        raise CheckpointError(f"legacy torch.save protocol {protocol!r} is not supported (expected {_LEGACY_PROTOCOL})")
+        raise CheckpointError(f"legacy torch.save protocol {_short(protocol)} is not supported (expected {_LEGACY_PROTOCOL})")
     sys_info = _run_pickle(reader, no_storages)
     if type(sys_info) is not dict or sys_info.get("little_endian") is not True:
         raise CheckpointError("legacy checkpoints written on big-endian machines are not supported")
