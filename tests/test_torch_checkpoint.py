@@ -291,6 +291,17 @@ def plain_tensor(key="0", numel=4, size=(2, 2), stride=(2, 1), offset=0, type_na
     return TensorRef(StorageRef(key, type_name, numel), offset, size, stride, False, collections.OrderedDict())
 
 
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_plain_data_reads_as_pickle_reads_it(tmp_path, protocol):
+    shared = [1, 2]
+    obj = {"values": [1, 2.5, None, True, (1, (2,)), "x" * 300, b"\x00\xff" * 200, 2**100, -2**70, 1 + 2j],
+           "sets": [{1, 2}, frozenset({3})], "ordered": collections.OrderedDict([("k", [[], {}, ()])]),
+           3: (None,), "s1": shared, "s2": shared}
+    loaded = fnn.load_torch_checkpoint(craft_zip(tmp_path / "plain.pt", pickle.dumps(obj, protocol=protocol)))
+    assert loaded == obj and type(loaded["ordered"]) is collections.OrderedDict
+    assert loaded["s1"] is loaded["s2"]  # the memo keeps sharing
+
+
 def test_hand_made_files_read_like_torch_files(torch, tmp_path):
     # the crafting helpers are right: torch itself reads what they write the same way
     values = np.arange(4, dtype=np.float32)

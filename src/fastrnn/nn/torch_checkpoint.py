@@ -348,12 +348,10 @@ def _refuse_call(name, *args):
 
 
 # the interpreter ----------------------------------------------------------------------------
-_MARK = object()
 _CONSTANTS = {"NONE": None, "NEWTRUE": True, "NEWFALSE": False}
 _VALUE_OPS = {"INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "FLOAT", "BINFLOAT",
               "STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE", "SHORT_BINUNICODE",
               "BINUNICODE8", "BINBYTES", "SHORT_BINBYTES", "BINBYTES8"}
-_CONTAINERS = (dict, list, collections.OrderedDict)
 
 
 def _pop_mark(stack, marks):
@@ -364,8 +362,9 @@ def _pop_mark(stack, marks):
     return items
 
 
-def _pop(stack, count=1):
-    if len(stack) < count:
+def _pop(stack, marks, count=1):
+    # never below the innermost MARK, as pickle's own machine
+    if len(stack) - (marks[-1] if marks else 0) < count:
         raise CheckpointError("malformed pickle: stack underflow")
     items = stack[len(stack) - count:]
     del stack[len(stack) - count:]
@@ -398,20 +397,20 @@ def _run_pickle(stream, persistent_load):
                 items = map(_check_key, items)
             stack.append({"TUPLE": tuple, "LIST": list, "FROZENSET": frozenset}[op](items))
         elif op in ("TUPLE1", "TUPLE2", "TUPLE3"):
-            stack.append(tuple(_pop(stack, int(op[-1]))))
+            stack.append(tuple(_pop(stack, marks, int(op[-1]))))
         elif op == "DICT":
             items = _pop_mark(stack, marks)
             stack.append(dict(zip(map(_check_key, items[::2]), items[1::2])))
         elif op in ("APPEND", "APPENDS"):
-            items = _pop(stack) if op == "APPEND" else _pop_mark(stack, marks)
-            target = _pop(stack)[0]
+            items = _pop(stack, marks) if op == "APPEND" else _pop_mark(stack, marks)
+            target = _pop(stack, marks)[0]
             if type(target) is not list:
                 raise CheckpointError(f"malformed pickle: {op} on a {type(target).__name__}")
             target.extend(items)
             stack.append(target)
         elif op in ("SETITEM", "SETITEMS"):
-            items = _pop(stack, 2) if op == "SETITEM" else _pop_mark(stack, marks)
-            target = _pop(stack)[0]
+            items = _pop(stack, marks, 2) if op == "SETITEM" else _pop_mark(stack, marks)
+            target = _pop(stack, marks)[0]
             if type(target) not in (dict, collections.OrderedDict) or len(items) % 2:
                 raise CheckpointError(f"malformed pickle: {op} on a {type(target).__name__}")
             for key, value in zip(items[::2], items[1::2]):
@@ -419,7 +418,7 @@ def _run_pickle(stream, persistent_load):
             stack.append(target)
         elif op == "ADDITEMS":
             items = _pop_mark(stack, marks)
-            target = _pop(stack)[0]
+            target = _pop(stack, marks)[0]
             if type(target) is not set:
                 raise CheckpointError(f"malformed pickle: ADDITEMS on a {type(target).__name__}")
             target.update(map(_check_key, items))
@@ -433,29 +432,32 @@ def _run_pickle(stream, persistent_load):
                 raise CheckpointError(f"malformed pickle: memo entry {arg} read before it was written")
             stack.append(memo[arg])
         elif op == "POP":
-            _pop(stack) if stack and (not marks or marks[-1] < len(stack)) else _pop_mark(stack, marks)
+            if len(stack) > (marks[-1] if marks else 0):
+                _pop(stack, marks)
+            else:
+                _pop_mark(stack, marks)
         elif op == "POP_MARK":
             _pop_mark(stack, marks)
         elif op == "DUP":
-            stack.append(_pop(stack)[0])
+            stack.append(_pop(stack, marks)[0])
             stack.append(stack[-1])
         elif op in ("GLOBAL", "STACK_GLOBAL"):
-            module, name = arg.split(" ", 1) if op == "GLOBAL" else _pop(stack, 2)
+            module, name = arg.split(" ", 1) if op == "GLOBAL" else _pop(stack, marks, 2)
             stack.append(_find_global(module, name))
         elif op in ("REDUCE", "NEWOBJ"):
-            function, args = _pop(stack, 2)
+            function, args = _pop(stack, marks, 2)
             if not isinstance(function, _Callable) or (op == "NEWOBJ" and not function.is_class):
                 what = repr(function) if isinstance(function, _Callable) else type(function).__name__
                 raise CheckpointError(f"malformed pickle: {op} on {what} is not allowed")
             stack.append(function(args))
         elif op == "BUILD":
-            state, = _pop(stack)
+            state, = _pop(stack, marks)
             # an OrderedDict's attributes (a state dict's _metadata) are dropped; nothing else takes state
             if not stack or type(stack[-1]) is not collections.OrderedDict or type(state) not in (dict, tuple):
                 raise CheckpointError(f"malformed pickle: BUILD on "
                                       f"{type(stack[-1]).__name__ if stack else 'nothing'} is not allowed")
         elif op in ("PERSID", "BINPERSID"):
-            saved_id = arg if op == "PERSID" else _pop(stack)[0]
+            saved_id = arg if op == "PERSID" else _pop(stack, marks)[0]
             stack.append(persistent_load(saved_id))
         else:
             named = f" ({_short(arg)})" if arg is not None else ""
@@ -572,12 +574,13 @@ class _BoundedReader:
 
 def _load_legacy(file, size):
     reader = _BoundedReader(file, file.tell() + size)
-    no_storages = _no_storages
+    no_storages = _no_storages  # the header pickles hold no tensors
     if _run_pickle(reader, no_storages) != _LEGACY_MAGIC:
         raise CheckpointError("not a torch.save file: wrong magic number")
     protocol = _run_pickle(reader, no_storages)
     if protocol != _LEGACY_PROTOCOL:
-        raise CheckpointError(f"legacy torch.save protocol {_short(protocol)} is not supported (expected {_LEGACY_PROTOCOL})")
+        raise CheckpointError(f"legacy torch.save protocol {_short(protocol)} is not supported "
+                              f"(expected {_LEGACY_PROTOCOL})")
     sys_info = _run_pickle(reader, no_storages)
     if type(sys_info) is not dict or sys_info.get("little_endian") is not True:
         raise CheckpointError("legacy checkpoints written on big-endian machines are not supported")
