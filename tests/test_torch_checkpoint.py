@@ -11,6 +11,7 @@ import collections
 import io
 import os
 import pickle
+import re
 import struct
 import subprocess
 import sys
@@ -353,7 +354,7 @@ def payloads(marker):
         "builtins.eval": RunsCode(builtins.eval, f"open({str(marker)!r}, 'w').close()"),
         "builtins.exec": RunsCode(builtins.exec, f"open({str(marker)!r}, 'w').close()"),
         "subprocess.Popen": RunsCode(subprocess.Popen, ["touch", str(marker)]),
-        "test_torch_checkpoint.Gadget": Gadget(str(marker)),
+        "a class of this module": Gadget(str(marker)),
     }
 
 
@@ -365,15 +366,16 @@ def test_the_payloads_are_live(tmp_path):
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-@pytest.mark.parametrize("name", ["posix.system", "builtins.eval", "builtins.exec", "subprocess.Popen",
-                                  "test_torch_checkpoint.Gadget"])
-def test_code_in_a_checkpoint_is_refused_by_name(torch, tmp_path, fmt, name):
+@pytest.mark.parametrize("payload", ["posix.system", "builtins.eval", "builtins.exec", "subprocess.Popen",
+                                     "a class of this module"])
+def test_code_in_a_checkpoint_is_refused_by_name(torch, tmp_path, fmt, payload):
     marker = tmp_path / "marker"
+    name = f"{Gadget.__module__}.Gadget" if payload == "a class of this module" else payload
     # written by torch.save itself, next to real tensors, as an attacker would
-    path = save(torch, {"weight": torch.ones(2), "payload": payloads(marker)[name]}, tmp_path / "evil.pt", fmt)
-    with pytest.raises(CheckpointError, match=f"refused global '{name}'"):
+    path = save(torch, {"weight": torch.ones(2), "payload": payloads(marker)[payload]}, tmp_path / "evil.pt", fmt)
+    with pytest.raises(CheckpointError, match=re.escape(f"refused global '{name}'")):
         fnn.load_torch_checkpoint(path)
-    with pytest.raises(CheckpointError, match=f"refused global '{name}'"):
+    with pytest.raises(CheckpointError, match=re.escape(f"refused global '{name}'")):
         fnn.LSTM(2, 2).load_state_dict(path)
     assert not marker.exists()
     with pytest.raises(Exception):  # the oracle: torch's own safe loader refuses the file too
@@ -555,3 +557,38 @@ def test_torchscript_archives_are_named(torch, tmp_path):
     torch.jit.script(torch.nn.Linear(2, 2)).save(str(path))
     with pytest.raises(CheckpointError, match="TorchScript"):
         fnn.load_torch_checkpoint(path)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_mutated_files_load_or_raise_checkpoint_error(torch, tmp_path, fmt):
+    # random bytes changed in the pickle (zip: re-archived so the CRC holds) or anywhere (legacy)
+    model = torch.nn.LSTM(2, 3)
+    optimizer = torch.optim.Adam(model.parameters())
+    model(torch.randn(2, 1, 2))[0].sum().backward()
+    optimizer.step()
+    raw = save(torch, {"model": model.state_dict(), "optimizer": optimizer.state_dict()},
+               tmp_path / "base.pt", fmt).read_bytes()
+    if fmt == "zip":
+        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+            records = {name: archive.read(name) for name in archive.namelist()}
+        pickle_name = next(name for name in records if name.endswith("/data.pkl"))
+    rng = np.random.default_rng(0)
+    outcomes = {"loaded": 0, "refused": 0}
+    for _ in range(200):
+        target = bytearray(records[pickle_name] if fmt == "zip" else raw)
+        for _ in range(rng.integers(1, 4)):
+            target[rng.integers(len(target))] = rng.integers(256)
+        if fmt == "zip":
+            buffer = io.BytesIO()
+            with zipfile.ZipFile(buffer, "w") as archive:
+                for name, data in records.items():
+                    archive.writestr(name, bytes(target) if name == pickle_name else data)
+            data = buffer.getvalue()
+        else:
+            data = bytes(target)
+        try:
+            fnn.load_torch_checkpoint(io.BytesIO(data))
+            outcomes["loaded"] += 1
+        except CheckpointError:
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 50, outcomes
