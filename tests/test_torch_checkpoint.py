@@ -326,6 +326,13 @@ def test_a_big_endian_zip_file(torch, tmp_path):
     assert_same(loaded, torch.load(path, weights_only=False))
 
 
+def test_bool_bytes_other_than_one_read_as_true(torch, tmp_path):
+    obj = {"mask": plain_tensor(type_name="BoolStorage", numel=4, size=(4,), stride=(1,))}
+    path = craft_zip(tmp_path / "mask.pt", craft_pickle(obj), {"0": bytes([0, 1, 2, 255])})
+    mask = fnn.load_torch_checkpoint(path)["mask"]
+    assert mask.tolist() == [False, True, True, True] and mask.view(np.uint8).tolist() == [0, 1, 1, 1]
+
+
 # malicious files: nothing may run ----------------------------------------------------------
 class RunsCode:
     """What an attacker pickles: unpickling calls ``function(*args)``."""

@@ -153,6 +153,9 @@ class _Storage:
         stored, result = self.dtype.numpy()
         if self.byteorder == "big":
             np.frombuffer(self.raw, stored).byteswap(inplace=True)
+        if stored == np.bool_:  # any nonzero byte is True, as in torch; numpy wants 0 or 1
+            as_bytes = np.frombuffer(self.raw, np.uint8)
+            np.minimum(as_bytes, 1, out=as_bytes)
         if stored != result:  # bfloat16: its bits are the high half of a float32, so this is exact
             bits = np.frombuffer(self.raw, stored).astype(np.uint32) << 16
             self.elements[...] = bits.view(np.float32)
@@ -166,6 +169,9 @@ class _Storage:
         stored, result = dtype.numpy()
         if stored != result or self.elements.dtype != np.uint8:
             raise CheckpointError(f"storage {self.key!r} holds {self.dtype!r}; it cannot be read as {dtype!r}")
+        if self.byteorder == "big" and stored.itemsize > 1:
+            raise CheckpointError(f"storage {self.key!r}: {dtype!r} in an untyped storage of a big-endian file "
+                                  f"is not supported")
         if self.nbytes % stored.itemsize:
             raise CheckpointError(f"storage {self.key!r} of {self.nbytes} bytes is no whole number of {dtype!r}")
         return np.frombuffer(self.raw, stored)
