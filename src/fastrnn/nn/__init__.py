@@ -16,6 +16,7 @@ from fastrnn.nn.containers import LastStep, ModuleDict, ModuleList, Sequential, 
 from fastrnn.nn.grad_mode import is_grad_enabled, no_grad
 from fastrnn.nn.module import Module
 from fastrnn.nn.recurrent import GRU, LSTM, RNN
+from fastrnn.nn.torch_checkpoint import load_torch_checkpoint
 from fastrnn.nn.torch_interop import from_torch, to_torch
 from fastrnn.nn.utils.rnn import PackedSequence
 from fastrnn.parameter import Parameter
@@ -23,5 +24,5 @@ from fastrnn.parameter import Parameter
 __all__ = ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell", "Linear", "Embedding", "Dropout", "LayerNorm",
            "Identity", "ReLU", "Tanh", "Sigmoid", "GELU", "Softmax", "LogSoftmax", "Sequential", "ModuleList",
            "ModuleDict", "TakeOutput", "LastStep", "PackedSequence", "Module", "Parameter", "no_grad",
-           "is_grad_enabled", "from_torch", "to_torch", "utils", "MSELoss", "BCEWithLogitsLoss",
-           "CrossEntropyLoss"]
+           "is_grad_enabled", "from_torch", "to_torch", "load_torch_checkpoint", "utils", "MSELoss",
+           "BCEWithLogitsLoss", "CrossEntropyLoss"]

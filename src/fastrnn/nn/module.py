@@ -1,6 +1,7 @@
 """The module base class: parameters by name, state dicts, training mode, gradients."""
 
 import copy
+import os
 from collections import OrderedDict
 
 import numpy as np
@@ -254,10 +255,12 @@ class Module:
         Accepts a fastrnn state dict or a PyTorch one whose tensors were turned
         into arrays (``{k: v.numpy() for k, v in module.state_dict().items()}``);
         tensors themselves are accepted too when they convert with ``numpy.asarray``.
+        A file name is read with :func:`fastrnn.nn.load_torch_checkpoint`, so a
+        ``torch.save(model.state_dict(), "model.pt")`` file loads without torch.
 
         Parameters
         ----------
-        state_dict : mapping of str to array_like
+        state_dict : mapping of str to array_like, or str or os.PathLike
         strict : bool
             Require exactly this module's names. Shapes must always match.
 
@@ -276,12 +279,17 @@ class Module:
             (integers, strings, objects and complex values are refused).
         NonFiniteError
             Naming a key whose array holds NaN or infinity.
+        CheckpointError
+            For a file that is not a readable torch checkpoint, or names code to run.
 
         Notes
         -----
         All or nothing: every entry is checked before any is written, so
         after an error the module's parameters are exactly as they were.
         """
+        if isinstance(state_dict, (str, os.PathLike)):
+            from fastrnn.nn.torch_checkpoint import load_torch_checkpoint
+            state_dict = load_torch_checkpoint(state_dict)
         if not hasattr(state_dict, "keys"):
             raise ArgumentError(
                 f"state_dict must be a mapping of parameter names to arrays; got {type(state_dict).__name__}"
