@@ -1,10 +1,19 @@
-"""Saving and loading whole fastrnn.keras models to and from one file.
+"""Saving and loading whole fastrnn.keras models to and from one file, in fastrnn's format or Keras's.
 
-``save_model`` (also ``Model.save``) writes the format of
-:mod:`fastrnn.keras.model_file`; ``load_model`` reads it back into a
-``Sequential`` or a functional ``Model``. Anything wrong with a file being loaded -- not a zip,
-truncated, corrupted, another format or a newer version, arrays that do not
-match the structure -- raises :class:`ModelFileError`.
+``save_model`` (also ``Model.save``) picks the format by the path's extension:
+
+* ``.keras`` -- a real Keras 3 archive (:mod:`fastrnn.keras.keras_files`), which
+  ``keras.saving.load_model`` reads; weights and structure only, no compile settings;
+* ``.h5`` / ``.hdf5`` -- refused: Keras 3 calls that whole-model format legacy, so fastrnn
+  reads it but does not write it (``save_weights("x.weights.h5")`` writes weights as HDF5);
+* ``.fastrnn`` or anything else -- fastrnn's own format (:mod:`fastrnn.keras.model_file`):
+  bit-exact weights, compile settings and optimizer state.
+
+``load_model`` recognises a file by its content, whatever its name: a zip holding
+``fastrnn_model.json`` is fastrnn's, a zip holding ``config.json`` a Keras archive, a file
+with HDF5's signature a legacy Keras model. Anything wrong with a file being loaded -- not
+a zip, truncated, corrupted, another format or a newer version, arrays that do not
+match the structure, layers fastrnn lacks -- raises :class:`ModelFileError`.
 """
 
 import os
@@ -12,13 +21,53 @@ import zipfile
 
 from fastrnn.keras import initializers, losses, optimizers
 from fastrnn.keras.exceptions import ModelFileError
-from fastrnn.keras.model_file import (CONFIG_ENTRY, FORMAT_NAME, FORMAT_VERSION, read_array, read_document,
-                                      save_model, weight_values)
+from fastrnn.exceptions import ArgumentError
+from fastrnn.keras import keras_files
+from fastrnn.keras.model_file import CONFIG_ENTRY, FORMAT_NAME, FORMAT_VERSION, read_array, read_document
+from fastrnn.keras.model_file import save_model as save_fastrnn_model
+from fastrnn.keras.model_file import weight_values
 from fastrnn.keras.models import Model, Sequential
 from fastrnn.keras.serialization import deserialize_layer, serialize_layer
 
-__all__ = ["ModelFileError", "save_model", "load_model", "serialize_layer", "deserialize_layer",
+__all__ = ["ModelFileError", "save_model", "load_model", "FASTRNN_EXTENSION", "serialize_layer", "deserialize_layer",
            "FORMAT_NAME", "FORMAT_VERSION", "CONFIG_ENTRY"]
+
+
+FASTRNN_EXTENSION = ".fastrnn"
+
+
+def save_model(model, filepath):
+    """Write ``model`` to ``filepath`` in the format its extension names.
+
+    Parameters
+    ----------
+    model : Sequential or Model
+    filepath : str or os.PathLike
+        ``.keras``: a Keras 3 archive (the model must be built; layers and weights, no compile
+        settings). ``.h5``/``.hdf5``: refused (see the module docstring). Any other name,
+        ``.fastrnn`` by convention: fastrnn's own format (see
+        :func:`fastrnn.keras.model_file.save_model`).
+
+    Raises
+    ------
+    ArgumentError
+        For a ``.h5`` path.
+    ModelFileError
+        For a ``.keras`` path and a model Keras could not rebuild (unbuilt, or a layer such as
+        ``Lambda`` whose code a file cannot hold).
+    ImportError
+        For a ``.keras`` path without h5py (``pip install "fastrnn[keras]"``).
+    """
+    path = os.fspath(filepath)
+    lowered = path.lower()
+    if lowered.endswith(".keras"):
+        keras_files.save_keras_archive(model, path)
+    elif lowered.endswith((".h5", ".hdf5")):
+        raise ArgumentError(f"save: filepath {path!r} asks for the legacy Keras HDF5 model format, which "
+                            "fastrnn reads but does not write; use a .keras path (Keras 3's format), "
+                            f"a {FASTRNN_EXTENSION} path (fastrnn's own), or save_weights('....weights.h5')")
+    else:
+        save_fastrnn_model(model, path)
 
 
 def _load(archive, path, custom_objects, compile):
@@ -82,7 +131,11 @@ def _load(archive, path, custom_objects, compile):
 
 
 def load_model(filepath, custom_objects=None, compile=True):
-    """Read a model that :func:`save_model` (or ``Sequential.save``) wrote.
+    """Read a model that :func:`save_model` (or ``Model.save``) wrote, or a real Keras file.
+
+    fastrnn's own files come back as saved (compiled, with the optimizer's state); Keras 3
+    ``.keras`` archives and legacy Keras ``.h5`` models (recognised by content, see the module
+    docstring) come back uncompiled, with their weights (:mod:`fastrnn.keras.keras_files`).
 
     Parameters
     ----------
@@ -108,8 +161,13 @@ def load_model(filepath, custom_objects=None, compile=True):
     """
     path = os.fspath(filepath)
     with open(path, "rb") as handle:  # FileNotFoundError and PermissionError stay what they are
+        if handle.read(len(keras_files.HDF5_SIGNATURE)) == keras_files.HDF5_SIGNATURE:
+            return keras_files.load_legacy_h5(path)
+        handle.seek(0)
         try:
             with zipfile.ZipFile(handle) as archive:
+                if CONFIG_ENTRY not in archive.namelist() and keras_files.is_keras_archive(archive):
+                    return keras_files.load_keras_archive(archive, path)
                 return _load(archive, path, custom_objects, compile)
         except ModelFileError:
             raise
