@@ -353,7 +353,7 @@ def _sequential_from_keras(config, layer_classes):
             "input_shape": None if input_shape is None else list(input_shape)}
 
 
-def _model_from_keras_config(document, budget):
+def _model_from_keras_config(document, budget, where):
     """A fastrnn model from a Keras ``config.json`` (or ``model_config``) document, layers built."""
     from fastrnn.keras.models import Model, Sequential
     from fastrnn.keras.serialization import layer_classes
@@ -364,7 +364,7 @@ def _model_from_keras_config(document, budget):
     classes = layer_classes()
 
     def too_many(requested, left):
-        return ModelFileError(f"the layers' configurations ask for more weight values than the file's "
+        return ModelFileError(f"{where}: the layers' configurations ask for more weight values than the file's "
                               f"{budget} stored ones (a weight of {requested} values with {left} left)")
 
     with initializers.value_budget(budget, too_many):
@@ -553,7 +553,7 @@ def load_keras_archive(archive, where):
         data = archive.read("model.weights.h5")
         with _open_h5(io.BytesIO(data), where) as h5file:
             budget = _check_sizes(h5file, len(data), where)
-            model = _model_from_keras_config(document, budget)
+            model = _model_from_keras_config(document, budget, where)
             _set_weights_from_h5(model, h5file, where)
         return model
 
@@ -591,7 +591,7 @@ def load_legacy_h5(path):
             document = _read_json(text, path)
             budget = _check_sizes(h5file, os.path.getsize(path), path)
             weights = h5file.get("model_weights", h5file)
-            model = _model_from_keras_config(document, budget)
+            model = _model_from_keras_config(document, budget, path)
             arrays = []
             for layer in model.layers:
                 if isinstance(layer, InputLayer) or not layer.weights:
@@ -717,10 +717,42 @@ def _keras_model_config(model):
     config = model.get_config()
     layers = [{**_layer_to_keras({"class_name": e["class_name"], "config": e["config"]}),
                "name": e["name"], "inbound_nodes": e["inbound_nodes"]} for e in config["layers"]]
+    layers = _explicit_masks(layers)
     keras_config = {"name": config["name"], "trainable": config["trainable"], "layers": layers,
                     "input_layers": config["input_layers"], "output_layers": config["output_layers"]}
     return {"module": "keras.src.models.functional", "class_name": "Functional", "config": keras_config,
             "registered_name": "Functional", "build_config": {"input_shape": None}}
+
+
+def _explicit_masks(layers):
+    """Keras 3 (3.15) drops the mask an RNN's input carries when the RNN is called with
+    ``initial_state``; fastrnn keeps it. Where that mask comes straight from an
+    ``Embedding(mask_zero=True)``, the Keras config gets it explicitly, as Keras itself records
+    an explicit mask: a ``NotEqual(tokens, 0)`` op passed as ``mask=``."""
+    by_name = {entry["name"]: entry for entry in layers}
+    result, count = [], 0
+    for entry in layers:
+        if entry["class_name"] in _RECURRENT | {"Bidirectional"}:
+            for node in entry["inbound_nodes"]:
+                kwargs = node["kwargs"]
+                if "initial_state" not in kwargs or "mask" in kwargs or not node["args"]:
+                    continue
+                tensor = node["args"][0]
+                source = by_name.get(tensor["config"]["keras_history"][0]) if isinstance(tensor, dict) else None
+                if source is None or source["class_name"] != "Embedding" or \
+                        not source["config"].get("mask_zero") or len(source["inbound_nodes"]) != 1:
+                    continue
+                tokens = source["inbound_nodes"][0]["args"][0]
+                name = f"fastrnn_mask_{count}"
+                count += 1
+                result.append({"module": "keras.src.ops.numpy", "class_name": "NotEqual",
+                               "config": {"name": name}, "registered_name": "NotEqual", "name": name,
+                               "inbound_nodes": [{"args": [tokens, 0], "kwargs": {}}]})
+                kwargs["mask"] = {"class_name": "__keras_tensor__",
+                                  "config": {"shape": tokens["config"].get("shape"), "dtype": "bool",
+                                             "keras_history": [name, 0, 0]}}
+        result.append(entry)
+    return result
 
 
 def _input_dtype(model):
