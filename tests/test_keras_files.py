@@ -406,3 +406,60 @@ def test_saving_a_lambda_model_as_keras_is_refused(tmp_path):
     with pytest.raises(ModelFileError, match="Lambda"):
         model.save(tmp_path / "m.keras")
     assert not os.listdir(tmp_path)
+
+
+def test_hdf5_links_to_other_files_are_refused(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    secret = tmp_path / "secret.h5"
+    with h5py.File(secret, "w") as f:
+        f.create_dataset("data", data=np.ones(3, np.float32))
+    raw = tmp_path / "raw.bin"
+    raw.write_bytes(np.ones(4 * 32, np.float32).tobytes())
+    model = _fastrnn_model(_seq2seq)
+    for kind in ("external link", "external storage"):
+        path = tmp_path / f"{kind.replace(' ', '_')}.weights.h5"
+        model.save_weights(path)
+        with h5py.File(path, "a") as f:
+            if kind == "external link":
+                f["layers/elsewhere"] = h5py.ExternalLink(str(secret), "/data")
+            else:
+                del f["layers/lstm/cell/vars/0"]
+                f.create_dataset("layers/lstm/cell/vars/0", shape=(4, 32), dtype=np.float32,
+                                 external=[(str(raw), 0, 4 * 4 * 32)])
+        with pytest.raises(ModelFileError, match="other files|links"):
+            model.load_weights(path)
+
+
+def test_keras2_style_legacy_file(tmp_path):
+    """A legacy file in Keras 2's own config format ([[name, node, index, kwargs]] nodes, batch_input_shape,
+    weight names with ':0'), checked against the computation written out in NumPy."""
+    h5py = pytest.importorskip("h5py")
+    rng = np.random.default_rng(3)
+    kernel, bias = rng.normal(size=(3, 2)).astype(np.float32), rng.normal(size=2).astype(np.float32)
+    config = {"class_name": "Functional", "config": {
+        "name": "model", "layers": [
+            {"class_name": "InputLayer", "name": "x", "inbound_nodes": [],
+             "config": {"batch_input_shape": [None, 3], "dtype": "float32", "sparse": False, "ragged": False,
+                        "name": "x"}},
+            {"class_name": "Dense", "name": "dense", "inbound_nodes": [[["x", 0, 0, {}]]],
+             "config": {"name": "dense", "trainable": True, "dtype": "float32", "units": 2, "activation": "tanh",
+                        "use_bias": True, "kernel_initializer": {"class_name": "GlorotUniform",
+                                                                 "config": {"seed": None}},
+                        "bias_initializer": {"class_name": "Zeros", "config": {}}, "kernel_regularizer": None,
+                        "bias_regularizer": None, "activity_regularizer": None, "kernel_constraint": None,
+                        "bias_constraint": None}}],
+        "input_layers": [["x", 0, 0]], "output_layers": [["dense", 0, 0]]}}
+    path = tmp_path / "keras2.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["model_config"] = json.dumps(config)
+        group = f.create_group("model_weights")
+        group.attrs["layer_names"] = [b"x", b"dense"]
+        group.create_group("x").attrs["weight_names"] = []
+        dense = group.create_group("dense")
+        dense.attrs["weight_names"] = [b"dense/kernel:0", b"dense/bias:0"]
+        dense.create_dataset("dense/kernel:0", data=kernel)
+        dense.create_dataset("dense/bias:0", data=bias)
+    model = keras.load_model(path)
+    x = rng.normal(size=(5, 3)).astype(np.float32)
+    assert_close(model.predict(x, verbose=0), np.tanh(x.astype(np.float64) @ kernel + bias), KERAS_PARITY,
+                 "Keras 2 style file", "prediction")

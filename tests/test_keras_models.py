@@ -502,7 +502,7 @@ def test_corrupt_truncated_and_foreign_files_raise_model_file_error(tmp_path):
     for name, content in cases.items():
         path = tmp_path / f"{name}.fastrnn"
         path.write_bytes(content)
-        with pytest.raises(saving.ModelFileError, match=name + r"\.keras"):
+        with pytest.raises(saving.ModelFileError, match=name + r"\.fastrnn"):
             keras.load_model(path)
     with pytest.raises(FileNotFoundError):
         keras.load_model(tmp_path / "missing.fastrnn")

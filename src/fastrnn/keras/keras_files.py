@@ -414,10 +414,20 @@ def _layer_paths(model, prefix="layers"):
 
 def _check_sizes(h5file, file_bytes, where):
     """Refuse datasets declaring more data than the file holds (compressed or forged sizes), and count values."""
+    h5py = _require_h5py()
+    links = []
+    h5file.visititems_links(lambda name, link: links.append(name) if isinstance(
+        link, (h5py.ExternalLink, h5py.SoftLink)) else None)
+    if links:
+        raise ModelFileError(f"{where}: the HDF5 file holds links ({', '.join(links[:5])}); a weights file "
+                             "reads only its own data")
     datasets = []
     h5file.visititems(lambda name, obj: datasets.append(obj) if hasattr(obj, "shape") else None)
     declared, values = 0, 0
     for dataset in datasets:
+        if dataset.external or dataset.is_virtual:
+            raise ModelFileError(f"{where}: dataset {dataset.name} stores its data in other files; a weights "
+                                 "file reads only its own data")
         shape = dataset.shape or ()
         count = math.prod(shape)
         declared += count * dataset.dtype.itemsize
