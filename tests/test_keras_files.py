@@ -309,7 +309,7 @@ EDITS = {
     "unknown activation": (lambda c: _set(_layer(c, "encoder"), "activation", "os.system"), "activation"),
     "dangling input": (lambda c: _layer(c, "decoder")["inbound_nodes"][0]["args"][0]["config"].update(
         keras_history=["nowhere", 0, 0]), "nowhere|decoder"),
-    "huge input": (lambda c: _set(_layer(c, "source"), "batch_shape", [None, 10 ** 12, 4]), ""),
+    "huge input": (lambda c: _set(_layer(c, "source"), "batch_shape", [None, 10 ** 12, 4]), "values per sample"),
     "nested garbage": (lambda c: _set(_layer(c, "classify"), "layer", [1, 2]), "layer entry"),
 }
 
