@@ -463,3 +463,40 @@ def test_keras2_style_legacy_file(tmp_path):
     x = rng.normal(size=(5, 3)).astype(np.float32)
     assert_close(model.predict(x, verbose=0), np.tanh(x.astype(np.float64) @ kernel + bias), KERAS_PARITY,
                  "Keras 2 style file", "prediction")
+
+
+def _paths(value, prefix=()):
+    """Every (path, value) inside a JSON document."""
+    yield prefix, value
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        yield from _paths(item, prefix + (key,))
+
+
+def test_mutated_keras_configs_load_or_raise_model_file_error(tmp_path):
+    """Any value of config.json replaced by a value of another kind: the file loads, or ModelFileError."""
+    pytest.importorskip("h5py")
+    _archive(tmp_path, None)
+    with zipfile.ZipFile(tmp_path / "source.keras") as archive:
+        original = json.loads(archive.read("config.json"))
+    paths = [path for path, _ in _paths(original) if path]
+    rng = np.random.default_rng(0)
+    replacements = [None, -1, 0, 2 ** 40, 1e308, float("nan"), "", "x", [], {}, [None], {"class_name": None},
+                    True]
+    outcomes = {"loaded": 0, "refused": 0}
+    for _ in range(150):
+        path = paths[rng.integers(len(paths))]
+        replacement = replacements[rng.integers(len(replacements))]
+
+        def edit(config, path=path, replacement=replacement):
+            target = config
+            for key in path[:-1]:
+                target = target[key]
+            target[path[-1]] = replacement
+
+        try:
+            keras.load_model(_archive(tmp_path, edit))
+            outcomes["loaded"] += 1
+        except ModelFileError:
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 0
