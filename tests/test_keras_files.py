@@ -500,3 +500,24 @@ def test_mutated_keras_configs_load_or_raise_model_file_error(tmp_path):
         except ModelFileError:
             outcomes["refused"] += 1
     assert outcomes["refused"] > 0
+
+
+def test_flipped_bytes_in_the_weights_load_or_raise_model_file_error(tmp_path):
+    pytest.importorskip("h5py")
+    _archive(tmp_path, None)
+    with zipfile.ZipFile(tmp_path / "source.keras") as archive:
+        data = archive.read("model.weights.h5")
+    rng = np.random.default_rng(1)
+    refused = 0
+    for _ in range(100):
+        damaged = bytearray(data)
+        for _ in range(rng.integers(1, 8)):
+            damaged[rng.integers(len(damaged))] = rng.integers(256)
+        try:
+            keras.load_model(_archive(tmp_path, weights=bytes(damaged)))
+        except ModelFileError:
+            refused += 1
+    assert refused > 0
+    for size in (0, 8, 100, len(data) // 2, len(data) - 1):  # truncated
+        with pytest.raises(ModelFileError):
+            keras.load_model(_archive(tmp_path, weights=data[:size]))
