@@ -220,7 +220,8 @@ def test_save_picks_the_format_by_extension_and_load_by_content(tmp_path):
             assert ("config.json" in archive.namelist()) == is_keras
             assert ("fastrnn_model.json" in archive.namelist()) != is_keras
         loaded = keras.load_model(tmp_path / name)
-        assert (loaded.optimizer is None) == is_keras  # Keras archives carry no compile settings
+        assert type(loaded.optimizer).__name__ == "Adam"
+        assert type(loaded.loss).__name__ == "MeanSquaredError"
         _assert_same(_predict(loaded, x), _predict(model, x), name)
     # content, not the name, decides: a Keras archive under another name still loads
     os.replace(tmp_path / "m.keras", tmp_path / "renamed.fastrnn")
@@ -521,3 +522,43 @@ def test_flipped_bytes_in_the_weights_load_or_raise_model_file_error(tmp_path):
     for size in (0, 8, 100, len(data) // 2, len(data) - 1):  # truncated
         with pytest.raises(ModelFileError):
             keras.load_model(_archive(tmp_path, weights=data[:size]))
+
+
+# Keras warns that the optimizer's variables are not in the file, as for its own unfitted models
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
+def test_compile_settings_both_ways(tmp_path):
+    pytest.importorskip("h5py")
+    k = usable_keras()
+    x, y = _inputs(_sequential_tokens), np.array([0, 1, 1, 0])
+    ours = _fastrnn_model(_sequential_tokens)
+    ours.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    ours.save(tmp_path / "ours.keras")
+    theirs = k.saving.load_model(tmp_path / "ours.keras")
+    assert type(theirs.optimizer).__name__ == "Adam"
+    assert float(theirs.optimizer.learning_rate) == pytest.approx(0.01)
+    assert_close(np.array(theirs.evaluate(x, y, verbose=0)), np.array(ours.evaluate(x, y, verbose=0)),
+                 KERAS_PARITY, "compiled in fastrnn, evaluated in Keras", "loss and accuracy")
+
+    theirs = _sequential_tokens(k)
+    theirs.compile(optimizer=k.optimizers.RMSprop(0.003), loss="sparse_categorical_crossentropy",
+                   metrics=["accuracy"])
+    theirs.save(tmp_path / "theirs.keras")
+    loaded = keras.load_model(tmp_path / "theirs.keras")
+    assert type(loaded.optimizer).__name__ == "RMSprop"
+    assert float(loaded.optimizer.learning_rate) == pytest.approx(0.003)
+    assert_close(np.array(loaded.evaluate(x, y, verbose=0)), np.array(theirs.evaluate(x, y, verbose=0)),
+                 KERAS_PARITY, "compiled in Keras, evaluated in fastrnn", "loss and accuracy")
+    assert keras.load_model(tmp_path / "theirs.keras", compile=False).optimizer is None
+
+    # an optimizer fastrnn lacks: a warning and an uncompiled model with its weights
+    with zipfile.ZipFile(tmp_path / "theirs.keras") as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(entries["config.json"])
+    config["compile_config"]["optimizer"] = {"class_name": "Lion", "config": {"learning_rate": 0.1}}
+    entries["config.json"] = json.dumps(config)
+    with zipfile.ZipFile(tmp_path / "lion.keras", "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    with pytest.warns(UserWarning, match="uncompiled"):
+        model = keras.load_model(tmp_path / "lion.keras")
+    assert model.optimizer is None

@@ -26,9 +26,10 @@ wrong with a file -- malformed JSON, missing keys, unsupported layers (named wit
 class), regularizers or constraints fastrnn lacks, weights of the wrong shape, declared
 sizes the file does not hold -- raises :class:`ModelFileError`.
 
-Compile settings are not carried across: a model read from a Keras file is returned
-uncompiled, and a ``.keras`` file fastrnn writes holds no ``compile_config`` (Keras loads
-it uncompiled). HDF5 goes through h5py, the ``keras`` extra: ``pip install "fastrnn[keras]"``.
+Compile settings: a ``.keras`` file's ``compile_config`` compiles the model read (when fastrnn
+has its optimizer, losses and metrics; otherwise a warning and an uncompiled model), and a
+compiled fastrnn model writes one that Keras reads. Optimizer state (slots, iterations) is not
+carried either way: training resumes with fresh moments. Legacy ``.h5`` models are read uncompiled. HDF5 goes through h5py, the ``keras`` extra: ``pip install "fastrnn[keras]"``.
 """
 
 import datetime
@@ -382,6 +383,59 @@ def _model_from_keras_config(document, budget, where):
 
 
 # -------------------------------------------------------------------------------------------------
+# compile settings
+# -------------------------------------------------------------------------------------------------
+_OPTIMIZER_NEUTRAL = {"name": None, "use_ema": (False,), "ema_momentum": None, "ema_overwrite_frequency": None,
+                      "loss_scale_factor": (None,), "gradient_accumulation_steps": (None,), "is_legacy_optimizer": None,
+                      "decay": (0, 0.0, None), "jit_compile": None}
+
+
+def _compile_from_keras(model, compile_config, where):
+    """Compile ``model`` as the Keras file's ``compile_config`` says, when fastrnn has its optimizer,
+    losses and metrics; otherwise warn and leave it uncompiled (as Keras does with what it cannot read)."""
+    import warnings
+
+    from fastrnn.keras import optimizers
+
+    from fastrnn.keras import losses, metrics
+
+    def revive(value, module):  # a Keras object config (module, registered_name) made that object
+        if isinstance(value, dict) and "class_name" in value:
+            return module.get({"class_name": value["class_name"], "config": value.get("config") or {}})
+        if isinstance(value, dict):  # by output name
+            return {key: revive(item, module) for key, item in value.items()}
+        if isinstance(value, list):
+            return [revive(item, module) for item in value]
+        return value
+
+    try:
+        entry = compile_config["optimizer"]
+        if isinstance(entry, dict):
+            cls = getattr(optimizers, str(entry.get("class_name")), None)
+            if not (isinstance(cls, type) and issubclass(cls, optimizers.Optimizer)):
+                raise ValueError(f"optimizer {entry.get('class_name')!r}")
+            accepted = _accepted_arguments(cls)
+            config = {}
+            for key, value in (entry.get("config") or {}).items():
+                if key in accepted:
+                    config[key] = value
+                elif key not in _OPTIMIZER_NEUTRAL or (_OPTIMIZER_NEUTRAL[key] is not None
+                                                       and value not in _OPTIMIZER_NEUTRAL[key]):
+                    raise ValueError(f"optimizer setting {key}={value!r}")
+            optimizer = cls(**config)
+        else:
+            optimizer = optimizers.get(entry)
+        if compile_config.get("weighted_metrics"):
+            raise ValueError("weighted_metrics")
+        model.compile(optimizer=optimizer, loss=revive(compile_config.get("loss"), losses),
+                      loss_weights=compile_config.get("loss_weights"),
+                      metrics=revive(compile_config.get("metrics"), metrics))
+    except (FastRNNError, TypeError, ValueError, KeyError, AttributeError) as error:
+        warnings.warn(f"{where}: the model is returned uncompiled: fastrnn cannot read its compile settings "
+                      f"({error}); compile it yourself", stacklevel=4)
+
+
+# -------------------------------------------------------------------------------------------------
 # weights: where each layer's variables live
 # -------------------------------------------------------------------------------------------------
 def _variable_groups(layer, path):
@@ -529,7 +583,7 @@ def _read_json(text, where):
         raise ModelFileError(f"{where}: malformed JSON ({error})") from error
 
 
-def load_keras_archive(archive, where):
+def load_keras_archive(archive, where, compile=True):
     """A model from an open Keras 3 ``.keras`` :class:`zipfile.ZipFile`.
 
     Parameters
@@ -538,10 +592,14 @@ def load_keras_archive(archive, where):
     where : str
         The file's name, for messages.
 
+    compile : bool, default True
+        Compile the model as the file's ``compile_config`` says, when fastrnn has its
+        optimizer, losses and metrics (a warning otherwise). The optimizer's state is not read.
+
     Returns
     -------
     Sequential or Model
-        Uncompiled, with the file's weights.
+        With the file's weights.
 
     Raises
     ------
@@ -565,6 +623,8 @@ def load_keras_archive(archive, where):
             budget = _check_sizes(h5file, len(data), where)
             model = _model_from_keras_config(document, budget, where)
             _set_weights_from_h5(model, h5file, where)
+        if compile and isinstance(document.get("compile_config"), dict):
+            _compile_from_keras(model, document["compile_config"], where)
         return model
 
     return _guarded(where, load)
@@ -765,6 +825,32 @@ def _explicit_masks(layers):
     return result
 
 
+def _keras_compile_config(model):
+    """Keras's ``compile_config`` of a compiled model, or None (uncompiled)."""
+    from fastrnn.keras import losses, metrics, optimizers
+    from fastrnn.keras.model_file import _nested
+
+    if model.optimizer is None:
+        return None
+
+    def with_module(value, module):
+        if isinstance(value, dict) and "class_name" in value:
+            return {"module": module, "class_name": value["class_name"], "config": value["config"],
+                    "registered_name": None}
+        if isinstance(value, dict):
+            return {key: with_module(item, module) for key, item in value.items()}
+        if isinstance(value, list):
+            return [with_module(item, module) for item in value]
+        return value
+
+    optimizer = optimizers.serialize(model.optimizer)
+    return {"optimizer": with_module(optimizer, "keras.optimizers"),
+            "loss": with_module(_nested(losses.serialize, model.loss), "keras.losses"),
+            "loss_weights": model.loss_weights,
+            "metrics": with_module(_nested(metrics.serialize, model._metric_identifiers), "keras.metrics"),
+            "weighted_metrics": None, "run_eagerly": False, "steps_per_execution": 1, "jit_compile": False}
+
+
 def _input_dtype(model):
     first = model.layers[0]
     return "int32" if type(first).__name__ == "Embedding" else "float32"
@@ -805,6 +891,9 @@ def save_keras_archive(model, path):
     from fastrnn.keras.model_file import _json_default
 
     document = _keras_model_config(model)
+    compile_config = _keras_compile_config(model)
+    if compile_config is not None:
+        document["compile_config"] = compile_config
     text = json.dumps(document, indent=1, default=_json_default)
     metadata = json.dumps({"keras_version": KERAS_VERSION_WRITTEN, "date_saved":
                            datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),

@@ -3,7 +3,7 @@
 ``save_model`` (also ``Model.save``) picks the format by the path's extension:
 
 * ``.keras`` -- a real Keras 3 archive (:mod:`fastrnn.keras.keras_files`), which
-  ``keras.saving.load_model`` reads; weights and structure only, no compile settings;
+  ``keras.saving.load_model`` reads: structure, weights and compile settings, no optimizer state;
 * ``.h5`` / ``.hdf5`` -- refused: Keras 3 calls that whole-model format legacy, so fastrnn
   reads it but does not write it (``save_weights("x.weights.h5")`` writes weights as HDF5);
 * ``.fastrnn`` or anything else -- fastrnn's own format (:mod:`fastrnn.keras.model_file`):
@@ -43,8 +43,8 @@ def save_model(model, filepath):
     ----------
     model : Sequential or Model
     filepath : str or os.PathLike
-        ``.keras``: a Keras 3 archive (the model must be built; layers and weights, no compile
-        settings). ``.h5``/``.hdf5``: refused (see the module docstring). Any other name,
+        ``.keras``: a Keras 3 archive (the model must be built; layers, weights and compile
+        settings, no optimizer state). ``.h5``/``.hdf5``: refused (see the module docstring). Any other name,
         ``.fastrnn`` by convention: fastrnn's own format (see
         :func:`fastrnn.keras.model_file.save_model`).
 
@@ -134,8 +134,9 @@ def load_model(filepath, custom_objects=None, compile=True):
     """Read a model that :func:`save_model` (or ``Model.save``) wrote, or a real Keras file.
 
     fastrnn's own files come back as saved (compiled, with the optimizer's state); Keras 3
-    ``.keras`` archives and legacy Keras ``.h5`` models (recognised by content, see the module
-    docstring) come back uncompiled, with their weights (:mod:`fastrnn.keras.keras_files`).
+    ``.keras`` archives (recognised by content, see the module docstring) come back with their
+    weights, compiled as their ``compile_config`` says when fastrnn can (no optimizer state), and
+    legacy Keras ``.h5`` models uncompiled (:mod:`fastrnn.keras.keras_files`).
 
     Parameters
     ----------
@@ -167,7 +168,7 @@ def load_model(filepath, custom_objects=None, compile=True):
         try:
             with zipfile.ZipFile(handle) as archive:
                 if CONFIG_ENTRY not in archive.namelist() and keras_files.is_keras_archive(archive):
-                    return keras_files.load_keras_archive(archive, path)
+                    return keras_files.load_keras_archive(archive, path, compile)
                 return _load(archive, path, custom_objects, compile)
         except ModelFileError:
             raise
