@@ -354,10 +354,12 @@ def _sequential_from_keras(config, layer_classes):
             "input_shape": None if input_shape is None else list(input_shape)}
 
 
-def _model_from_keras_config(document, budget, where):
-    """A fastrnn model from a Keras ``config.json`` (or ``model_config``) document, layers built."""
-    from fastrnn.keras.models import Model, Sequential
+def _model_from_keras_config(document, budget, where, model_classes):
+    """A fastrnn model from a Keras ``config.json`` (or ``model_config``) document, layers built;
+    ``model_classes`` maps "Sequential", "Functional" and "Model" to fastrnn's classes."""
     from fastrnn.keras.serialization import layer_classes
+
+    Sequential, Model = model_classes["Sequential"], model_classes["Functional"]
 
     if not isinstance(document, dict) or not isinstance(document.get("config"), dict):
         raise ModelFileError("the model config is not {'class_name': ..., 'config': {...}}")
@@ -583,7 +585,7 @@ def _read_json(text, where):
         raise ModelFileError(f"{where}: malformed JSON ({error})") from error
 
 
-def load_keras_archive(archive, where, compile=True):
+def load_keras_archive(archive, where, model_classes, compile=True):
     """A model from an open Keras 3 ``.keras`` :class:`zipfile.ZipFile`.
 
     Parameters
@@ -591,6 +593,9 @@ def load_keras_archive(archive, where, compile=True):
     archive : zipfile.ZipFile
     where : str
         The file's name, for messages.
+    model_classes : dict
+        ``{"Sequential": ..., "Functional": ..., "Model": ...}``: fastrnn's model classes
+        (:mod:`fastrnn.keras.saving` passes them; this module does not import the models).
 
     compile : bool, default True
         Compile the model as the file's ``compile_config`` says, when fastrnn has its
@@ -621,7 +626,7 @@ def load_keras_archive(archive, where, compile=True):
         data = archive.read("model.weights.h5")
         with _open_h5(io.BytesIO(data), where) as h5file:
             budget = _check_sizes(h5file, len(data), where)
-            model = _model_from_keras_config(document, budget, where)
+            model = _model_from_keras_config(document, budget, where, model_classes)
             _set_weights_from_h5(model, h5file, where)
         if compile and isinstance(document.get("compile_config"), dict):
             _compile_from_keras(model, document["compile_config"], where)
@@ -630,12 +635,14 @@ def load_keras_archive(archive, where, compile=True):
     return _guarded(where, load)
 
 
-def load_legacy_h5(path):
+def load_legacy_h5(path, model_classes):
     """A model from a legacy (Keras 2 style) HDF5 file: ``model_config`` and ``model_weights``.
 
     Parameters
     ----------
     path : str
+    model_classes : dict
+        As for :func:`load_keras_archive`.
 
     Returns
     -------
@@ -661,7 +668,7 @@ def load_legacy_h5(path):
             document = _read_json(text, path)
             budget = _check_sizes(h5file, os.path.getsize(path), path)
             weights = h5file.get("model_weights", h5file)
-            model = _model_from_keras_config(document, budget, path)
+            model = _model_from_keras_config(document, budget, path, model_classes)
             arrays = []
             for layer in model.layers:
                 if isinstance(layer, InputLayer) or not layer.weights:
@@ -761,7 +768,6 @@ def _layer_to_keras(entry):
 
 
 def _keras_model_config(model):
-    from fastrnn.keras.models import Sequential
     from fastrnn.keras.serialization import serialize_layer
 
     unsupported = [f"{layer.name!r} ({type(layer).__name__})" for layer in _all_layers(model)
@@ -769,7 +775,7 @@ def _keras_model_config(model):
     if unsupported:
         raise ModelFileError(f"cannot write layer(s) {', '.join(unsupported)} to a Keras file: Keras would "
                              "need their code; save in fastrnn's own format (.fastrnn) instead")
-    if isinstance(model, Sequential):
+    if not hasattr(model, "_nodes"):  # a Sequential (a functional Model keeps its graph's nodes)
         input_shape = model._input_shape
         if input_shape is None:
             input_shape = (None,) + tuple(model.layers[0].input_shape)

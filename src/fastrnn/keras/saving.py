@@ -21,10 +21,9 @@ import zipfile
 
 from fastrnn.keras import initializers, losses, optimizers
 from fastrnn.keras.exceptions import ModelFileError
-from fastrnn.exceptions import ArgumentError
 from fastrnn.keras import keras_files
+from fastrnn.keras.file_formats import FASTRNN_EXTENSION, save_model
 from fastrnn.keras.model_file import CONFIG_ENTRY, FORMAT_NAME, FORMAT_VERSION, read_array, read_document
-from fastrnn.keras.model_file import save_model as save_fastrnn_model
 from fastrnn.keras.model_file import weight_values
 from fastrnn.keras.models import Model, Sequential
 from fastrnn.keras.serialization import deserialize_layer, serialize_layer
@@ -33,41 +32,8 @@ __all__ = ["ModelFileError", "save_model", "load_model", "FASTRNN_EXTENSION", "s
            "FORMAT_NAME", "FORMAT_VERSION", "CONFIG_ENTRY"]
 
 
-FASTRNN_EXTENSION = ".fastrnn"
-
-
-def save_model(model, filepath):
-    """Write ``model`` to ``filepath`` in the format its extension names.
-
-    Parameters
-    ----------
-    model : Sequential or Model
-    filepath : str or os.PathLike
-        ``.keras``: a Keras 3 archive (the model must be built; layers, weights and compile
-        settings, no optimizer state). ``.h5``/``.hdf5``: refused (see the module docstring). Any other name,
-        ``.fastrnn`` by convention: fastrnn's own format (see
-        :func:`fastrnn.keras.model_file.save_model`).
-
-    Raises
-    ------
-    ArgumentError
-        For a ``.h5`` path.
-    ModelFileError
-        For a ``.keras`` path and a model Keras could not rebuild (unbuilt, or a layer such as
-        ``Lambda`` whose code a file cannot hold).
-    ImportError
-        For a ``.keras`` path without h5py (``pip install "fastrnn[keras]"``).
-    """
-    path = os.fspath(filepath)
-    lowered = path.lower()
-    if lowered.endswith(".keras"):
-        keras_files.save_keras_archive(model, path)
-    elif lowered.endswith((".h5", ".hdf5")):
-        raise ArgumentError(f"save: filepath {path!r} asks for the legacy Keras HDF5 model format, which "
-                            "fastrnn reads but does not write; use a .keras path (Keras 3's format), "
-                            f"a {FASTRNN_EXTENSION} path (fastrnn's own), or save_weights('....weights.h5')")
-    else:
-        save_fastrnn_model(model, path)
+# the model classes a Keras file's config can name, given to keras_files (which does not import them)
+_MODEL_CLASSES = {"Sequential": Sequential, "Functional": Model, "Model": Model}
 
 
 def _load(archive, path, custom_objects, compile):
@@ -163,12 +129,12 @@ def load_model(filepath, custom_objects=None, compile=True):
     path = os.fspath(filepath)
     with open(path, "rb") as handle:  # FileNotFoundError and PermissionError stay what they are
         if handle.read(len(keras_files.HDF5_SIGNATURE)) == keras_files.HDF5_SIGNATURE:
-            return keras_files.load_legacy_h5(path)
+            return keras_files.load_legacy_h5(path, _MODEL_CLASSES)
         handle.seek(0)
         try:
             with zipfile.ZipFile(handle) as archive:
                 if CONFIG_ENTRY not in archive.namelist() and keras_files.is_keras_archive(archive):
-                    return keras_files.load_keras_archive(archive, path, compile)
+                    return keras_files.load_keras_archive(archive, path, _MODEL_CLASSES, compile)
                 return _load(archive, path, custom_objects, compile)
         except ModelFileError:
             raise

@@ -29,6 +29,7 @@ from fastrnn.keras import metrics as metrics_module
 from fastrnn.keras import optimizers as optimizers_module
 from fastrnn.keras.callbacks import Callback, History, TerminateOnNaN
 from fastrnn.keras.exceptions import NotCompiledError
+from fastrnn.keras.file_formats import save_model
 from fastrnn.keras.layers.base import unique_name
 from fastrnn.parameter import apply_update
 
@@ -881,10 +882,8 @@ class TrainingModel:
         Keras 3 archive, any other (``.fastrnn`` by convention) fastrnn's own format with the
         compile settings and optimizer state.
 
-        See :func:`fastrnn.keras.saving.save_model`.
+        See :func:`fastrnn.keras.file_formats.save_model`.
         """
-        from fastrnn.keras.saving import save_model  # the saving module imports the models
-
         save_model(self, filepath)
 
     def save_weights(self, filepath):
