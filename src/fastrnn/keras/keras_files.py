@@ -628,8 +628,9 @@ def load_keras_archive(archive, where, model_classes, compile=True):
             budget = _check_sizes(h5file, len(data), where)
             model = _model_from_keras_config(document, budget, where, model_classes)
             _set_weights_from_h5(model, h5file, where)
-        if compile and isinstance(document.get("compile_config"), dict):
-            _compile_from_keras(model, document["compile_config"], where)
+        setup = document.get("compile_config") if isinstance(document, dict) else None
+        if compile and isinstance(setup, dict) and setup.get("optimizer") is not None:
+            _compile_from_keras(model, setup, where)
         return model
 
     return _guarded(where, load)
