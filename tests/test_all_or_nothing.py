@@ -131,7 +131,7 @@ def test_layer_set_weights_with_a_bad_last_array_changes_nothing():
 
 def test_load_model_refuses_a_non_finite_saved_weight(tmp_path):
     model = _keras_model()
-    path = tmp_path / "model.keras"
+    path = tmp_path / "model.fastrnn"
     model.layers[1].weights[1].data[0] = np.nan  # written behind set_weights' back
     model.save(path)
     with pytest.raises(keras.ModelFileError, match=r"'bias' must be finite"):

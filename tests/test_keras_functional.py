@@ -282,7 +282,7 @@ def test_config_and_file_round_trips(tmp_path):
     again.set_weights(model.get_weights())
     for a, b in zip(again.predict(xs, verbose=0), model.predict(xs, verbose=0)):
         np.testing.assert_array_equal(a, b)
-    path = tmp_path / "two_heads.keras"
+    path = tmp_path / "two_heads.fastrnn"
     model.save(path)
     loaded = keras.load_model(path)
     assert type(loaded) is keras.Model and loaded.output_names == ["out_a", "out_b"]

@@ -94,8 +94,8 @@ def test_input_builds_layers_as_they_are_added(tmp_path):
     assert model.built
     model.add(layers.GRU(5))
     assert model.built and "(None, 5)" in _lines(model)
-    model.save(tmp_path / "input.keras")
-    loaded = keras.load_model(tmp_path / "input.keras")
+    model.save(tmp_path / "input.fastrnn")
+    loaded = keras.load_model(tmp_path / "input.fastrnn")
     _assert_same_weights(model, loaded)
     loaded.add(layers.Dense(2))
     assert loaded.built
@@ -317,11 +317,11 @@ def test_model_checkpoint_saves_the_best_epochs(tmp_path):
     x, y = _separable(n=40)
     model = _dense_model()
     model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
-    pattern = str(tmp_path / "m-{epoch:02d}.keras")
+    pattern = str(tmp_path / "m-{epoch:02d}.fastrnn")
     model.fit(x, y, epochs=3, verbose=0, validation_split=0.25,
               callbacks=[keras.callbacks.ModelCheckpoint(pattern, monitor="val_loss", save_best_only=False)])
-    assert sorted(os.listdir(tmp_path)) == ["m-01.keras", "m-02.keras", "m-03.keras"]
-    _assert_same_weights(model, keras.load_model(tmp_path / "m-03.keras"))
+    assert sorted(os.listdir(tmp_path)) == ["m-01.fastrnn", "m-02.fastrnn", "m-03.fastrnn"]
+    _assert_same_weights(model, keras.load_model(tmp_path / "m-03.fastrnn"))
 
 
 def test_ragged_inputs_get_a_clear_error():
@@ -405,9 +405,9 @@ def test_save_load_round_trip_is_bit_exact_and_resumes_training(tmp_path, builde
     model.compile(optimizer=optimizers.Adam(learning_rate=0.01, clipnorm=1.0), loss="binary_crossentropy",
                   metrics=["accuracy"])
     model.fit(x, y, batch_size=8, epochs=1, verbose=0)
-    path = tmp_path / "model.keras"
+    path = tmp_path / "model.fastrnn"
     model.save(path)
-    assert sorted(os.listdir(tmp_path)) == ["model.keras"]  # no temporary file left behind
+    assert sorted(os.listdir(tmp_path)) == ["model.fastrnn"]  # no temporary file left behind
     loaded = keras.load_model(path)
     assert keras.models.load_model(path).get_config() == loaded.get_config()  # Keras's other spelling
     assert [layer.name for layer in loaded.layers] == [layer.name for layer in model.layers]
@@ -431,8 +431,8 @@ def test_save_load_float64_model(tmp_path):
     model.compile(optimizer=optimizers.RMSprop(centered=True, momentum=0.5), loss="mse")
     x = np.random.default_rng(2).normal(size=(6, 4, 2))
     model.fit(x, np.zeros((6, 4, 2)), verbose=0)
-    model.save(tmp_path / "f64.keras")
-    loaded = keras.load_model(tmp_path / "f64.keras")
+    model.save(tmp_path / "f64.fastrnn")
+    loaded = keras.load_model(tmp_path / "f64.fastrnn")
     assert loaded.get_weights()[0].dtype == np.float64
     _assert_same_weights(model, loaded)
     assert loaded.optimizer.get_config() == model.optimizer.get_config()
@@ -454,12 +454,12 @@ def test_load_model_without_compile(tmp_path):
     model = _dense_model()
     model.build((None, 4))
     model.compile(loss="mse")
-    model.save(tmp_path / "m.keras")
-    assert keras.load_model(tmp_path / "m.keras", compile=False).optimizer is None
+    model.save(tmp_path / "m.fastrnn")
+    assert keras.load_model(tmp_path / "m.fastrnn", compile=False).optimizer is None
 
 
 def test_save_overwrites_atomically_and_a_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
-    path = tmp_path / "m.keras"
+    path = tmp_path / "m.fastrnn"
     first = _dense_model()
     first.build((None, 4))
     first.save(path)
@@ -474,13 +474,13 @@ def test_save_overwrites_atomically_and_a_failed_save_keeps_the_old_file(tmp_pat
     with pytest.raises(RuntimeError, match="disk full"):
         second.save(path)
     assert path.read_bytes() == good
-    assert sorted(os.listdir(tmp_path)) == ["m.keras"]
+    assert sorted(os.listdir(tmp_path)) == ["m.fastrnn"]
 
 
 def _saved_bytes(tmp_path):
     model = _dense_model()
     model.build((None, 4))
-    path = tmp_path / "good.keras"
+    path = tmp_path / "good.fastrnn"
     model.save(path)
     return path.read_bytes()
 
@@ -494,27 +494,27 @@ def test_corrupt_truncated_and_foreign_files_raise_model_file_error(tmp_path):
         "text": b"not a model at all",
     }
     # a flipped byte inside the first array's data: the zip's CRC check catches it
-    with zipfile.ZipFile(tmp_path / "good.keras") as archive:
+    with zipfile.ZipFile(tmp_path / "good.fastrnn") as archive:
         info = archive.getinfo("weights/00000.npy")
     flipped = bytearray(good)
     flipped[info.header_offset + 30 + len(info.filename) + info.file_size - 1] ^= 0xFF
     cases["flipped"] = bytes(flipped)
     for name, content in cases.items():
-        path = tmp_path / f"{name}.keras"
+        path = tmp_path / f"{name}.fastrnn"
         path.write_bytes(content)
-        with pytest.raises(saving.ModelFileError, match=name + r"\.keras"):
+        with pytest.raises(saving.ModelFileError, match=name + r"\.fastrnn"):
             keras.load_model(path)
     with pytest.raises(FileNotFoundError):
-        keras.load_model(tmp_path / "missing.keras")
+        keras.load_model(tmp_path / "missing.fastrnn")
 
 
 def _rewrite_config(tmp_path, change):
     import json
 
-    good = tmp_path / "good.keras"
+    good = tmp_path / "good.fastrnn"
     if not good.exists():
         _saved_bytes(tmp_path)
-    target = tmp_path / "changed.keras"
+    target = tmp_path / "changed.fastrnn"
     with zipfile.ZipFile(good) as source, zipfile.ZipFile(target, "w") as out:
         for item in source.infolist():
             data = source.read(item.filename)
@@ -536,10 +536,10 @@ def test_wrong_version_format_and_mismatched_arrays(tmp_path):
     shape = _rewrite_config(tmp_path, lambda d: d["weights"][0].update(shape=[5, 8]))
     with pytest.raises(saving.ModelFileError, match="shape"):
         keras.load_model(shape)
-    with zipfile.ZipFile(tmp_path / "nozip.keras", "w") as archive:
+    with zipfile.ZipFile(tmp_path / "nozip.fastrnn", "w") as archive:
         archive.writestr("hello.txt", "hi")
     with pytest.raises(saving.ModelFileError, match="fastrnn_model.json"):
-        keras.load_model(tmp_path / "nozip.keras")
+        keras.load_model(tmp_path / "nozip.fastrnn")
     assert issubclass(saving.ModelFileError, FastRNNError)
 
 

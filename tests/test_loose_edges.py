@@ -55,7 +55,7 @@ def test_keras_layer_boolean_options(layer, option, value):
     lambda: optimizers.RMSprop(centered="no"),
     lambda: losses.BinaryCrossentropy(from_logits="no"),
     lambda: callbacks.EarlyStopping(restore_best_weights="no"),
-    lambda: callbacks.ModelCheckpoint("m.keras", save_best_only="no"),
+    lambda: callbacks.ModelCheckpoint("m.fastrnn", save_best_only="no"),
 ])
 def test_other_keras_boolean_options(make):
     with pytest.raises(ArgumentError, match=r"must be True or False; got 'no'"):

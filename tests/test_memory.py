@@ -182,7 +182,7 @@ def saved(tmp_path):
     and ``write(name, document, entries, deflated=())`` that zips them into a new file."""
     model = keras.Sequential([layers.Embedding(10, 4, seed=0), layers.LSTM(3, seed=1)])
     model.build((None, 5))
-    path = tmp_path / "good.keras"
+    path = tmp_path / "good.fastrnn"
     model.save(path)
     with zipfile.ZipFile(path) as archive:
         entries = {name: archive.read(name) for name in archive.namelist()}
@@ -224,7 +224,7 @@ def test_an_entry_larger_than_its_declared_array_is_refused_before_decompressing
     """A 50 MB entry of zeros deflates to about 50 KB; the model says it holds a (10, 4) array."""
     document, entries, write = saved
     entry = document["weights"][0]["entry"]
-    path = write("bomb.keras", document, dict(entries, **{entry: npy_header((12_500_000,)) + bytes(50_000_000)}),
+    path = write("bomb.fastrnn", document, dict(entries, **{entry: npy_header((12_500_000,)) + bytes(50_000_000)}),
                  deflated={entry})
     error, peak, _ = load_peak(path)
     assert f"entry {entry} declares 50000128 bytes; its array takes 160 bytes" in str(error)
@@ -236,7 +236,7 @@ def test_an_npy_header_that_disagrees_with_the_declared_shape_is_refused_unread(
     document, entries, write = saved
     entry = document["weights"][0]["entry"]
     data = npy_header((10**12,)) + bytes(160)
-    path = write("header.keras", document, dict(entries, **{entry: data}))
+    path = write("header.fastrnn", document, dict(entries, **{entry: data}))
     error, peak, _ = load_peak(path)
     assert "holds an array of shape (1000000000000,)" in str(error) and "says (10, 4)" in str(error)
     assert peak < PEAK_LIMIT
@@ -248,7 +248,7 @@ def test_a_config_declaring_a_huge_layer_is_refused_before_building_it(saved):
     for layer in document["model"]["config"]["layers"]:
         if layer["class_name"] == "Embedding":
             layer["config"]["input_dim"] = 50_000_000
-    path = write("huge.keras", document, entries)
+    path = write("huge.fastrnn", document, entries)
     error, peak, seconds = load_peak(path)
     assert "ask for more weight values than the file's" in str(error)
     assert peak < PEAK_LIMIT and seconds < 5
@@ -257,8 +257,8 @@ def test_a_config_declaring_a_huge_layer_is_refused_before_building_it(saved):
 def test_a_consistent_file_still_loads_bit_for_bit(saved, tmp_path):
     """The checks refuse nothing a fastrnn save writes, nor the same entries deflated."""
     document, entries, write = saved
-    original = saving.load_model(tmp_path / "good.keras")
-    again = saving.load_model(write("deflated.keras", document, entries, deflated=set(entries)))
+    original = saving.load_model(tmp_path / "good.fastrnn")
+    again = saving.load_model(write("deflated.fastrnn", document, entries, deflated=set(entries)))
     for ours, theirs in zip(original.get_weights(), again.get_weights()):
         assert ours.dtype == theirs.dtype
         np.testing.assert_array_equal(ours, theirs)
@@ -269,13 +269,13 @@ def test_a_consistent_file_still_loads_bit_for_bit(saved, tmp_path):
 def test_a_declared_shape_or_dtype_that_is_no_arrays_is_refused(saved, shape, dtype):
     document, entries, write = saved
     document["weights"][0].update(shape=shape, dtype=dtype)
-    error, _, _ = load_peak(write("declared.keras", document, entries))
+    error, _, _ = load_peak(write("declared.fastrnn", document, entries))
     assert f"entry {document['weights'][0]['entry']} declares" in str(error)
 
 
 def test_a_model_description_larger_than_the_cap_is_refused_unread(saved, monkeypatch):
     document, entries, write = saved
-    path = write("long.keras", dict(document, padding="x" * 5000), entries)
+    path = write("long.fastrnn", dict(document, padding="x" * 5000), entries)
     monkeypatch.setattr(model_file, "MAX_DOCUMENT_BYTES", 4096)
     error, _, _ = load_peak(path)
     assert f"{model_file.CONFIG_ENTRY} declares" in str(error) and "at most 4096" in str(error)

@@ -38,7 +38,7 @@ def _dead_pid():
 
 
 def test_a_save_that_fails_midway_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
-    path = tmp_path / "model.keras"
+    path = tmp_path / "model.fastrnn"
     _model(1.0).save(path)
     before = path.read_bytes()
 
@@ -49,18 +49,18 @@ def test_a_save_that_fails_midway_leaves_the_old_file_and_no_temporary(tmp_path,
     with pytest.raises(OSError, match="simulated"):
         _model(2.0).save(path)
     assert path.read_bytes() == before
-    assert sorted(os.listdir(tmp_path)) == ["model.keras"]
+    assert sorted(os.listdir(tmp_path)) == ["model.fastrnn"]
 
 
 @posix_only
 def test_a_stale_temporary_of_a_dead_save_is_removed_by_the_next_save(tmp_path):
-    path = tmp_path / "model.keras"
+    path = tmp_path / "model.fastrnn"
     _model(1.0).save(path)
-    stale = tmp_path / f".model.keras.fastrnn-tmp-{_dead_pid()}-0123456789ab"
+    stale = tmp_path / f".model.fastrnn.fastrnn-tmp-{_dead_pid()}-0123456789ab"
     stale.write_bytes(b"half a model")
-    running = tmp_path / f".model.keras.fastrnn-tmp-{os.getpid()}-0123456789ab"  # a live process's
+    running = tmp_path / f".model.fastrnn.fastrnn-tmp-{os.getpid()}-0123456789ab"  # a live process's
     running.write_bytes(b"in progress")
-    other = tmp_path / f".other.keras.fastrnn-tmp-{_dead_pid()}-0123456789ab"  # another file's
+    other = tmp_path / f".other.fastrnn.fastrnn-tmp-{_dead_pid()}-0123456789ab"  # another file's
     other.write_bytes(b"not ours")
     _model(2.0).save(path)
     assert not stale.exists()
@@ -70,7 +70,7 @@ def test_a_stale_temporary_of_a_dead_save_is_removed_by_the_next_save(tmp_path):
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork to kill a save midway")
 def test_a_killed_save_leaves_the_old_file_and_a_recognisable_temporary(tmp_path):
-    path = tmp_path / "model.keras"
+    path = tmp_path / "model.fastrnn"
     _model(1.0).save(path)
     before = path.read_bytes()
     pid = os.fork()
@@ -84,16 +84,16 @@ def test_a_killed_save_leaves_the_old_file_and_a_recognisable_temporary(tmp_path
     assert os.WEXITSTATUS(status) == 9
     assert path.read_bytes() == before
     left = sorted(os.listdir(tmp_path))
-    assert len(left) == 2 and left[0].startswith(f".model.keras.fastrnn-tmp-{pid}-")
+    assert len(left) == 2 and left[0].startswith(f".model.fastrnn.fastrnn-tmp-{pid}-")
     _model(3.0).save(path)
-    assert sorted(os.listdir(tmp_path)) == ["model.keras"]
+    assert sorted(os.listdir(tmp_path)) == ["model.fastrnn"]
     assert np.all(_kernel(path) == 3.0)
 
 
 @posix_only
 @pytest.mark.parametrize("mode", [0o600, 0o640, 0o604])
 def test_saving_over_a_file_keeps_its_permissions(tmp_path, mode):
-    path = tmp_path / "model.keras"
+    path = tmp_path / "model.fastrnn"
     _model(1.0).save(path)
     os.chmod(path, mode)
     _model(2.0).save(path)
@@ -105,22 +105,22 @@ def test_saving_over_a_file_keeps_its_permissions(tmp_path, mode):
 def test_a_new_file_gets_the_umask_default(tmp_path):
     old = os.umask(0o027)
     try:
-        _model(1.0).save(tmp_path / "model.keras")
+        _model(1.0).save(tmp_path / "model.fastrnn")
     finally:
         os.umask(old)
-    assert stat.S_IMODE(os.stat(tmp_path / "model.keras").st_mode) == 0o640
+    assert stat.S_IMODE(os.stat(tmp_path / "model.fastrnn").st_mode) == 0o640
 
 
 @posix_only
 @pytest.mark.parametrize("relative", [False, True])
 def test_saving_through_a_symlink_writes_its_target(tmp_path, relative):
     (tmp_path / "store").mkdir()
-    target = tmp_path / "store" / "real.keras"
+    target = tmp_path / "store" / "real.fastrnn"
     _model(1.0).save(target)
-    link = tmp_path / "link.keras"
-    os.symlink(os.path.join("store", "real.keras") if relative else target, link)
+    link = tmp_path / "link.fastrnn"
+    os.symlink(os.path.join("store", "real.fastrnn") if relative else target, link)
     _model(2.0).save(link)
     assert link.is_symlink() and os.path.samefile(link, target)
     assert np.all(_kernel(target) == 2.0)
-    assert sorted(os.listdir(tmp_path)) == ["link.keras", "store"]
-    assert sorted(os.listdir(tmp_path / "store")) == ["real.keras"]
+    assert sorted(os.listdir(tmp_path)) == ["link.fastrnn", "store"]
+    assert sorted(os.listdir(tmp_path / "store")) == ["real.fastrnn"]

@@ -337,8 +337,8 @@ def test_keras_forward_follows_every_write_path(cell, tmp_path):
     check("set_weights")
     layer.recurrent_kernel.data = layer.recurrent_kernel.data[::-1].copy()
     check("assigning data")
-    model.save(tmp_path / "model.keras")
-    loaded = keras.load_model(tmp_path / "model.keras")
+    model.save(tmp_path / "model.fastrnn")
+    loaded = keras.load_model(tmp_path / "model.fastrnn")
     assert np.array_equal(loaded.predict(x, verbose=0), previous), "load_model"
     loaded.predict(x, verbose=0)  # packed now; loading new weights into it must repack
     loaded.set_weights([w + 0.125 for w in loaded.get_weights()])

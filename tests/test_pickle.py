@@ -924,7 +924,7 @@ case(callbacks.EarlyStopping, "restore-best-after-fit")(functools.partial(
 
 @case(callbacks.ModelCheckpoint, "with-model")
 def _checkpoint_subject():
-    callback = callbacks.ModelCheckpoint(os.path.join("never-written", "model-{epoch:02d}.keras"),
+    callback = callbacks.ModelCheckpoint(os.path.join("never-written", "model-{epoch:02d}.fastrnn"),
                                          save_best_only=True, mode="min")
     callback.set_model(_sequence_model())
     callback.set_params({"epochs": 2, "steps": 3, "verbose": 0})

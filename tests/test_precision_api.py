@@ -417,7 +417,7 @@ def test_quantize_a_keras_model(precision, tmp_path):
             quantized.fit(x, y, verbose=0)
     again = pickle.loads(pickle.dumps(quantized))
     assert np.array_equal(again.predict(x, verbose=0), predicted)
-    path = tmp_path / "quantized.keras"
+    path = tmp_path / "quantized.fastrnn"
     quantized.save(str(path))
     loaded = load_model(str(path))
     assert loaded.layers[1].precision == precision

@@ -56,11 +56,11 @@ def saved(tmp_path_factory):
                               keras.layers.Dense(2, seed=2)])
     model.build((None, 5))
     folder = tmp_path_factory.mktemp("fuzz_files")
-    path = folder / "good.keras"
+    path = folder / "good.fastrnn"
     model.save(path)
     with zipfile.ZipFile(path) as archive:
         entries = {name: archive.read(name) for name in archive.namelist()}
-    return path.read_bytes(), entries, model.get_weights(), folder / "fuzzed.keras"
+    return path.read_bytes(), entries, model.get_weights(), folder / "fuzzed.fastrnn"
 
 
 def loads_the_same_or_refuses(data, weights, path):

@@ -183,19 +183,28 @@ class ModelCheckpoint(Callback):
     ----------
     filepath : str or os.PathLike
         May hold ``{epoch}`` (1-based) and log keys, e.g.
-        ``"model-{epoch:02d}-{val_loss:.3f}.keras"``.
+        ``"model-{epoch:02d}-{val_loss:.3f}.fastrnn"``. The extension picks the format as
+        ``Model.save`` does (``.keras``: a Keras 3 archive); with ``save_weights_only`` it must
+        end in ``.weights.h5``, as in Keras 3.
     monitor : str, default "val_loss"
     verbose : int, default 0
     save_best_only : bool, default False
     mode : {"auto", "min", "max"}
+    save_weights_only : bool, default False
+        Write only the weights, with ``model.save_weights``.
     """
 
-    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, mode="auto"):
+    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, mode="auto",
+                 save_weights_only=False):
         super().__init__()
         self.filepath = os.fspath(filepath)
         self.monitor = monitor
         self.verbose = verbose
         self.save_best_only = check_bool("save_best_only", save_best_only)
+        self.save_weights_only = check_bool("save_weights_only", save_weights_only)
+        if self.save_weights_only and not self.filepath.endswith(".weights.h5"):
+            raise ArgumentError("ModelCheckpoint: with save_weights_only=True, filepath must end in "
+                                f"'.weights.h5'; got {self.filepath!r}")
         self.mode = _direction(monitor, mode)
         self.best = None
 
@@ -211,9 +220,12 @@ class ModelCheckpoint(Callback):
             if not better:
                 return
             self.best = value
-        self.model.save(path)
+        if self.save_weights_only:
+            self.model.save_weights(path)
+        else:
+            self.model.save(path)
         if self.verbose:
-            print(f"Epoch {epoch + 1}: saved the model to {path}")
+            print(f"Epoch {epoch + 1}: saved the {'weights' if self.save_weights_only else 'model'} to {path}")
 
 
 class TerminateOnNaN(Callback):

@@ -1,10 +1,19 @@
-"""Saving and loading whole fastrnn.keras models to and from one file.
+"""Saving and loading whole fastrnn.keras models to and from one file, in fastrnn's format or Keras's.
 
-``save_model`` (also ``Model.save``) writes the format of
-:mod:`fastrnn.keras.model_file`; ``load_model`` reads it back into a
-``Sequential`` or a functional ``Model``. Anything wrong with a file being loaded -- not a zip,
-truncated, corrupted, another format or a newer version, arrays that do not
-match the structure -- raises :class:`ModelFileError`.
+``save_model`` (also ``Model.save``) picks the format by the path's extension:
+
+* ``.keras`` -- a real Keras 3 archive (:mod:`fastrnn.keras.keras_files`), which
+  ``keras.saving.load_model`` reads: structure, weights and compile settings, no optimizer state;
+* ``.h5`` / ``.hdf5`` -- refused: Keras 3 calls that whole-model format legacy, so fastrnn
+  reads it but does not write it (``save_weights("x.weights.h5")`` writes weights as HDF5);
+* ``.fastrnn`` or anything else -- fastrnn's own format (:mod:`fastrnn.keras.model_file`):
+  bit-exact weights, compile settings and optimizer state.
+
+``load_model`` recognises a file by its content, whatever its name: a zip holding
+``fastrnn_model.json`` is fastrnn's, a zip holding ``config.json`` a Keras archive, a file
+with HDF5's signature a legacy Keras model. Anything wrong with a file being loaded -- not
+a zip, truncated, corrupted, another format or a newer version, arrays that do not
+match the structure, layers fastrnn lacks -- raises :class:`ModelFileError`.
 """
 
 import os
@@ -12,13 +21,21 @@ import zipfile
 
 from fastrnn.keras import initializers, losses, optimizers
 from fastrnn.keras.exceptions import ModelFileError
-from fastrnn.keras.model_file import (CONFIG_ENTRY, FORMAT_NAME, FORMAT_VERSION, read_array, read_document,
-                                      save_model, weight_values)
+from fastrnn.keras import keras_files
+from fastrnn.keras.file_formats import FASTRNN_EXTENSION, save_model
+from fastrnn.keras.model_file import CONFIG_ENTRY, FORMAT_NAME, FORMAT_VERSION, read_array, read_document
+from fastrnn.keras.model_file import weight_values
 from fastrnn.keras.serialization import deserialize_layer, serialize_layer
 from fastrnn.keras.training import MODEL_CLASSES
 
-__all__ = ["ModelFileError", "save_model", "load_model", "serialize_layer", "deserialize_layer",
+__all__ = ["ModelFileError", "save_model", "load_model", "FASTRNN_EXTENSION", "serialize_layer", "deserialize_layer",
            "FORMAT_NAME", "FORMAT_VERSION", "CONFIG_ENTRY"]
+
+
+# the model classes a Keras file's config can name, given to keras_files (which does not import them)
+def _model_classes():
+    """The model classes by the names files give them (Keras 3 calls a functional model "Functional")."""
+    return {**MODEL_CLASSES, "Functional": MODEL_CLASSES["Model"]}
 
 
 def _load(archive, path, custom_objects, compile):
@@ -82,7 +99,12 @@ def _load(archive, path, custom_objects, compile):
 
 
 def load_model(filepath, custom_objects=None, compile=True):
-    """Read a model that :func:`save_model` (or ``Sequential.save``) wrote.
+    """Read a model that :func:`save_model` (or ``Model.save``) wrote, or a real Keras file.
+
+    fastrnn's own files come back as saved (compiled, with the optimizer's state); Keras 3
+    ``.keras`` archives (recognised by content, see the module docstring) come back with their
+    weights, compiled as their ``compile_config`` says when fastrnn can (no optimizer state), and
+    legacy Keras ``.h5`` models uncompiled (:mod:`fastrnn.keras.keras_files`).
 
     Parameters
     ----------
@@ -108,8 +130,13 @@ def load_model(filepath, custom_objects=None, compile=True):
     """
     path = os.fspath(filepath)
     with open(path, "rb") as handle:  # FileNotFoundError and PermissionError stay what they are
+        if handle.read(len(keras_files.HDF5_SIGNATURE)) == keras_files.HDF5_SIGNATURE:
+            return keras_files.load_legacy_h5(path, _model_classes())
+        handle.seek(0)
         try:
             with zipfile.ZipFile(handle) as archive:
+                if CONFIG_ENTRY not in archive.namelist() and keras_files.is_keras_archive(archive):
+                    return keras_files.load_keras_archive(archive, path, _model_classes(), compile)
                 return _load(archive, path, custom_objects, compile)
         except ModelFileError:
             raise

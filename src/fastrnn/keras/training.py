@@ -15,6 +15,7 @@ Shuffling uses NumPy's global random state (``np.random.seed`` makes ``fit`` rep
 
 import copy
 import math
+import os
 import sys
 import time
 
@@ -29,8 +30,8 @@ from fastrnn.keras import optimizers as optimizers_module
 from fastrnn.keras.callbacks import Callback, History, TerminateOnNaN
 from fastrnn.keras.data import ArrayBatches, SourceBatches, is_batch_source, split_batch
 from fastrnn.keras.exceptions import NotCompiledError
+from fastrnn.keras.file_formats import save_model
 from fastrnn.keras.layers.base import unique_name
-from fastrnn.keras.model_file import save_model
 from fastrnn.parameter import apply_update
 
 __all__ = ["TrainingModel", "MODEL_CLASSES"]
@@ -971,8 +972,55 @@ class TrainingModel:
                      "weights.")
 
     def save(self, filepath):
-        """Write the model (structure, weights, compile settings, optimizer state) to one file.
+        """Write the model to one file, in the format the extension names: ``.keras`` a real
+        Keras 3 archive, any other (``.fastrnn`` by convention) fastrnn's own format with the
+        compile settings and optimizer state.
 
-        See :func:`fastrnn.keras.saving.save_model`.
+        See :func:`fastrnn.keras.file_formats.save_model`.
         """
         save_model(self, filepath)
+
+    def save_weights(self, filepath):
+        """Write the weights in Keras 3's ``.weights.h5`` layout, which ``keras.Model.load_weights``
+        reads into the same architecture (needs h5py: ``pip install "fastrnn[keras]"``).
+
+        Parameters
+        ----------
+        filepath : str or os.PathLike
+            Must end in ``.weights.h5``, as Keras 3 requires.
+
+        Raises
+        ------
+        ArgumentError
+            For another file name.
+        ModelFileError
+            For a model that is not built.
+        """
+        from fastrnn.keras.keras_files import save_weights_h5
+
+        save_weights_h5(self, _weights_path(filepath, "save_weights"))
+
+    def load_weights(self, filepath):
+        """Set the weights from a ``.weights.h5`` file (Keras 3's layout, written by Keras or by
+        :meth:`save_weights`) or a legacy Keras ``.h5`` file, all or nothing; layers are matched
+        by position and class, as Keras matches them.
+
+        Raises
+        ------
+        ModelFileError
+            When the file does not hold weights of this architecture, or is damaged.
+        """
+        from fastrnn.keras.keras_files import load_weights_h5
+
+        path = os.fspath(filepath)
+        with open(path, "rb"):  # FileNotFoundError stays what it is
+            pass
+        load_weights_h5(self, path)
+
+
+def _weights_path(filepath, method):
+    path = os.fspath(filepath)
+    if not path.endswith(".weights.h5"):
+        raise ArgumentError(f"{method}: filepath must end in '.weights.h5' (Keras 3's weights format); "
+                            f"got {path!r}")
+    return path
