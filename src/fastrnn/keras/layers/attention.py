@@ -168,6 +168,12 @@ class Attention(Layer):
 
     # the pass -----------------------------------------------------------------------------
     def __call__(self, x, mask=None, training=False, return_attention_scores=False, use_causal_mask=False):
+        from fastrnn.keras import functional  # it imports the layers
+
+        if functional.is_symbolic(x):  # recorded in a functional model's graph, as Layer.__call__ does
+            options = {key: True for key, value in (("return_attention_scores", return_attention_scores),
+                                                     ("use_causal_mask", use_causal_mask)) if value}
+            return functional.call_symbolic(self, x, mask=mask, training=training, **options)
         if not self.built:
             self.build(input_shapes(x))
         return self.call(x, mask=mask, training=training, return_attention_scores=return_attention_scores,
