@@ -677,8 +677,7 @@ def seq2seq_model(source_size, target_size, units, cell="lstm", attention=True, 
     decoded = recurrent(units, return_sequences=True, seed=seeds[3], name="decoder",
                         **options)(embedded_target, initial_state=states)
     if attention:
-        # Layer.__call__: Attention.__call__ of i14-layers does not yet pass KerasTensors to the graph
-        context = layers.Layer.__call__(layers.Attention(name="attention"), [decoded, encoder_outputs])
+        context = layers.Attention(name="attention")([decoded, encoder_outputs])
         decoded = layers.Concatenate(name="decoder_and_context")([decoded, context])
     probabilities = layers.Dense(target_size, activation="softmax", seed=seeds[4], name="next_char")(decoded)
     return keras.Model([source, decoder_input], probabilities,
