@@ -12,7 +12,7 @@ encoder's mask is exercised. TensorFlow is imported only when its epoch is built
 
 import numpy as np
 
-from fastrnn._threads import num_threads_capped
+from fastrnn._threads import blas_threads, num_threads_capped
 from fastrnn.benchmarks.tables import format_ms, format_table
 from fastrnn.benchmarks.timing import paired_ratio, time_paired
 
@@ -122,7 +122,9 @@ def run_seq2seq(args, out, with_keras=True, config=None):
         model, x, y = fastrnn_seq2seq(c)
 
         def fastrnn_epoch(model=model, x=x, y=y, n_threads=n_threads):
-            with num_threads_capped(n_threads):  # fit passes no thread count
+            # fit passes no thread count; the Dense, Attention and Concatenate layers run NumPy, whose
+            # BLAS would otherwise use every core (TensorFlow's pools are held to n_threads too)
+            with num_threads_capped(n_threads), blas_threads.limit(n_threads):
                 return model.fit(x, y, batch_size=c["batch_size"], epochs=1, verbose=0)
 
         runners = {"fastrnn": fastrnn_epoch}
@@ -147,7 +149,8 @@ def run_seq2seq(args, out, with_keras=True, config=None):
           f"LSTM({c['units']}) encoder, states into an LSTM({c['units']}) decoder, Attention over the "
           f"encoder outputs, Concatenate, Dense(softmax); Adam; {c['samples']} dates padded to "
           f"{c['source_length']} characters, 10 target steps, batch {c['batch_size']}; medians in ms; "
-          f"max|dp|: largest difference of the initial predictions (same weights); TensorFlow's "
-          f"thread pools are set once per process (a '-' row ran at another count)", file=out)
+          f"max|dp|: largest difference of the initial predictions (same weights); thr: fastrnn's "
+          f"n_threads and NumPy's BLAS threads, TensorFlow's intra- and inter-op pools (set once per "
+          f"process: a '-' row ran at another count)", file=out)
     print(format_table(header, rows, args.markdown), file=out)
     out.flush()
