@@ -19,10 +19,18 @@ def test_every_format_writes_a_known_date_as_people_do():
     assert written == [
         "7 march 2031", "7 mar 2031", "07 mar 31", "7th of march 2031", "march 7, 2031", "mar 7 2031",
         "march 7th 2031", "friday, 7 march 2031", "fri mar 7 2031", "friday march 7th, 2031",
-        "07/03/2031", "7.3.2031", "07.03.31", "03/07/2031", "3/7/31", "2031/03/07", "2031.3.7",
+        "07-03-2031", "7.3.2031", "07.03.31", "03/07/2031", "3/7/31", "2031/03/07", "2031.3.7",
         "20310307", "7-mar-2031", "mar-07-31",
     ]
     assert len(set(written)) == len(written)
+
+
+def test_no_written_date_stands_for_two_days():
+    days = {}
+    for offset in range(dates.N_DAYS):
+        date = dates.FIRST_DAY + datetime.timedelta(days=offset)
+        for template in dates.FORMATS:
+            assert days.setdefault(dates.write_date(date, template), date) == date, (template, date)
 
 
 @pytest.mark.parametrize("day, suffix", [(1, "st"), (2, "nd"), (3, "rd"), (4, "th"), (11, "th"),

@@ -37,7 +37,7 @@ FORMATS = (
     "{weekday}, {d} {month} {Y}",   # friday, 7 march 2031
     "{wkd} {mon} {d} {Y}",      # fri mar 7 2031
     "{weekday} {month} {d}{th}, {Y}",  # friday march 7th, 2031
-    "{dd}/{mm}/{Y}",            # 07/03/2031 (day first)
+    "{dd}-{mm}-{Y}",            # 07-03-2031 (day first; slashes are month first below)
     "{d}.{m}.{Y}",              # 7.3.2031
     "{dd}.{mm}.{y}",            # 07.03.31
     "{mm}/{dd}/{Y}",            # 03/07/2031 (month first)
@@ -48,7 +48,11 @@ FORMATS = (
     "{d}-{mon}-{Y}",            # 7-mar-2031
     "{mon}-{dd}-{y}",           # mar-07-31
 )
-"""The written forms, as :meth:`str.format` templates; two-digit years mean 1950-2049."""
+"""The written forms, as :meth:`str.format` templates; two-digit years mean 1950-2049.
+
+No written date is ambiguous: two formats never write different days the same way (day-first
+numbers use ``-`` or ``.``, month-first ones ``/``), so a perfect model exists.
+"""
 
 
 def _ordinal_suffix(day):
