@@ -389,6 +389,14 @@ for _name, (_cls, _options, _kind) in NN_LOSS_CONFIGS.items():
 
 
 # fastrnn.keras layers
+def _lambda_double(x, factor):
+    return factor * x
+
+
+def _lambda_double_backward(d_output, inputs, output, factor):
+    return factor * d_output
+
+
 def _dense(activation):
     return lambda: layers.Dense(4, activation=activation, seed=1)
 
@@ -428,6 +436,25 @@ KERAS_LAYER_CONFIGS = {
         layers.LSTM(H, return_state=True, dropout=0.1, seed=16), merge_mode="sum"), "seq"),
     "bidirectional-backward_layer": (layers.Bidirectional, lambda: layers.Bidirectional(
         layers.SimpleRNN(H, seed=17), backward_layer=layers.SimpleRNN(3, go_backwards=True, seed=18)), "seq"),
+    # the layers of functional models ("pair": a list of two sequences)
+    **{f"merge-{cls.__name__.lower()}": (cls, cls, "pair-mask")
+       for cls in (layers.Add, layers.Subtract, layers.Multiply, layers.Average, layers.Maximum, layers.Minimum)},
+    "concatenate-steps": (layers.Concatenate, lambda: layers.Concatenate(axis=1), "pair-mask"),
+    "dot-normalize": (layers.Dot, lambda: layers.Dot(axes=2, normalize=True), "pair"),
+    "repeatvector": (layers.RepeatVector, lambda: layers.RepeatVector(3), "flat"),
+    "reshape": (layers.Reshape, lambda: layers.Reshape((-1, 2)), "seq"),
+    "flatten": (layers.Flatten, layers.Flatten, "seq"),
+    "permute": (layers.Permute, lambda: layers.Permute((2, 1)), "seq"),
+    "globalaveragepooling1d-mask": (layers.GlobalAveragePooling1D, layers.GlobalAveragePooling1D, "seq-mask"),
+    "globalmaxpooling1d-keepdims": (layers.GlobalMaxPooling1D, lambda: layers.GlobalMaxPooling1D(keepdims=True),
+                                    "seq"),
+    "layernormalization-mask": (layers.LayerNormalization, lambda: layers.LayerNormalization(
+        beta_initializer="uniform"), "seq-mask"),
+    "attention-concat-dropout": (layers.Attention, lambda: layers.Attention(
+        use_scale=True, score_mode="concat", dropout=0.2, seed=19), "pair-mask"),
+    "additiveattention": (layers.AdditiveAttention, lambda: layers.AdditiveAttention(seed=20), "pair-mask"),
+    "lambda-backward": (layers.Lambda, lambda: layers.Lambda(_lambda_double, backward=_lambda_double_backward,
+                                                             arguments={"factor": 2.0}), "seq"),
 }
 LAYER_STATES = ("unbuilt", "built", "mid-pass", "trained")
 
@@ -446,9 +473,12 @@ class LayerRun:
             self.x = rng.standard_normal((B, T, D)).astype(np.float32)
             self.x[1, 3] = 0.0  # a step Masking masks
         self.mask = None
-        if kind == "seq-mask":
+        if kind in ("seq-mask", "pair-mask"):
             self.mask = np.ones((B, T), bool)
             self.mask[0, 1] = self.mask[1, 3:] = self.mask[2, :] = False  # a hole, a short row, an empty row
+        if kind.startswith("pair"):
+            self.x = [self.x, rng.standard_normal((B, T, D)).astype(np.float32)]
+            self.mask = None if self.mask is None else [self.mask, None]
 
     def call(self, layer, training):
         return layer(self.x, mask=self.mask, training=training)

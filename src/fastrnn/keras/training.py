@@ -27,6 +27,7 @@ from fastrnn.keras import losses as losses_module
 from fastrnn.keras import metrics as metrics_module
 from fastrnn.keras import optimizers as optimizers_module
 from fastrnn.keras.callbacks import Callback, History, TerminateOnNaN
+from fastrnn.keras.data import ArrayBatches, SourceBatches, is_batch_source, split_batch
 from fastrnn.keras.exceptions import NotCompiledError
 from fastrnn.keras.layers.base import unique_name
 from fastrnn.keras.model_file import save_model
@@ -56,6 +57,37 @@ def _samples(arrays):
 def _rows(arrays, rows):
     """The same rows of every array of a list (None entries stay None)."""
     return [None if array is None else array[rows] for array in arrays]
+
+
+def _unpack_tuple(x, y, sample_weight):
+    """``fit((x, y))`` / ``fit((x, y, sample_weight))``: a tuple given as ``x`` without ``y`` holds them."""
+    if y is None and isinstance(x, tuple) and len(x) in (2, 3):
+        if len(x) == 3 and sample_weight is not None:
+            raise ArgumentError("sample_weight is given twice: in the (x, y, sample_weight) tuple and as an argument")
+        return x[0], x[1], x[2] if len(x) == 3 else sample_weight
+    return x, y, sample_weight
+
+
+def _refuse_with_batches(**given):
+    """The arguments that make no sense when the data comes as made batches."""
+    for name, value in given.items():
+        if value is not None:
+            raise ArgumentError(f"{name} is not taken when x gives batches (a generator, an iterator or a "
+                                f"PyDataset-like sequence): each batch is (x, y) or (x, y, sample_weight) already; "
+                                f"got {name}={value!r}" if name != "y" else
+                                "y is not taken when x gives batches (a generator, an iterator or a PyDataset-like "
+                                "sequence): each batch is (x, y) or (x, y, sample_weight) already")
+
+
+def _limited(batches, steps, name):
+    """``batches`` cut to its first ``steps`` (an int at most its count), or as it is for None."""
+    if steps is None:
+        return batches
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= batches.steps:
+        raise ArgumentError(f"{name} must be an integer from 1 to the {batches.steps} batches of the arrays; "
+                            f"got {steps!r}")
+    batches.steps = int(steps)
+    return batches
 
 
 def _check_finite_data(name, arrays):
@@ -546,14 +578,20 @@ class TrainingModel:
     # training -----------------------------------------------------------------------------
     @one_thread_at_a_time  # training state (optimizer, callbacks, history) is one per model
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
-            validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0):
+            validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0,
+            steps_per_epoch=None, validation_steps=None):
         """Train for ``epochs`` passes over ``(x, y)`` in mini-batches.
 
         Parameters
         ----------
-        x : ndarray of shape (N, ...), or a list or dict of them
+        x : ndarray of shape (N, ...), a list or dict of them, a tuple, or a source of batches
             Inputs, batch first: (N, T) token ids, (N, T, D) sequences, (N, D) features;
-            one per model input (a dict keyed by the inputs' names).
+            one per model input (a dict keyed by the inputs' names). A tuple ``(x, y)`` or
+            ``(x, y, sample_weight)`` with ``y`` left out counts as those arguments. A generator
+            or iterator of batches, or a sequence of them (``len`` and indexing, as Keras's
+            ``PyDataset``, whose ``on_epoch_end`` is called after each epoch): each batch
+            ``(x, y)`` or ``(x, y, sample_weight)``; ``y``, ``batch_size`` and
+            ``validation_split`` are then not taken.
         y : ndarray of shape (N, ...), or a list or dict of them
             Targets in the layout the loss takes; one per model output (a dict keyed by
             the output layers' names).
@@ -579,6 +617,12 @@ class TrainingModel:
             ``class_weight``. Neither weighting touches the metrics (Keras's
             ``metrics``, as opposed to its ``weighted_metrics``).
         initial_epoch : int, default 0
+        steps_per_epoch : int, optional
+            Batches per epoch: by default all of the arrays', a sequence's ``len``, or as many as
+            an iterator gives (it then serves one epoch only). An iterator that runs out before
+            ends training with a warning.
+        validation_steps : int, optional
+            Batches of ``validation_data`` when it is a source of batches.
 
         Returns
         -------
@@ -589,41 +633,41 @@ class TrainingModel:
             value over the whole epoch.
         """
         self._require_compiled("fit")
-        x, y = self._check_pair(x, y, "training data")
-        weights = self._sample_weights(y, sample_weight, class_weight, "training data")
-        _check_finite_data("x", x)
-        _check_finite_data("y", y)
-        _check_finite_data("sample_weight", weights)
-        batch_size = _check_batch_size(batch_size)
         verbose = _check_verbose(verbose)
         for name, value in (("epochs", epochs), ("initial_epoch", initial_epoch)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
                 raise ArgumentError(f"{name} must be a non-negative integer; got {value!r}")
-        weights_val = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-                raise ArgumentError("validation_data must be a tuple (x_val, y_val) or (x_val, y_val, "
-                                    f"sample_weight_val); got {type(validation_data).__name__} of length "
-                                    f"{len(validation_data) if hasattr(validation_data, '__len__') else '?'}")
-            x_val, y_val = self._check_pair(validation_data[0], validation_data[1], "validation_data")
-            if len(validation_data) == 3:
-                weights_val = self._sample_weights(y_val, validation_data[2], None, "validation_data")
-        elif validation_split:
-            if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)) \
-                    or not 0 <= validation_split < 1:
-                raise ArgumentError(f"validation_split must be a number in [0, 1); got {validation_split!r}")
-            n = _samples(x)
-            split_at = int(math.floor(n * (1.0 - validation_split)))
-            if split_at == 0 or split_at == n:
-                raise ArgumentError(f"validation_split={validation_split} leaves {split_at} training and "
-                                    f"{n - split_at} validation sample(s) out of {n}; both must be > 0")
-            x, x_val = _rows(x, slice(None, split_at)), _rows(x, slice(split_at, None))
-            y, y_val = _rows(y, slice(None, split_at)), _rows(y, slice(split_at, None))
-            weights, weights_val = _rows(weights, slice(None, split_at)), _rows(weights, slice(split_at, None))
+        x, y, sample_weight = _unpack_tuple(x, y, sample_weight)
+        validation = None
+        if is_batch_source(x):
+            _refuse_with_batches(y=y, batch_size=batch_size, sample_weight=sample_weight,
+                                 validation_split=validation_split or None)
+            train = SourceBatches(x, steps_per_epoch, self._batch_converter("training data", class_weight),
+                                  "training data")
+            batch_size = 32  # for arrays of validation_data
         else:
-            x_val = y_val = None
+            x, y = self._check_pair(x, y, "training data")
+            weights = self._sample_weights(y, sample_weight, class_weight, "training data")
+            _check_finite_data("x", x)
+            _check_finite_data("y", y)
+            _check_finite_data("sample_weight", weights)
+            batch_size = _check_batch_size(batch_size)
+            if validation_data is None and validation_split:
+                if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)) \
+                        or not 0 <= validation_split < 1:
+                    raise ArgumentError(f"validation_split must be a number in [0, 1); got {validation_split!r}")
+                n = _samples(x)
+                split_at = int(math.floor(n * (1.0 - validation_split)))
+                if split_at == 0 or split_at == n:
+                    raise ArgumentError(f"validation_split={validation_split} leaves {split_at} training and "
+                                        f"{n - split_at} validation sample(s) out of {n}; both must be > 0")
+                before, after = slice(None, split_at), slice(split_at, None)
+                validation = ArrayBatches(_rows(x, after), _rows(y, after), _rows(weights, after), batch_size, False)
+                x, y, weights = _rows(x, before), _rows(y, before), _rows(weights, before)
+            train = _limited(ArrayBatches(x, y, weights, batch_size, shuffle), steps_per_epoch, "steps_per_epoch")
+        if validation_data is not None:
+            validation = self._validation_batches(validation_data, validation_steps, batch_size)
 
-        steps = math.ceil(_samples(x) / batch_size)
         history = History()
         callbacks = list(callbacks or [])
         for callback in callbacks:
@@ -631,7 +675,7 @@ class TrainingModel:
                 raise ArgumentError("callbacks must be fastrnn.keras.callbacks.Callback instances; "
                                     f"got {type(callback).__name__}")
         callbacks.append(history)  # last, as in Keras: it sees what the other callbacks add to the logs
-        params = {"epochs": epochs, "steps": steps, "verbose": verbose}
+        params = {"epochs": epochs, "steps": train.steps, "verbose": verbose}
         for callback in callbacks:
             callback.set_model(self)
             callback.set_params(params)
@@ -643,19 +687,14 @@ class TrainingModel:
         for epoch in range(initial_epoch, epochs):
             for callback in callbacks:
                 callback.on_epoch_begin(epoch)
-            order = np.random.permutation(_samples(x)) if shuffle else None
-            progress = _Progress(verbose, steps, f"Epoch {epoch + 1}/{epochs}")
+            progress = _Progress(verbose, train.steps, f"Epoch {epoch + 1}/{epochs}")
             means, metrics = _LossMeans(), None
-            for step in range(steps):
+            for step, (x_batch, y_batch, weight_batch) in enumerate(train.epoch()):
                 for callback in callbacks:
                     callback.on_train_batch_begin(step)
-                rows = slice(step * batch_size, (step + 1) * batch_size)
-                if order is not None:
-                    rows = order[rows]
-                x_batch, y_batch = _rows(x, rows), _rows(y, rows)
                 try:
                     loss_logs, metrics = self._loss_and_metrics_step(
-                        x_batch, y_batch, metrics, training=True, sample_weights=_rows(weights, rows))
+                        x_batch, y_batch, metrics, training=True, sample_weights=weight_batch)
                 except NonFiniteError as error:
                     if not getattr(error, "step_not_applied", False) or not any(isinstance(callback, TerminateOnNaN) for callback in callbacks):
                         raise
@@ -671,9 +710,14 @@ class TrainingModel:
                 progress.update(logs)
                 for callback in callbacks:
                     callback.on_train_batch_end(step, logs)
-            if x_val is not None and not self.stop_training:
-                validation = self._evaluate_arrays(x_val, y_val, batch_size, sample_weight=weights_val)
-                logs.update({f"val_{key}": value for key, value in validation.items()})
+            if metrics is None:  # an iterator with nothing left: no epoch to report
+                progress.close(logs)
+                self.stop_training = True
+                break
+            if validation is not None and not self.stop_training:
+                logs.update({f"val_{key}": value for key, value in self._evaluate_batches(validation).items()})
+            if getattr(train, "exhausted", False):  # the iterator ran out during this epoch
+                self.stop_training = True
             progress.close(logs)
             epoch_logs = dict(logs)  # one dict for every callback, as in Keras: they may add to it
             for callback in callbacks:
@@ -697,21 +741,42 @@ class TrainingModel:
         return self._result({**loss_logs, **metrics.results()}, return_dict)
 
     # evaluation and prediction ------------------------------------------------------------
-    def _evaluate_arrays(self, x, y, batch_size, verbose=0, sample_weight=None):
+    def _batch_converter(self, what, class_weight=None):
+        """A function checking and converting one batch ``(x, y[, sample_weight])`` of a source."""
+        def convert(batch):
+            x, y, weight = split_batch(batch, what)
+            xs, ys = self._check_pair(x, y, what)
+            weights = self._sample_weights(ys, weight, class_weight, what)
+            for name, arrays in (("x", xs), ("y", ys), ("sample_weight", weights)):
+                _check_finite_data(f"{name} of a batch of {what}", arrays)
+            return xs, ys, weights
+        return convert
+
+    def _validation_batches(self, validation_data, validation_steps, batch_size):
+        if is_batch_source(validation_data):
+            return SourceBatches(validation_data, validation_steps, self._batch_converter("validation_data"),
+                                 "validation_data")
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ArgumentError("validation_data must be a tuple (x_val, y_val) or (x_val, y_val, "
+                                f"sample_weight_val), or a source of batches; got {type(validation_data).__name__}"
+                                f" of length {len(validation_data) if hasattr(validation_data, '__len__') else '?'}")
+        x_val, y_val = self._check_pair(validation_data[0], validation_data[1], "validation_data")
+        weights = self._sample_weights(y_val, validation_data[2] if len(validation_data) == 3 else None, None,
+                                       "validation_data")
+        return _limited(ArrayBatches(x_val, y_val, weights, batch_size, False), validation_steps, "validation_steps")
+
+    def _evaluate_batches(self, batches, verbose=0):
         means, metrics = _LossMeans(), None
-        n = _samples(x)
-        steps = math.ceil(n / batch_size)
-        progress = _Progress(verbose, steps, "Evaluate")
+        progress = _Progress(verbose, batches.steps, "Evaluate")
         logs = {}
-        for step in range(steps):
-            rows = slice(step * batch_size, (step + 1) * batch_size)
-            loss_logs, metrics = self._loss_and_metrics_step(
-                _rows(x, rows), _rows(y, rows), metrics, training=False,
-                sample_weights=None if sample_weight is None else _rows(sample_weight, rows))
-            means.add(loss_logs, _samples(_rows(x, rows)))
+        for x, y, weights in batches.epoch():
+            loss_logs, metrics = self._loss_and_metrics_step(x, y, metrics, training=False, sample_weights=weights)
+            means.add(loss_logs, _samples(x))
             logs = {**means.result(), **metrics.results()}
             progress.update(logs)
         progress.close(logs)
+        if metrics is None:
+            raise ArgumentError("the evaluation data gave no batch")
         return logs
 
     @staticmethod
@@ -721,15 +786,19 @@ class TrainingModel:
         values = list(logs.values())
         return values[0] if len(values) == 1 else values
 
-    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, return_dict=False):
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
+                 return_dict=False):
         """The loss and metrics on ``(x, y)``, computed in batches without training.
 
         Parameters
         ----------
         x, y : ndarray of shape (N, ...), or lists or dicts of them (one per input / output)
+            Or ``x`` a tuple ``(x, y[, sample_weight])``, or a source of batches, as :meth:`fit` takes.
         batch_size : int, default 32
         verbose : {"auto", 0, 1, 2}
         sample_weight : ndarray of shape (N,) or (N, T), optional
+        steps : int, optional
+            Batches to evaluate (by default all).
         return_dict : bool, default False
 
         Returns
@@ -739,10 +808,15 @@ class TrainingModel:
             *output losses, *metrics]`` (or a dict keyed by name).
         """
         self._require_compiled("evaluate")
-        x, y = self._check_pair(x, y, "evaluate")
-        weights = self._sample_weights(y, sample_weight, None, "evaluate")
-        logs = self._evaluate_arrays(x, y, _check_batch_size(batch_size), _check_verbose(verbose), weights)
-        return self._result(logs, return_dict)
+        x, y, sample_weight = _unpack_tuple(x, y, sample_weight)
+        if is_batch_source(x):
+            _refuse_with_batches(y=y, batch_size=batch_size, sample_weight=sample_weight)
+            batches = SourceBatches(x, steps, self._batch_converter("evaluate"), "evaluate")
+        else:
+            x, y = self._check_pair(x, y, "evaluate")
+            weights = self._sample_weights(y, sample_weight, None, "evaluate")
+            batches = _limited(ArrayBatches(x, y, weights, _check_batch_size(batch_size), False), steps, "steps")
+        return self._result(self._evaluate_batches(batches, _check_verbose(verbose)), return_dict)
 
     def test_on_batch(self, x, y, sample_weight=None, return_dict=False):
         """The loss (and metrics) of one batch, without training."""
@@ -752,14 +826,17 @@ class TrainingModel:
         loss_logs, metrics = self._loss_and_metrics_step(x, y, None, training=False, sample_weights=weights)
         return self._result({**loss_logs, **metrics.results()}, return_dict)
 
-    def predict(self, x, batch_size=None, verbose="auto"):
+    def predict(self, x, batch_size=None, verbose="auto", steps=None):
         """The model's output for ``x``, computed ``batch_size`` samples at a time.
 
         Parameters
         ----------
         x : ndarray of shape (N, ...), or a list or dict of them (one per input)
+            Or a source of batches, each ``x`` or a tuple whose first entry is ``x``.
         batch_size : int, default 32
         verbose : {"auto", 0, 1, 2}
+        steps : int, optional
+            Batches to predict (by default all).
 
         Returns
         -------
@@ -767,20 +844,28 @@ class TrainingModel:
             The batches' outputs joined along the first axis.
         """
         self._require_layers("predict")
-        xs = self._input_list(x, "predict")
-        if len({len(a) for a in xs}) > 1:
-            raise ShapeError(f"every input must have the same number of samples; got {[len(a) for a in xs]}")
-        if _samples(xs) == 0:
-            raise ShapeError("x has no samples")
-        batch_size = _check_batch_size(batch_size)
-        steps = math.ceil(_samples(xs) / batch_size)
-        progress = _Progress(_check_verbose(verbose), steps, "Predict")
+        if is_batch_source(x):
+            _refuse_with_batches(batch_size=batch_size)
+
+            def convert(batch):
+                return self._input_list(split_batch(batch, "predict", need_targets=False)[0], "predict"), None, None
+
+            batches = SourceBatches(x, steps, convert, "predict")
+        else:
+            xs = self._input_list(x, "predict")
+            if len({len(a) for a in xs}) > 1:
+                raise ShapeError(f"every input must have the same number of samples; got {[len(a) for a in xs]}")
+            if _samples(xs) == 0:
+                raise ShapeError("x has no samples")
+            batches = _limited(ArrayBatches(xs, [], [], _check_batch_size(batch_size), False), steps, "steps")
+        progress = _Progress(_check_verbose(verbose), batches.steps, "Predict")
         outputs = []
-        for step in range(steps):
-            outputs.append(self._run(_rows(xs, slice(step * batch_size, (step + 1) * batch_size)),
-                                     training=False)[0])
+        for xs, _, _ in batches.epoch():
+            outputs.append(self._run(xs, training=False)[0])
             progress.update({})
         progress.close({})
+        if not outputs:
+            raise ArgumentError("the prediction data gave no batch")
         joined = [np.concatenate([batch[index] for batch in outputs], axis=0) for index in range(len(outputs[0]))]
         return joined[0] if len(joined) == 1 else joined
 

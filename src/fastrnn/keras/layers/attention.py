@@ -27,7 +27,7 @@ import numpy as np
 from fastrnn._validation import check_bool
 from fastrnn.exceptions import ArgumentError, ShapeError
 from fastrnn.keras import initializers
-from fastrnn.keras.layers.base import Layer, input_shapes
+from fastrnn.keras.layers.base import Layer
 from fastrnn.keras.layers.core import check_gradient, check_mask, float_input, probability, require_tape
 from fastrnn.parameter import Parameter
 
@@ -167,18 +167,6 @@ class Attention(Layer):
         return d_pre.sum(axis=2), d_pre.sum(axis=1)
 
     # the pass -----------------------------------------------------------------------------
-    def __call__(self, x, mask=None, training=False, return_attention_scores=False, use_causal_mask=False):
-        from fastrnn.keras import functional  # it imports the layers
-
-        if functional.is_symbolic(x):  # recorded in a functional model's graph, as Layer.__call__ does
-            options = {key: True for key, value in (("return_attention_scores", return_attention_scores),
-                                                     ("use_causal_mask", use_causal_mask)) if value}
-            return functional.call_symbolic(self, x, mask=mask, training=training, **options)
-        if not self.built:
-            self.build(input_shapes(x))
-        return self.call(x, mask=mask, training=training, return_attention_scores=return_attention_scores,
-                         use_causal_mask=use_causal_mask)
-
     def call(self, x, mask=None, training=False, return_attention_scores=False, use_causal_mask=False):
         """Attend.
 

@@ -65,8 +65,8 @@ class _Merge(Layer):
 
     # shapes ------------------------------------------------------------------------
     def _check_list(self, what, items):
-        if not isinstance(items, (list, tuple)) or (items and not isinstance(items[0], (list, tuple))
-                                                    and what == "input shapes"):
+        listed = isinstance(items, (list, tuple))
+        if not listed or (what == "input shapes" and items and not isinstance(items[0], (list, tuple))):
             raise ArgumentError(f"layer {self.name!r} ({type(self).__name__}) takes a list of inputs; "
                                 f"got {what} {items!r}")
         count = len(items)
@@ -391,8 +391,7 @@ class Concatenate(_Merge):
             else:
                 m = np.asarray(m, dtype=bool)
                 spread.append(np.broadcast_to(m[..., None], shape) if m.ndim < len(shape) else m)
-        axis = self.axis if self.axis < 0 else self.axis
-        return np.concatenate(spread, axis=axis).any(axis=-1)
+        return np.concatenate(spread, axis=self.axis).any(axis=-1)
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis}

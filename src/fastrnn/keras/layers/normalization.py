@@ -49,6 +49,8 @@ class LayerNormalization(Layer):
         Keras's arguments; only None is supported.
     rms_scaling : bool
         Deprecated in Keras 3; only False is supported.
+    seed : int or numpy.random.Generator, optional
+        Source of the initial weights for a random initializer (fastrnn's addition, as Dense's).
     **kwargs
         ``name``, ``dtype``, ``trainable``, ``input_shape`` of :class:`Layer`.
 
@@ -62,7 +64,7 @@ class LayerNormalization(Layer):
 
     def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, beta_initializer="zeros",
                  gamma_initializer="ones", beta_regularizer=None, gamma_regularizer=None,
-                 beta_constraint=None, gamma_constraint=None, rms_scaling=False, **kwargs):
+                 beta_constraint=None, gamma_constraint=None, rms_scaling=False, seed=None, **kwargs):
         if isinstance(axis, (list, tuple)):
             axes = list(axis)
         else:
@@ -84,6 +86,7 @@ class LayerNormalization(Layer):
         self.scale = check_bool("scale", scale)
         self.beta_initializer = keras_initializer(beta_initializer)
         self.gamma_initializer = keras_initializer(gamma_initializer)
+        self.rng = initializers.as_generator(seed)
         self.gamma = self.beta = None
         self._tape = None
 
@@ -102,11 +105,10 @@ class LayerNormalization(Layer):
         if any(n is None for n in shape):
             raise ShapeError(f"layer {self.name!r} (LayerNormalization) needs the normalised axes' sizes; "
                              f"got input shape (B, {', '.join(map(str, input_shape))})")
-        rng = initializers.as_generator(None)
         if self.scale:
-            self.gamma = self.add_weight("gamma", self.gamma_initializer(shape, self.dtype, rng))
+            self.gamma = self.add_weight("gamma", self.gamma_initializer(shape, self.dtype, self.rng))
         if self.center:
-            self.beta = self.add_weight("beta", self.beta_initializer(shape, self.dtype, rng))
+            self.beta = self.add_weight("beta", self.beta_initializer(shape, self.dtype, self.rng))
         # as Keras, the config's axis becomes the sorted list once built
         self.axis = sorted(self.axis) if isinstance(self.axis, list) else [self.axis]
         super().build(input_shape)
