@@ -104,3 +104,28 @@ def test_bf16_training_targets_follow_the_cpu():
     assert row.notes() == ["f32/bf16>=1.5 ok", "autocast/bf16>=1 MISS"]
     row.targets = bf16_training_targets({"avx2", "fma"})
     assert row.notes() == ["f32/bf16: not available on this CPU", "autocast/bf16: not available on this CPU"]
+
+
+def test_seq2seq_table_prints_its_rows_and_columns():
+    # a smoke test on tiny sizes: the table's code paths and the Keras model's weight copy; never timed
+    import argparse
+    import io
+
+    from fastrnn.benchmarks import seq2seq
+
+    tiny = dict(units=4, embedding=3, source_length=30, batch_size=8, samples=16)
+    args = argparse.Namespace(threads=[1], time_per_shape=0.01, repeat=1, markdown=False)
+    out = io.StringIO()
+    seq2seq.run_seq2seq(args, out, with_keras=False, config=tiny)
+    lines = out.getvalue().splitlines()
+    assert lines[1].startswith("# one fit epoch of the translate demo's encoder-decoder")
+    assert lines[2].split() == ["model", "thr", "fastrnn", "n"]
+    assert lines[4].split()[:2] == ["seq2seq-attention-lstm", "1"] and lines[4].split()[-1] == "1"
+    pytest.importorskip("tensorflow")
+    out = io.StringIO()
+    seq2seq.run_seq2seq(args, out, with_keras=True, config=tiny)
+    header, row = out.getvalue().splitlines()[2], out.getvalue().splitlines()[4]
+    assert header.split() == ["model", "thr", "fastrnn", "keras", "keras/fastrnn", "max|dp|", "n"]
+    assert len(row.split()) == 7
+    if row.split()[3] != "-":  # TensorFlow ran at one thread: same weights, same initial predictions
+        assert float(row.split()[5]) < 1e-5

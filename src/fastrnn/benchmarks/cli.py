@@ -7,7 +7,8 @@ and the versions, then the tables asked for: the cells' passes
 (:mod:`~fastrnn.benchmarks.streaming`), the training step
 (:mod:`~fastrnn.benchmarks.training`) and in bf16
 (:mod:`~fastrnn.benchmarks.bf16_training`), the ``fit`` epoch
-(:mod:`~fastrnn.benchmarks.fit`), the reduced precisions' speed
+(:mod:`~fastrnn.benchmarks.fit`), the ``fit`` epoch of a functional encoder-decoder
+(:mod:`~fastrnn.benchmarks.seq2seq`), the reduced precisions' speed
 (:mod:`~fastrnn.benchmarks.precision`) and accuracy
 (:mod:`~fastrnn.benchmarks.accuracy`), then optionally peak memory and the cost of a
 new process (:mod:`~fastrnn.benchmarks.startup`). With ``--busy`` it prints instead the default
@@ -30,6 +31,7 @@ from fastrnn.benchmarks.passes import run_cells
 from fastrnn.benchmarks.peers import available_peers
 from fastrnn.benchmarks.precision import run_precision
 from fastrnn.benchmarks.quantized_peers import available_precision_peers
+from fastrnn.benchmarks.seq2seq import run_seq2seq
 from fastrnn.benchmarks.startup import peak_memory, startup_times
 from fastrnn.benchmarks.streaming import available_step_peers, run_streaming
 from fastrnn.benchmarks.tables import package_version
@@ -45,7 +47,8 @@ DESCRIPTION = ("Speed of fastrnn against PyTorch, ONNX Runtime, OpenVINO, JAX an
                "table of medians and ratios.")
 
 #: The tables ``--tables`` can ask for, in the order they print.
-TABLES = ("cells", "streaming", "training", "bf16-training", "classifier", "fit", "precision", "accuracy")
+TABLES = ("cells", "streaming", "training", "bf16-training", "classifier", "fit", "seq2seq", "precision",
+          "accuracy")
 
 
 def _parse_list(text, kind=str):
@@ -88,7 +91,7 @@ def add_arguments(parser):
     parser.add_argument("--no-startup", action="store_true",
                         help="skip the new-process measurements (import time, first call)")
     parser.add_argument("--tables", type=_parse_list, default=list(TABLES),
-                        metavar="cells,streaming,training,bf16-training,classifier,fit,precision,accuracy",
+                        metavar="cells,streaming,training,bf16-training,classifier,fit,seq2seq,precision,accuracy",
                         help="which tables to print: 'cells' (each cell's forward and forward+"
                              "backward), 'streaming' (one step at batch 1, H=64/256/1024, against "
                              "torch's cell modules and ONNX Runtime on T=1), 'training' (a whole "
@@ -99,13 +102,15 @@ def add_arguments(parser):
                              "'classifier' (one training step of fastrnn.nn's Embedding-LSTM-"
                              "Linear classifier against the same model in PyTorch), "
                              "'fit' (one fastrnn.keras fit epoch of the seeds' "
-                             "Embedding-SimpleRNN-Dense model against Keras and PyTorch), "
+                             "Embedding-SimpleRNN-Dense model against Keras and PyTorch), 'seq2seq' "
+                             "(one fit epoch of the translate demo's functional encoder-decoder with "
+                             "attention against Keras), "
                              "'precision' (the forward in float32, bf16 and int8 against ONNX "
                              "Runtime's int8 LSTM and OpenVINO at its default precision) and "
                              "'accuracy' (the error of bf16 and int8 against the float64 forward "
                              "over T and H; no timing) (default: all)")
     parser.add_argument("--no-keras", action="store_true",
-                        help="do not compare with Keras on TensorFlow in the 'fit' table")
+                        help="do not compare with Keras on TensorFlow in the 'fit' and 'seq2seq' tables")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     parser.add_argument("--busy", action="store_true",
                         help="instead of the tables, time the default thread count (n_threads=None) "
@@ -190,16 +195,20 @@ def run(args, out=None):
         run_bf16_training(args, backends[0], out, with_torch="torch" in peers)
     if "classifier" in args.tables:
         run_classifier(args, out, with_torch="torch" in peers)
-    if "fit" in args.tables:
-        fit_peers = [peer for peer in peers if peer == "torch"]
+    if "fit" in args.tables or "seq2seq" in args.tables:
+        with_keras = False
         if not args.no_keras:
             try:
                 import tensorflow  # noqa: F401
 
-                fit_peers.append("keras")
+                with_keras = True
             except ImportError as error:
                 print(f"# tensorflow not available, Keras skipped ({error})", file=out)
+    if "fit" in args.tables:
+        fit_peers = [peer for peer in peers if peer == "torch"] + (["keras"] if with_keras else [])
         run_fit(args, out, fit_peers)
+    if "seq2seq" in args.tables:
+        run_seq2seq(args, out, with_keras)
     if "precision" in args.tables:
         run_precision(args, backends[0], available_precision_peers(
             with_onnx=not args.no_onnx, with_openvino=not args.no_openvino, out=out), out)

@@ -31,6 +31,13 @@ tasks:
            learn to keep them (LSTM needs more epochs as sequences grow).
            Prints the test MSE of each cell and length next to the MSE of
            always answering 1.0.
+  translate  Dates written by people ("fri mar 7 2031", "07.03.31", "7th of
+           march 2031", twenty formats) to ISO YYYY-MM-DD, character by
+           character, with an encoder-decoder of the functional API: the
+           encoder LSTM's (or GRU's) states start the decoder, whose steps
+           attend over the encoder's outputs (Attention); trained with teacher
+           forcing, decoded greedily. Reports the exact-match accuracy on
+           held-out dates next to the same model without attention.
 
 --precision bf16|int8 also computes the test metric (accuracy, perplexity, MSE)
 with the trained model's recurrent layers run in that precision
@@ -89,16 +96,18 @@ def add_arguments(parser):
     parser.add_argument("--task", choices=list(TASKS), default="order",
                         help="what to train (default: order); see above")
     parser.add_argument("--epochs", type=_positive_int, metavar="N",
-                        help="passes over the training data (default: order 15, tagging 8, charlm 5, memory 20)")
+                        help="passes over the training data (default: order 15, tagging 8, charlm 5, memory 20, "
+                             "translate 6)")
     parser.add_argument("--units", type=_positive_int, metavar="N",
-                        help="units of each recurrent layer (default: 32; 96 for charlm)")
+                        help="units of each recurrent layer (default: 32; 96 for charlm, 64 for translate)")
     parser.add_argument("--batch-size", type=_positive_int, default=None, metavar="N",
                         help="samples per batch (default: 32)")
     parser.add_argument("--samples", type=_positive_int, metavar="N",
                         help="size of the training data: sentences (order, default all ~2,000), windows "
-                             "(tagging 3000, charlm 4000) or sequences per length (memory 3000)")
+                             "(tagging 3000, charlm 4000), sequences per length (memory 3000) or dates "
+                             "(translate 5000)")
     parser.add_argument("--cell", choices=["lstm", "gru"], type=str.lower,
-                        help="recurrent cell of tagging (default gru) and charlm (default lstm)")
+                        help="recurrent cell of tagging (default gru), charlm and translate (default lstm)")
     parser.add_argument("--lengths", type=_lengths, metavar="L1,L2,...",
                         help="sequence lengths of the memory task (default: 10,50,100)")
     parser.add_argument("--backend", choices=["auto", "cython", "numba", "python"], default="auto",

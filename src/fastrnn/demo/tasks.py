@@ -1,8 +1,8 @@
 """The demo's tasks: for each, build a fastrnn.keras model, train it with ``fit`` and report.
 
 One function per task (:func:`order`, :func:`tagging`, :func:`charlm`,
-:func:`memory`), each taking a :class:`Settings` and returning a
-:class:`Result`; the data comes from :mod:`fastrnn.demo.data`. What a task
+:func:`memory`, :func:`translate`), each taking a :class:`Settings` and returning a
+:class:`Result`; the data comes from :mod:`fastrnn.demo.data` (:mod:`fastrnn.demo.dates` for translate). What a task
 prints goes through ``settings.out`` (``print`` by default), except for
 ``fit``'s own progress bars.
 """
@@ -16,7 +16,8 @@ import numpy as np
 
 from fastrnn.demo import data
 
-__all__ = ["Settings", "Result", "TASKS", "order", "tagging", "charlm", "memory"]
+__all__ = ["Settings", "Result", "TASKS", "order", "tagging", "charlm", "memory", "translate",
+           "seq2seq_model", "greedy_decode"]
 
 
 @dataclass
@@ -768,5 +769,196 @@ def memory(settings):
     return Result("memory", metrics, curves, seconds, log_y=True)
 
 
-TASKS = {"order": order, "tagging": tagging, "charlm": charlm, "memory": memory}
+
+
+# --------------------------------------------------------------------------------------
+# translate: written dates to ISO dates with an encoder-decoder and attention
+# --------------------------------------------------------------------------------------
+def seq2seq_model(source_size, target_size, units, cell="lstm", attention=True, seeds=(None,) * 5,
+                  embedding=16, recurrent_options=None):
+    """An encoder-decoder of fastrnn.keras's functional API, for character ids.
+
+    The encoder (Embedding(mask_zero=True) -> LSTM/GRU with ``return_sequences``
+    and ``return_state``) reads the source; the decoder (Embedding -> LSTM/GRU)
+    starts from the encoder's final states and reads the target shifted right
+    (teacher forcing). With ``attention``, each decoder step attends over the
+    encoder's outputs (dot-product ``Attention``) and the context is
+    concatenated with the decoder's output before the softmax ``Dense``;
+    without it, the decoder's output goes to the ``Dense`` alone.
+
+    Parameters
+    ----------
+    source_size, target_size : int
+        Vocabulary sizes, padding id 0 included.
+    units : int
+    cell : {"lstm", "gru"}
+    attention : bool
+    seeds : sequence of 5 int or None
+        Of the two embeddings, the two recurrent layers and the Dense.
+    embedding : int
+        Width of both embeddings.
+    recurrent_options : dict, optional
+        ``backend`` and ``n_threads`` of the recurrent layers.
+
+    Returns
+    -------
+    fastrnn.keras.Model
+        Inputs ``[source ids (B, Ts), decoder input ids (B, Tt)]``, output the
+        probabilities of the next target id, of shape (B, Tt, target_size).
+    """
+    keras, layers = _keras()
+    options = recurrent_options or {}
+    recurrent = {"gru": layers.GRU, "lstm": layers.LSTM}[cell]
+    source = keras.Input((None,), dtype="int32", name="source")
+    decoder_input = keras.Input((None,), dtype="int32", name="decoder_input")
+    embedded = layers.Embedding(source_size, embedding, mask_zero=True, seed=seeds[0],
+                                name="source_embedding")(source)
+    encoder_outputs, *states = recurrent(units, return_sequences=True, return_state=True, seed=seeds[2],
+                                         name="encoder", **options)(embedded)
+    embedded_target = layers.Embedding(target_size, embedding, mask_zero=True, seed=seeds[1],
+                                       name="target_embedding")(decoder_input)
+    decoded = recurrent(units, return_sequences=True, seed=seeds[3], name="decoder",
+                        **options)(embedded_target, initial_state=states)
+    if attention:
+        context = layers.Attention(name="attention")([decoded, encoder_outputs])
+        decoded = layers.Concatenate(name="decoder_and_context")([decoded, context])
+    probabilities = layers.Dense(target_size, activation="softmax", seed=seeds[4], name="next_char")(decoded)
+    return keras.Model([source, decoder_input], probabilities,
+                       name="seq2seq_attention" if attention else "seq2seq")
+
+
+def greedy_decode(model, source_ids, start, length, batch_size=512):
+    """The decoder's most probable output, one character at a time.
+
+    The decoder is causal (a recurrent layer, and each of its steps attends
+    with its own output only), so its output at step ``t`` depends on the
+    decoder input up to ``t`` alone: each of the ``length`` steps runs the
+    whole model on the prefix decoded so far (later positions are padding, id
+    0) and keeps the most probable id of step ``t``.
+
+    Parameters
+    ----------
+    model : fastrnn.keras.Model
+        From :func:`seq2seq_model`.
+    source_ids : ndarray of shape (N, Ts)
+    start : int
+        The id every decoder input starts with.
+    length : int
+        Characters to decode.
+
+    Returns
+    -------
+    ndarray of shape (N, length), int32
+    """
+    decoder_input = np.zeros((len(source_ids), length), dtype=np.int32)
+    decoder_input[:, 0] = start
+    decoded = np.zeros_like(decoder_input)
+    for t in range(length):
+        p = model.predict([source_ids, decoder_input[:, :t + 1]], batch_size=batch_size, verbose=0)
+        decoded[:, t] = p[:, t].argmax(axis=-1)
+        if t + 1 < length:
+            decoder_input[:, t + 1] = decoded[:, t]
+    return decoded
+
+
+def translate(settings):
+    """Translate dates written by people ("fri mar 7 2031", "07.03.31") into ISO ``YYYY-MM-DD``.
+
+    Written dates come from :func:`fastrnn.demo.dates.human_dates` (twenty
+    formats, 1950 to 2049); the training, validation and test dates are
+    drawn independently. The model (:func:`seq2seq_model`) is an encoder-decoder
+    with attention of the functional API, trained with teacher forcing by
+    ``fit`` and decoded greedily (:func:`greedy_decode`). The same model
+    without attention, trained alike, is the baseline, next to always
+    answering the most frequent training date.
+
+    Parameters
+    ----------
+    settings : Settings
+        ``samples`` is the number of training dates; ``cell`` picks LSTM (default) or GRU.
+
+    Returns
+    -------
+    Result
+        Metrics ``test_exact_match`` and ``test_char_accuracy`` (greedy decoding, with attention),
+        ``baseline_exact_match`` and ``baseline_char_accuracy`` (without attention),
+        ``frequent_exact_match`` (the most frequent date), ``train_seconds``; with a reduced
+        ``settings.precision`` also ``test_exact_match_<precision>``.
+    """
+    from fastrnn.demo import dates
+
+    started = time.perf_counter()
+    keras, _ = _keras()
+    out = settings.out
+    epochs = settings.pick("epochs", 6, 4)
+    units = settings.pick("units", 64, 32)
+    batch_size = settings.pick("batch_size", 64, 32)
+    n_train = settings.pick("samples", 5000, 1500)
+    n_test = 1000 if not settings.quick else 300
+    cell = (settings.cell or "lstm").lower()
+
+    rng = np.random.default_rng(settings.seed)
+    sources, targets = dates.human_dates(n_train + n_train // 10 + n_test, rng)
+    codec = dates.DateCodec(sources[:n_train])
+    length = max(len(s) for s in sources)
+    x = codec.encode_sources(sources, length)
+    decoder_input, y = codec.encode_targets(targets)
+    train, val, test = slice(0, n_train), slice(n_train, n_train + n_train // 10), slice(len(x) - n_test, None)
+    out(f"translate: {n_train} training, {n_train // 10} validation and {n_test} test dates "
+        f"(1950-2049), written in {len(dates.FORMATS)} formats, to ISO YYYY-MM-DD, character by "
+        f"character ({codec.source_size - 2} source characters, up to {length})")
+    for k in range(3):
+        out(f"  {sources[k]!r:<34} -> {targets[k]}")
+
+    metrics, curves, train_seconds = {}, {}, 0.0
+    models = {}
+    for with_attention in (True, False):
+        label = "attention" if with_attention else "no attention"
+        seeds = _layer_seeds(settings.seed, 5)  # the same initial weights where both models share layers
+        model = seq2seq_model(codec.source_size, codec.target_size, units, cell, with_attention, seeds,
+                              recurrent_options=_recurrent_options(settings))
+        model.compile(loss="sparse_categorical_crossentropy",
+                      optimizer=keras.optimizers.Adam(0.01, clipnorm=1.0), metrics=["accuracy"])
+        if with_attention:
+            model.summary(print_fn=out)
+        out(f"translate: training the model with {label}")
+        history, spent = _fit(model, settings, [x[train], decoder_input[train]], y[train],
+                              batch_size=batch_size, epochs=epochs,
+                              validation_data=([x[val], decoder_input[val]], y[val]))
+        train_seconds += spent
+        for key in ("val_loss", "val_accuracy"):
+            curves.setdefault(key.replace("val_", "validation "), {})[label] = history[key]
+        decoded = greedy_decode(model, x[test], codec.start, codec.TARGET_LENGTH)
+        prefix = "test" if with_attention else "baseline"
+        metrics[f"{prefix}_exact_match"] = float(np.mean(np.all(decoded == y[test], axis=1)))
+        metrics[f"{prefix}_char_accuracy"] = float(np.mean(decoded == y[test]))
+        models[label] = (model, decoded)
+
+    model, decoded = models["attention"]
+    frequent = max(set(targets[:n_train]), key=targets[:n_train].count)
+    metrics["frequent_exact_match"] = float(np.mean([t == frequent for t in targets[len(x) - n_test:]]))
+    predicted = codec.decode_targets(decoded)
+    out("translate: greedy decoding of test dates (model with attention)")
+    test_sources, test_targets = sources[len(x) - n_test:], targets[len(x) - n_test:]
+    for k in range(8):
+        mark = "ok" if predicted[k] == test_targets[k] else f"wrong, expected {test_targets[k]}"
+        out(f"  {test_sources[k]!r:<34} -> {predicted[k]}  {mark}")
+    out(f"translate: test exact match with attention {metrics['test_exact_match']:.1%} "
+        f"({metrics['test_char_accuracy']:.1%} of characters); without attention "
+        f"{metrics['baseline_exact_match']:.1%} ({metrics['baseline_char_accuracy']:.1%} of characters); "
+        f"always the most frequent training date ({frequent}): {metrics['frequent_exact_match']:.1%}")
+    reduced = _in_precision(model, settings)
+    if reduced is not None:
+        decoded_reduced = greedy_decode(reduced, x[test], codec.start, codec.TARGET_LENGTH)
+        exact = float(np.mean(np.all(decoded_reduced == y[test], axis=1)))
+        metrics[f"test_exact_match_{settings.precision}"] = exact
+        out(f"translate: {_compare(settings, 'test exact match', metrics['test_exact_match'], exact, '%')}")
+    metrics["train_seconds"] = train_seconds
+    seconds = time.perf_counter() - started
+    out(f"translate: 2 x {cell.upper()}({units}) encoder-decoders trained in {_format_seconds(train_seconds)}, "
+        f"{_format_seconds(seconds)} in all")
+    return Result("translate", metrics, curves, seconds)
+
+
+TASKS = {"order": order, "tagging": tagging, "charlm": charlm, "memory": memory, "translate": translate}
 """Task name -> function, in the order ``--help`` lists them."""
