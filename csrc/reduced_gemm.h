@@ -96,17 +96,19 @@
  * = float32 forward + backward against bf16 pack_reduced(backward=True) + forward + backward):
  *
  *   shape (T,B,D,H)          float32 bwd   bf16 bwd        training step
- *   LSTM S4 100,32,128,128      25.3       13.3 (1.90x)    1.82x
+ *   LSTM S4 100,32,128,128      20.9       11.9 (1.75x)    1.80x
  *   LSTM S2 100,64,512,512     643.9      284.3 (2.26x)    2.19x
  *   LSTM S5 50,16,512,1024     251.5      103.8 (2.42x)    2.25x
- *   GRU  S4                     17.2       10.4 (1.66x)    1.66x
+ *   GRU  S4                     17.7       10.3 (1.72x)    1.75x
  *   GRU  S2                    533.7      212.9 (2.51x)    2.36x
  *   GRU  S5                    349.8       87.5 (4.00x)    3.03x
  *
+ * (S4 after db moved into the preparation; run to run the ratios moved by up to 0.15.)
  * At S2 and S5 the products are ~60 % of the bf16 backward (at ~190 G op/s); at S4 under
- * half: the rest is the transposed operands (~18 %), the float32 gate math (~12 %, as in
- * float32: it streams the forward's gates from memory), rounding dz for dx and db's column
- * sums (~4 % each).
+ * half: the rest is the transposed operands (~18 %, db's column sums taken there), the
+ * float32 gate math (~12 %, as in float32: it streams the forward's gates from memory) and
+ * rounding dz for dx (~4 %). A fresh workspace per call cost the kernel's page zeroing
+ * (12 % at S2): the backward keeps one between calls.
  */
 #ifndef FASTRNN_REDUCED_GEMM_H
 #define FASTRNN_REDUCED_GEMM_H
