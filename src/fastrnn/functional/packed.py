@@ -34,7 +34,7 @@ import numpy as np
 from fastrnn import _backends
 from fastrnn._validation import (as_float_array, check_choice, check_ndim, check_precision,
                                  check_shape, compute_dtype, kernel_array)
-from fastrnn.exceptions import ArgumentError, DTypeError, ShapeError
+from fastrnn.exceptions import ArgumentError, DTypeError
 from fastrnn.functional._gru import gru_biases
 from fastrnn.functional._layer import Layer, read_only_view
 from fastrnn.functional._lstm_proj import _ProjLayer
