@@ -9,7 +9,7 @@ Usable as a drop-in for the common Keras workflow::
                               layers.Dense(1, activation="sigmoid")])
     model.compile(loss="binary_crossentropy", optimizer="rmsprop", metrics=["accuracy"])
     model.fit(x, y, batch_size=32, epochs=3, validation_split=0.2)
-    model.save("model.keras"); model = keras.load_model("model.keras")
+    model.save("model.fastrnn"); model = keras.load_model("model.fastrnn")   # or a real Keras .keras file
 
 This package never imports :mod:`fastrnn.nn` (the PyTorch-style facade).
 """
