@@ -174,7 +174,11 @@ class _Shipped:
 
     @classmethod
     def of(cls, obj):
-        return cls(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+        try:  # dask's own pickler (a dependency of dask): takes classes defined in __main__ too
+            import cloudpickle as pickler
+        except ImportError:
+            pickler = pickle
+        return cls(pickler.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
 
     def __reduce__(self):
         return (_Shipped, (self.payload, self.token))
@@ -324,3 +328,285 @@ def _probe_copy(model):
     if hasattr(probe, "eval") and not hasattr(probe, "compile"):
         probe.eval()
     return probe
+
+
+# -- data-parallel training ---------------------------------------------------------------------
+
+class History:
+    """What :func:`fit` returns: the loss of every epoch and the time of every step.
+
+    Attributes
+    ----------
+    history : dict of str to list of float
+        ``"loss"``: the mean training loss of each epoch (its steps' global-batch losses,
+        weighted by batch size).
+    epoch : list of int
+        The (0-based) epochs run.
+    step_seconds : list of tuple of float
+        ``(wall, compute)`` of each step run by this call: the coordinator's wall time of
+        the step (shipping the weights, the workers' work, gathering and summing the
+        gradients, the optimizer step) and the slowest part's compute time on its worker.
+        ``wall - compute`` is the step's communication and scheduling time.
+    """
+
+    def __init__(self):
+        self.history = {"loss": []}
+        self.epoch = []
+        self.step_seconds = []
+
+    def __repr__(self):
+        return f"History(epochs={len(self.epoch)}, loss={self.history['loss']})"
+
+
+def _part_bounds(n_rows, n_parts):
+    """Where each of ``n_parts`` nearly equal parts of ``n_rows`` rows starts, and the end."""
+    return np.linspace(0, n_rows, n_parts + 1).round().astype(np.int64) if n_rows >= n_parts \
+        else np.minimum(np.arange(n_parts + 1), n_rows)
+
+
+def _plan(n_samples, batch_size, n_parts):
+    """Which rows each part holds and where each step's rows sit in it.
+
+    Step ``s`` trains on the global batch of rows ``[s * batch_size, (s + 1) * batch_size)``
+    (the last one shorter); part ``w`` takes the ``w``-th of ``n_parts`` nearly equal slices
+    of it. Returns ``(rows, offsets, sizes)``: ``rows[w]`` the sample indices of part ``w``'s
+    shard in order, ``offsets[w][s]:offsets[w][s + 1]`` step ``s``'s rows within that shard,
+    ``sizes[s]`` the global batch size of step ``s``.
+    """
+    starts = np.arange(0, n_samples, batch_size)
+    sizes = np.minimum(batch_size, n_samples - starts)
+    rows = [[] for _ in range(n_parts)]
+    offsets = np.zeros((n_parts, len(starts) + 1), np.int64)
+    for s, (start, size) in enumerate(zip(starts, sizes)):
+        bounds = _part_bounds(int(size), n_parts)
+        for w in range(n_parts):
+            rows[w].append(np.arange(start + bounds[w], start + bounds[w + 1]))
+            offsets[w, s + 1] = offsets[w, s] + bounds[w + 1] - bounds[w]
+    return [np.concatenate(r) for r in rows], offsets, sizes
+
+
+def _part_gradient(shipped, x_shard, y_shard, weights, lo, hi, global_size):
+    """One part's gradient for one step, run on the worker that holds the shard.
+
+    Returns the gradient of ``sum over the part's rows`` of the per-sample loss divided by
+    the global batch size (so that summing the parts gives the global batch's mean), the
+    part's share of the loss, and the seconds it computed.
+    """
+    start = time.perf_counter()
+    with _Running():
+        model, loss = _thread_copy(shipped)
+        _set_threads(model, task_threads())
+        parameters = list(model.parameters())
+        for parameter, value in zip(parameters, weights):
+            parameter.data[...] = value
+        model.zero_grad()
+        n = hi - lo
+        if n == 0:
+            return [np.zeros_like(w) for w in weights], 0.0, time.perf_counter() - start
+        output = _nn_forward(model, np.asarray(x_shard[lo:hi]), None)
+        value = loss(output, np.asarray(y_shard[lo:hi]))
+        d_output = loss.backward()
+        model.backward(d_output if model.batch_first else np.swapaxes(d_output, 0, 1))
+        # a "mean" loss averaged over this part; its share of the global mean is n / global_size
+        share = n / global_size if loss.reduction == "mean" else 1.0
+        grads = [np.zeros_like(w) if p.grad is None else (p.grad * p.grad.dtype.type(share))
+                 for p, w in zip(parameters, weights)]
+        return grads, float(value) * share, time.perf_counter() - start
+
+
+def _take(array, rows):
+    return np.asarray(array[rows])
+
+
+def _is_fault(error):
+    """Whether ``error`` came from losing a worker (worth a retry), not from the user's data."""
+    if isinstance(error, (FastRNNError, TypeError, ValueError, ArithmeticError, KeyError)):
+        return False
+    return True
+
+
+def _save_checkpoint(path, model, optimizer, done_steps, history, epoch_loss):
+    state = {"steps": done_steps, "weights": [p.data.copy() for p in model.parameters()],
+             "optimizer": optimizer.state_dict(), "loss": list(history.history["loss"]),
+             "epoch": list(history.epoch), "epoch_loss": epoch_loss}
+    partial = f"{path}.partial"
+    with open(partial, "wb") as file:
+        pickle.dump(state, file, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(partial, path)  # a crash mid-write leaves the previous checkpoint whole
+
+
+def _load_checkpoint(path, model, optimizer, history):
+    with open(path, "rb") as file:
+        state = pickle.load(file)
+    for parameter, value in zip(model.parameters(), state["weights"]):
+        parameter.data[...] = value
+    optimizer.load_state_dict(state["optimizer"])
+    history.history["loss"] = list(state["loss"])
+    history.epoch = list(state["epoch"])
+    return state["steps"], state["epoch_loss"]
+
+
+def fit(model, x, y, *, client, batch_size, epochs=1, optimizer, loss, n_parts=None,
+        checkpoint=None, checkpoint_every=None, verbose=1, max_retries=5, on_step=None):
+    """Train an nn module data-parallel on a ``dask.distributed`` cluster.
+
+    Each step's global batch (``batch_size`` consecutive samples, in order, every epoch;
+    shuffle the data beforehand for random batches) is cut into ``n_parts`` nearly equal
+    parts, one per worker. Before the first step each part's rows of every step are
+    gathered once into a shard that stays on its worker. A step ships the current weights
+    to each worker once, each worker computes its part's gradient on its own copy of the
+    model (kept between steps, never shipped again), the coordinator (this process) sums
+    the parts' gradients in part order and takes the optimizer step on ``model``. The sum
+    in a fixed order makes a run bit-for-bit reproducible for a fixed ``n_parts``, and it
+    equals single-process training on the same global batches up to float32 rounding.
+
+    Faults: a task lost with its worker is rerun elsewhere by Dask (a shard is rebuilt from
+    its source, which the graph keeps); if a step still fails it is retried, up to
+    ``max_retries`` times, from the same weights. Either way the result is the one a run
+    without the fault gives, bit for bit. Threads: each part's task uses the threads its
+    worker has to give (:func:`task_threads`).
+
+    Parameters
+    ----------
+    model : fastrnn.nn.Module
+        An RNN, LSTM or GRU (or a module with ``forward(x, lengths=None)`` returning
+        ``(output, state)`` and ``backward(d_output)``), trained in place. Its output
+        (batch first) is what ``loss`` compares with ``y``. Dropout is not supported.
+    x : ndarray or dask.array.Array of shape (N, T, D)
+    y : ndarray or dask.array.Array of shape (N, ...)
+        The target of the model's batch-first output.
+    client : distributed.Client
+    batch_size : int
+        Global batch size.
+    epochs : int
+    optimizer : fastrnn.optim.Optimizer
+        Built on ``model.parameters()``.
+    loss : fastrnn.losses loss
+        With ``reduction`` "mean" or "sum".
+    n_parts : int, optional
+        Parts per step (by default the workers the client sees when training starts).
+    checkpoint : str or path, optional
+        File to write every ``checkpoint_every`` steps and at the end; when it exists at
+        the start, training resumes from it (weights, optimizer state, step, history).
+    checkpoint_every : int, optional
+    verbose : {0, 1}
+        1 shows a tqdm progress bar.
+    max_retries : int
+        Retries of one step after a fault.
+    on_step : callable, optional
+        Called as ``on_step(step)`` (0-based, counted over all epochs) after each step.
+
+    Returns
+    -------
+    History
+
+    Raises
+    ------
+    ArgumentError, ShapeError
+        For bad arguments, before anything runs on the cluster.
+    ImportError
+        Without dask.distributed (names the extra).
+    """
+    _require("fit")
+    distributed = _require("fit", "distributed")
+    import dask.array as da
+    from tqdm.auto import tqdm
+
+    if _model_kind(model) != "nn":
+        raise ArgumentError("fastrnn.dask.fit trains fastrnn.nn modules; got a Keras-style model")
+    if not isinstance(client, distributed.Client):
+        raise ArgumentError(f"client must be a distributed.Client; got {type(client).__name__}")
+    if getattr(model, "dropout", 0) and getattr(model, "num_layers", 1) > 1:
+        raise ArgumentError("fastrnn.dask.fit does not support dropout (each worker would draw its own masks)")
+    if getattr(loss, "reduction", None) not in ("mean", "sum"):
+        raise ArgumentError(f"loss must be a fastrnn.losses loss with reduction 'mean' or 'sum'; got {loss!r}")
+    for name, value in [("batch_size", batch_size), ("epochs", epochs), ("max_retries", max_retries)]:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (0 if name == "max_retries" else 1):
+            raise ArgumentError(f"{name} must be a positive integer; got {value!r}")
+    if checkpoint_every is not None and (not isinstance(checkpoint_every, (int, np.integer)) or checkpoint_every < 1):
+        raise ArgumentError(f"checkpoint_every must be a positive integer; got {checkpoint_every!r}")
+    if checkpoint_every is not None and checkpoint is None:
+        raise ArgumentError("checkpoint_every needs checkpoint, the file to write")
+    if len(x) != len(y):
+        raise ShapeError(f"x and y must have the same number of samples; got {len(x)} and {len(y)}")
+    if len(x) == 0:
+        raise ShapeError("x has no samples")
+    parameters = list(model.parameters())
+    if {id(p) for group in optimizer.param_groups for p in group["params"]} != {id(p) for p in parameters}:
+        raise ArgumentError("optimizer must be built on model.parameters()")
+
+    workers = sorted(client.scheduler_info()["workers"])
+    if n_parts is None:
+        n_parts = len(workers)
+    if isinstance(n_parts, bool) or not isinstance(n_parts, (int, np.integer)) or n_parts < 1:
+        raise ArgumentError(f"n_parts must be a positive integer; got {n_parts!r}")
+    rows, offsets, sizes = _plan(len(x), int(batch_size), int(n_parts))
+    steps_per_epoch = len(sizes)
+
+    # shards: built once on their worker from a source the scheduler keeps, so a lost one is rebuilt
+    shards = []
+    for w in range(n_parts):
+        placement = dict(workers=[workers[w % len(workers)]], allow_other_workers=True)
+        pair = []
+        for array in (x, y):
+            if isinstance(array, da.Array):
+                pair.append(client.compute(array[rows[w]], **placement))
+            else:
+                pair.append(client.submit(_take, np.asarray(array)[rows[w]], slice(None), pure=False,
+                                          **placement))
+        shards.append(pair)
+    client.wait_for_workers(1)
+    shipped = client.scatter(_Shipped.of((model, loss)), broadcast=True, hash=False)
+
+    history = History()
+    done, epoch_loss = 0, 0.0
+    if checkpoint is not None and os.path.exists(checkpoint):
+        done, epoch_loss = _load_checkpoint(checkpoint, model, optimizer, history)
+    total = epochs * steps_per_epoch
+    progress = tqdm(total=total, initial=done, disable=not verbose, desc="fastrnn.dask.fit", unit="step")
+    try:
+        while done < total:
+            step = done % steps_per_epoch
+            wall = time.perf_counter()
+            weights = [p.data for p in parameters]
+            for attempt in range(max_retries + 1):
+                try:
+                    sent = client.scatter(weights, broadcast=True, hash=False)
+                    futures = [client.submit(_part_gradient, shipped, shards[w][0], shards[w][1], sent,
+                                             int(offsets[w, step]), int(offsets[w, step + 1]),
+                                             int(sizes[step]), pure=False)
+                               for w in range(n_parts)]
+                    results = client.gather(futures)
+                    break
+                except Exception as error:  # noqa: BLE001 -- faults of any kind are retried
+                    if not _is_fault(error) or attempt == max_retries:
+                        raise
+                    client.wait_for_workers(1)
+                    if shipped.status != "finished":
+                        shipped = client.scatter(_Shipped.of((model, loss)), broadcast=True, hash=False)
+            # the parts' gradients summed in part order: the same sum whichever worker ran what
+            for index, parameter in enumerate(parameters):
+                total_grad = results[0][0][index].copy()
+                for part in results[1:]:
+                    total_grad += part[0][index]
+                parameter.grad = total_grad
+            optimizer.step()
+            step_loss = sum(part[1] for part in results)
+            epoch_loss += step_loss * (sizes[step] if loss.reduction == "mean" else 1)
+            done += 1
+            history.step_seconds.append((time.perf_counter() - wall, max(part[2] for part in results)))
+            if step == steps_per_epoch - 1:
+                mean = epoch_loss / len(x) if loss.reduction == "mean" else epoch_loss
+                history.history["loss"].append(float(mean))
+                history.epoch.append(done // steps_per_epoch - 1)
+                epoch_loss = 0.0
+            progress.update(1)
+            progress.set_postfix(loss=f"{step_loss:.4g}")
+            if checkpoint is not None and (done == total or (checkpoint_every and done % checkpoint_every == 0)):
+                _save_checkpoint(checkpoint, model, optimizer, done, history, epoch_loss)
+            if on_step is not None:
+                on_step(done - 1)
+    finally:
+        progress.close()
+    model.zero_grad()
+    return history
