@@ -294,3 +294,15 @@ def test_fit_survives_a_worker_killed_mid_epoch_with_the_same_result(da, client)
     for parameter, other in zip(faulty.parameters(), clean.parameters()):
         np.testing.assert_array_equal(parameter.data, other.data)
     assert history.history == expected.history
+
+
+def test_the_readme_example_runs(tmp_path, monkeypatch):
+    import pathlib
+    import re
+
+    pytest.importorskip("distributed")
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## On Dask", 1)[1].split("\n## ", 1)[0]
+    (block,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "README.md", "exec"), {})
