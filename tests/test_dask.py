@@ -306,3 +306,22 @@ def test_the_readme_example_runs(tmp_path, monkeypatch):
     (block,) = re.findall(r"```python\n(.*?)```", section, re.S)
     monkeypatch.chdir(tmp_path)
     exec(compile(block, "README.md", "exec"), {})
+
+
+def test_without_dask_the_error_names_the_extra(monkeypatch):
+    import builtins
+
+    from fastrnn import dask as fastrnn_dask
+
+    real_import = builtins.__import__
+
+    def no_dask(name, *args, **kwargs):
+        if name.split(".")[0] in ("dask", "distributed"):
+            raise ImportError(f"{name} hidden by the test")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_dask)
+    with pytest.raises(ImportError, match=r'fastrnn\.dask\.predict needs dask: install the "dask" extra'):
+        fastrnn_dask.predict(nn.RNN(2, 2), None)
+    with pytest.raises(ImportError, match=r"fastrnn\.dask\.fit needs (dask|distributed)"):
+        fastrnn_dask.fit(nn.RNN(2, 2), None, None, client=None, batch_size=1, optimizer=None, loss=None)

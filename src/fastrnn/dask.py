@@ -19,6 +19,7 @@ import pickle
 import threading
 import time
 import uuid
+import warnings
 from collections import OrderedDict
 
 import numpy as np
@@ -238,12 +239,10 @@ def predict(model, x, lengths=None, batch_size=None):
     """The model's outputs over a dask array, as a lazy dask array.
 
     Each chunk of ``x`` (along the batch axis) becomes one task that runs the model
-    on it. The model travels pickled inside one graph object and is unpickled once
-    per process (a worker of ``dask.distributed``, a process of the process-pool
-    scheduler, or this process for the threaded one); with ``dask.distributed``
-    scatter it first (``client.scatter(model, broadcast=True)``) is not needed: the
-    holder is one graph key, sent to each worker once. Under the process-pool
-    scheduler the bytes ride along with each task but are unpickled once per process.
+    on it. The model is pickled once, here, into one graph key that every task depends
+    on: a ``dask.distributed`` worker fetches it once (no need to scatter it first) and
+    unpickles it once; the threaded scheduler unpickles it once; under the process-pool
+    scheduler its bytes ride along with each task, but each process unpickles them once.
 
     Threads: each task runs the model's kernels on as many threads as its worker has
     to give (:func:`task_threads`): a ``dask.distributed`` worker with ``k`` threads
@@ -264,8 +263,9 @@ def predict(model, x, lengths=None, batch_size=None):
         ``training=False`` on what it takes (features or token ids).
     x : dask.array.Array of shape (N, T, D), or (N, T) of token ids for a Keras model
         Chunked along axis 0 only.
-    lengths : dask.array.Array of int of shape (N,), optional
-        Valid steps of each row (nn modules only), chunked as ``x``'s axis 0.
+    lengths : dask.array.Array or array_like of int of shape (N,), optional
+        Valid steps of each row (nn modules only); rechunked to ``x``'s batch chunks
+        where it is chunked otherwise.
     batch_size : int, optional
         Rechunk ``x`` to this many rows per chunk first (by default its chunks are kept).
 
@@ -279,7 +279,7 @@ def predict(model, x, lengths=None, batch_size=None):
     ------
     ShapeError
         For ``x`` chunked along another axis (with the rechunk call to use), or ``lengths``
-        of another shape or chunking.
+        of another shape.
     ArgumentError
         For a model fastrnn.dask cannot run, ``lengths`` with a Keras model, or a bad
         ``batch_size``.
@@ -552,8 +552,10 @@ def fit(model, x, y, *, client, batch_size, epochs=1, optimizer, loss, n_parts=N
             if isinstance(array, da.Array):
                 pair.append(client.compute(array[rows[w]], **placement))
             else:
-                pair.append(client.submit(_take, np.asarray(array)[rows[w]], slice(None), pure=False,
-                                          **placement))
+                with warnings.catch_warnings():  # the shard in the graph is the point: it can be rebuilt
+                    warnings.filterwarnings("ignore", message=".*[Ll]arge object", category=UserWarning)
+                    pair.append(client.submit(_take, np.asarray(array)[rows[w]], slice(None), pure=False,
+                                              **placement))
         shards.append(pair)
     client.wait_for_workers(1)
     shipped = client.scatter(_Shipped.of((model, loss)), broadcast=True, hash=False)
