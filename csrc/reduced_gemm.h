@@ -85,6 +85,28 @@
  * 4 instructions per vector of 32 multiply-adds (vpsignb, vpmaddubsw, vpmaddwd, vpaddd):
  * ~1.4x float32 at many rows, where float32 is at its peak; without the vpsignb (wrong
  * results, measured for the bound) it ran 1.25x faster, so the two multiplies bound it.
+ *
+ * bf16 training (reduced_backward.pxi) takes the backward's operands from their transposes
+ * (rp_pack_transposed, rp_prepare_transposed; bf16 only): dx = dz W_ih on W_ih^T packed from
+ * W_ih, dW = dz^T x with dz^T prepared from dz and x^T packed from x, K = T*B rows. The
+ * preparation transposes tiles of 16 x 16 words in registers under AVX-512 (4 stages of
+ * vpermt2d); packing reads W^T's rows in pairs, one bf16 pair per word. Backward, 1 thread,
+ * AMD EPYC Zen 4 (2 cores shared with other work), thread CPU time, medians of 5
+ * interleaved runs (ms; ratio = float32 time / bf16 time; GRU reset_after; the training step
+ * = float32 forward + backward against bf16 pack_reduced(backward=True) + forward + backward):
+ *
+ *   shape (T,B,D,H)          float32 bwd   bf16 bwd        training step
+ *   LSTM S4 100,32,128,128      25.3       13.3 (1.90x)    1.82x
+ *   LSTM S2 100,64,512,512     643.9      284.3 (2.26x)    2.19x
+ *   LSTM S5 50,16,512,1024     251.5      103.8 (2.42x)    2.25x
+ *   GRU  S4                     17.2       10.4 (1.66x)    1.66x
+ *   GRU  S2                    533.7      212.9 (2.51x)    2.36x
+ *   GRU  S5                    349.8       87.5 (4.00x)    3.03x
+ *
+ * At S2 and S5 the products are ~60 % of the bf16 backward (at ~190 G op/s); at S4 under
+ * half: the rest is the transposed operands (~18 %), the float32 gate math (~12 %, as in
+ * float32: it streams the forward's gates from memory), rounding dz for dx and db's column
+ * sums (~4 % each).
  */
 #ifndef FASTRNN_REDUCED_GEMM_H
 #define FASTRNN_REDUCED_GEMM_H
@@ -787,6 +809,186 @@ static void rp_gemm_prepared(const rp_matrix *m, ptrdiff_t rows, const void *pre
                              const float *bias, float *c, ptrdiff_t ldc)
 {
     rp_table(m->precision, m->level)->run(m, rows, prep, bias, c, ldc);
+}
+
+/* ---- transposed operands (bf16 only): the backward pass's products take W or A from
+   their transposes stored row-major (dx = dz W_ih packs W_ih^T from W_ih; dW = dz^T x
+   prepares dz^T from dz and packs x^T from x), rounding and laying them out in one pass.
+   Same bytes as rp_pack / rp_prepare on a transposed copy. Two rows of the transpose make
+   one bf16 pair per word, 16 lanes at a time: word = bf16(row i) | bf16(row i+1) << 16. */
+
+typedef uint32_t rp_t_vu __attribute__((vector_size(64)));
+typedef int32_t rp_t_vi __attribute__((vector_size(64)));
+typedef float rp_t_vf __attribute__((vector_size(64)));
+
+/* rp_bf16_bits of 16 floats, in the low halves of 32-bit lanes (RP_DEFINE_ROUND's steps) */
+static inline rp_t_vu rp_t_round16(const float *a)
+{
+    rp_t_vu u;
+    memcpy(&u, a, sizeof u);
+    rp_t_vi nan = (rp_t_vi)((u & 0x7FFFFFFFu) > 0x7F800000u);
+    return RP_SELECT(rp_t_vi, rp_t_vu, nan, u | 0x00400000u, u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+}
+
+/* Rows i0 .. i1-1 of W^T (row i at wt + (i - i0) * ldwt, m->n values) into m's panels,
+   which the caller zeroed: each value lands in its own half word, so W^T's rows may come
+   in pieces (i0 odd or not). */
+#define RP_DEFINE_PACK_TRANSPOSED(NAME, ATTR)                                           \
+ATTR static void NAME(const rp_matrix *m, ptrdiff_t i0, ptrdiff_t i1,                   \
+                      const float *wt, ptrdiff_t ldwt)                                  \
+{                                                                                       \
+    ptrdiff_t nr = rp_column_align(RP_BF16, m->level), groups = rp_bf16_kpad(m->k) / 2; \
+    ptrdiff_t n = m->n;                                                                 \
+    uint32_t *words = (uint32_t *)m->panels;                                            \
+    uint16_t *halves = (uint16_t *)m->panels;                                           \
+    /* an unpaired first row (i0 odd) and last row: a half word each */                 \
+    if (i0 < i1 && i0 % 2) {                                                            \
+        for (ptrdiff_t j = 0; j < n; j++)                                               \
+            halves[(((j / nr) * groups + i0 / 2) * nr + j % nr) * 2 + 1] = rp_bf16_bits(wt[j]); \
+        wt += ldwt;                                                                     \
+        i0++;                                                                           \
+    }                                                                                   \
+    if (i0 < i1 && (i1 - i0) % 2) {                                                     \
+        const float *row = wt + (i1 - 1 - i0) * ldwt;                                   \
+        for (ptrdiff_t j = 0; j < n; j++)                                               \
+            halves[(((j / nr) * groups + (i1 - 1) / 2) * nr + j % nr) * 2] = rp_bf16_bits(row[j]); \
+        i1--;                                                                           \
+    }                                                                                   \
+    /* pairs of rows, each read once in order */                                        \
+    for (ptrdiff_t i = i0; i < i1; i += 2) {                                            \
+        const float *row = wt + (i - i0) * ldwt;                                        \
+        for (ptrdiff_t j0 = 0; j0 < n; j0 += nr) {                                      \
+            ptrdiff_t j1 = n - j0 < nr ? n : j0 + nr, j = j0;                           \
+            uint32_t *out = words + ((j0 / nr) * groups + i / 2) * nr - j0;             \
+            for (; j + 16 <= j1; j += 16) {                                             \
+                rp_t_vu w = rp_t_round16(row + j) | (rp_t_round16(row + ldwt + j) << 16); \
+                memcpy(out + j, &w, sizeof w);                                          \
+            }                                                                           \
+            for (; j < j1; j++)                                                         \
+                out[j] = rp_bf16_bits(row[j]) | ((uint32_t)rp_bf16_bits(row[ldwt + j]) << 16); \
+        }                                                                               \
+    }                                                                                   \
+}
+RP_DEFINE_PACK_TRANSPOSED(rp_pack_transposed_generic, )
+RP_DEFINE_PACK_TRANSPOSED(rp_pack_transposed_avx512, RP_VNNI_ATTR)
+
+static void rp_pack_transposed_rows(const rp_matrix *m, ptrdiff_t i0, ptrdiff_t i1,
+                                    const float *wt, ptrdiff_t ldwt)
+{
+    if (pg_get_level() == PG_LEVEL_AVX512)
+        rp_pack_transposed_avx512(m, i0, i1, wt, ldwt);
+    else
+        rp_pack_transposed_generic(m, i0, i1, wt, ldwt);
+}
+
+/* Pack W (m->n x m->k) given W^T (m->k rows of m->n values, row i at wt + i * ldwt). */
+static void rp_pack_transposed(rp_matrix *m, const float *wt, ptrdiff_t ldwt)
+{
+    memset(m->panels, 0, (size_t)rp_panels_bytes(m->precision, m->level, m->n, m->k));
+    rp_pack_transposed_rows(m, 0, m->k, wt, ldwt);
+}
+
+/* Prepare A (rows x m->k) for rp_gemm_prepared given A^T (m->k rows of `rows` values, row i
+   at at + i * ldat): prepared row r is word g = bf16(A^T[2g][r]) | bf16(A^T[2g+1][r]) << 16.
+   Blocks of 16 rows of A: the two rows of A^T a word needs are read 64 bytes at a time.
+   Under AVX-512, tiles of 16 rows x 16 words are transposed in registers (4 stages of
+   two-vector shuffles, vpermt2d) and stored 64 bytes at a time; else each word is stored
+   on its own (same bytes). */
+#define RP_T_SWAP(M, H, I)                                                              \
+    do {                                                                                \
+        rp_t_vu a_ = M[I], b_ = M[(I) + (H)];                                           \
+        M[I] = __builtin_shuffle(a_, b_, lo_##H);                                       \
+        M[(I) + (H)] = __builtin_shuffle(a_, b_, hi_##H);                               \
+    } while (0)
+/* s[0..15] += rows 0 .. N-1 of A^T (ld apart), one after the other */
+#define RP_T_SUM(S, A, LD, N)                                                           \
+    do {                                                                                \
+        rp_t_vf s_;                                                                     \
+        memcpy(&s_, S, sizeof s_);                                                      \
+        for (int n_ = 0; n_ < (N); n_++) {                                              \
+            rp_t_vf v_;                                                                 \
+            memcpy(&v_, (A) + n_ * (LD), sizeof v_);                                    \
+            s_ += v_;                                                                   \
+        }                                                                               \
+        memcpy(S, &s_, sizeof s_);                                                      \
+    } while (0)
+#define RP_T_STAGE(M, H)                                                                \
+    RP_UNROLL for (int i_ = 0; i_ < 16; i_++) if (!(i_ & (H))) RP_T_SWAP(M, H, i_)
+
+#define RP_DEFINE_PREPARE_TRANSPOSED(NAME, ATTR, TILES)                                 \
+ATTR static void NAME(ptrdiff_t k, ptrdiff_t rows, const float *at, ptrdiff_t ldat,    \
+                      void *prep, float *sums)                                          \
+{                                                                                       \
+    /* lane j of the pair (a, b) after a swap of blocks of h lanes */                   \
+    const rp_t_vu lo_8 = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};      \
+    const rp_t_vu hi_8 = {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31}; \
+    const rp_t_vu lo_4 = {0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27};    \
+    const rp_t_vu hi_4 = {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31};  \
+    const rp_t_vu lo_2 = {0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29};    \
+    const rp_t_vu hi_2 = {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31};  \
+    const rp_t_vu lo_1 = {0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30};   \
+    const rp_t_vu hi_1 = {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31};   \
+    ptrdiff_t groups = rp_bf16_kpad(k) / 2, kp = k / 2 * 2, vr = rows / 16 * 16;        \
+    uint32_t *words = (uint32_t *)prep;                                                 \
+    ptrdiff_t gt = TILES ? kp / 32 * 16 : 0;    /* groups done by tiles */               \
+    /* tiles: 16 groups (32 rows of A^T, read as 32 streams) at a time, along A's rows */ \
+    for (ptrdiff_t g = 0; g < gt; g += 16)                                              \
+        for (ptrdiff_t r0 = 0; r0 < vr; r0 += 16) {                                     \
+            rp_t_vu m_[16];                                                             \
+            RP_UNROLL for (int l = 0; l < 16; l++) {                                    \
+                const float *a0 = at + 2 * (g + l) * ldat + r0;                         \
+                m_[l] = rp_t_round16(a0) | (rp_t_round16(a0 + ldat) << 16);             \
+            }                                                                           \
+            if (sums) RP_T_SUM(sums + r0, at + 2 * g * ldat + r0, ldat, 32);            \
+            RP_T_STAGE(m_, 8); RP_T_STAGE(m_, 4); RP_T_STAGE(m_, 2); RP_T_STAGE(m_, 1); \
+            RP_UNROLL for (int l = 0; l < 16; l++)                                      \
+                memcpy(words + (r0 + l) * groups + g, &m_[l], sizeof m_[l]);            \
+        }                                                                               \
+    for (ptrdiff_t r0 = 0; r0 < vr; r0 += 16) {                                         \
+        ptrdiff_t g = gt;                                                               \
+        for (; 2 * g < kp; g++) {                                                       \
+            const float *a0 = at + 2 * g * ldat + r0;                                   \
+            rp_t_vu w = rp_t_round16(a0) | (rp_t_round16(a0 + ldat) << 16);             \
+            for (int l = 0; l < 16; l++) words[(r0 + l) * groups + g] = w[l];           \
+            if (sums) RP_T_SUM(sums + r0, a0, ldat, 2);                                 \
+        }                                                                               \
+        if (kp < k) {                                                                   \
+            rp_t_vu w = rp_t_round16(at + kp * ldat + r0);                              \
+            for (int l = 0; l < 16; l++) words[(r0 + l) * groups + g] = w[l];           \
+            if (sums) RP_T_SUM(sums + r0, at + kp * ldat + r0, ldat, 1);                \
+        }                                                                               \
+    }                                                                                   \
+    for (ptrdiff_t r = vr; r < rows; r++) {                                             \
+        ptrdiff_t g = 0;                                                                \
+        for (; 2 * g < kp; g++)                                                         \
+            words[r * groups + g] = rp_bf16_bits(at[2 * g * ldat + r])                  \
+                                    | ((uint32_t)rp_bf16_bits(at[(2 * g + 1) * ldat + r]) << 16); \
+        if (kp < k) words[r * groups + g] = rp_bf16_bits(at[kp * ldat + r]);            \
+        if (sums)                                                                       \
+            for (ptrdiff_t i = 0; i < k; i++) sums[r] += at[i * ldat + r];              \
+    }                                                                                   \
+}
+RP_DEFINE_PREPARE_TRANSPOSED(rp_prepare_transposed_generic, , 0)
+RP_DEFINE_PREPARE_TRANSPOSED(rp_prepare_transposed_avx512, RP_VNNI_ATTR, 1)
+
+static void rp_prepare_transposed(const rp_matrix *m, ptrdiff_t rows, const float *at,
+                                  ptrdiff_t ldat, void *prep)
+{
+    if (pg_get_level() == PG_LEVEL_AVX512)
+        rp_prepare_transposed_avx512(m->k, rows, at, ldat, prep, NULL);
+    else
+        rp_prepare_transposed_generic(m->k, rows, at, ldat, prep, NULL);
+}
+
+/* rp_prepare_transposed, and sums[r] += A^T[i][r] for every i in order (the column sums of
+   A^T, which the preparation reads anyway: the backward's bias gradients). */
+static void rp_prepare_transposed_sums(const rp_matrix *m, ptrdiff_t rows, const float *at,
+                                       ptrdiff_t ldat, void *prep, float *sums)
+{
+    if (pg_get_level() == PG_LEVEL_AVX512)
+        rp_prepare_transposed_avx512(m->k, rows, at, ldat, prep, sums);
+    else
+        rp_prepare_transposed_generic(m->k, rows, at, ldat, prep, sums);
 }
 
 #pragma GCC pop_options

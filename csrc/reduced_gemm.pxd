@@ -35,3 +35,10 @@ cdef extern from "reduced_gemm.h" nogil:
                     void* prep)
     void rp_gemm_prepared(const rp_matrix* m, Py_ssize_t rows, const void* prep,
                           const float* bias, float* c, Py_ssize_t ldc)
+    void rp_pack_transposed(rp_matrix* m, const float* wt, Py_ssize_t ldwt)
+    void rp_pack_transposed_rows(const rp_matrix* m, Py_ssize_t i0, Py_ssize_t i1,
+                                 const float* wt, Py_ssize_t ldwt)
+    void rp_prepare_transposed(const rp_matrix* m, Py_ssize_t rows, const float* at,
+                               Py_ssize_t ldat, void* prep)
+    void rp_prepare_transposed_sums(const rp_matrix* m, Py_ssize_t rows, const float* at,
+                                    Py_ssize_t ldat, void* prep, float* sums)

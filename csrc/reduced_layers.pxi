@@ -19,8 +19,8 @@
 # Every thread has scratch of its own (a slot per projection thread, per batch chunk, per
 # column thread), allocated before the threads start.
 
-from reduced_gemm cimport (rp_current_level, rp_gemm, rp_gemm_prepared, rp_matrix, rp_prepare,
-                           rp_prepared_bytes, rp_scratch_bytes)
+from reduced_gemm cimport (rp_columns, rp_current_level, rp_gemm, rp_gemm_prepared, rp_matrix,
+                           rp_prepare, rp_prepared_bytes, rp_scratch_bytes)
 
 from fastrnn._partition import MAX_PIECES, projection_workspace_steps
 from fastrnn._python.reduced import INT8_MAX_K
@@ -224,6 +224,11 @@ cdef struct _RCell:
     _RBlocks hx                # W_hr (P, H) of lstm_proj, W_hn (H, H) of that GRU; else no block
     const float* bias          # (G*H,)
     const float* b_hn          # (H,) for the GRU; else NULL
+    # packed with backward=True (bf16): the transposed weights of the backward's products
+    const rp_matrix* t_ih      # W_ih^T (D, G*H): dx = dz W_ih; else NULL
+    _RBlocks t_hh              # W_hh^T (P, G*H) in column blocks; the GRU with
+                               # reset_after=False: [W_hr; W_hz]^T (H, 2H)
+    _RBlocks t_hx              # W_hr^T (H, P) of lstm_proj, W_hn^T (H, H) of that GRU
 
 
 cdef inline Py_ssize_t _aligned(Py_ssize_t n) noexcept nogil:
@@ -367,20 +372,23 @@ cdef class ReducedLayer:
         Input size, hidden size, state width (P = H without projection).
     flag : bool
         ``relu`` for the RNN, ``reset_after`` for the GRU.
+    backward : bool
+        Packed for the backward kernels too (``*_backward_reduced``, bf16 training).
     """
 
     cdef _RCell c
     cdef readonly object cell, precision
     cdef readonly Py_ssize_t D, H, P
-    cdef readonly bint flag
+    cdef readonly bint flag, backward
     cdef int isa                     # the float32 ISA level (isa.h) when it was packed
     cdef object _matrices            # the PackedMatrix objects the struct points into
     cdef object _blocks              # the arrays of the _RBlocks
     cdef object _bias, _b_hn
 
     def __init__(self, str cell, str precision, dict matrices, bias, b_hn, Py_ssize_t D,
-                 Py_ssize_t H, Py_ssize_t P, bint flag):
+                 Py_ssize_t H, Py_ssize_t P, bint flag, bint backward=False):
         cdef PackedMatrix w_ih = matrices["w_ih"]
+        cdef PackedMatrix t_ih
         cdef const float[::1] bv = bias
         cdef const float[::1] bnv
         self.cell, self.precision, self.D, self.H, self.P, self.flag = cell, precision, D, H, P, flag
@@ -394,6 +402,13 @@ cdef class ReducedLayer:
         self.c.w_ih = &w_ih.m
         self._blocks = [self._set_blocks(&self.c.hh, matrices["w_hh"]),
                         self._set_blocks(&self.c.hx, matrices.get("w_x", []))]
+        self.backward = backward
+        self.c.t_ih = NULL
+        self._blocks += [self._set_blocks(&self.c.t_hh, matrices.get("t_hh", [])),
+                         self._set_blocks(&self.c.t_hx, matrices.get("t_hx", []))]
+        if backward:
+            t_ih = matrices["t_ih"]
+            self.c.t_ih = &t_ih.m
         self.c.bias = &bv[0] if bv.shape[0] else NULL
         self.c.b_hn = NULL
         if b_hn is not None:
@@ -401,7 +416,8 @@ cdef class ReducedLayer:
             self.c.b_hn = &bnv[0] if bnv.shape[0] else NULL
 
     cdef object _set_blocks(self, _RBlocks* blocks, list matrices):
-        """Point ``blocks`` at the row blocks ``matrices``; returns the arrays it points into."""
+        """Point ``blocks`` at the row blocks ``matrices`` (PackedMatrix, or (PackedMatrix,
+        j0, j1): its columns j0:j1, rp_columns); returns the arrays it points into."""
         cdef Py_ssize_t i, count = len(matrices)
         structs = np.zeros(max(count, 1) * sizeof(rp_matrix), np.uint8)
         row0 = np.zeros(count + 1, np.intp)
@@ -409,12 +425,26 @@ cdef class ReducedLayer:
         cdef Py_ssize_t[::1] rv = row0
         cdef rp_matrix* m = <rp_matrix*>&sv[0]
         for i in range(count):
-            m[i] = (<PackedMatrix>matrices[i]).m
+            if isinstance(matrices[i], tuple):
+                m[i] = rp_columns(&(<PackedMatrix>matrices[i][0]).m, matrices[i][1],
+                                  matrices[i][2] - matrices[i][1])
+            else:
+                m[i] = (<PackedMatrix>matrices[i]).m
             rv[i + 1] = rv[i] + m[i].n
         blocks.count = count
         blocks.m = m
         blocks.row0 = &rv[0]
         return structs, row0
+
+    cdef Py_ssize_t backward_step_bytes(self, Py_ssize_t rows):
+        """Bytes of rp_gemm's scratch for a product of the backward's steps on ``rows`` rows."""
+        cdef Py_ssize_t b, s = 0
+        cdef const rp_matrix* m
+        for b in range(self.c.t_hh.count + self.c.t_hx.count):
+            m = &self.c.t_hh.m[b] if b < self.c.t_hh.count else &self.c.t_hx.m[b - self.c.t_hh.count]
+            s = max(s, rp_scratch_bytes(m.precision, m.level, rows, m.k),
+                    rp_prepared_bytes(m.precision, m.level, rows, m.k))
+        return _aligned(s)
 
     @property
     def level(self):
@@ -423,10 +453,15 @@ cdef class ReducedLayer:
 
     @property
     def nbytes(self):
-        """int: bytes of the packed weights, their scales and the biases."""
+        """int: bytes of the packed weights (the backward's transposes too), their scales and
+        the biases."""
         total = self._bias.nbytes + (self._b_hn.nbytes if self._b_hn is not None else 0)
-        return total + sum(m.nbytes for value in self._matrices.values()
-                           for m in (value if isinstance(value, list) else [value]))
+        packed = {}  # column blocks share one PackedMatrix
+        for value in self._matrices.values():
+            for m in (value if isinstance(value, list) else [value]):
+                m = m[0] if isinstance(m, tuple) else m
+                packed[id(m)] = m.nbytes
+        return total + sum(packed.values())
 
     cpdef check_level(self):
         """Raise StaleCacheError unless the ISA level that packed these weights runs now."""
@@ -518,7 +553,7 @@ cdef void _reduced_step(const _RCell* L, const float* x, const float* h, const f
 
 
 def pack_reduced(str cell, str precision, w_ih, w_hh, bias, *, w_hr=None, b_hn=None,
-                 bint flag=False):
+                 bint flag=False, bint backward=False):
     """A layer's weights rounded to bf16 or quantized to int8 once, for the reduced-precision
     kernels: the arguments of :func:`pack_layer`, float32 only.
 
@@ -538,6 +573,9 @@ def pack_reduced(str cell, str precision, w_ih, w_hh, bias, *, w_hr=None, b_hn=N
         The GRU's ``b_hh_n`` (the GRU only, required there); copied.
     flag : bool
         ``relu`` for the RNN, ``reset_after`` for the GRU.
+    backward : bool
+        Also pack what the backward kernels (``*_backward_reduced``, bf16 training) need: the
+        weights' transposes in bf16 (W_ih^T for ``dx = dz W_ih``, W_hh^T, W_hr^T). bf16 only.
 
     Returns
     -------
@@ -546,8 +584,8 @@ def pack_reduced(str cell, str precision, w_ih, w_hh, bias, *, w_hr=None, b_hn=N
     Raises
     ------
     ArgumentError
-        For an unknown cell or precision, a missing or extra ``w_hr``/``b_hn``, or an int8
-        reduction longer than ``INT8_MAX_K``.
+        For an unknown cell or precision, a missing or extra ``w_hr``/``b_hn``, an int8
+        reduction longer than ``INT8_MAX_K``, or ``backward=True`` with int8.
     DTypeError
         For an array that is not float32.
     ShapeError
@@ -557,6 +595,9 @@ def pack_reduced(str cell, str precision, w_ih, w_hh, bias, *, w_hr=None, b_hn=N
         raise ArgumentError(f"cell must be one of {', '.join(map(repr, _REDUCED_CELLS))}; got {cell!r}")
     if precision not in REDUCED_PRECISIONS:
         raise ArgumentError(f"precision must be 'bf16' or 'int8'; got {precision!r}")
+    if backward and precision != "bf16":
+        raise ArgumentError(f"backward=True needs precision 'bf16' (a backward pass runs in bf16); "
+                            f"got {precision!r}")
     arrays = {"w_ih": w_ih, "w_hh": w_hh, "bias": bias, "w_hr": w_hr, "b_hn": b_hn}
     if (w_hr is not None) != (cell == "lstm_proj"):
         raise ArgumentError(f"w_hr is {'required' if cell == 'lstm_proj' else 'not taken'} "
@@ -598,8 +639,28 @@ def pack_reduced(str cell, str precision, w_ih, w_hh, bias, *, w_hr=None, b_hn=N
         matrices["w_hh"] = _row_blocks(precision, w_hh)
         if cell == "lstm_proj":
             matrices["w_x"] = _row_blocks(precision, w_hr)
+    if backward:  # dz W = dz (W^T)^T: W^T packed from W itself
+        matrices["t_ih"] = PackedMatrix(precision, w_ih, transposed=True)
+        if cell == "gru" and not flag:
+            matrices["t_hh"] = _column_blocks(w_hh[:2 * H])
+            matrices["t_hx"] = _column_blocks(w_hh[2 * H:])
+        else:
+            matrices["t_hh"] = _column_blocks(w_hh)
+            if cell == "lstm_proj":
+                matrices["t_hx"] = _column_blocks(w_hr)
     return ReducedLayer(cell, precision, matrices, np.array(bias, dtype=np.float32),
-                        None if b_hn is None else np.array(b_hn, dtype=np.float32), D, H, P, flag)
+                        None if b_hn is None else np.array(b_hn, dtype=np.float32), D, H, P, flag,
+                        backward)
+
+
+def _column_blocks(w):
+    """``w^T`` packed in bf16 once (from ``w``), as blocks of its output columns of 64-column
+    multiples (a list of (PackedMatrix, j0, j1)), whose products threads can share."""
+    N, K = w.shape[1], w.shape[0]
+    whole = PackedMatrix("bf16", w, transposed=True)
+    count = max(1, min(MAX_PIECES, N * K // RK_BLOCK_WORK, N // 64))
+    bounds = [N * i // count // 64 * 64 for i in range(count)] + [N]
+    return [(whole, a, b) for a, b in zip(bounds, bounds[1:])]
 
 
 def _row_blocks(str precision, w):

@@ -6,7 +6,7 @@ from libc.stdint cimport int32_t
 from reduced_gemm cimport (RP_BF16, RP_INT8, rp_column_align, rp_columns, rp_current_level,
                            rp_gemm, rp_level_name,
                            rp_level_supported, rp_matrix, rp_n_levels, rp_pack,
-                           rp_panels_bytes, rp_scratch_bytes)
+                           rp_pack_transposed, rp_panels_bytes, rp_scratch_bytes)
 
 #: The reduced precisions and their codes in reduced_gemm.h.
 REDUCED_PRECISIONS = {"bf16": RP_BF16, "int8": RP_INT8}
@@ -62,6 +62,9 @@ cdef class PackedMatrix:
     level : str, optional
         The kernel level to pack for (one of ``reduced_levels_supported()[precision]``);
         by default the one that runs now (:func:`reduced_levels`).
+    transposed : bool
+        ``w`` is ``W^T``, of shape (K, N): W is packed from it directly (``rp_pack_transposed``,
+        the backward pass's ``dz W`` and ``dz^T x``); bf16 only.
 
     The buffers are NumPy arrays the struct points into; the panels keep the level they
     were packed for (its layout is that level's) and always run its kernel.
@@ -71,15 +74,17 @@ cdef class PackedMatrix:
     cdef readonly object precision
     cdef object _panels, _scale, _colsum
 
-    def __init__(self, str precision, w, level=None):
+    def __init__(self, str precision, w, level=None, bint transposed=False):
         cdef const float[:, ::1] wv = np.ascontiguousarray(w, dtype=np.float32)
         code = REDUCED_PRECISIONS[precision]
+        if transposed and code != RP_BF16:
+            raise ValueError(f"only bf16 packs a matrix from its transpose; got {precision!r}")
         self.precision = precision
         self.m.precision = code
         self.m.level = (rp_current_level(code) if level is None
                         else _reduced_level_named(code, precision, level))
-        self.m.n = wv.shape[0]
-        self.m.k = wv.shape[1]
+        self.m.n = wv.shape[1] if transposed else wv.shape[0]
+        self.m.k = wv.shape[0] if transposed else wv.shape[1]
         # 64 bytes of slack: kernels may read whole vectors past a panel's end
         self._panels = np.zeros(rp_panels_bytes(code, self.m.level, self.m.n, self.m.k) + 64,
                                 np.uint8)
@@ -93,7 +98,10 @@ cdef class PackedMatrix:
         self.m.colsum = <int32_t*>&cv[0] if self.m.n else NULL
         if self.m.n and self.m.k:
             with nogil:
-                rp_pack(&self.m, &wv[0, 0], self.m.k)
+                if transposed:
+                    rp_pack_transposed(&self.m, &wv[0, 0], self.m.n)
+                else:
+                    rp_pack(&self.m, &wv[0, 0], self.m.k)
 
     @property
     def level(self):

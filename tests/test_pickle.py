@@ -294,6 +294,92 @@ def _module_subject():
     return Subject(module, probe=lambda m: list(m.state_dict().items()))
 
 
+# fastrnn.nn blocks, cells and containers: mid-pass (the tape travels) and after a backward
+def _int_input(rng):
+    return rng.integers(0, 7, (T, B))
+
+
+NN_BLOCK_CONFIGS = {
+    "Linear": (lambda: fastrnn.nn.Linear(D, H, seed=1), (B, D)),
+    "Embedding": (lambda: fastrnn.nn.Embedding(7, D, padding_idx=0, seed=1), _int_input),
+    "Dropout": (lambda: fastrnn.nn.Dropout(0.3, seed=2), (B, D)),
+    "LayerNorm": (lambda: fastrnn.nn.LayerNorm(D, dtype=np.float64), (B, D)),
+    "Identity": (lambda: fastrnn.nn.Identity(), (B, D)),
+    "ReLU": (lambda: fastrnn.nn.ReLU(), (B, D)),
+    "Tanh": (lambda: fastrnn.nn.Tanh(), (B, D)),
+    "Sigmoid": (lambda: fastrnn.nn.Sigmoid(), (B, D)),
+    "GELU": (lambda: fastrnn.nn.GELU(approximate="tanh"), (B, D)),
+    "Softmax": (lambda: fastrnn.nn.Softmax(dim=1), (B, D)),
+    "LogSoftmax": (lambda: fastrnn.nn.LogSoftmax(dim=-1), (B, D)),
+    "RNNCell": (lambda: fastrnn.nn.RNNCell(D, H, nonlinearity="relu", seed=1), (B, D)),
+    "LSTMCell": (lambda: fastrnn.nn.LSTMCell(D, H, seed=1), (B, D)),
+    "GRUCell": (lambda: fastrnn.nn.GRUCell(D, H, dtype=np.float64, seed=1), (B, D)),
+    "Sequential": (lambda: fastrnn.nn.Sequential(fastrnn.nn.Embedding(7, D, seed=0), fastrnn.nn.LSTM(D, H, seed=1),
+                                                 fastrnn.nn.LastStep(), fastrnn.nn.Dropout(0.2, seed=3),
+                                                 fastrnn.nn.Linear(H, 2, seed=2)), _int_input),
+    "TakeOutput": (lambda: fastrnn.nn.TakeOutput(), lambda rng: (rng.standard_normal((T, B, H)), None)),
+    "LastStep": (lambda: fastrnn.nn.LastStep(batch_first=True), (B, T, H)),
+}
+
+
+def _block_input(shape, rng):
+    return shape(rng) if callable(shape) else rng.standard_normal(shape).astype(np.float32)
+
+
+def _block_backward(module, output):
+    rng = np.random.default_rng(5)
+    if isinstance(output, tuple):
+        grads = [like(o, rng) for o in output]
+        return module.backward(*grads)
+    return module.backward(like(output, rng))
+
+
+def _block_subject(name):
+    make, shape = NN_BLOCK_CONFIGS[name]
+    module = make()
+    x = _block_input(shape, np.random.default_rng(3))
+    pending = module(x)  # the tape is pickled; backward runs on the copy
+
+    def step(obj):
+        module, pending = obj
+        finished = _block_backward(module, pending)
+        again = module(x)
+        return finished, again, _block_backward(module, again), weights_and_grads(module.parameters())
+
+    def probe(obj):
+        with fastrnn.nn.no_grad():
+            obj[0].eval()
+            result = obj[0](x)
+        obj[0].train()
+        return result
+
+    return Subject((module, pending), main=module, probe=probe, step=step)
+
+
+for _name in NN_BLOCK_CONFIGS:
+    case(getattr(fastrnn.nn, _name), "mid-pass")(functools.partial(_block_subject, _name))
+
+
+@case(fastrnn.nn.ModuleList, "with-layers")
+def _module_list_subject():
+    layers_ = fastrnn.nn.ModuleList([fastrnn.nn.Linear(2, 3, seed=0), fastrnn.nn.GRU(3, 2, seed=1)])
+    layers_[0].weight.accumulate(np.ones((3, 2), np.float32))
+    return Subject(layers_, probe=lambda m: list(m.state_dict().items()))
+
+
+@case(fastrnn.nn.ModuleDict, "with-layers")
+def _module_dict_subject():
+    heads = fastrnn.nn.ModuleDict({"a": fastrnn.nn.Linear(2, 3, seed=0), "b": fastrnn.nn.LayerNorm(3)})
+    heads["a"].requires_grad_(False)
+    return Subject(heads, probe=lambda m: [list(m.state_dict().items()), [p.requires_grad for p in m.parameters()]])
+
+
+@case(fastrnn.nn.PackedSequence, "unsorted")
+def _packed_sequence_subject():
+    packed = fastrnn.nn.utils.rnn.pack_sequence([np.ones((2, 3)), np.zeros((4, 3))], enforce_sorted=False)
+    return Subject(packed, probe=lambda p: fastrnn.nn.utils.rnn.pad_packed_sequence(p))
+
+
 @case(Parameter, "with-grad")
 def _parameter_subject():
     parameter = Parameter(np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3))
@@ -389,6 +475,14 @@ for _name, (_cls, _options, _kind) in NN_LOSS_CONFIGS.items():
 
 
 # fastrnn.keras layers
+def _lambda_double(x, factor):
+    return factor * x
+
+
+def _lambda_double_backward(d_output, inputs, output, factor):
+    return factor * d_output
+
+
 def _dense(activation):
     return lambda: layers.Dense(4, activation=activation, seed=1)
 
@@ -428,6 +522,25 @@ KERAS_LAYER_CONFIGS = {
         layers.LSTM(H, return_state=True, dropout=0.1, seed=16), merge_mode="sum"), "seq"),
     "bidirectional-backward_layer": (layers.Bidirectional, lambda: layers.Bidirectional(
         layers.SimpleRNN(H, seed=17), backward_layer=layers.SimpleRNN(3, go_backwards=True, seed=18)), "seq"),
+    # the layers of functional models ("pair": a list of two sequences)
+    **{f"merge-{cls.__name__.lower()}": (cls, cls, "pair-mask")
+       for cls in (layers.Add, layers.Subtract, layers.Multiply, layers.Average, layers.Maximum, layers.Minimum)},
+    "concatenate-steps": (layers.Concatenate, lambda: layers.Concatenate(axis=1), "pair-mask"),
+    "dot-normalize": (layers.Dot, lambda: layers.Dot(axes=2, normalize=True), "pair"),
+    "repeatvector": (layers.RepeatVector, lambda: layers.RepeatVector(3), "flat"),
+    "reshape": (layers.Reshape, lambda: layers.Reshape((-1, 2)), "seq"),
+    "flatten": (layers.Flatten, layers.Flatten, "seq"),
+    "permute": (layers.Permute, lambda: layers.Permute((2, 1)), "seq"),
+    "globalaveragepooling1d-mask": (layers.GlobalAveragePooling1D, layers.GlobalAveragePooling1D, "seq-mask"),
+    "globalmaxpooling1d-keepdims": (layers.GlobalMaxPooling1D, lambda: layers.GlobalMaxPooling1D(keepdims=True),
+                                    "seq"),
+    "layernormalization-mask": (layers.LayerNormalization, lambda: layers.LayerNormalization(
+        beta_initializer="uniform"), "seq-mask"),
+    "attention-concat-dropout": (layers.Attention, lambda: layers.Attention(
+        use_scale=True, score_mode="concat", dropout=0.2, seed=19), "pair-mask"),
+    "additiveattention": (layers.AdditiveAttention, lambda: layers.AdditiveAttention(seed=20), "pair-mask"),
+    "lambda-backward": (layers.Lambda, lambda: layers.Lambda(_lambda_double, backward=_lambda_double_backward,
+                                                             arguments={"factor": 2.0}), "seq"),
 }
 LAYER_STATES = ("unbuilt", "built", "mid-pass", "trained")
 
@@ -446,9 +559,12 @@ class LayerRun:
             self.x = rng.standard_normal((B, T, D)).astype(np.float32)
             self.x[1, 3] = 0.0  # a step Masking masks
         self.mask = None
-        if kind == "seq-mask":
+        if kind in ("seq-mask", "pair-mask"):
             self.mask = np.ones((B, T), bool)
             self.mask[0, 1] = self.mask[1, 3:] = self.mask[2, :] = False  # a hole, a short row, an empty row
+        if kind.startswith("pair"):
+            self.x = [self.x, rng.standard_normal((B, T, D)).astype(np.float32)]
+            self.mask = None if self.mask is None else [self.mask, None]
 
     def call(self, layer, training):
         return layer(self.x, mask=self.mask, training=training)

@@ -68,3 +68,9 @@ class ConcurrentUseError(FastRNNError, RuntimeError):
 class StaleCacheError(FastRNNError, ValueError):
     """A forward cache whose arrays no longer match what the forward pass stored, or weights
     packed for another instruction-set level than the one the kernels run on now."""
+
+
+class CheckpointError(FastRNNError, ValueError):
+    """A checkpoint file that cannot be read safely: not a ``torch.save`` file, truncated or
+    corrupt, declaring sizes its bytes do not hold, or naming code (a global other than
+    torch's tensor rebuild functions, storage types and dtypes) that fastrnn refuses to run."""

@@ -38,14 +38,18 @@ class Parameter:
     grad : ndarray of the shape of ``data``, or None
         Sum of the gradients of every backward pass since the last
         ``zero_grad()``; ``None`` before the first one, as in PyTorch.
+    requires_grad : bool
+        When false, :meth:`accumulate` adds nothing (``grad`` stays as it is), so an
+        optimizer leaves the parameter alone (``Module.requires_grad_(False)``).
     """
 
-    __slots__ = ("_data", "grad", "_version")
+    __slots__ = ("_data", "grad", "_version", "requires_grad")
 
-    def __init__(self, data):
+    def __init__(self, data, requires_grad=True):
         self._version = 0
         self.data = np.asarray(data)
         self.grad = None
+        self.requires_grad = bool(requires_grad)
 
     @property
     def data(self):
@@ -97,6 +101,8 @@ class Parameter:
         Safe from several threads at once: each sum is complete, taken in the order the
         gradients arrive (so the last bits of a float sum may differ from run to run).
         """
+        if not self.requires_grad:
+            return  # frozen (``requires_grad_(False)``): no gradient, as in PyTorch
         with _accumulate_lock:
             if self.grad is None:
                 self.grad = np.array(gradient, dtype=self._data.dtype, copy=True)
@@ -105,12 +111,13 @@ class Parameter:
 
     # explicit state: protocols 0 and 1 cannot store a __slots__ class without it
     def __getstate__(self):
-        return {"data": self._data, "grad": self.grad}
+        return {"data": self._data, "grad": self.grad, "requires_grad": self.requires_grad}
 
     def __setstate__(self, state):
         self._version = 0
         self.data = state["data"]
         self.grad = state["grad"]
+        self.requires_grad = state.get("requires_grad", True)
 
     def __array__(self, dtype=None, copy=None):
         return self.data if dtype is None else self.data.astype(dtype)

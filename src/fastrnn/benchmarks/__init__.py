@@ -41,6 +41,9 @@ Modules, each importing only the ones listed before it:
 ``precision``
     The precision table: fastrnn's float32, bf16 and int8 forward against the reduced-precision
     peers, with the issue 13 targets.
+``bf16_training``
+    The bf16 training table: a training step in fastrnn's bf16 against its float32, torch's
+    float32 and ``torch.autocast`` bf16, with the issue 13 targets.
 ``accuracy``
     The accuracy table: the error of bf16 and int8 against the float64 forward over T and H.
 ``startup``

@@ -5,7 +5,8 @@ fastrnn's kernels run at, the sgemm peak measured now; :mod:`~fastrnn.benchmarks
 and the versions, then the tables asked for: the cells' passes
 (:mod:`~fastrnn.benchmarks.passes`), the streaming step
 (:mod:`~fastrnn.benchmarks.streaming`), the training step
-(:mod:`~fastrnn.benchmarks.training`), the ``fit`` epoch
+(:mod:`~fastrnn.benchmarks.training`) and in bf16
+(:mod:`~fastrnn.benchmarks.bf16_training`), the ``fit`` epoch
 (:mod:`~fastrnn.benchmarks.fit`), the reduced precisions' speed
 (:mod:`~fastrnn.benchmarks.precision`) and accuracy
 (:mod:`~fastrnn.benchmarks.accuracy`), then optionally peak memory and the cost of a
@@ -20,6 +21,7 @@ import sys
 import fastrnn
 from fastrnn.benchmarks.accuracy import run_accuracy
 from fastrnn.benchmarks.backends import check_backend, compiled_backends
+from fastrnn.benchmarks.bf16_training import run_bf16_training
 from fastrnn.benchmarks.busy import run_busy
 from fastrnn.benchmarks.fit import run_fit
 from fastrnn.benchmarks.grid import CELLS, PASSES, SHAPES
@@ -32,6 +34,7 @@ from fastrnn.benchmarks.startup import peak_memory, startup_times
 from fastrnn.benchmarks.streaming import available_step_peers, run_streaming
 from fastrnn.benchmarks.tables import package_version
 from fastrnn.benchmarks.targets import FIRST_CALL_TARGET_S, IMPORT_TARGET_S, PRECISION_SHAPES
+from fastrnn.benchmarks.classifier import run_classifier
 from fastrnn.benchmarks.on_dask import run_dask
 from fastrnn.benchmarks.training import run_training
 from fastrnn.exceptions import BackendUnavailableError
@@ -43,7 +46,8 @@ DESCRIPTION = ("Speed of fastrnn against PyTorch, ONNX Runtime, OpenVINO, JAX an
                "table of medians and ratios.")
 
 #: The tables ``--tables`` can ask for, in the order they print.
-TABLES = ("cells", "streaming", "training", "fit", "precision", "accuracy", "dask")
+TABLES = ("cells", "streaming", "training", "bf16-training", "classifier", "fit", "precision", "accuracy",
+          "dask")
 #: What runs without ``--tables``: every table but 'dask', which starts LocalClusters (the dask extra).
 DEFAULT_TABLES = TABLES[:-1]
 
@@ -61,7 +65,8 @@ def add_arguments(parser):
                                                  f"{','.join(CELLS)})")
     parser.add_argument("--shapes", type=lambda t: _parse_list(t.upper()), default=None,
                         metavar="S1,S3", help=f"comma-separated shapes to run (default: all; for the "
-                                              f"'precision' table {','.join(PRECISION_SHAPES)}). {grid}")
+                                              f"'precision' and 'bf16-training' tables "
+                                              f"{','.join(PRECISION_SHAPES)}). {grid}")
     parser.add_argument("--threads", type=lambda t: _parse_list(t, int), default=[1, 2],
                         metavar="1,2", help="comma-separated thread counts (default: 1,2)")
     parser.add_argument("--backends", type=_parse_list, default=None, metavar="numba,cython",
@@ -87,13 +92,17 @@ def add_arguments(parser):
     parser.add_argument("--no-startup", action="store_true",
                         help="skip the new-process measurements (import time, first call)")
     parser.add_argument("--tables", type=_parse_list, default=list(DEFAULT_TABLES),
-                        metavar="cells,streaming,training,fit,precision,accuracy,dask",
+                        metavar="cells,streaming,training,bf16-training,classifier,fit,precision,accuracy,dask",
                         help="which tables to print: 'cells' (each cell's forward and forward+"
                              "backward), 'streaming' (one step at batch 1, H=64/256/1024, against "
                              "torch's cell modules and ONNX Runtime on T=1), 'training' (a whole "
                              "training step of 2-layer "
                              "bidirectional LSTM and GRU, with Adam, and what variable lengths "
-                             "cost), 'fit' (one fastrnn.keras fit epoch of the seeds' "
+                             "cost), 'bf16-training' (a training step of a 1-layer LSTM and GRU "
+                             "in fastrnn float32 and bf16, torch float32 and torch autocast bf16), "
+                             "'classifier' (one training step of fastrnn.nn's Embedding-LSTM-"
+                             "Linear classifier against the same model in PyTorch), "
+                             "'fit' (one fastrnn.keras fit epoch of the seeds' "
                              "Embedding-SimpleRNN-Dense model against Keras and PyTorch), "
                              "'precision' (the forward in float32, bf16 and int8 against ONNX "
                              "Runtime's int8 LSTM and OpenVINO at its default precision) and "
@@ -137,7 +146,7 @@ def run(args, out=None):
         Exit status: 0, or 2 for an unknown cell or shape, or an unavailable backend.
     """
     out = out or sys.stdout
-    # the precision table has shapes of its own unless some are named
+    # the precision and bf16 training tables have shapes of their own unless some are named
     args.precision_shapes = args.shapes
     args.dask_shapes = args.shapes or ["S2"]  # the dask tables: S2 unless shapes are named
     if args.shapes is None:
@@ -190,6 +199,10 @@ def run(args, out=None):
                                                  with_onnx=not args.no_onnx, out=out), out)
     if "training" in args.tables:
         run_training(args, out, with_torch="torch" in peers)
+    if "bf16-training" in args.tables:
+        run_bf16_training(args, backends[0], out, with_torch="torch" in peers)
+    if "classifier" in args.tables:
+        run_classifier(args, out, with_torch="torch" in peers)
     if "fit" in args.tables:
         fit_peers = [peer for peer in peers if peer == "torch"]
         if not args.no_keras:

@@ -6,7 +6,8 @@ __all__ = ["TARGETS", "ORT_TARGETS", "OPENVINO_TARGETS", "JAX_TARGETS", "PEER_TA
            "BEST_PEER_MEDIAN_TARGET", "SGEMM_PEAK_TARGET", "LARGE_SHAPES", "STREAMING_TARGET",
            "IMPORT_TARGET_S", "FIRST_CALL_TARGET_S", "TRAINING_TARGET", "LENGTHS_COST_TARGET",
            "FIT_TARGETS", "PRECISION_SHAPES", "INT8_VS_FLOAT32", "INT8_VS_ORT", "BF16_VS_OPENVINO",
-           "BF16_VS_FLOAT32", "precision_targets"]
+           "BF16_VS_FLOAT32", "precision_targets", "BF16_TRAINING_VS_FLOAT32",
+           "BF16_TRAINING_VS_AUTOCAST", "bf16_training_targets"]
 
 # issue 12: forward and forward+backward at least even with every peer at 2 threads too; the
 # LSTM's forward+backward at S1 and S3 1.5x torch's at either thread count
@@ -129,3 +130,30 @@ def precision_targets(cell, shape, n_threads, flags):
     else:
         targets["OV default/bf16"] = targets["f32/bf16"] = missing
     return targets
+
+
+# issue 13: bf16 training, one step of a 1-layer LSTM or GRU on PRECISION_SHAPES, any thread count
+#: fastrnn float32 time / fastrnn bf16 time, on CPUs with AVX512_BF16.
+BF16_TRAINING_VS_FLOAT32 = 1.5
+#: torch autocast (bf16) time / fastrnn bf16 time, on CPUs with AVX512_BF16.
+BF16_TRAINING_VS_AUTOCAST = 1.0
+
+
+def bf16_training_targets(flags):
+    """The issue 13 targets of a row of the bf16 training table.
+
+    Parameters
+    ----------
+    flags : collection of str
+        The CPU's flags, lower case.
+
+    Returns
+    -------
+    dict of str to float or str
+        ``"f32/bf16"`` and ``"autocast/bf16"`` -> the least ratio, or the string
+        ``"not available on this CPU"`` where the CPU lacks AVX512_BF16 (fastrnn's bf16
+        then runs emulated: correct, not fast).
+    """
+    if set(flags) & set(_BF16_FLAGS):
+        return {"f32/bf16": BF16_TRAINING_VS_FLOAT32, "autocast/bf16": BF16_TRAINING_VS_AUTOCAST}
+    return dict.fromkeys(("f32/bf16", "autocast/bf16"), "not available on this CPU")

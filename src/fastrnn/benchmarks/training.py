@@ -24,28 +24,42 @@ TRAINING_SHAPES = ("S1", "S4")
 NUM_LAYERS = 2
 
 
-def training_problem(cell, shape, seed=0):
+def training_problem(cell, shape, seed=0, *, num_layers=NUM_LAYERS, bidirectional=True):
     """Module configuration, input and target of one training benchmark.
+
+    Parameters
+    ----------
+    cell : {"lstm", "gru"}
+    shape : str or fastrnn.benchmarks.grid.Shape
+        A name of :data:`~fastrnn.benchmarks.grid.SHAPES`, or a shape.
+    seed : int
+    num_layers : int
+    bidirectional : bool
 
     Returns
     -------
     dict
         ``module`` (constructor keyword arguments), ``cls`` (class name),
         ``x`` (ndarray of shape (T, B, D)) and ``target`` (ndarray of shape
-        (T, B, 2*H)), float32.
+        (T, B, directions*H)), float32.
     """
-    s = SHAPES[shape]
+    s = SHAPES[shape] if isinstance(shape, str) else shape
+    directions = 2 if bidirectional else 1
     rng = np.random.default_rng(seed)
     return {
         "cls": TRAINING_MODELS[cell],
-        "module": dict(input_size=s.D, hidden_size=s.H, num_layers=NUM_LAYERS, bidirectional=True),
+        "module": dict(input_size=s.D, hidden_size=s.H, num_layers=num_layers,
+                       bidirectional=bidirectional),
         "x": rng.standard_normal((s.T, s.B, s.D)).astype(np.float32),
-        "target": rng.standard_normal((s.T, s.B, 2 * s.H)).astype(np.float32),
+        "target": rng.standard_normal((s.T, s.B, directions * s.H)).astype(np.float32),
     }
 
 
-def fastrnn_training_step(problem, n_threads, backend=None):
+def fastrnn_training_step(problem, n_threads, backend=None, precision="float32"):
     """A no-argument callable doing one training step with fastrnn.nn, fastrnn.optim and fastrnn.losses.
+
+    ``precision`` is the module's (``"bf16"``: mixed-precision training, float32
+    master weights and Adam state).
 
     Returns
     -------
@@ -56,8 +70,9 @@ def fastrnn_training_step(problem, n_threads, backend=None):
     """
     from fastrnn import losses, nn, optim
 
+    options = {} if precision == "float32" else {"precision": precision}  # older modules lack it
     module = getattr(nn, problem["cls"])(**problem["module"], seed=0, backend=backend,
-                                         n_threads=n_threads)
+                                         n_threads=n_threads, **options)
     optimizer = optim.Adam(module.parameters(), lr=1e-3)
     criterion = losses.MSELoss()
     x, target = problem["x"], problem["target"]
@@ -73,8 +88,17 @@ def fastrnn_training_step(problem, n_threads, backend=None):
     return step, module
 
 
-def torch_training_step(problem, n_threads, initial_state):
-    """The same training step in PyTorch, from the weights in ``initial_state`` (a state dict of arrays)."""
+def torch_training_step(problem, n_threads, initial_state, autocast=False):
+    """The same training step in PyTorch, from the weights in ``initial_state`` (a state dict of arrays).
+
+    With ``autocast`` the forward runs under ``torch.autocast("cpu", dtype=torch.bfloat16)``
+    (PyTorch's mixed precision: float32 weights, the ops it lists in bf16) and the loss is
+    computed in float32 on ``output.float()``. The callable's attribute ``output_dtype``
+    is the dtype of the module's output in the last step (``torch.bfloat16`` where autocast
+    reached the recurrent layer).
+    """
+    import contextlib
+
     import torch
 
     torch.set_num_threads(n_threads)
@@ -89,12 +113,15 @@ def torch_training_step(problem, n_threads, initial_state):
         if torch.get_num_threads() != n_threads:
             torch.set_num_threads(n_threads)
         optimizer.zero_grad()
-        output, _ = module(x)
-        loss = criterion(output, target)
+        with (torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()):
+            output, _ = module(x)
+        step.output_dtype = output.dtype
+        loss = criterion(output.float(), target)
         loss.backward()
         optimizer.step()
         return float(loss.detach())
 
+    step.output_dtype = None
     return step
 
 

@@ -36,6 +36,11 @@ tasks:
 with the trained model's recurrent layers run in that precision
 (fastrnn.quantize), next to its float32 value.
 
+--train-precision bf16 also trains a second model with its recurrent layers in
+bf16 (mixed precision: bf16 products, float32 master weights and optimizer
+state) from the same initial weights, data and shuffling, and prints its
+training loss per epoch and its test metric next to the float32 model's.
+
 --epochs, --units, --batch-size and --samples override the task's sizes;
 --quick makes every size tiny (seconds, for tests). Results are deterministic
 for a given --seed, backend and thread count.
@@ -104,6 +109,10 @@ def add_arguments(parser):
     parser.add_argument("--precision", choices=["float32", "bf16", "int8"], default="float32",
                         help="after training in float32, also evaluate the test metric with the recurrent "
                              "layers' inference in this precision (default: float32 only)")
+    parser.add_argument("--train-precision", choices=["float32", "bf16"], default="float32",
+                        help="also train a copy of the model with its recurrent layers in this "
+                             "precision and compare its loss per epoch and test metric with float32 "
+                             "training (default: float32 only)")
     parser.add_argument("--plot", metavar="FILE.png",
                         help="write the training curves to this image (needs matplotlib)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a run of seconds, for tests")
@@ -120,6 +129,26 @@ def _precision_problem(precision):
     return None
 
 
+def _train_precision_problem(precision):
+    """Why this fastrnn cannot train in ``precision`` (a str), or None when it can.
+
+    One ``fit`` step of a tiny model tells: that is the path the tasks take.
+    """
+    import numpy as np
+
+    from fastrnn import keras
+    from fastrnn.exceptions import FastRNNError
+    from fastrnn.keras import layers
+
+    model = keras.Sequential([layers.GRU(2, seed=0, precision=precision), layers.Dense(1, seed=0)])
+    model.compile(loss="mse", optimizer="sgd")
+    try:
+        model.fit(np.zeros((2, 3, 1), np.float32), np.zeros((2, 1), np.float32), epochs=1, verbose=0)
+    except FastRNNError as error:
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
 def run(args):
     """Run the task that ``args`` names and report it.
 
@@ -132,7 +161,8 @@ def run(args):
     -------
     int
         Exit status: 0, or 2 when ``--plot`` is asked for without matplotlib or
-        ``--precision`` for a reduced precision this fastrnn cannot run.
+        ``--precision`` (``--train-precision``) for a reduced precision this fastrnn cannot
+        run (train in).
     """
     from fastrnn.demo import plotting, tasks
 
@@ -147,10 +177,16 @@ def run(args):
         if problem:  # before training, like --plot
             print(f"error: --precision {args.precision}: {problem}", file=sys.stderr)
             return 2
+    if args.train_precision != "float32":
+        problem = _train_precision_problem(args.train_precision)
+        if problem:
+            print(f"error: --train-precision {args.train_precision}: {problem}", file=sys.stderr)
+            return 2
     settings = tasks.Settings(
         epochs=args.epochs, units=args.units, batch_size=args.batch_size, samples=args.samples,
         cell=args.cell, lengths=args.lengths, backend=None if args.backend == "auto" else args.backend,
-        threads=args.threads, seed=args.seed, precision=args.precision, quick=args.quick,
+        threads=args.threads, seed=args.seed, precision=args.precision,
+        train_precision=args.train_precision, quick=args.quick,
         verbose=2 if args.no_progress else 1,
     )
     from fastrnn import __version__, _backends

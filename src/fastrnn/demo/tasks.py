@@ -40,6 +40,11 @@ class Settings:
     precision : {"float32", "bf16", "int8"}
         After training (in float32), the test metric is also computed with the
         recurrent layers' inference in this precision (:func:`fastrnn.quantize`).
+    train_precision : {"float32", "bf16"}
+        With ``"bf16"``, a second model (same initial weights, data and
+        shuffling) is trained with its recurrent layers in bf16 (mixed
+        precision: bf16 products, float32 master weights), and its loss per
+        epoch and test metric are reported next to the float32 model's.
     quick : bool
         Tiny sizes, for tests: seconds, not minutes.
     verbose : {1, 2, 0}
@@ -58,6 +63,7 @@ class Settings:
     threads: Optional[int] = None
     seed: int = 0
     precision: str = "float32"
+    train_precision: str = "float32"
     quick: bool = False
     verbose: int = 1
     out: Callable = print
@@ -110,8 +116,52 @@ def _layer_seeds(seed, n):
     return [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(n)]
 
 
-def _recurrent_options(settings):
-    return {"backend": settings.backend, "n_threads": settings.threads}
+def _recurrent_options(settings, precision="float32"):
+    options = {"backend": settings.backend, "n_threads": settings.threads}
+    if precision != "float32":
+        options["precision"] = precision
+    return options
+
+
+def _train_copy(settings, build, x, y, **fit_kwargs):
+    """The model ``build(settings.train_precision)`` trained like the float32 one, or None.
+
+    ``build(precision)`` returns the task's model, compiled, with its recurrent layers in
+    ``precision`` and the same initializer seeds as the float32 model; ``_fit`` seeds the
+    shuffling alike, so the two runs differ by the precision of training alone.
+
+    Returns
+    -------
+    (model, history, seconds) or None
+        None when ``settings.train_precision`` is float32.
+    """
+    if settings.train_precision == "float32":
+        return None
+    model = build(settings.train_precision)
+    history, seconds = _fit(model, settings, x, y, **fit_kwargs)
+    return model, history, seconds
+
+
+def _loss_lines(settings, task, float32, reduced, seconds32, seconds):
+    """The training loss per epoch of the float32 and the reduced-precision run, as a small table."""
+    width = max(9, max(len(f"{v:.4f}") for v in [*float32, *reduced]) + 2)
+    label = f"{settings.train_precision} training"
+    lines = [f"{task}: training loss per epoch, float32 training against {label} "
+             f"(trained in {_format_seconds(seconds32)} and {_format_seconds(seconds)})",
+             "  " + f"{'epoch':<16}" + "".join(f"{k + 1:>{width}}" for k in range(len(float32)))]
+    for name, values in (("float32", float32), (label, reduced)):
+        lines.append("  " + f"{name:<16}" + "".join(f"{v:>{width}.4f}" for v in values))
+    return lines
+
+
+def _trained_compare(settings, what, float32, reduced, unit):
+    """One line: a metric of the model trained in ``settings.train_precision`` next to float32 training's."""
+    return _compare(settings, what, float32, reduced, unit, f"{settings.train_precision} training")
+
+
+def _add_training_curve(curves, settings, history):
+    """The reduced-precision run's training loss as one more line of the ``loss`` panel."""
+    curves["loss"][f"training ({settings.train_precision} training)"] = history["loss"]
 
 
 def _fit(model, settings, x, y, **kwargs):
@@ -134,16 +184,18 @@ def _in_precision(model, settings):
     return fastrnn.quantize(model, settings.precision)
 
 
-def _compare(settings, what, float32, reduced, unit):
+def _compare(settings, what, float32, reduced, unit, label=None):
     """One line: a metric in ``settings.precision`` next to its float32 value and the difference.
 
     ``unit`` is ``"%"`` for accuracies (values in [0, 1], the difference in points) or
-    ``""`` for other metrics (the difference relative, in per cent).
+    ``""`` for other metrics (the difference relative, in per cent). ``label`` replaces
+    ``settings.precision`` after "in".
     """
+    label = label or settings.precision
     if unit == "%":
-        return (f"{what} in {settings.precision} {reduced:.1%} (float32 {float32:.1%}: "
+        return (f"{what} in {label} {reduced:.1%} (float32 {float32:.1%}: "
                 f"{100 * (reduced - float32):+.2f} points)")
-    return (f"{what} in {settings.precision} {reduced:.4g} (float32 {float32:.4g}: "
+    return (f"{what} in {label} {reduced:.4g} (float32 {float32:.4g}: "
             f"{100 * (reduced - float32) / float32:+.2f} %)")
 
 
@@ -217,8 +269,11 @@ def order(settings):
     Returns
     -------
     Result
-        Metrics ``test_accuracy``, ``baseline_accuracy``, ``train_seconds``; with a reduced
-        ``settings.precision`` also ``test_accuracy_<precision>`` and ``test_loss_<precision>``.
+        Metrics ``test_accuracy``, ``test_loss``, ``final_loss`` (the last epoch's training
+        loss), ``baseline_accuracy``, ``train_seconds``; with a reduced ``settings.precision``
+        also ``test_accuracy_<precision>`` and ``test_loss_<precision>``; with
+        ``settings.train_precision`` bf16 also ``test_accuracy_trained_bf16``,
+        ``test_loss_trained_bf16`` and ``final_loss_trained_bf16``.
     """
     started = time.perf_counter()
     keras, layers = _keras()
@@ -253,17 +308,22 @@ def order(settings):
     out(f"  shuffled: {' '.join(data.shuffled(example, np.random.default_rng(settings.seed)))}")
 
     seeds = _layer_seeds(settings.seed, 3)
-    model = keras.Sequential([
-        layers.Embedding(encoder.size, 32, seed=seeds[0]),
-        # dropout on the inputs: with about 1,400 training sentences the model memorises them otherwise
-        layers.SimpleRNN(units, dropout=0.3, seed=seeds[1], **_recurrent_options(settings)),
-        layers.Dense(1, activation="sigmoid", seed=seeds[2]),
-    ])
-    model.compile(loss="binary_crossentropy", optimizer="rmsprop", metrics=["accuracy"])
-    model.build((None, maxlen))
+
+    def build(precision="float32"):
+        model = keras.Sequential([
+            layers.Embedding(encoder.size, 32, seed=seeds[0]),
+            # dropout on the inputs: with about 1,400 training sentences the model memorises them otherwise
+            layers.SimpleRNN(units, dropout=0.3, seed=seeds[1], **_recurrent_options(settings, precision)),
+            layers.Dense(1, activation="sigmoid", seed=seeds[2]),
+        ])
+        model.compile(loss="binary_crossentropy", optimizer="rmsprop", metrics=["accuracy"])
+        model.build((None, maxlen))
+        return model
+
+    model = build()
     model.summary(print_fn=out)
-    history, train_seconds = _fit(model, settings, x_train, y_train, batch_size=batch_size, epochs=epochs,
-                                  validation_data=(x_val, y_val))
+    fit_kwargs = dict(batch_size=batch_size, epochs=epochs, validation_data=(x_val, y_val))
+    history, train_seconds = _fit(model, settings, x_train, y_train, **fit_kwargs)
     test_loss, test_accuracy = model.evaluate(x_test, y_test, batch_size=256, verbose=0)
 
     # the order-blind baseline sees the same ids, as counts
@@ -280,6 +340,7 @@ def order(settings):
         f"bag-of-words logistic regression: {baseline_test:.1%} test, {baseline_train:.1%} train "
         f"(chance 50 %: the words alone do not tell a sentence from its shuffle)")
     metrics = {"test_accuracy": float(test_accuracy), "test_loss": float(test_loss),
+               "final_loss": float(history["loss"][-1]),
                "baseline_accuracy": baseline_test, "baseline_train_accuracy": baseline_train,
                "train_seconds": train_seconds}
     reduced = _in_precision(model, settings)
@@ -288,9 +349,23 @@ def order(settings):
         metrics[f"test_accuracy_{settings.precision}"] = float(accuracy)
         metrics[f"test_loss_{settings.precision}"] = float(loss)
         out(f"order: {_compare(settings, 'test accuracy', float(test_accuracy), float(accuracy), '%')}")
+    curves = _train_and_validation_curves(history, "accuracy")
+    trained = _train_copy(settings, build, x_train, y_train, **fit_kwargs)
+    if trained is not None:
+        other, other_history, other_seconds = trained
+        loss, accuracy = other.evaluate(x_test, y_test, batch_size=256, verbose=0)
+        p = settings.train_precision
+        metrics.update({f"test_accuracy_trained_{p}": float(accuracy), f"test_loss_trained_{p}": float(loss),
+                        f"final_loss_trained_{p}": float(other_history["loss"][-1])})
+        for line in _loss_lines(settings, "order", history["loss"], other_history["loss"], train_seconds,
+                                other_seconds):
+            out(line)
+        line = _trained_compare(settings, "test accuracy", float(test_accuracy), float(accuracy), "%")
+        out(f"order: {line}")
+        _add_training_curve(curves, settings, other_history)
     seconds = time.perf_counter() - started
     out(f"order: trained in {_format_seconds(train_seconds)}, {_format_seconds(seconds)} in all")
-    return Result("order", metrics, _train_and_validation_curves(history, "accuracy"), seconds)
+    return Result("order", metrics, curves, seconds)
 
 
 def _decode_words(encoder, ids):
@@ -322,8 +397,10 @@ def tagging(settings):
     Returns
     -------
     Result
-        Metrics ``test_accuracy``, ``accuracy_<class>`` for each class, ``train_seconds``; with a
-        reduced ``settings.precision`` also ``test_accuracy_<precision>``.
+        Metrics ``test_accuracy``, ``accuracy_<class>`` for each class, ``final_loss`` (the last
+        epoch's training loss), ``train_seconds``; with a reduced ``settings.precision`` also
+        ``test_accuracy_<precision>``; with ``settings.train_precision`` bf16 also
+        ``test_accuracy_trained_bf16`` and ``final_loss_trained_bf16``.
     """
     started = time.perf_counter()
     keras, layers = _keras()
@@ -357,24 +434,34 @@ def tagging(settings):
 
     seeds = _layer_seeds(settings.seed, 3)
     recurrent = {"gru": layers.GRU, "lstm": layers.LSTM}[cell]
-    model = keras.Sequential([
-        layers.Embedding(encoder.size, 16, mask_zero=True, seed=seeds[0]),
-        layers.Bidirectional(recurrent(units, return_sequences=True, seed=seeds[1],
-                                       **_recurrent_options(settings))),
-        layers.TimeDistributed(layers.Dense(len(data.TAG_NAMES), activation="softmax", seed=seeds[2])),
-    ])
-    model.compile(loss="sparse_categorical_crossentropy", optimizer=keras.optimizers.Adam(0.005),
-                  metrics=["accuracy"])
-    model.build((None, length))
-    model.summary(print_fn=out)
-    history, train_seconds = _fit(model, settings, x_train, y_train, batch_size=batch_size, epochs=epochs,
-                                  validation_split=0.1)
 
-    predicted = model.predict(x_test, batch_size=256, verbose=0).argmax(axis=-1)
+    def build(precision="float32"):
+        model = keras.Sequential([
+            layers.Embedding(encoder.size, 16, mask_zero=True, seed=seeds[0]),
+            layers.Bidirectional(recurrent(units, return_sequences=True, seed=seeds[1],
+                                           **_recurrent_options(settings, precision))),
+            layers.TimeDistributed(layers.Dense(len(data.TAG_NAMES), activation="softmax", seed=seeds[2])),
+        ])
+        model.compile(loss="sparse_categorical_crossentropy", optimizer=keras.optimizers.Adam(0.005),
+                      metrics=["accuracy"])
+        model.build((None, length))
+        return model
+
+    model = build()
+    model.summary(print_fn=out)
+    fit_kwargs = dict(batch_size=batch_size, epochs=epochs, validation_split=0.1)
+    history, train_seconds = _fit(model, settings, x_train, y_train, **fit_kwargs)
+
     real = x_test != 0
+
+    def accuracy_of(trained):
+        predicted = trained.predict(x_test, batch_size=256, verbose=0).argmax(axis=-1)
+        return predicted, float((((predicted == y_test) & real).sum()) / real.sum())
+
+    predicted, test_accuracy = accuracy_of(model)
     correct = (predicted == y_test) & real
-    test_accuracy = float(correct.sum() / real.sum())
-    metrics = {"test_accuracy": test_accuracy, "train_seconds": train_seconds}
+    metrics = {"test_accuracy": test_accuracy, "final_loss": float(history["loss"][-1]),
+               "train_seconds": train_seconds}
     out("tagging: accuracy per class on the held-out files")
     out(f"  {'class':<10}{'characters':>12}{'accuracy':>10}")
     for k, name in enumerate(data.TAG_NAMES):
@@ -385,15 +472,27 @@ def tagging(settings):
     out(f"  {'all':<10}{int(real.sum()):>12}{test_accuracy:>10.1%}")
     reduced = _in_precision(model, settings)
     if reduced is not None:
-        predicted_reduced = reduced.predict(x_test, batch_size=256, verbose=0).argmax(axis=-1)
-        accuracy = float((((predicted_reduced == y_test) & real).sum()) / real.sum())
+        accuracy = accuracy_of(reduced)[1]
         metrics[f"test_accuracy_{settings.precision}"] = accuracy
         out(f"tagging: {_compare(settings, 'test accuracy', test_accuracy, accuracy, '%')}")
+    curves = _train_and_validation_curves(history, "accuracy")
+    trained = _train_copy(settings, build, x_train, y_train, **fit_kwargs)
+    if trained is not None:
+        other, other_history, other_seconds = trained
+        accuracy = accuracy_of(other)[1]
+        p = settings.train_precision
+        metrics.update({f"test_accuracy_trained_{p}": accuracy,
+                        f"final_loss_trained_{p}": float(other_history["loss"][-1])})
+        for line in _loss_lines(settings, "tagging", history["loss"], other_history["loss"], train_seconds,
+                                other_seconds):
+            out(line)
+        out(f"tagging: {_trained_compare(settings, 'test accuracy', test_accuracy, accuracy, '%')}")
+        _add_training_curve(curves, settings, other_history)
     _show_tagged_line(out, encoder, x_test, y_test, predicted)
     seconds = time.perf_counter() - started
     out(f"tagging: Bidirectional({cell.upper()}({units})) trained in {_format_seconds(train_seconds)}, "
         f"{_format_seconds(seconds)} in all")
-    return Result("tagging", metrics, _train_and_validation_curves(history, "accuracy"), seconds)
+    return Result("tagging", metrics, curves, seconds)
 
 
 def _show_tagged_line(out, encoder, x, y, predicted):
@@ -431,9 +530,12 @@ def charlm(settings):
     -------
     Result
         Metrics ``val_perplexity``, ``val_loss``, ``train_seconds`` (plus the
-        perplexity of a uniform guess and of character frequencies alone); with a reduced
-        ``settings.precision`` also ``val_perplexity_<precision>``, ``val_loss_<precision>``
-        and ``val_perplexity_evaluated`` (float32, from ``evaluate`` like the former).
+        perplexity of a uniform guess and of character frequencies alone), ``final_loss``
+        (the last epoch's training loss); with a reduced ``settings.precision`` also
+        ``val_perplexity_<precision>``, ``val_loss_<precision>`` and
+        ``val_perplexity_evaluated`` (float32, from ``evaluate`` like the former); with
+        ``settings.train_precision`` bf16 also ``val_perplexity_trained_bf16``,
+        ``val_loss_trained_bf16`` and ``final_loss_trained_bf16`` (from its ``fit``).
     """
     started = time.perf_counter()
     keras, layers = _keras()
@@ -464,18 +566,23 @@ def charlm(settings):
 
     seeds = _layer_seeds(settings.seed, 4)
     recurrent = {"gru": layers.GRU, "lstm": layers.LSTM}[cell]
-    model = keras.Sequential([
-        layers.Embedding(encoder.size, 32, seed=seeds[0]),
-        recurrent(units, return_sequences=True, seed=seeds[1], **_recurrent_options(settings)),
-        recurrent(units, return_sequences=True, seed=seeds[2], **_recurrent_options(settings)),
-        layers.TimeDistributed(layers.Dense(encoder.size, activation="softmax", seed=seeds[3])),
-    ])
-    model.compile(loss="sparse_categorical_crossentropy",
-                  optimizer=keras.optimizers.Adam(0.01, clipnorm=1.0), metrics=["accuracy"])
-    model.build((None, length))
+
+    def build(precision="float32"):
+        model = keras.Sequential([
+            layers.Embedding(encoder.size, 32, seed=seeds[0]),
+            recurrent(units, return_sequences=True, seed=seeds[1], **_recurrent_options(settings, precision)),
+            recurrent(units, return_sequences=True, seed=seeds[2], **_recurrent_options(settings, precision)),
+            layers.TimeDistributed(layers.Dense(encoder.size, activation="softmax", seed=seeds[3])),
+        ])
+        model.compile(loss="sparse_categorical_crossentropy",
+                      optimizer=keras.optimizers.Adam(0.01, clipnorm=1.0), metrics=["accuracy"])
+        model.build((None, length))
+        return model
+
+    model = build()
     model.summary(print_fn=out)
-    history, train_seconds = _fit(model, settings, x_train, y_train, batch_size=batch_size, epochs=epochs,
-                                  validation_data=(x_val, y_val))
+    fit_kwargs = dict(batch_size=batch_size, epochs=epochs, validation_data=(x_val, y_val))
+    history, train_seconds = _fit(model, settings, x_train, y_train, **fit_kwargs)
     val_loss = history["val_loss"][-1]
     perplexity = math.exp(val_loss)
     # what perplexity means here: a uniform guess, and character frequencies with no context
@@ -496,6 +603,21 @@ def charlm(settings):
                            "val_perplexity_evaluated": math.exp(float_loss)}
         line = _compare(settings, "validation perplexity", math.exp(float_loss), math.exp(reduced_loss), "")
         out(f"charlm: {line}")
+    curves = _train_and_validation_curves(history, "accuracy")
+    trained = _train_copy(settings, build, x_train, y_train, **fit_kwargs)
+    if trained is not None:
+        _, other_history, other_seconds = trained
+        p = settings.train_precision
+        other_loss = float(other_history["val_loss"][-1])
+        reduced_metrics.update({f"val_perplexity_trained_{p}": math.exp(other_loss),
+                                f"val_loss_trained_{p}": other_loss,
+                                f"final_loss_trained_{p}": float(other_history["loss"][-1])})
+        for line in _loss_lines(settings, "charlm", history["loss"], other_history["loss"], train_seconds,
+                                other_seconds):
+            out(line)
+        line = _trained_compare(settings, "validation perplexity", perplexity, math.exp(other_loss), "")
+        out(f"charlm: {line}")
+        _add_training_curve(curves, settings, other_history)
 
     prompt = "The "
     temperatures = (0.5, 1.0)
@@ -507,9 +629,9 @@ def charlm(settings):
     seconds = time.perf_counter() - started
     out(f"charlm: 2 x {cell.upper()}({units}) trained in {_format_seconds(train_seconds)}, "
         f"{_format_seconds(seconds)} in all")
-    curves = _train_and_validation_curves(history, "accuracy")
     curves["perplexity"] = {name: [math.exp(v) for v in curves["loss"][name]] for name in curves["loss"]}
     return Result("charlm", {"val_perplexity": perplexity, "val_loss": float(val_loss),
+                             "final_loss": float(history["loss"][-1]),
                              "unigram_perplexity": unigram, "train_seconds": train_seconds,
                              **reduced_metrics},
                   curves, seconds)
@@ -562,8 +684,11 @@ def memory(settings):
     Returns
     -------
     Result
-        Metrics ``mse_<cell>_<length>``, ``baseline_mse_<length>``, ``train_seconds``; with a
-        reduced ``settings.precision`` also ``mse_<cell>_<length>_<precision>``.
+        Metrics ``mse_<cell>_<length>``, ``loss_<cell>_<length>`` (the last epoch's training
+        loss), ``baseline_mse_<length>``, ``train_seconds``; with a reduced
+        ``settings.precision`` also ``mse_<cell>_<length>_<precision>``; with
+        ``settings.train_precision`` bf16 also ``mse_<cell>_<length>_trained_bf16`` and
+        ``loss_<cell>_<length>_trained_bf16`` (from a model trained in bf16).
     """
     started = time.perf_counter()
     keras, layers = _keras()
@@ -589,34 +714,52 @@ def memory(settings):
         for k, name in enumerate(cells):
             out(f"memory: {name}, length {length}")
             seeds = _layer_seeds([settings.seed, length, k], 2)
-            model = keras.Sequential([
-                getattr(layers, name)(units, seed=seeds[0], **_recurrent_options(settings)),
-                layers.Dense(1, seed=seeds[1]),
-            ])
-            # clipping keeps SimpleRNN's exploding gradients from wrecking the comparison
-            model.compile(loss="mse", optimizer=keras.optimizers.Adam(0.005, clipnorm=1.0))
-            history, spent = _fit(model, settings, x_train, y_train, batch_size=batch_size, epochs=epochs,
-                                  validation_split=0.1)
+
+            def build(precision="float32"):
+                model = keras.Sequential([
+                    getattr(layers, name)(units, seed=seeds[0], **_recurrent_options(settings, precision)),
+                    layers.Dense(1, seed=seeds[1]),
+                ])
+                # clipping keeps SimpleRNN's exploding gradients from wrecking the comparison
+                model.compile(loss="mse", optimizer=keras.optimizers.Adam(0.005, clipnorm=1.0))
+                return model
+
+            model = build()
+            fit_kwargs = dict(batch_size=batch_size, epochs=epochs, validation_split=0.1)
+            history, spent = _fit(model, settings, x_train, y_train, **fit_kwargs)
             train_seconds += spent
-            mse = float(model.evaluate(x_test, y_test, batch_size=256, verbose=0))
-            metrics[f"mse_{name.lower()}_{length}"] = mse
+            key = f"{name.lower()}_{length}"
+            metrics[f"mse_{key}"] = float(model.evaluate(x_test, y_test, batch_size=256, verbose=0))
+            metrics[f"loss_{key}"] = float(history["loss"][-1])
             reduced = _in_precision(model, settings)
             if reduced is not None:
-                metrics[f"mse_{name.lower()}_{length}_{settings.precision}"] = float(
+                metrics[f"mse_{key}_{settings.precision}"] = float(
                     reduced.evaluate(x_test, y_test, batch_size=256, verbose=0))
             panel[name] = history["val_loss"]
+            trained = _train_copy(settings, build, x_train, y_train, **fit_kwargs)
+            if trained is not None:
+                other, other_history, _ = trained
+                p = settings.train_precision
+                metrics[f"mse_{key}_trained_{p}"] = float(other.evaluate(x_test, y_test, batch_size=256,
+                                                                         verbose=0))
+                metrics[f"loss_{key}_trained_{p}"] = float(other_history["loss"][-1])
+                panel[f"{name} ({p} training)"] = other_history["val_loss"]
         panel["always 1.0"] = [baseline] * epochs
 
     out("memory: test MSE on the adding problem (lower is better; always answering 1.0 gives the baseline)")
-    out("  " + f"{'length':<12}" + "".join(f"{length:>10}" for length in lengths))
+    out("  " + f"{'length':<16}" + "".join(f"{length:>10}" for length in lengths))
     for name in cells:
-        out("  " + f"{name:<12}" + "".join(f"{metrics[f'mse_{name.lower()}_{length}']:>10.4f}"
+        out("  " + f"{name:<16}" + "".join(f"{metrics[f'mse_{name.lower()}_{length}']:>10.4f}"
                                            for length in lengths))
         if settings.precision != "float32":
             key = f"mse_{name.lower()}_{{}}_{settings.precision}"
-            out("  " + f"{'  ' + settings.precision:<12}"
+            out("  " + f"{'  ' + settings.precision:<16}"
                 + "".join(f"{metrics[key.format(length)]:>10.4f}" for length in lengths))
-    out("  " + f"{'always 1.0':<12}" + "".join(f"{metrics[f'baseline_mse_{length}']:>10.4f}"
+        if settings.train_precision != "float32":
+            key = f"mse_{name.lower()}_{{}}_trained_{settings.train_precision}"
+            out("  " + f"{'  ' + settings.train_precision + ' trained':<16}"
+                + "".join(f"{metrics[key.format(length)]:>10.4f}" for length in lengths))
+    out("  " + f"{'always 1.0':<16}" + "".join(f"{metrics[f'baseline_mse_{length}']:>10.4f}"
                                                for length in lengths))
     metrics["train_seconds"] = train_seconds
     seconds = time.perf_counter() - started

@@ -17,7 +17,8 @@ This package never imports :mod:`fastrnn.nn` (the PyTorch-style facade).
 from fastrnn.keras import callbacks, layers, losses, metrics, models, optimizers, utils
 from fastrnn.keras.callbacks import Callback, History
 from fastrnn.keras.exceptions import ModelFileError, NotCompiledError
-from fastrnn.keras.functional import Input, KerasTensor
+from fastrnn.keras.functional import Input
+from fastrnn.keras.symbolic import KerasTensor
 from fastrnn.keras.models import Model, Sequential
 from fastrnn.keras.saving import load_model, save_model
 

@@ -11,13 +11,15 @@ layers gets both), a shared layer through each call's own tape
 
 
 from fastrnn.exceptions import ArgumentError, ShapeError
-from fastrnn.keras.functional import Input, KerasTensor, graph_between
+from fastrnn.keras.functional import Input, graph_between
+from fastrnn.keras.symbolic import KerasTensor
 from fastrnn.keras.layers.base import Layer
 from fastrnn.keras.layers.input_layer import InputLayer
+from fastrnn.keras.saving import load_model, save_model
 from fastrnn.keras.serialization import deserialize_layer, serialize_layer
 from fastrnn.keras.training import TrainingModel, _as_array
 
-__all__ = ["Model", "Sequential", "Input", "load_model"]
+__all__ = ["Model", "Sequential", "Input", "load_model", "save_model"]
 
 
 def _flat(value):
@@ -523,12 +525,3 @@ class Sequential(Model):
 
     def __repr__(self):
         return f"<Sequential name={self.name!r} layers={len(self._layers)} built={self.built}>"
-
-
-
-
-def load_model(filepath, custom_objects=None, compile=True):
-    """``keras.models.load_model``: :func:`fastrnn.keras.saving.load_model`, which documents it."""
-    from fastrnn.keras.saving import load_model as load  # the saving module imports this one
-
-    return load(filepath, custom_objects=custom_objects, compile=compile)

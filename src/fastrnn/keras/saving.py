@@ -14,8 +14,8 @@ from fastrnn.keras import initializers, losses, optimizers
 from fastrnn.keras.exceptions import ModelFileError
 from fastrnn.keras.model_file import (CONFIG_ENTRY, FORMAT_NAME, FORMAT_VERSION, read_array, read_document,
                                       save_model, weight_values)
-from fastrnn.keras.models import Model, Sequential
 from fastrnn.keras.serialization import deserialize_layer, serialize_layer
+from fastrnn.keras.training import MODEL_CLASSES
 
 __all__ = ["ModelFileError", "save_model", "load_model", "serialize_layer", "deserialize_layer",
            "FORMAT_NAME", "FORMAT_VERSION", "CONFIG_ENTRY"]
@@ -24,7 +24,7 @@ __all__ = ["ModelFileError", "save_model", "load_model", "serialize_layer", "des
 def _load(archive, path, custom_objects, compile):
     document = read_document(archive, path)
     model_entry = document["model"]
-    model_class = {"Sequential": Sequential, "Model": Model}.get(model_entry.get("class_name"))
+    model_class = MODEL_CLASSES.get(model_entry.get("class_name"))
     if model_class is None:
         raise ModelFileError(f"{path}: unknown model class {model_entry.get('class_name')!r}")
     # the layers' initial weights may hold no more values than the file's weights: a config

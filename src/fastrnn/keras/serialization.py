@@ -6,9 +6,9 @@ knows layers only, never a model.
 
 from fastrnn.exceptions import ArgumentError
 from fastrnn.keras import layers
-from fastrnn.keras.layers.base import Layer
+from fastrnn.keras.layers.base import Layer, is_layer_entry
 
-__all__ = ["layer_classes", "serialize_layer", "deserialize_layer", "revive_nested"]
+__all__ = ["layer_classes", "serialize_layer", "deserialize_layer"]
 
 
 def layer_classes(custom_objects=None):
@@ -47,21 +47,12 @@ def deserialize_layer(entry, custom_objects=None):
     return _revive(entry, classes)
 
 
-def _is_layer_entry(value, classes):
-    return isinstance(value, dict) and set(value) == {"class_name", "config"} and value["class_name"] in classes
-
-
-def revive_nested(config, classes=None):
-    """``config`` with each value that is a layer entry (``{"class_name", "config"}``) made a layer."""
-    classes = classes if classes is not None else layer_classes()
-    return {key: _revive(value, classes) if _is_layer_entry(value, classes) else value
-            for key, value in dict(config).items()}
-
-
 def _revive(entry, classes):
     class_name = entry.get("class_name") if isinstance(entry, dict) else None
     if class_name not in classes:
         raise ArgumentError(f"unknown layer class {class_name!r}; known: {', '.join(sorted(classes))} "
                             "(pass custom_objects={name: class} for your own layers)")
-    # nested entries revived here, with the custom objects; from_config then finds layers
-    return classes[class_name].from_config(revive_nested(entry.get("config", {}), classes))
+    # nested entries first, with the custom objects; from_config then finds layers there
+    config = {key: _revive(value, classes) if is_layer_entry(value, classes) else value
+              for key, value in dict(entry.get("config", {})).items()}
+    return classes[class_name].from_config(config)

@@ -33,7 +33,11 @@ from fastrnn.keras.layers.base import unique_name
 from fastrnn.keras.model_file import save_model
 from fastrnn.parameter import apply_update
 
-__all__ = ["TrainingModel"]
+__all__ = ["TrainingModel", "MODEL_CLASSES"]
+
+#: Class name -> class of fastrnn.keras's models (``Model``, ``Sequential``; each registers itself),
+#: what a model file's class name is looked up in.
+MODEL_CLASSES = {}
 
 
 def _as_array(name, value):
@@ -255,6 +259,11 @@ class TrainingModel:
     stop_training : bool
         Set by a callback to end :meth:`fit` after the current epoch.
     """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__module__.startswith("fastrnn.keras"):
+            MODEL_CLASSES[cls.__name__] = cls
 
     def _init_training(self, name, default_name):
         self.name = name or unique_name(default_name)

@@ -29,6 +29,8 @@ from fastrnn.functional.direction import backward_direction, run_direction
 from fastrnn.functional.lengths import SequenceLengths
 from fastrnn.nn.grad_mode import is_grad_enabled
 from fastrnn.nn.module import Module
+from fastrnn.nn.utils.rnn import PackedSequence, as_packed_sequence, check_float_packed, packed_like, \
+    pad_packed_sequence
 from fastrnn.parameter import Parameter
 
 __all__ = ["RNN", "LSTM", "GRU"]
@@ -138,7 +140,10 @@ class RNNBase(Module):
         Parameters
         ----------
         input : array_like of shape (T, B, input_size), (B, T, input_size) if ``batch_first``, or (T, input_size) unbatched
-            Converted to the module's dtype.
+            Converted to the module's dtype. Or a :class:`~fastrnn.nn.utils.rnn.PackedSequence`
+            (fastrnn's or torch's): it runs padded with its lengths (the ``lengths``
+            path), and ``output`` is a PackedSequence packed alike; ``hx`` and ``h_n``
+            are in the batch's original order, as in PyTorch.
         hx : array_like of shape (num_layers * num_directions, B, H_out), optional
             Initial hidden state of every layer and direction (index
             ``layer * num_directions + direction``), without the B axis for
@@ -176,6 +181,9 @@ class RNNBase(Module):
         :meth:`backward` adds float32 gradients of the float32 parameters. In ``eval()``
         mode bf16 and int8 run inference only and keep nothing for :meth:`backward`.
         """
+        packed = as_packed_sequence(input)
+        if packed is not None:
+            return self._forward_packed(packed, hx, lengths)
         precision = self._inference_precision()
         if precision == "int8" and self.training:
             raise ArgumentError(
@@ -234,6 +242,17 @@ class RNNBase(Module):
         elif self.batch_first:
             output = output.transpose(1, 0, 2)
         return output, (h_n if c_n is None else (h_n, c_n))
+
+    def _forward_packed(self, packed, hx, lengths):
+        """A packed batch run padded on the lengths path; the output packed alike."""
+        if lengths is not None:
+            raise ArgumentError("lengths must be None with a PackedSequence input: its batch_sizes give them")
+        check_float_packed(packed)
+        padded, row_lengths = pad_packed_sequence(packed, batch_first=self.batch_first)
+        output, state = self.forward(padded, hx, lengths=row_lengths)
+        if self._tape is not None:
+            self._tape["packed"] = packed
+        return packed_like(output, packed, self.batch_first), state
 
     def _input_time_major(self, input):
         array = np.asarray(input)
@@ -306,9 +325,24 @@ class RNNBase(Module):
         Returns
         -------
         ndarray shaped like ``input``
-            Gradient of the loss with respect to the input.
+            Gradient of the loss with respect to the input: a PackedSequence packed like
+            the input when it was one (``d_output`` then is a PackedSequence like
+            ``output``, or its ``data``).
         """
         tape = self._tape
+        packed = None if tape is None else tape.pop("packed", None)
+        if packed is not None and d_output is not None:
+            d_data = d_output.data if isinstance(d_output, PackedSequence) else np.asarray(d_output)
+            if d_data.shape[0] != packed.data.shape[0]:
+                raise ShapeError(f"d_output must be packed like output, with {packed.data.shape[0]} rows; "
+                                 f"got shape {d_data.shape}")
+            d_output, _ = pad_packed_sequence(packed._replace(data=d_data), batch_first=self.batch_first,
+                                              total_length=tape["sequences"].T)
+        if packed is not None:
+            return packed_like(self._backward_padded(tape, d_output, d_h_n, d_c_n), packed, self.batch_first)
+        return self._backward_padded(tape, d_output, d_h_n, d_c_n)
+
+    def _backward_padded(self, tape, d_output, d_h_n, d_c_n):
         if tape is None:
             raise ArgumentError("backward() needs a forward() call made with gradients enabled "
                                 "(outside fastrnn.nn.no_grad()) since the last backward()")

@@ -37,9 +37,25 @@ import numpy as np
 from fastrnn._threads import PerThread, getstate_with_per_thread, setstate_with_per_thread
 from fastrnn._validation import check_bool, check_precision, parameter_dtype
 from fastrnn.exceptions import ArgumentError, ShapeError
+from fastrnn.keras.symbolic import call_symbolic, is_symbolic
 from fastrnn.parameter import Parameter, apply_update, prepare_update
 
 _layer_counts = {}
+
+
+#: Class name -> class of fastrnn.keras's own layers (each registers itself when defined).
+LAYER_CLASSES = {}
+
+
+def is_layer_entry(value, classes):
+    """Whether ``value`` is ``{"class_name": <one of classes>, "config": {...}}``."""
+    return isinstance(value, dict) and set(value) == {"class_name", "config"} and value["class_name"] in classes
+
+
+def revive_nested(config, classes):
+    """``config`` with each value that is a layer entry made that layer (``classes``: name -> class)."""
+    return {key: classes[value["class_name"]].from_config(value["config"]) if is_layer_entry(value, classes)
+            else value for key, value in dict(config).items()}
 
 
 def input_shapes(x):
@@ -155,11 +171,9 @@ class Layer:
     # the pass ----------------------------------------------------------------
     def __call__(self, x, mask=None, training=False, **kwargs):
         """``call`` on arrays (built for their shapes on first use); on KerasTensors, the call is
-        recorded in a functional model's graph (:func:`fastrnn.keras.functional.call_symbolic`)."""
-        from fastrnn.keras import functional  # it imports this module
-
-        if functional.is_symbolic(x) or any(functional.is_symbolic(value) for value in kwargs.values()):
-            return functional.call_symbolic(self, x, mask=mask, training=training, **kwargs)
+        recorded in a functional model's graph (:func:`fastrnn.keras.symbolic.call_symbolic`)."""
+        if is_symbolic(x) or any(is_symbolic(value) for value in kwargs.values()):
+            return call_symbolic(self, x, mask=mask, training=training, **kwargs)
         if not self.built:
             self.build(input_shapes(x))
         if mask is not None and not self.supports_masking:
@@ -225,6 +239,9 @@ class Layer:
     def from_config(cls, config):
         """A new, unbuilt layer from :meth:`get_config`'s output (a wrapped layer's entry, as
         ``{"class_name": ..., "config": ...}``, becomes that layer)."""
-        from fastrnn.keras.serialization import revive_nested  # serialization imports the layers
+        return cls(**revive_nested(config, LAYER_CLASSES))
 
-        return cls(**revive_nested(config))
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__module__.startswith("fastrnn.keras.layers") and not cls.__name__.startswith("_"):
+            LAYER_CLASSES[cls.__name__] = cls

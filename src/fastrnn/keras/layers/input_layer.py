@@ -4,6 +4,7 @@ import numpy as np
 
 from fastrnn.exceptions import ArgumentError, ShapeError
 from fastrnn.keras.layers.base import Layer, unique_name
+from fastrnn.keras.symbolic import KerasTensor, Node
 
 __all__ = ["InputLayer"]
 
@@ -43,8 +44,6 @@ class InputLayer(Layer):
         self.input_dtype = np.dtype("float32" if dtype is None else dtype).name
         super().__init__(name=name or unique_name("input_layer"), **kwargs)
         self.build(batch_shape[1:])
-        from fastrnn.keras.functional import KerasTensor, Node  # the graph module imports this one
-
         node = Node(self, None, {}, {})
         node.outputs = [KerasTensor(batch_shape, self.input_dtype, node, 0)]
 
