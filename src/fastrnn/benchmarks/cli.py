@@ -37,6 +37,7 @@ from fastrnn.benchmarks.streaming import available_step_peers, run_streaming
 from fastrnn.benchmarks.tables import package_version
 from fastrnn.benchmarks.targets import FIRST_CALL_TARGET_S, IMPORT_TARGET_S, PRECISION_SHAPES
 from fastrnn.benchmarks.classifier import run_classifier
+from fastrnn.benchmarks.on_dask import run_dask
 from fastrnn.benchmarks.training import run_training
 from fastrnn.exceptions import BackendUnavailableError
 
@@ -48,7 +49,9 @@ DESCRIPTION = ("Speed of fastrnn against PyTorch, ONNX Runtime, OpenVINO, JAX an
 
 #: The tables ``--tables`` can ask for, in the order they print.
 TABLES = ("cells", "streaming", "training", "bf16-training", "classifier", "fit", "seq2seq", "precision",
-          "accuracy")
+          "accuracy", "dask")
+#: What runs without ``--tables``: every table but 'dask', which starts LocalClusters (the dask extra).
+DEFAULT_TABLES = TABLES[:-1]
 
 
 def _parse_list(text, kind=str):
@@ -90,8 +93,9 @@ def add_arguments(parser):
                         help="passes of the 'cells' table (default: fwd,fwdbwd)")
     parser.add_argument("--no-startup", action="store_true",
                         help="skip the new-process measurements (import time, first call)")
-    parser.add_argument("--tables", type=_parse_list, default=list(TABLES),
-                        metavar="cells,streaming,training,bf16-training,classifier,fit,seq2seq,precision,accuracy",
+    parser.add_argument("--tables", type=_parse_list, default=list(DEFAULT_TABLES),
+                        metavar="cells,streaming,training,bf16-training,classifier,fit,seq2seq,precision,accuracy,"
+                                "dask",
                         help="which tables to print: 'cells' (each cell's forward and forward+"
                              "backward), 'streaming' (one step at batch 1, H=64/256/1024, against "
                              "torch's cell modules and ONNX Runtime on T=1), 'training' (a whole "
@@ -108,7 +112,15 @@ def add_arguments(parser):
                              "'precision' (the forward in float32, bf16 and int8 against ONNX "
                              "Runtime's int8 LSTM and OpenVINO at its default precision) and "
                              "'accuracy' (the error of bf16 and int8 against the float64 forward "
-                             "over T and H; no timing) (default: all)")
+                             "over T and H; no timing) and 'dask' (fastrnn.dask.predict and fit on 1 and "
+                             "2 workers of a LocalCluster; needs the dask extra) (default: all but "
+                             "'dask')")
+    parser.add_argument("--dask-sequences", type=int, default=100_000, metavar="N",
+                        help="sequences of the 'dask' predict table (default: 100000)")
+    parser.add_argument("--dask-global-batch", type=int, default=256, metavar="B",
+                        help="global batch of the 'dask' training table (default: 256)")
+    parser.add_argument("--dask-steps", type=int, default=10, metavar="N",
+                        help="timed steps of the 'dask' training table (default: 10)")
     parser.add_argument("--no-keras", action="store_true",
                         help="do not compare with Keras on TensorFlow in the 'fit' and 'seq2seq' tables")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
@@ -141,6 +153,7 @@ def run(args, out=None):
     out = out or sys.stdout
     # the precision and bf16 training tables have shapes of their own unless some are named
     args.precision_shapes = args.shapes
+    args.dask_shapes = args.shapes or ["S2"]  # the dask tables: S2 unless shapes are named
     if args.shapes is None:
         args.shapes = list(SHAPES)
     for what, names, known in (("cell", args.cells, CELLS), ("shape", args.shapes, SHAPES),
@@ -214,6 +227,8 @@ def run(args, out=None):
             with_onnx=not args.no_onnx, with_openvino=not args.no_openvino, out=out), out)
     if "accuracy" in args.tables:
         run_accuracy(args, out)
+    if "dask" in args.tables:
+        run_dask(args, out)
 
     if args.memory:
         implementations = backends + (["torch"] if "torch" in peers else [])
