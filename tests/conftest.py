@@ -83,6 +83,15 @@ def isa_variants(backend):
     return [(backend, backend)] + [(IsaBackend(level), f"cython[{level}]") for level in isa_levels()[1:]]
 
 
+@pytest.fixture(scope="module")
+def real_keras():
+    """Real Keras on TensorFlow, for the parity tests (skips where it is not usable)."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    from helpers import usable_keras
+
+    return usable_keras()
+
+
 @pytest.fixture(autouse=True)
 def _isa_level(request):
     """Run the test on the level its ``backend`` parameter names, if it is an IsaBackend."""

@@ -85,6 +85,16 @@ def finite_difference_gradient(loss, arrays, name, step):
     return central_differences(lambda: loss(shifted), shifted[name], step)
 
 
+def keras_twins(build, real):
+    """One architecture built twice, by ``build(module)`` with ``fastrnn.keras`` and with real Keras
+    (``real``), Keras's given fastrnn's initial weights: ``(ours, theirs)``."""
+    from fastrnn import keras
+
+    ours, theirs = build(keras), build(real)
+    theirs.set_weights(ours.get_weights())
+    return ours, theirs
+
+
 def usable_keras():
     """The ``keras`` package with a working backend, or skip the test (absent, or installed without a
     usable backend)."""

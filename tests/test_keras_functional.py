@@ -7,7 +7,6 @@ built functionally must equal the same Sequential, and gradients must equal fini
 """
 
 import io
-import os
 from contextlib import redirect_stdout
 
 import numpy as np
@@ -16,7 +15,7 @@ import pytest
 from fastrnn import keras
 from fastrnn.exceptions import ArgumentError, ShapeError
 from fastrnn.keras import layers
-from helpers import usable_keras
+from helpers import keras_twins
 from tolerances import FINITE_DIFFERENCE, FINITE_DIFFERENCE_STEP, KERAS_PARITY
 
 N = 40  # samples: 5 batches of 8, so that 4 epochs are 20 steps
@@ -99,21 +98,14 @@ def _our_gradients(model, xs, directions):
 
 # ---- against real Keras --------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def real():
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    return usable_keras()
-
-
 def _pair(real, name):
-    ours, theirs = ARCHITECTURES[name](keras), ARCHITECTURES[name](real)
-    theirs.set_weights(ours.get_weights())
-    return ours, theirs
+    return keras_twins(ARCHITECTURES[name], real)
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
-def test_structure_predictions_and_gradients_equal_keras(real, name):
+def test_structure_predictions_and_gradients_equal_keras(real_keras, name):
+    real = real_keras
     ours, theirs = _pair(real, name)
     assert [layer.name for layer in ours.layers] == [layer.name for layer in theirs.layers]
     assert [w.shape for w in ours.get_weights()] == [tuple(w.shape) for w in theirs.get_weights()]
@@ -140,7 +132,8 @@ def test_structure_predictions_and_gradients_equal_keras(real, name):
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
-def test_twenty_fit_steps_equal_keras(real, name):
+def test_twenty_fit_steps_equal_keras(real_keras, name):
+    real = real_keras
     ours, theirs = _pair(real, name)
     xs, ys = _data(name)
     loss = LOSSES[name]
@@ -159,7 +152,8 @@ def test_twenty_fit_steps_equal_keras(real, name):
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_multi_output_logs_and_evaluate_equal_keras(real):
+def test_multi_output_logs_and_evaluate_equal_keras(real_keras):
+    real = real_keras
     ours, theirs = _pair(real, "shared_two_heads")
     xs, ys = _data("shared_two_heads")
     for model, module in ((ours, keras), (theirs, real)):
@@ -178,7 +172,8 @@ def test_multi_output_logs_and_evaluate_equal_keras(real):
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_config_has_keras_graph(real):
+def test_config_has_keras_graph(real_keras):
+    real = real_keras
     ours, theirs = _pair(real, "seq2seq")
 
     def calls(config):

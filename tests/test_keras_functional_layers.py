@@ -7,13 +7,12 @@ reshapings. Real Keras, given fastrnn's weights, must give the same predictions 
 GradientTape gradients, and 10 fit steps must give the same weights.
 """
 
-import os
 
 import numpy as np
 import pytest
 
 from fastrnn import keras
-from helpers import usable_keras
+from helpers import keras_twins
 from tolerances import KERAS_GRADIENT_PARITY, KERAS_PARITY, scaled
 
 N = 16
@@ -83,21 +82,14 @@ LOSSES = {"luong": "categorical_crossentropy", "bahdanau_masked": "sparse_catego
           "merges_and_shapes": "mse"}
 
 
-@pytest.fixture(scope="module")
-def real():
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    return usable_keras()
-
-
 def _pair(real, name):
-    ours, theirs = ARCHITECTURES[name](keras), ARCHITECTURES[name](real)
-    theirs.set_weights(ours.get_weights())
-    return ours, theirs
+    return keras_twins(ARCHITECTURES[name], real)
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
-def test_predictions_and_gradients_equal_keras(real, name):
+def test_predictions_and_gradients_equal_keras(real_keras, name):
+    real = real_keras
     import tensorflow as tf
 
     ours, theirs = _pair(real, name)
@@ -123,7 +115,8 @@ def test_predictions_and_gradients_equal_keras(real, name):
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
-def test_ten_fit_steps_equal_keras(real, name):
+def test_ten_fit_steps_equal_keras(real_keras, name):
+    real = real_keras
     ours, theirs = _pair(real, name)
     xs, y = _data(name)
     for model, module in ((ours, keras), (theirs, real)):

@@ -21,7 +21,6 @@ shows ``WRONG`` and is not timed. The ratios are medians over paired rounds
 :func:`fastrnn.benchmarks.targets.bf16_training_targets`.
 """
 
-import sys
 import warnings
 
 import numpy as np
@@ -29,7 +28,7 @@ import numpy as np
 from fastrnn.benchmarks.grid import SHAPES
 from fastrnn.benchmarks.machine import cpu_info
 from fastrnn.benchmarks.precision import reduced_levels
-from fastrnn.benchmarks.tables import format_ms, format_table, target_note
+from fastrnn.benchmarks.tables import format_ms, format_table, ratio_summary_lines, target_note, timed_rows
 from fastrnn.benchmarks.targets import PRECISION_SHAPES, bf16_training_targets
 from fastrnn.benchmarks.timing import paired_ratio, time_paired
 from fastrnn.benchmarks.training import (TRAINING_MODELS, fastrnn_training_step, torch_training_step,
@@ -191,24 +190,6 @@ def _row_cells(row, columns):
     return cells
 
 
-def _summary_lines(rows):
-    """Per targeted ratio and thread count: median and lowest over the rows, and the targets met."""
-    lines = []
-    for name in ("f32/bf16", "autocast/bf16"):
-        for n_threads in sorted({row.n_threads for row in rows}):
-            values = [row.ratios[name] for row in rows
-                      if row.n_threads == n_threads and row.ratios.get(name) is not None]
-            if not values:
-                continue
-            targeted = [row for row in rows if row.n_threads == n_threads and row.ratios.get(name) is not None
-                        and isinstance(row.targets.get(name), float)]
-            met = sum(row.ratios[name] >= row.targets[name] for row in targeted)
-            lines.append(f"{name}, {n_threads} thread(s): median over {len(values)} rows "
-                         f"{float(np.median(values)):.2f}, lowest {min(values):.2f}"
-                         + (f"; targets met in {met} of {len(targeted)} rows" if targeted else ""))
-    return lines
-
-
 def _check_lines(rows):
     lines = []
     for name in ("bf16", "torch", "autocast"):
@@ -271,17 +252,8 @@ def run_bf16_training(args, backend, out, with_torch):
           f"fastrnn f32's; ratios = median over paired rounds of the first time / the second", file=out)
     columns = [name for name in COLUMNS if with_torch or name in ("f32", "bf16")]
     header = ["model", "shape", "T,B,D,H", "thr", *(COLUMNS[name] for name in columns), *RATIOS, "target", "n"]
-    rows = []
-    for cell in cells:
-        for name in shapes:
-            for n_threads in args.threads:
-                if sys.stderr.isatty():
-                    print(f"\r\033[K# timing bf16 training {cell} {name}, {n_threads} thread(s) ...", end="",
-                          file=sys.stderr, flush=True)
-                rows.append(bench_bf16_training_row(cell, SHAPES[name], n_threads, backend, with_torch, args,
-                                                    cpu.flags))
-    if sys.stderr.isatty():
-        print("\r\033[K", end="", file=sys.stderr, flush=True)
+    rows = timed_rows("bf16 training", cells, shapes, args.threads, lambda cell, name, n_threads:
+                      bench_bf16_training_row(cell, SHAPES[name], n_threads, backend, with_torch, args, cpu.flags))
     print(format_table(header, [_row_cells(row, columns) for row in rows], args.markdown, left_columns=4),
           file=out)
     for line in _check_lines(rows):
@@ -289,7 +261,7 @@ def run_bf16_training(args, backend, out, with_torch):
     autocast = _autocast_line(rows)
     if autocast:
         print(f"# {autocast}", file=out)
-    for line in _summary_lines(rows):
+    for line in ratio_summary_lines(rows, ("f32/bf16", "autocast/bf16")):
         print(f"# {line}", file=out)
     out.flush()
     return rows

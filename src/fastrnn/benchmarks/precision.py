@@ -21,7 +21,6 @@ columns show ``-``, except on the ``python`` backend, whose columns then run the
 NumPy reference kernels (:mod:`fastrnn.benchmarks.reduced_forward`).
 """
 
-import sys
 
 import numpy as np
 
@@ -30,7 +29,7 @@ from fastrnn.benchmarks.grid import SHAPES, make_problem
 from fastrnn.benchmarks.machine import cpu_info
 from fastrnn.benchmarks.peers import PEER_TOLERANCES, agreement
 from fastrnn.benchmarks.reduced_forward import packed_forward
-from fastrnn.benchmarks.tables import format_ms, format_table, target_note
+from fastrnn.benchmarks.tables import format_ms, format_table, ratio_summary_lines, target_note, timed_rows
 from fastrnn.benchmarks.targets import PRECISION_SHAPES, precision_targets
 from fastrnn.benchmarks.timing import paired_ratio, time_paired
 from fastrnn.exceptions import BackendUnavailableError
@@ -198,24 +197,6 @@ def _row_cells(row, peers):
     return cells
 
 
-def _summary_lines(rows):
-    """Per ratio and thread count: median and lowest over the rows, and the targets met."""
-    lines = []
-    for name in RATIOS:
-        for n_threads in sorted({row.n_threads for row in rows}):
-            values = [row.ratios[name] for row in rows if row.n_threads == n_threads
-                      and row.ratios[name] is not None]
-            if not values:
-                continue
-            targeted = [row for row in rows if row.n_threads == n_threads
-                        and isinstance(row.targets.get(name), float) and row.ratios[name] is not None]
-            met = sum(row.ratios[name] >= row.targets[name] for row in targeted)
-            lines.append(f"{name}, {n_threads} thread(s): median over {len(values)} rows "
-                         f"{float(np.median(values)):.2f}, lowest {min(values):.2f}"
-                         + (f"; targets met in {met} of {len(targeted)} rows" if targeted else ""))
-    return lines
-
-
 def _check_lines(rows):
     lines = []
     for column in sorted({name for row in rows for name in row.diffs}, key=str):
@@ -269,22 +250,13 @@ def run_precision(args, backend, peers, out):
           file=out)
     header = ["cell", "shape", "T,B,D,H", "thr", *(f"fastrnn {name}" for name in OWN_COLUMNS), *peers,
               *RATIOS, "same bits", "target", "n"]
-    rows = []
-    for cell in args.cells:
-        for name in shapes:
-            for n_threads in args.threads:
-                if sys.stderr.isatty():
-                    print(f"\r\033[K# timing precision {cell} {name}, {n_threads} thread(s) ...", end="",
-                          file=sys.stderr, flush=True)
-                rows.append(bench_precision_row(cell, SHAPES[name], n_threads, backend, peers, args,
-                                                cpu.flags))
-    if sys.stderr.isatty():
-        print("\r\033[K", end="", file=sys.stderr, flush=True)
+    rows = timed_rows("precision", args.cells, shapes, args.threads, lambda cell, name, n_threads:
+                      bench_precision_row(cell, SHAPES[name], n_threads, backend, peers, args, cpu.flags))
     print(format_table(header, [_row_cells(row, peers) for row in rows], args.markdown, left_columns=4),
           file=out)
     for line in _check_lines(rows):
         print(f"# checked before timing: {line}", file=out)
-    for line in _summary_lines(rows):
+    for line in ratio_summary_lines(rows, RATIOS):
         print(f"# {line}", file=out)
     out.flush()
     return rows

@@ -1,8 +1,13 @@
 """Tables and their parts: the machine's description, times in milliseconds, aligned or Markdown rows."""
 
+import sys
+
+import numpy as np
+
 from fastrnn.benchmarks.machine import cpu_info
 
-__all__ = ["cpu_name", "package_version", "format_ms", "TEXT_COLUMNS", "format_table", "target_note"]
+__all__ = ["cpu_name", "package_version", "format_ms", "TEXT_COLUMNS", "format_table", "target_note", "timed_rows",
+           "ratio_summary_lines"]
 
 
 def cpu_name():
@@ -58,3 +63,53 @@ def target_note(value, target, label):
     if target is None or value is None:
         return None
     return f"{label}>={target:g} {'ok' if value >= target else 'MISS'}"
+
+
+def timed_rows(label, cells, shapes, threads, make_row):
+    """Every row of a table, one per cell, shape and thread count, with a progress line on a terminal.
+
+    Parameters
+    ----------
+    label : str
+        Named in the progress line (``"precision"``).
+    cells, shapes, threads : list
+    make_row : callable
+        ``make_row(cell, shape_name, n_threads)`` times one row and returns it.
+
+    Returns
+    -------
+    list
+    """
+    rows = []
+    for cell in cells:
+        for name in shapes:
+            for n_threads in threads:
+                if sys.stderr.isatty():
+                    print(f"\r\033[K# timing {label} {cell} {name}, {n_threads} thread(s) ...", end="",
+                          file=sys.stderr, flush=True)
+                rows.append(make_row(cell, name, n_threads))
+    if sys.stderr.isatty():
+        print("\r\033[K", end="", file=sys.stderr, flush=True)
+    return rows
+
+
+def ratio_summary_lines(rows, names):
+    """Per ratio of ``names`` and thread count: median and lowest over the rows, and the targets met.
+
+    ``rows`` have ``n_threads``, ``ratios`` (name -> float or None) and ``targets`` (name -> float, or
+    a note where the CPU has no target).
+    """
+    lines = []
+    for name in names:
+        for n_threads in sorted({row.n_threads for row in rows}):
+            values = [row.ratios[name] for row in rows
+                      if row.n_threads == n_threads and row.ratios.get(name) is not None]
+            if not values:
+                continue
+            targeted = [row for row in rows if row.n_threads == n_threads and row.ratios.get(name) is not None
+                        and isinstance(row.targets.get(name), float)]
+            met = sum(row.ratios[name] >= row.targets[name] for row in targeted)
+            lines.append(f"{name}, {n_threads} thread(s): median over {len(values)} rows "
+                         f"{float(np.median(values)):.2f}, lowest {min(values):.2f}"
+                         + (f"; targets met in {met} of {len(targeted)} rows" if targeted else ""))
+    return lines

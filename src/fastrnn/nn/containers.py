@@ -42,6 +42,13 @@ def _index(name, index, size):
     return int(index) % size
 
 
+def _container_repr(self):
+    """``Name(\n  (key): module\n ...)``, as torch prints its containers."""
+    lines = [f"  ({name}): {module!r}" for name, module in self._modules.items()]
+    name = type(self).__name__
+    return f"{name}(\n" + "\n".join(lines) + "\n)" if lines else f"{name}()"
+
+
 class Sequential(Module):
     """Modules run one after the other: ``Sequential(a, b, c)(x) == c(b(a(x)))``.
 
@@ -117,9 +124,7 @@ class Sequential(Module):
             grad = backward_of(module, grad)
         return grad
 
-    def __repr__(self):
-        lines = [f"  ({name}): {module!r}" for name, module in self._modules.items()]
-        return "Sequential(\n" + "\n".join(lines) + "\n)" if lines else "Sequential()"
+    __repr__ = _container_repr
 
 
 class ModuleList(Module):
@@ -152,9 +157,7 @@ class ModuleList(Module):
     def __delitem__(self, index):
         modules = list(self._modules.values())
         del modules[index if isinstance(index, slice) else _index("ModuleList", index, len(self))]
-        for name in list(self._modules):
-            delattr(self, name)
-        self.extend(modules)
+        self._renumber(modules)
 
     def append(self, module):
         self.add_module(str(len(self)), module)
@@ -170,13 +173,15 @@ class ModuleList(Module):
     def insert(self, index, module):
         modules = list(self._modules.values())
         modules.insert(index, module)
+        self._renumber(modules)
+
+    def _renumber(self, modules):
+        """Hold ``modules`` as entries 0, 1, ... (what a removal or an insertion leaves)."""
         for name in list(self._modules):
             delattr(self, name)
         self.extend(modules)
 
-    def __repr__(self):
-        lines = [f"  ({name}): {module!r}" for name, module in self._modules.items()]
-        return "ModuleList(\n" + "\n".join(lines) + "\n)" if lines else "ModuleList()"
+    __repr__ = _container_repr
 
 
 class ModuleDict(Module):
@@ -233,9 +238,7 @@ class ModuleDict(Module):
         for key, module in pairs:
             self.add_module(key, module)
 
-    def __repr__(self):
-        lines = [f"  ({name}): {module!r}" for name, module in self._modules.items()]
-        return "ModuleDict(\n" + "\n".join(lines) + "\n)" if lines else "ModuleDict()"
+    __repr__ = _container_repr
 
 
 class TakeOutput(TapedModule):
