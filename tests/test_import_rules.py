@@ -16,7 +16,7 @@ layer and the layers below it, never one above:
 4. shared training parts -- ``parameter``, ``optim``, ``losses``;
 5. interop -- ``interop``;
 6. facades -- ``nn`` and ``keras``, which never import each other in either direction;
-7. integrations -- ``dask``, ``sklearn``;
+7. integrations -- ``dask``, ``sklearn``, ``onnx``;
 8. command line -- ``__main__``, ``demo``, ``benchmarks``.
 
 Every import counts: module level and inside functions, ``import x``,
@@ -64,7 +64,7 @@ LAYERS = (
     ("training parts", ("fastrnn.parameter", "fastrnn.optim", "fastrnn.losses")),
     ("interop", ("fastrnn.interop",)),
     ("facades", ("fastrnn.nn", "fastrnn.keras")),
-    ("integrations", ("fastrnn.dask", "fastrnn.sklearn")),
+    ("integrations", ("fastrnn.dask", "fastrnn.sklearn", "fastrnn.onnx")),
     ("command line", ("fastrnn.__main__", "fastrnn.demo", "fastrnn.benchmarks")),
 )
 #: The two facades: neither may import the other.

@@ -74,3 +74,13 @@ class CheckpointError(FastRNNError, ValueError):
     """A checkpoint file that cannot be read safely: not a ``torch.save`` file, truncated or
     corrupt, declaring sizes its bytes do not hold, or naming code (a global other than
     torch's tensor rebuild functions, storage types and dtypes) that fastrnn refuses to run."""
+
+
+class OnnxExportError(FastRNNError, ValueError):
+    """A model that :func:`fastrnn.onnx.export` cannot write: a layer, option or input that
+    ONNX's operators cannot express, or that fastrnn has no export for."""
+
+
+class OnnxImportError(FastRNNError, ValueError):
+    """An ONNX file that :func:`fastrnn.onnx.load` cannot turn into a fastrnn model: not a
+    valid ONNX model, or a node whose operator or attribute fastrnn does not support."""
