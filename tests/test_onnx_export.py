@@ -397,4 +397,7 @@ def test_readme_round_trip_snippet(tmp_path, monkeypatch):
     assert blocks, "README has no ONNX export example"
     monkeypatch.chdir(tmp_path)
     for block in blocks:
-        exec(compile(block, "README.md", "exec"), {})  # noqa: S102 (the README's own example)
+        namespace = {}
+        exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 (the README's own example)
+        expected = fastrnn_forward(namespace["model"], namespace["batch"], namespace["lengths"])
+        assert_close(namespace["logits"], expected, TOLERANCE, "README example", "logits")
