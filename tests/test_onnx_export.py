@@ -401,3 +401,51 @@ def test_readme_round_trip_snippet(tmp_path, monkeypatch):
         exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 (the README's own example)
         expected = fastrnn_forward(namespace["model"], namespace["batch"], namespace["lengths"])
         assert_close(namespace["logits"], expected, TOLERANCE, "README example", "logits")
+
+
+@pytest.mark.parametrize("merge_mode", ["concat", "mul", "ave", None])
+def test_keras_bidirectional_merge_modes(runtimes, merge_mode):
+    import fastrnn.onnx
+
+    rng = np.random.default_rng(7)
+    x = keras.Input((None, 3), name="x")
+    merged = layers.Bidirectional(layers.LSTM(4, return_sequences=True, seed=0), merge_mode=merge_mode)(x)
+    model = keras.Model(x, merged)
+    proto = fastrnn.onnx.export(model, None, rows(rng, (2, 3, 3)))
+    x = rows(rng, (3, 6, 3))
+    assert_runs_as(runtimes(proto, {"x": x}), flat(model(x)), f"merge_mode={merge_mode}")
+
+
+def test_int32_ids_and_float64_models(runtimes):
+    import fastrnn.onnx
+
+    rng = np.random.default_rng(8)
+    model = classifier().double()
+    tokens = rng.integers(0, 40, (2, 5)).astype(np.int32)
+    proto = fastrnn.onnx.export(model, None, tokens)
+    assert proto.graph.input[0].type.tensor_type.elem_type == 6  # int32, as given
+    tokens = rng.integers(0, 40, (4, 7)).astype(np.int32)
+    expected = fastrnn_forward(model, tokens).astype(np.float32)
+    assert_runs_as(runtimes(proto, {"input": tokens}), [expected], "float64 model, int32 ids")
+
+
+@pytest.mark.parametrize("cell, blocks", [("lstm", [0, 3, 1, 2]), ("gru", [1, 0, 2]), ("rnn", [0])])
+def test_onnx_layout_reorders_pytorch_blocks(cell, blocks):
+    """ONNX stacks LSTM gates i, o, f, c and GRU gates z, r, h (PyTorch: i, f, g, o and r, z, n)."""
+    from fastrnn.onnx.layout import onnx_recurrent_weights
+
+    rng = np.random.default_rng(9)
+    G, H, D = len(blocks), 2, 3
+    forward = {"w_ih": rng.standard_normal((G * H, D)), "w_hh": rng.standard_normal((G * H, H)),
+               "b_ih": rng.standard_normal(G * H), "b_hh": None}
+    reverse = {key: None if value is None else value + 1 for key, value in forward.items()}
+    W, R, B = onnx_recurrent_weights(cell, [forward, reverse], dtype=np.float64)
+    assert W.shape == (2, G * H, D) and R.shape == (2, G * H, H) and B.shape == (2, 2 * G * H)
+    for d, weights in enumerate((forward, reverse)):
+        for position, block in enumerate(blocks):
+            rows_of = slice(position * H, (position + 1) * H)
+            source = slice(block * H, (block + 1) * H)
+            np.testing.assert_array_equal(W[d, rows_of], weights["w_ih"][source])
+            np.testing.assert_array_equal(R[d, rows_of], weights["w_hh"][source])
+            np.testing.assert_array_equal(B[d, rows_of], weights["b_ih"][source])
+        np.testing.assert_array_equal(B[d, G * H:], 0)  # the missing recurrent bias

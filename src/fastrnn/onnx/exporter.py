@@ -101,7 +101,15 @@ def export(model, f, example_input, *, opset=DEFAULT_OPSET, dynamic_axes=True, i
     that runtimes older than the ``onnx`` package still load it. For a Keras model,
     ``Embedding(mask_zero=True)``'s mask becomes each row's count of non-zero ids:
     Keras's mask when padding sits at the end of the rows (see
-    :mod:`fastrnn.onnx.keras_export`).
+    :mod:`fastrnn.onnx.keras_export`). Initial states are zeros (an ``nn`` model's
+    ``hx`` is not an input; a Keras functional model's ``initial_state`` tensors are).
+    Weights are written in float32, also for a model in ``precision`` bf16 or int8
+    (its float32 weights) or in float64.
+
+    OpenVINO 2026.4's CPU plugin ignores ``sequence_lens`` when the shapes are
+    dynamic: with lengths, reshape the model to the batch's shapes
+    (``ov_model.reshape({...})``) before compiling it. ONNX Runtime runs the dynamic
+    graph as it is.
 
     Examples
     --------
