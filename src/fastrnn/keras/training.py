@@ -510,14 +510,28 @@ class TrainingModel:
             return None
         return mask
 
-    def _loss_and_metrics_step(self, xs, ys, metrics, training, sample_weights=None):
-        """One batch: forward, losses, metric updates, and when training backward and the optimizer step.
+    def _losses_and_gradients(self, xs, ys, sample_weights=None, training=True):
+        """One batch's forward pass and losses, and when training its backward pass.
+
+        The gradient of the weighted total loss is left in each trainable weight's ``grad``
+        (every ``grad`` is cleared first); no weight changes. This is one training step
+        without its optimizer step: :meth:`train_on_batch` and ``fastrnn.dask.fit`` (which
+        sums these gradients over the parts of a batch) both run it.
+
+        Parameters
+        ----------
+        xs, ys : list of ndarray
+            One array per input / output, batch first.
+        sample_weights : list of (ndarray or None), optional
+        training : bool
 
         Returns
         -------
         loss_logs : dict of str to float
             ``loss`` (the weighted total) and, with several outputs, ``<output>_loss``.
-        metrics : _Metrics
+        y_preds : list of ndarray
+        masks : list of (ndarray or None)
+            The output masks the losses counted elements by.
         """
         if training:
             for weight in self.weights:
@@ -536,11 +550,22 @@ class TrainingModel:
             total += weight * value
             loss_logs[f"{name}_loss"] = value
             d_preds.append(d_pred if weight == 1.0 else d_pred * d_pred.dtype.type(weight))
-        loss_logs = {"loss": total, **(loss_logs if len(ys) > 1 else {})}
         if training:
             self._backprop(trace, d_preds)
-            params = self.trainable_weights
-            self._apply_finite_step(total, params)
+        return {"loss": total, **(loss_logs if len(ys) > 1 else {})}, y_preds, masks
+
+    def _loss_and_metrics_step(self, xs, ys, metrics, training, sample_weights=None):
+        """One batch: forward, losses, metric updates, and when training backward and the optimizer step.
+
+        Returns
+        -------
+        loss_logs : dict of str to float
+            ``loss`` (the weighted total) and, with several outputs, ``<output>_loss``.
+        metrics : _Metrics
+        """
+        loss_logs, y_preds, masks = self._losses_and_gradients(xs, ys, sample_weights, training)
+        if training:
+            self._apply_finite_step(loss_logs["loss"], self.trainable_weights)
             for weight in self.weights:
                 weight.grad = None
         if metrics is None:
