@@ -21,7 +21,8 @@ import time
 
 import numpy as np
 
-from fastrnn._threads import one_thread_at_a_time
+from fastrnn._threads import (available_cores, blas_threads, capped_n_threads, default_n_threads,
+                              one_thread_at_a_time)
 from fastrnn._validation import check_precision
 from fastrnn.exceptions import ArgumentError, NonFiniteError, ShapeError
 from fastrnn.keras import losses as losses_module
@@ -533,26 +534,41 @@ class TrainingModel:
         masks : list of (ndarray or None)
             The output masks the losses counted elements by.
         """
-        if training:
-            for weight in self.weights:
-                weight.grad = None
-        y_preds, masks, trace = self._run(xs, training=training)
-        masks = [self._output_mask(mask, y_pred) for mask, y_pred in zip(masks, y_preds)]
-        sample_weights = sample_weights or [None] * len(ys)
-        total, loss_logs, d_preds = 0.0, {}, []
-        for name, loss_fn, weight, y, y_pred, mask, sample_weight in zip(
-                self.output_names, self._output_losses(), self._output_loss_weights(), ys, y_preds, masks,
-                sample_weights):
-            if loss_fn is None:
-                d_preds.append(None)
-                continue
-            value, d_pred = loss_fn.value_and_gradient(y, y_pred, mask, sample_weight)
-            total += weight * value
-            loss_logs[f"{name}_loss"] = value
-            d_preds.append(d_pred if weight == 1.0 else d_pred * d_pred.dtype.type(weight))
-        if training:
-            self._backprop(trace, d_preds)
+        with blas_threads.limit(self._numpy_threads()):
+            if training:
+                for weight in self.weights:
+                    weight.grad = None
+            y_preds, masks, trace = self._run(xs, training=training)
+            masks = [self._output_mask(mask, y_pred) for mask, y_pred in zip(masks, y_preds)]
+            sample_weights = sample_weights or [None] * len(ys)
+            total, loss_logs, d_preds = 0.0, {}, []
+            for name, loss_fn, weight, y, y_pred, mask, sample_weight in zip(
+                    self.output_names, self._output_losses(), self._output_loss_weights(), ys, y_preds, masks,
+                    sample_weights):
+                if loss_fn is None:
+                    d_preds.append(None)
+                    continue
+                value, d_pred = loss_fn.value_and_gradient(y, y_pred, mask, sample_weight)
+                total += weight * value
+                loss_logs[f"{name}_loss"] = value
+                d_preds.append(d_pred if weight == 1.0 else d_pred * d_pred.dtype.type(weight))
+            if training:
+                self._backprop(trace, d_preds)
         return {"loss": total, **(loss_logs if len(ys) > 1 else {})}, y_preds, masks
+
+    def _numpy_threads(self):
+        """The BLAS threads for the NumPy work of this model's layers (Dense, Attention, losses):
+        as many as its recurrent kernels run on, so the two never oversubscribe the cores.
+
+        The largest ``n_threads`` its recurrent layers were given (capped at the cores) when
+        every one has one, else what a kernel call that does not pass ``n_threads`` gets at
+        most now (:func:`fastrnn._threads.default_n_threads`: the cap, and the cores other
+        processes leave free).
+        """
+        given = [layer.n_threads for layer in _recurrent_layers(self.layers)]
+        if given and all(n is not None for n in given):
+            return capped_n_threads(max(given))
+        return default_n_threads(available_cores())
 
     def _loss_and_metrics_step(self, xs, ys, metrics, training, sample_weights=None):
         """One batch: forward, losses, metric updates, and when training backward and the optimizer step.
@@ -896,7 +912,8 @@ class TrainingModel:
         progress = _Progress(_check_verbose(verbose), batches.steps, "Predict")
         outputs = []
         for xs, _, _ in batches.epoch():
-            outputs.append(self._run(xs, training=False)[0])
+            with blas_threads.limit(self._numpy_threads()):
+                outputs.append(self._run(xs, training=False)[0])
             progress.update({})
         progress.close({})
         if not outputs:
@@ -911,7 +928,9 @@ class TrainingModel:
     def __call__(self, x, training=False):
         """The model's output on ``x`` in one pass (no batching): an array, or a list per output."""
         self._require_layers("call")
-        outputs = self._run(self._input_list(x, "call"), training)[0]
+        xs = self._input_list(x, "call")
+        with blas_threads.limit(self._numpy_threads()):
+            outputs = self._run(xs, training)[0]
         return outputs[0] if len(outputs) == 1 else outputs
 
     def quantized(self, precision):
@@ -1041,6 +1060,21 @@ class TrainingModel:
         with open(path, "rb"):  # FileNotFoundError stays what it is
             pass
         load_weights_h5(self, path)
+
+
+def _recurrent_layers(layers):
+    """The layers among ``layers`` (and the layers they wrap: Bidirectional, TimeDistributed) that
+    run fastrnn kernels: those with an ``n_threads`` setting."""
+    found, seen, stack = [], set(), list(layers)
+    while stack:
+        layer = stack.pop()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        if "n_threads" in vars(layer):
+            found.append(layer)
+        stack += [child for child in vars(layer).values() if hasattr(child, "trainable_weights")]
+    return found
 
 
 def _weights_path(filepath, method):
