@@ -417,10 +417,14 @@ def test_the_readme_example_runs(tmp_path, monkeypatch):
 
     pytest.importorskip("distributed")
     readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme.split("## On Dask", 1)[1].split("\n## ", 1)[0]
-    (block,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    section = readme.split("## Beyond one machine", 1)[1].split("\n## ", 1)[0]
+    dask_part = section.split("\n### Dask\n", 1)[1].split("\n### ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", dask_part, re.S)
+    assert len(blocks) == 2  # predict and fit of an nn module, then a Keras model
     monkeypatch.chdir(tmp_path)
-    exec(compile(block, "README.md", "exec"), {})
+    namespace = {}
+    for block in blocks:  # one after the other, as a reader runs them
+        exec(compile(block, "README.md", "exec"), namespace)
 
 
 def test_without_dask_the_error_names_the_extra(monkeypatch):
