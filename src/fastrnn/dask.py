@@ -339,7 +339,9 @@ class History:
     ----------
     history : dict of str to list of float
         ``"loss"``: the mean training loss of each epoch (its steps' global-batch losses,
-        weighted by batch size).
+        weighted by batch size); for a Keras model of several outputs also
+        ``"<output>_loss"``, each the plain mean over the epoch's steps, as ``model.fit``
+        reports them.
     epoch : list of int
         The (0-based) epochs run.
     step_seconds : list of tuple of float
