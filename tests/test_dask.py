@@ -335,6 +335,9 @@ def test_fit_refuses_a_keras_model_it_cannot_train_exactly(client):
     dropping = keras.Sequential([layers.LSTM(4, return_sequences=True), layers.Dropout(0.2), layers.Dense(2)])
     with pytest.raises(ArgumentError, match="dropout.*rate=0.2"):
         fit(dropping, x, y, client=client, batch_size=8, optimizer="adam", loss="mse")
+    wrapped = keras.Sequential([layers.Bidirectional(layers.GRU(2, return_sequences=True, dropout=0.1))])
+    with pytest.raises(ArgumentError, match="dropout=0.1"):
+        fit(wrapped, x, y, client=client, batch_size=8, optimizer="adam", loss="mse")
     with pytest.raises(ShapeError, match="same number of samples"):
         fit(keras_sequence_model(), x, y[:4], client=client, batch_size=8)
 

@@ -397,19 +397,15 @@ def _plan(n_samples, batch_size, n_parts):
 
 def _check_no_dropout(layers):
     """Refuse dropout anywhere in ``layers`` (each worker would draw its own masks)."""
-    seen, stack = set(), list(layers)
-    while stack:
-        layer = stack.pop()
-        if id(layer) in seen:
-            continue
-        seen.add(id(layer))
+    from fastrnn.keras.training import nested_layers
+
+    for layer in nested_layers(layers):
         for attribute in ("rate", "dropout", "recurrent_dropout"):
             value = vars(layer).get(attribute)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
                 raise ArgumentError(f"fastrnn.dask.fit does not support dropout (each worker would draw its own "
                                     f"masks); layer {getattr(layer, 'name', type(layer).__name__)!r} has "
                                     f"{attribute}={value}")
-        stack += [child for child in vars(layer).values() if hasattr(child, "trainable_weights")]
 
 
 class _NnPart:

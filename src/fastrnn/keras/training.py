@@ -35,7 +35,7 @@ from fastrnn.keras.file_formats import save_model
 from fastrnn.keras.layers.base import unique_name
 from fastrnn.parameter import apply_update
 
-__all__ = ["TrainingModel", "MODEL_CLASSES"]
+__all__ = ["TrainingModel", "MODEL_CLASSES", "nested_layers"]
 
 #: Class name -> class of fastrnn.keras's models (``Model``, ``Sequential``; each registers itself),
 #: what a model file's class name is looked up in.
@@ -1062,19 +1062,23 @@ class TrainingModel:
         load_weights_h5(self, path)
 
 
-def _recurrent_layers(layers):
-    """The layers among ``layers`` (and the layers they wrap: Bidirectional, TimeDistributed) that
-    run fastrnn kernels: those with an ``n_threads`` setting."""
+def nested_layers(layers):
+    """Every layer of ``layers`` and every layer they hold (a Bidirectional's two, a TimeDistributed's
+    one), each once."""
     found, seen, stack = [], set(), list(layers)
     while stack:
         layer = stack.pop()
         if id(layer) in seen:
             continue
         seen.add(id(layer))
-        if "n_threads" in vars(layer):
-            found.append(layer)
+        found.append(layer)
         stack += [child for child in vars(layer).values() if hasattr(child, "trainable_weights")]
     return found
+
+
+def _recurrent_layers(layers):
+    """The layers (wrapped ones included) that run fastrnn kernels: those with ``n_threads``."""
+    return [layer for layer in nested_layers(layers) if "n_threads" in vars(layer)]
 
 
 def _weights_path(filepath, method):
