@@ -27,6 +27,9 @@ def test_dask_tables_print():
     lines = text.splitlines()
     assert sum(line.startswith("LocalCluster") for line in lines) == 2, text
     assert any(line.startswith("2 x 1 thr") for line in lines), text
+    # the targets are judged on the 2-worker rows
+    assert sum("vs one process>=0.9" in line for line in lines) == 1, text
+    assert sum("vs 1 worker>=1.6" in line for line in lines) == 1, text
 
 
 def test_the_dask_table_is_asked_for_by_name_only():

@@ -233,10 +233,128 @@ def test_fit_equals_training_in_one_process_and_repeats_bit_for_bit(da, client):
     assert losses[1] < losses[0]
 
 
-def test_fit_resumes_from_its_checkpoint(da, client, tmp_path):
+def keras_sequence_model(compiled=True):
+    """A Sequential LSTM + Dense with fixed weights, compiled with Adam and MSE."""
+    from fastrnn import keras
+    from fastrnn.keras import layers
+
+    model = keras.Sequential([layers.LSTM(4, return_sequences=True), layers.Dense(2)])
+    model(np.zeros((1, 5, 3), np.float32))  # built: the weights below replace the random ones
+    rng = np.random.default_rng(9)
+    model.set_weights([(0.4 * rng.standard_normal(w.shape)).astype(w.dtype) for w in model.get_weights()])
+    if compiled:
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate=0.05), loss="mse")
+    return model
+
+
+def keras_alone(model, x, y, batch_size, epochs):
+    """``model`` trained in this process by train_on_batch on the same global batches: the reference."""
+    losses = []
+    for _ in range(epochs):
+        total = 0.0
+        for start in range(0, len(x[0]) if isinstance(x, list) else len(x), batch_size):
+            rows = slice(start, start + batch_size)
+            batch_x = [a[rows] for a in x] if isinstance(x, list) else x[rows]
+            total += model.train_on_batch(batch_x, y[rows]) * len(y[rows])
+        losses.append(total / len(y))
+    return model, losses
+
+
+def keras_on_the_cluster(client, x, y, batch_size, epochs, **options):
+    from fastrnn.dask import fit
+
+    model = keras_sequence_model()
+    history = fit(model, x, y, client=client, batch_size=batch_size, epochs=epochs, verbose=0, **options)
+    return model, history
+
+
+def assert_trained_alike(model, other, reference, what):
+    for index, (weight, again, expected) in enumerate(zip(model.get_weights(), other.get_weights(),
+                                                          reference.get_weights())):
+        np.testing.assert_array_equal(weight, again, err_msg=f"weight {index}")
+        assert_close(weight, expected, FLOAT32_REORDERED, what, f"weight {index}")
+
+
+def test_fit_trains_a_compiled_keras_model_as_train_on_batch_would_and_repeats_bit_for_bit(da, client):
+    x, y = training_data()
+    first, history = keras_on_the_cluster(client, x, y, batch_size=8, epochs=2)
+    again, _ = keras_on_the_cluster(client, da.from_array(x, chunks=10), da.from_array(y, chunks=10),
+                                    batch_size=8, epochs=2)
+    alone, losses = keras_alone(keras_sequence_model(), x, y, batch_size=8, epochs=2)
+    assert_trained_alike(first, again, alone, "Keras fit on 2 workers")
+    assert history.epoch == [0, 1] and len(history.step_seconds) == 8
+    assert_close(history.history["loss"], losses, FLOAT32_REORDERED, "Keras fit on 2 workers", "loss per epoch")
+    assert losses[1] < losses[0]
+    # the optimizer's state stays with the model, as after model.fit: training can go on here
+    assert first.optimizer.iterations == 8 and all(w.grad is None for w in first.weights)
+
+
+def test_fit_trains_an_uncompiled_functional_model_with_masks_and_two_inputs(da, client):
+    from fastrnn import keras
+    from fastrnn.dask import fit
+    from fastrnn.keras import layers
+
+    def model():
+        ids, extra = keras.Input((6,), dtype="int64"), keras.Input((6, 2))
+        embedded = layers.Embedding(7, 3, mask_zero=True)(ids)
+        masked = layers.Masking(0.0)(extra)  # Concatenate ORs its inputs' masks: mask both alike
+        hidden = layers.GRU(4, return_sequences=True)(layers.Concatenate()([embedded, masked]))
+        built = keras.Model([ids, extra], layers.Dense(5, activation="softmax")(hidden))
+        rng = np.random.default_rng(10)
+        built.set_weights([(0.5 * rng.standard_normal(w.shape)).astype(w.dtype) for w in built.get_weights()])
+        return built
+
+    rng = np.random.default_rng(11)
+    ids = rng.integers(0, 7, (21, 6))
+    ids[::3, 3:] = 0  # padded rows: each part counts its own unmasked steps
+    extra = rng.standard_normal((21, 6, 2)).astype(np.float32)
+    extra[ids == 0] = 0.0
+    labels = rng.integers(0, 5, (21, 6))
+    trained = model()
+    assert trained._run([ids, extra], training=False)[1][0].sum() == np.count_nonzero(ids)  # the loss is masked
+    history = fit(trained, [da.from_array(ids, chunks=7), extra], labels, client=client, batch_size=10,
+                  epochs=2, optimizer=keras.optimizers.SGD(learning_rate=0.5),
+                  loss="sparse_categorical_crossentropy", verbose=0)
+    assert trained.compiled and isinstance(trained.optimizer, keras.optimizers.SGD)  # compiled by fit
+    reference = model()
+    reference.compile(optimizer=keras.optimizers.SGD(learning_rate=0.5), loss="sparse_categorical_crossentropy")
+    reference, losses = keras_alone(reference, [ids, extra], labels, batch_size=10, epochs=2)
+    for index, (weight, expected) in enumerate(zip(trained.get_weights(), reference.get_weights())):
+        assert_close(weight, expected, FLOAT32_REORDERED, "masked Keras fit on 2 workers", f"weight {index}")
+    assert_close(history.history["loss"], losses, FLOAT32_REORDERED, "masked Keras fit", "loss per epoch")
+
+
+def test_fit_refuses_a_keras_model_it_cannot_train_exactly(client):
+    from fastrnn import keras
+    from fastrnn.dask import fit
+    from fastrnn.keras import NotCompiledError, layers
+
+    x, y = training_data()
+    with pytest.raises(NotCompiledError, match="compile"):
+        fit(keras_sequence_model(compiled=False), x, y, client=client, batch_size=8)
+    dropping = keras.Sequential([layers.LSTM(4, return_sequences=True), layers.Dropout(0.2), layers.Dense(2)])
+    with pytest.raises(ArgumentError, match="dropout.*rate=0.2"):
+        fit(dropping, x, y, client=client, batch_size=8, optimizer="adam", loss="mse")
+    wrapped = keras.Sequential([layers.Bidirectional(layers.GRU(2, return_sequences=True, dropout=0.1))])
+    with pytest.raises(ArgumentError, match="dropout=0.1"):
+        fit(wrapped, x, y, client=client, batch_size=8, optimizer="adam", loss="mse")
+    with pytest.raises(ShapeError, match="same number of samples"):
+        fit(keras_sequence_model(), x, y[:4], client=client, batch_size=8)
+
+
+TRAINED_ON_THE_CLUSTER = {"nn": trained_on_the_cluster, "keras": keras_on_the_cluster}
+
+
+def weights_of(model):
+    return [p.data for p in model.parameters()] if isinstance(model, nn.Module) else model.get_weights()
+
+
+@pytest.mark.parametrize("kind", ["nn", "keras"])
+def test_fit_resumes_from_its_checkpoint(da, client, tmp_path, kind):
     x, y = training_data()
     path = str(tmp_path / "fit.ckpt")
     stops = []
+    train = TRAINED_ON_THE_CLUSTER[kind]
 
     class Stop(Exception):
         pass
@@ -247,14 +365,12 @@ def test_fit_resumes_from_its_checkpoint(da, client, tmp_path):
             raise Stop
 
     with pytest.raises(Stop):
-        trained_on_the_cluster(client, x, y, batch_size=8, epochs=2, checkpoint=path, checkpoint_every=2,
-                               on_step=stop_after_five)
-    resumed, history = trained_on_the_cluster(client, x, y, batch_size=8, epochs=2, checkpoint=path,
-                                              checkpoint_every=2)
-    straight, expected = trained_on_the_cluster(client, x, y, batch_size=8, epochs=2)
+        train(client, x, y, batch_size=8, epochs=2, checkpoint=path, checkpoint_every=2, on_step=stop_after_five)
+    resumed, history = train(client, x, y, batch_size=8, epochs=2, checkpoint=path, checkpoint_every=2)
+    straight, expected = train(client, x, y, batch_size=8, epochs=2)
     assert stops == [4] and len(history.step_seconds) == 4  # steps 5-8 run again (the last checkpoint: 4)
-    for parameter, other in zip(resumed.parameters(), straight.parameters()):
-        np.testing.assert_array_equal(parameter.data, other.data)
+    for weight, other in zip(weights_of(resumed), weights_of(straight)):
+        np.testing.assert_array_equal(weight, other)
     assert history.history == expected.history
 
 
@@ -276,9 +392,12 @@ def test_fit_refuses_bad_arguments_before_running(client):
         fit(module, x, y, client=None, batch_size=4, optimizer=optimizer, loss=MSELoss())
 
 
-def test_fit_survives_a_worker_killed_mid_epoch_with_the_same_result(da, client):
+@pytest.mark.parametrize("kind", ["nn", "keras"])
+def test_fit_survives_a_worker_killed_mid_epoch_with_the_same_result(da, client, kind):
     x, y = training_data()
     killed = []
+    train = TRAINED_ON_THE_CLUSTER[kind]
+    client.wait_for_workers(2, timeout=60)  # the worker killed by the previous case is back
 
     def kill_a_worker(step):
         if step == 2:  # mid-epoch: each epoch has 4 steps
@@ -287,12 +406,11 @@ def test_fit_survives_a_worker_killed_mid_epoch_with_the_same_result(da, client)
             killed.append(pid)
 
     # n_parts fixed: the clean run may start while the nanny is still restarting the killed worker
-    faulty, history = trained_on_the_cluster(client, x, y, batch_size=8, epochs=2, n_parts=2,
-                                             on_step=kill_a_worker)
-    clean, expected = trained_on_the_cluster(client, x, y, batch_size=8, epochs=2, n_parts=2)
+    faulty, history = train(client, x, y, batch_size=8, epochs=2, n_parts=2, on_step=kill_a_worker)
+    clean, expected = train(client, x, y, batch_size=8, epochs=2, n_parts=2)
     assert killed and killed[0] not in client.run(os.getpid).values()
-    for parameter, other in zip(faulty.parameters(), clean.parameters()):
-        np.testing.assert_array_equal(parameter.data, other.data)
+    for weight, other in zip(weights_of(faulty), weights_of(clean)):
+        np.testing.assert_array_equal(weight, other)
     assert history.history == expected.history
 
 
@@ -302,10 +420,14 @@ def test_the_readme_example_runs(tmp_path, monkeypatch):
 
     pytest.importorskip("distributed")
     readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme.split("## On Dask", 1)[1].split("\n## ", 1)[0]
-    (block,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    section = readme.split("## Beyond one machine", 1)[1].split("\n## ", 1)[0]
+    dask_part = section.split("\n### Dask\n", 1)[1].split("\n### ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", dask_part, re.S)
+    assert len(blocks) == 2  # predict and fit of an nn module, then a Keras model
     monkeypatch.chdir(tmp_path)
-    exec(compile(block, "README.md", "exec"), {})
+    namespace = {}
+    for block in blocks:  # one after the other, as a reader runs them
+        exec(compile(block, "README.md", "exec"), namespace)
 
 
 def test_without_dask_the_error_names_the_extra(monkeypatch):

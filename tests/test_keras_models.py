@@ -600,3 +600,65 @@ def test_layers_add_pop_and_duplicate_names():
     model.add(layers.Dense(1, name="b"))
     assert [layer.name for layer in model.layers] == ["a", "b"]
     assert model.pop().name == "b" and len(model.layers) == 1
+
+
+# -- threads: the NumPy work runs under the kernels' thread count -------------------------------
+
+def _blas_threads_now():
+    """The thread counts of every BLAS loaded in this process, as threadpoolctl reads them."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    return {info["num_threads"] for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"}
+
+
+def _recording_model(n_threads, backend=None):
+    """LSTM -> Lambda that records the BLAS threads it runs under -> Dense; and the record."""
+    seen = []
+
+    def record(inputs):
+        seen.append(_blas_threads_now())
+        return inputs
+
+    model = keras.Sequential([
+        layers.LSTM(4, return_sequences=True, n_threads=n_threads, backend=backend),
+        layers.Lambda(record, backward=lambda d_output, inputs, output: d_output),
+        layers.Dense(2)])
+    model.compile(optimizer="sgd", loss="mse")
+    return model, seen
+
+
+def _train_and_predict(model):
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((8, 5, 3)).astype(np.float32), rng.standard_normal((8, 5, 2)).astype(np.float32)
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    model.evaluate(x, y, verbose=0)
+    model.predict(x, verbose=0)
+    model(x)
+
+
+def test_fit_and_predict_hold_the_blas_at_the_kernels_thread_count():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    model, seen = _recording_model(n_threads=1)
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        outside = _blas_threads_now()
+        if outside != {2}:
+            pytest.skip(f"no BLAS here that takes 2 threads ({outside})")
+        _train_and_predict(model)
+        assert _blas_threads_now() == {2}  # restored after each call
+    assert len(seen) >= 6 and all(threads == {1} for threads in seen), seen
+
+
+def test_a_numba_kernel_inside_a_held_limit_switches_to_one_thread_and_back():
+    from conftest import require_backend
+    from fastrnn._threads import available_cores
+
+    require_backend("numba")
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    if available_cores() < 2:
+        pytest.skip("needs 2 cores for a limit other than the Numba kernels' 1")
+    model, seen = _recording_model(n_threads=2, backend="numba")
+    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+        if _blas_threads_now() != {1}:
+            pytest.skip("no BLAS loaded")
+        _train_and_predict(model)  # the kernel's own limit of 1 nests in the model's 2 without waiting
+        assert _blas_threads_now() == {1}
+    assert len(seen) >= 6 and all(threads == {2} for threads in seen), seen

@@ -285,3 +285,15 @@ def test_concurrent_numba_calls_match_serial_bit_for_bit():
         return y, fastrnn.lstm_backward(cache, y)
 
     assert_same_as_serial(work)
+
+
+def test_blas_limits_nest_in_one_thread_without_waiting(monkeypatch):
+    library = _FakeBlas(4)
+    monkeypatch.setattr(blas_threads, "_libraries", [library])
+    with blas_threads.limit(2):
+        with blas_threads.limit(1):  # alone inside: the inner limit holds ...
+            assert library.n == 1
+            with blas_threads.limit(1):
+                assert library.n == 1
+        assert library.n == 2  # ... until it ends
+    assert library.n == 4 and library.history == [2, 1, 2, 4]

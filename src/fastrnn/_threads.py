@@ -7,9 +7,10 @@
   free (:func:`free_cores`);
 * :func:`run_pieces`: the Numba backend runs the pieces of
   :mod:`fastrnn._partition` on a thread pool;
-* :data:`blas_threads`: holds every loaded BLAS to one thread while a kernel
-  runs, so that the kernel's threads are the only ones. The Cython backend uses
-  OpenMP and calls no BLAS.
+* :data:`blas_threads`: holds every loaded BLAS to one thread while a Numba kernel
+  runs, so that the kernel's threads are the only ones (the Cython backend uses
+  OpenMP and calls no BLAS), and to a Keras-style model's thread count while its
+  NumPy layers run; the limits nest.
 
 Why the default looks at the load
 ---------------------------------
@@ -290,6 +291,8 @@ class _BlasThreads:
         self._inside = 0  # threads now inside a limit block
         self._held = None  # the limit they share
         self._restore = []  # (library, count before the first one entered)
+        self._depth = threading.local()  # how deep this thread is in limit blocks
+        self._switches = 0  # nested limits switched in now
 
     def forget_libraries(self):
         """Find the BLAS libraries again on next use (after a module loaded another one)."""
@@ -312,30 +315,55 @@ class _BlasThreads:
         inside its kernel. So the first thread in sets the limit and remembers the old
         counts, later ones only count themselves in, and the last one out restores.
         A thread asking for a different limit while one is held waits for it to end.
+
+        Blocks nest: a thread already inside (a Keras model's ``fit`` holding the model's
+        thread count, a Numba kernel within it asking for 1) never waits on itself. When
+        it is the only thread inside, its inner limit holds until the inner block ends,
+        then the outer one again; when others are inside too, the outer limit stays.
         """
+        depth = getattr(self._depth, "value", 0)
+        switched = None
         with self._changed:
-            while self._inside and self._held != n_threads:
-                self._changed.wait()
-            if not self._inside:
-                if self._libraries is None:
-                    self._load()
-                self._restore = [(lib, lib.get_num_threads()) for lib in self._libraries]
-                for lib, before in self._restore:
-                    if before != n_threads:
-                        lib.set_num_threads(n_threads)
-                self._held = n_threads
+            if depth:
+                if self._held != n_threads and self._inside == depth:
+                    switched = self._held
+                    self._set_all(n_threads)
+                    self._switches += 1
+            else:
+                # a nested limit switched in is its thread's alone: wait for it to switch back
+                while self._inside and (self._held != n_threads or self._switches):
+                    self._changed.wait()
+                if not self._inside:
+                    if self._libraries is None:
+                        self._load()
+                    self._restore = [(lib, lib.get_num_threads()) for lib in self._libraries]
+                    for lib, before in self._restore:
+                        if before != n_threads:
+                            lib.set_num_threads(n_threads)
+                    self._held = n_threads
             self._inside += 1
+        self._depth.value = depth + 1
         try:
             yield
         finally:
+            self._depth.value = depth
             with self._changed:
                 self._inside -= 1
-                if not self._inside:
+                if switched is not None:
+                    self._set_all(switched)
+                    self._switches -= 1
+                elif not self._inside:
                     for lib, before in self._restore:
                         if before != n_threads:
                             lib.set_num_threads(before)
                     self._restore, self._held = [], None
-                    self._changed.notify_all()
+                self._changed.notify_all()
+
+    def _set_all(self, n_threads):
+        """Set every library to ``n_threads`` inside a held limit (the lock is held)."""
+        for lib, _ in self._restore:
+            lib.set_num_threads(n_threads)
+        self._held = n_threads
 
     def info(self):
         """Describe the loaded BLAS libraries (for ``show_config``)."""

@@ -3,10 +3,10 @@
 * :func:`predict` maps a model over a dask array chunked along its batch axis and
   returns a lazy dask array; it runs on the threaded, process and distributed
   schedulers.
-* :func:`fit` trains a :mod:`fastrnn.nn` module data-parallel on a
-  ``dask.distributed`` cluster: each step's global batch is cut into one part per
-  worker, the parts' gradients are summed in a fixed order, and the coordinator
-  (the calling process) takes the optimizer step.
+* :func:`fit` trains a :mod:`fastrnn.nn` module or a :mod:`fastrnn.keras` model
+  data-parallel on a ``dask.distributed`` cluster: each step's global batch is cut
+  into one part per worker, the parts' gradients are summed in a fixed order, and the
+  coordinator (the calling process) takes the optimizer step.
 
 Dask is an optional dependency (the ``dask`` extra: ``pip install "fastrnn[dask]"``);
 importing this module works without it, and each function says so when it is missing.
@@ -339,7 +339,9 @@ class History:
     ----------
     history : dict of str to list of float
         ``"loss"``: the mean training loss of each epoch (its steps' global-batch losses,
-        weighted by batch size).
+        weighted by batch size); for a Keras model of several outputs also
+        ``"<output>_loss"``, each the plain mean over the epoch's steps, as ``model.fit``
+        reports them.
     epoch : list of int
         The (0-based) epochs run.
     step_seconds : list of tuple of float
@@ -385,33 +387,217 @@ def _plan(n_samples, batch_size, n_parts):
     return [np.concatenate(r) for r in rows], offsets, sizes
 
 
-def _part_gradient(shipped, x_shard, y_shard, weights, lo, hi, global_size):
+# -- what fit needs of a model: one trainer per kind of model ------------------------------------
+#
+# A trainer lives in this process: it checks the arguments, names the trainable parameters in a
+# fixed order, and takes the optimizer step from the summed gradient. Its ``part()`` is what each
+# worker keeps (a replica and its loss): ``gradient`` runs one part of a step there. Everything
+# else in fit -- shards, scheduling, the fixed-order sum, retries, history, checkpoints -- is the
+# same for every kind of model.
+
+def _check_no_dropout(layers):
+    """Refuse dropout anywhere in ``layers`` (each worker would draw its own masks)."""
+    from fastrnn.keras.training import nested_layers
+
+    for layer in nested_layers(layers):
+        for attribute in ("rate", "dropout", "recurrent_dropout"):
+            value = vars(layer).get(attribute)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+                raise ArgumentError(f"fastrnn.dask.fit does not support dropout (each worker would draw its own "
+                                    f"masks); layer {getattr(layer, 'name', type(layer).__name__)!r} has "
+                                    f"{attribute}={value}")
+
+
+class _NnPart:
+    """A worker's replica of an nn module and its loss."""
+
+    def __init__(self, model, loss):
+        self.model, self.loss = model, loss
+
+    def parameters(self):
+        return list(self.model.parameters())
+
+    def gradient(self, xs, ys):
+        """The gradient of the part's loss, the loss, and the count it averaged over (None for a sum)."""
+        model, loss = self.model, self.loss
+        model.zero_grad()
+        output = _nn_forward(model, xs[0], None)
+        value = loss(output, ys[0])
+        d_output = loss.backward()
+        model.backward(d_output if model.batch_first else np.swapaxes(d_output, 0, 1))
+        grads = [np.zeros_like(p.values) if p.grad is None else p.grad for p in self.parameters()]
+        return grads, {"loss": float(value)}, len(xs[0]) if loss.reduction == "mean" else None
+
+
+class _NnTrainer:
+    """fit for a :mod:`fastrnn.nn` module: ``optimizer`` and ``loss`` given as arguments."""
+
+    def __init__(self, model, optimizer, loss):
+        from fastrnn.optim import Optimizer
+
+        if getattr(model, "dropout", 0) and getattr(model, "num_layers", 1) > 1:
+            raise ArgumentError("fastrnn.dask.fit does not support dropout (each worker would draw its own masks)")
+        if not isinstance(optimizer, Optimizer):
+            raise ArgumentError("optimizer must be a fastrnn.optim optimizer built on model.parameters(); "
+                                f"got {type(optimizer).__name__}")
+        if getattr(loss, "reduction", None) not in ("mean", "sum"):
+            raise ArgumentError(f"loss must be a fastrnn.losses loss with reduction 'mean' or 'sum'; got {loss!r}")
+        self.model, self.optimizer, self.loss = model, optimizer, loss
+        self.parameters = list(model.parameters())
+        if {id(p) for group in optimizer.param_groups for p in group["params"]} != {id(p) for p in self.parameters}:
+            raise ArgumentError("optimizer must be built on model.parameters()")
+        self.mean = loss.reduction == "mean"
+
+    @staticmethod
+    def arrays(value, what):
+        return [value]
+
+    def build(self, xs):
+        pass  # an nn module has its weights from the start
+
+    def part(self):
+        return _NnPart(self.model, self.loss)
+
+    def step(self, grads, loss):
+        for parameter, grad in zip(self.parameters, grads):
+            parameter.grad = grad
+        self.optimizer.step()
+
+    def finish(self):
+        self.model.zero_grad()
+
+    def optimizer_state(self):
+        return self.optimizer.state_dict()
+
+    def load_optimizer_state(self, state):
+        self.optimizer.load_state_dict(state)
+
+
+class _KerasPart:
+    """A worker's replica of a compiled Keras-style model."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def parameters(self):
+        return self.model.trainable_weights
+
+    def gradient(self, xs, ys):
+        """The gradient of the part's loss (as ``train_on_batch`` computes it, without the optimizer
+        step), the loss logs, and the count of elements the loss averaged over."""
+        logs, _, masks = self.model._losses_and_gradients(xs, ys, training=True)
+        if len(masks) > 1 and any(mask is not None for mask in masks):
+            raise ArgumentError("fastrnn.dask.fit cannot split a step of a model of several outputs whose outputs "
+                                "carry masks: each output's loss averages over its own unmasked elements")
+        count = len(xs[0]) if masks[0] is None else int(np.count_nonzero(masks[0]))
+        grads = [np.zeros_like(p.values) if p.grad is None else p.grad for p in self.parameters()]
+        return grads, logs, count
+
+
+class _KerasTrainer:
+    """fit for a :mod:`fastrnn.keras` model: the optimizer and loss of ``model.compile``, or, when
+    given as arguments, compiled into the model first (its loss weights and metrics kept)."""
+
+    mean = True  # Keras losses average over the batch's (unmasked) elements
+
+    def __init__(self, model, optimizer, loss):
+        if optimizer is not None or loss is not None:
+            model.compile(optimizer=optimizer if optimizer is not None else (model.optimizer or "rmsprop"),
+                          loss=loss if loss is not None else model.loss, loss_weights=model.loss_weights,
+                          metrics=model._metric_identifiers)
+        model._require_compiled("fastrnn.dask.fit")
+        _check_no_dropout(model.layers)
+        self.model = model
+
+    def arrays(self, value, what):
+        """``x`` or ``y`` as one array per model input or output (without reading a dask array)."""
+        names = (getattr(self.model, "input_names", None) or ["input"]) if what == "x" else self.model.output_names
+        if isinstance(value, dict):
+            missing = [name for name in names if name not in value]
+            if missing or len(value) != len(names):
+                raise ArgumentError(f"{what} is a dict keyed by the model's {'inputs' if what == 'x' else 'outputs'} "
+                                    f"{names}; got keys {sorted(value)}")
+            return [value[name] for name in names]
+        if isinstance(value, (list, tuple)) and (len(names) > 1 or len(value) == 1):
+            if len(value) != len(names):
+                raise ArgumentError(f"{what} must be a list of {len(names)} arrays, one per model "
+                                    f"{'input' if what == 'x' else 'output'}; got {len(value)}")
+            return list(value)
+        if len(names) > 1:
+            raise ArgumentError(f"{what} must be a list of {len(names)} arrays (or a dict keyed by {names}); "
+                                f"got {type(value).__name__}")
+        return [value]
+
+    def build(self, xs):
+        """Build the model here from one sample, so that every replica starts from these weights."""
+        if not self.model.built:
+            self.model._run([np.asarray(array[:1]) for array in xs], training=False)
+        self.parameters = self.model.trainable_weights
+
+    def part(self):
+        return _KerasPart(self.model)
+
+    def step(self, grads, loss):
+        for parameter, grad in zip(self.parameters, grads):
+            parameter.grad = grad
+        self.model._apply_finite_step(loss, self.parameters)  # NonFiniteError keeps the weights
+        self.finish()
+
+    def finish(self):
+        for weight in self.model.weights:
+            weight.grad = None
+
+    def optimizer_state(self):
+        optimizer = self.model.optimizer
+        return {"slots": optimizer.get_slot_arrays(self.parameters), "iterations": optimizer.iterations}
+
+    def load_optimizer_state(self, state):
+        self.model.optimizer.set_slot_arrays(self.parameters, state["slots"], state["iterations"])
+
+
+_TRAINERS = {"nn": _NnTrainer, "keras": _KerasTrainer}
+
+
+def _part_gradient(shipped, x_shard, y_shard, weights, lo, hi):
     """One part's gradient for one step, run on the worker that holds the shard.
 
-    Returns the gradient of ``sum over the part's rows`` of the per-sample loss divided by
-    the global batch size (so that summing the parts gives the global batch's mean), the
-    part's share of the loss, and the seconds it computed.
+    Returns the part's gradient and loss logs (of its loss averaged over its own rows), the
+    count it averaged over (None for a summed loss) and the seconds it computed.
     """
     start = time.perf_counter()
     with _Running():
-        model, loss = _thread_copy(shipped)
-        _set_threads(model, task_threads())
-        parameters = list(model.parameters())
+        part = _thread_copy(shipped)
+        _set_threads(part.model, task_threads())
+        parameters = part.parameters()
         for parameter, value in zip(parameters, weights):
             parameter.data[...] = value
-        model.zero_grad()
-        n = hi - lo
-        if n == 0:
-            return [np.zeros_like(w) for w in weights], 0.0, time.perf_counter() - start
-        output = _nn_forward(model, np.asarray(x_shard[lo:hi]), None)
-        value = loss(output, np.asarray(y_shard[lo:hi]))
-        d_output = loss.backward()
-        model.backward(d_output if model.batch_first else np.swapaxes(d_output, 0, 1))
-        # a "mean" loss averaged over this part; its share of the global mean is n / global_size
-        share = n / global_size if loss.reduction == "mean" else 1.0
-        grads = [np.zeros_like(w) if p.grad is None else (p.grad * p.grad.dtype.type(share))
-                 for p, w in zip(parameters, weights)]
-        return grads, float(value) * share, time.perf_counter() - start
+        if hi == lo:
+            return [np.zeros_like(w) for w in weights], {}, 0, time.perf_counter() - start
+        grads, logs, count = part.gradient([np.asarray(a[lo:hi]) for a in x_shard],
+                                           [np.asarray(a[lo:hi]) for a in y_shard])
+        return grads, logs, count, time.perf_counter() - start
+
+
+def _summed(results, mean):
+    """The parts' gradients and loss logs, each part weighted by its share of the global count,
+    summed in part order: the same sum whichever worker ran what."""
+    if mean:
+        total = sum(result[2] for result in results)
+        shares = [result[2] / total if total else 0.0 for result in results]
+    else:
+        shares = [1.0] * len(results)
+    grads = []
+    for index in range(len(results[0][0])):
+        first = results[0][0][index]
+        grad = first * first.dtype.type(shares[0])
+        for result, share in zip(results[1:], shares[1:]):
+            grad += result[0][index] * grad.dtype.type(share)
+        grads.append(grad)
+    logs = {}
+    for result, share in zip(results, shares):
+        for key, value in result[1].items():
+            logs[key] = logs.get(key, 0.0) + value * share
+    return grads, logs
 
 
 def _take(array, rows):
@@ -425,30 +611,30 @@ def _is_fault(error):
     return True
 
 
-def _save_checkpoint(path, model, optimizer, done_steps, history, epoch_loss):
-    state = {"steps": done_steps, "weights": [p.data.copy() for p in model.parameters()],
-             "optimizer": optimizer.state_dict(), "loss": list(history.history["loss"]),
-             "epoch": list(history.epoch), "epoch_loss": epoch_loss}
+def _save_checkpoint(path, trainer, done_steps, history, epoch_sums):
+    state = {"steps": done_steps, "weights": [p.values.copy() for p in trainer.parameters],
+             "optimizer": trainer.optimizer_state(), "history": copy.deepcopy(history.history),
+             "epoch": list(history.epoch), "epoch_sums": dict(epoch_sums)}
     partial = f"{path}.partial"
     with open(partial, "wb") as file:
         pickle.dump(state, file, protocol=pickle.HIGHEST_PROTOCOL)
     os.replace(partial, path)  # a crash mid-write leaves the previous checkpoint whole
 
 
-def _load_checkpoint(path, model, optimizer, history):
+def _load_checkpoint(path, trainer, history):
     with open(path, "rb") as file:
         state = pickle.load(file)
-    for parameter, value in zip(model.parameters(), state["weights"]):
+    for parameter, value in zip(trainer.parameters, state["weights"]):
         parameter.data[...] = value
-    optimizer.load_state_dict(state["optimizer"])
-    history.history["loss"] = list(state["loss"])
+    trainer.load_optimizer_state(state["optimizer"])
+    history.history = copy.deepcopy(state["history"])
     history.epoch = list(state["epoch"])
-    return state["steps"], state["epoch_loss"]
+    return state["steps"], dict(state["epoch_sums"])
 
 
-def fit(model, x, y, *, client, batch_size, epochs=1, optimizer, loss, n_parts=None,
+def fit(model, x, y, *, client, batch_size, epochs=1, optimizer=None, loss=None, n_parts=None,
         checkpoint=None, checkpoint_every=None, verbose=1, max_retries=5, on_step=None):
-    """Train an nn module data-parallel on a ``dask.distributed`` cluster.
+    """Train an nn module or a Keras-style model data-parallel on a ``dask.distributed`` cluster.
 
     Each step's global batch (``batch_size`` consecutive samples, in order, every epoch;
     shuffle the data beforehand for random batches) is cut into ``n_parts`` nearly equal
@@ -456,9 +642,16 @@ def fit(model, x, y, *, client, batch_size, epochs=1, optimizer, loss, n_parts=N
     gathered once into a shard that stays on its worker. A step ships the current weights
     to each worker once, each worker computes its part's gradient on its own copy of the
     model (kept between steps, never shipped again), the coordinator (this process) sums
-    the parts' gradients in part order and takes the optimizer step on ``model``. The sum
-    in a fixed order makes a run bit-for-bit reproducible for a fixed ``n_parts``, and it
-    equals single-process training on the same global batches up to float32 rounding.
+    the parts' gradients in part order, each weighted by its share of the global batch,
+    and takes the optimizer step on ``model``. The sum in a fixed order makes a run
+    bit-for-bit reproducible for a fixed ``n_parts``, and it equals single-process
+    training on the same global batches up to float32 rounding.
+
+    A Keras-style model trains as ``model.fit`` would train it on those batches
+    (``shuffle=False``): each part runs what ``train_on_batch`` runs up to the optimizer
+    step, with the compiled losses, loss weights and output masks (a masked loss is the
+    mean over the global batch's unmasked elements), and the coordinator takes the
+    compiled optimizer's step. Compiled metrics are not computed.
 
     Faults: a task lost with its worker is rerun elsewhere by Dask (a shard is rebuilt from
     its source, which the graph keeps); if a step still fails it is retried, up to
@@ -468,21 +661,29 @@ def fit(model, x, y, *, client, batch_size, epochs=1, optimizer, loss, n_parts=N
 
     Parameters
     ----------
-    model : fastrnn.nn.Module
-        An RNN, LSTM or GRU (or a module with ``forward(x, lengths=None)`` returning
-        ``(output, state)`` and ``backward(d_output)``), trained in place. Its output
-        (batch first) is what ``loss`` compares with ``y``. Dropout is not supported.
-    x : ndarray or dask.array.Array of shape (N, T, D)
+    model : fastrnn.nn.Module or fastrnn.keras model
+        Trained in place. An nn module: an RNN, LSTM or GRU (or a module with
+        ``forward(x, lengths=None)`` returning ``(output, state)`` and
+        ``backward(d_output)``) whose output (batch first) is what ``loss`` compares with
+        ``y``. A Keras-style model (Sequential or functional ``Model``), compiled, or
+        given ``optimizer`` and ``loss`` here. Dropout is not supported.
+    x : ndarray or dask.array.Array of shape (N, T, D), or (N, T) of token ids for a Keras model
+        For a Keras model of several inputs, a list (or a dict by input name) of them.
     y : ndarray or dask.array.Array of shape (N, ...)
-        The target of the model's batch-first output.
+        The target of the model's batch-first output; for a Keras model of several
+        outputs, a list (or a dict by output name) of them.
     client : distributed.Client
     batch_size : int
         Global batch size.
     epochs : int
-    optimizer : fastrnn.optim.Optimizer
-        Built on ``model.parameters()``.
-    loss : fastrnn.losses loss
-        With ``reduction`` "mean" or "sum".
+    optimizer : fastrnn.optim.Optimizer, or for a Keras model a fastrnn.keras optimizer or its name
+        For an nn module, required and built on ``model.parameters()``. For a Keras model,
+        optional: given, the model is compiled with it (and ``loss``, its loss weights and
+        metrics kept) as ``model.compile`` would, so the model holds the optimizer's state
+        afterwards; omitted, the compiled one is used.
+    loss : fastrnn.losses loss, or for a Keras model a fastrnn.keras loss or its name
+        For an nn module, required, with ``reduction`` "mean" or "sum". For a Keras model,
+        optional, as ``optimizer``.
     n_parts : int, optional
         Parts per step (by default the workers the client sees when training starts).
     checkpoint : str or path, optional
@@ -499,11 +700,17 @@ def fit(model, x, y, *, client, batch_size, epochs=1, optimizer, loss, n_parts=N
     Returns
     -------
     History
+        ``history["loss"]`` per epoch (and, for a Keras model of several outputs,
+        ``"<output>_loss"``, as ``model.fit`` reports them).
 
     Raises
     ------
     ArgumentError, ShapeError
         For bad arguments, before anything runs on the cluster.
+    NotCompiledError
+        For a Keras model neither compiled nor given ``optimizer`` and ``loss``.
+    NonFiniteError
+        For a Keras model whose step would make a weight non-finite (the step is not applied).
     ImportError
         Without dask.distributed (names the extra).
     """
@@ -512,14 +719,9 @@ def fit(model, x, y, *, client, batch_size, epochs=1, optimizer, loss, n_parts=N
     import dask.array as da
     from tqdm.auto import tqdm
 
-    if _model_kind(model) != "nn":
-        raise ArgumentError("fastrnn.dask.fit trains fastrnn.nn modules; got a Keras-style model")
     if not isinstance(client, distributed.Client):
         raise ArgumentError(f"client must be a distributed.Client; got {type(client).__name__}")
-    if getattr(model, "dropout", 0) and getattr(model, "num_layers", 1) > 1:
-        raise ArgumentError("fastrnn.dask.fit does not support dropout (each worker would draw its own masks)")
-    if getattr(loss, "reduction", None) not in ("mean", "sum"):
-        raise ArgumentError(f"loss must be a fastrnn.losses loss with reduction 'mean' or 'sum'; got {loss!r}")
+    trainer = _TRAINERS[_model_kind(model)](model, optimizer, loss)
     for name, value in [("batch_size", batch_size), ("epochs", epochs), ("max_retries", max_retries)]:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (0 if name == "max_retries" else 1):
             raise ArgumentError(f"{name} must be a positive integer; got {value!r}")
@@ -527,20 +729,24 @@ def fit(model, x, y, *, client, batch_size, epochs=1, optimizer, loss, n_parts=N
         raise ArgumentError(f"checkpoint_every must be a positive integer; got {checkpoint_every!r}")
     if checkpoint_every is not None and checkpoint is None:
         raise ArgumentError("checkpoint_every needs checkpoint, the file to write")
-    if len(x) != len(y):
-        raise ShapeError(f"x and y must have the same number of samples; got {len(x)} and {len(y)}")
-    if len(x) == 0:
+    xs, ys = trainer.arrays(x, "x"), trainer.arrays(y, "y")
+    counts = [len(array) for array in xs + ys]
+    if len(set(counts)) > 1:
+        raise ShapeError(f"x and y must have the same number of samples; got {counts[0]} and {counts[len(xs)]}"
+                         if len(counts) == 2 else f"every input and target must have the same number of samples; "
+                         f"got {counts}")
+    n_samples = counts[0]
+    if n_samples == 0:
         raise ShapeError("x has no samples")
-    parameters = list(model.parameters())
-    if {id(p) for group in optimizer.param_groups for p in group["params"]} != {id(p) for p in parameters}:
-        raise ArgumentError("optimizer must be built on model.parameters()")
+    trainer.build(xs)
+    parameters = trainer.parameters
 
     workers = sorted(client.scheduler_info()["workers"])
     if n_parts is None:
         n_parts = len(workers)
     if isinstance(n_parts, bool) or not isinstance(n_parts, (int, np.integer)) or n_parts < 1:
         raise ArgumentError(f"n_parts must be a positive integer; got {n_parts!r}")
-    rows, offsets, sizes = _plan(len(x), int(batch_size), int(n_parts))
+    rows, offsets, sizes = _plan(n_samples, int(batch_size), int(n_parts))
     steps_per_epoch = len(sizes)
 
     # shards: built once on their worker from a source the scheduler keeps, so a lost one is rebuilt
@@ -548,35 +754,37 @@ def fit(model, x, y, *, client, batch_size, epochs=1, optimizer, loss, n_parts=N
     for w in range(n_parts):
         placement = dict(workers=[workers[w % len(workers)]], allow_other_workers=True)
         pair = []
-        for array in (x, y):
-            if isinstance(array, da.Array):
-                pair.append(client.compute(array[rows[w]], **placement))
-            else:
-                with warnings.catch_warnings():  # the shard in the graph is the point: it can be rebuilt
-                    warnings.filterwarnings("ignore", message=".*[Ll]arge object", category=UserWarning)
-                    pair.append(client.submit(_take, np.asarray(array)[rows[w]], slice(None), pure=False,
-                                              **placement))
+        for arrays in (xs, ys):
+            futures = []
+            for array in arrays:
+                if isinstance(array, da.Array):
+                    futures.append(client.compute(array[rows[w]], **placement))
+                else:
+                    with warnings.catch_warnings():  # the shard in the graph is the point: it can be rebuilt
+                        warnings.filterwarnings("ignore", message=".*[Ll]arge object", category=UserWarning)
+                        futures.append(client.submit(_take, np.asarray(array)[rows[w]], slice(None), pure=False,
+                                                     **placement))
+            pair.append(futures)
         shards.append(pair)
     client.wait_for_workers(1)
-    shipped = client.scatter(_Shipped.of((model, loss)), broadcast=True, hash=False)
+    shipped = client.scatter(_Shipped.of(trainer.part()), broadcast=True, hash=False)
 
     history = History()
-    done, epoch_loss = 0, 0.0
+    done, epoch_sums = 0, {}
     if checkpoint is not None and os.path.exists(checkpoint):
-        done, epoch_loss = _load_checkpoint(checkpoint, model, optimizer, history)
+        done, epoch_sums = _load_checkpoint(checkpoint, trainer, history)
     total = epochs * steps_per_epoch
     progress = tqdm(total=total, initial=done, disable=not verbose, desc="fastrnn.dask.fit", unit="step")
     try:
         while done < total:
             step = done % steps_per_epoch
             wall = time.perf_counter()
-            weights = [p.data for p in parameters]
+            weights = [p.values for p in parameters]
             for attempt in range(max_retries + 1):
                 try:
                     sent = client.scatter(weights, broadcast=True, hash=False)
                     futures = [client.submit(_part_gradient, shipped, shards[w][0], shards[w][1], sent,
-                                             int(offsets[w, step]), int(offsets[w, step + 1]),
-                                             int(sizes[step]), pure=False)
+                                             int(offsets[w, step]), int(offsets[w, step + 1]), pure=False)
                                for w in range(n_parts)]
                     results = client.gather(futures)
                     break
@@ -585,30 +793,27 @@ def fit(model, x, y, *, client, batch_size, epochs=1, optimizer, loss, n_parts=N
                         raise
                     client.wait_for_workers(1)
                     if shipped.status != "finished":
-                        shipped = client.scatter(_Shipped.of((model, loss)), broadcast=True, hash=False)
-            # the parts' gradients summed in part order: the same sum whichever worker ran what
-            for index, parameter in enumerate(parameters):
-                total_grad = results[0][0][index].copy()
-                for part in results[1:]:
-                    total_grad += part[0][index]
-                parameter.grad = total_grad
-            optimizer.step()
-            step_loss = sum(part[1] for part in results)
-            epoch_loss += step_loss * (sizes[step] if loss.reduction == "mean" else 1)
+                        shipped = client.scatter(_Shipped.of(trainer.part()), broadcast=True, hash=False)
+            grads, logs = _summed(results, trainer.mean)
+            trainer.step(grads, logs["loss"])
+            for key, value in logs.items():  # "loss" weighted by batch size, others by batch, as Keras
+                weight = sizes[step] if key == "loss" and trainer.mean else 1
+                epoch_sums[key] = epoch_sums.get(key, 0.0) + value * weight
             done += 1
-            history.step_seconds.append((time.perf_counter() - wall, max(part[2] for part in results)))
+            history.step_seconds.append((time.perf_counter() - wall, max(part[3] for part in results)))
             if step == steps_per_epoch - 1:
-                mean = epoch_loss / len(x) if loss.reduction == "mean" else epoch_loss
-                history.history["loss"].append(float(mean))
+                for key, value in epoch_sums.items():
+                    divisor = (n_samples if trainer.mean else 1) if key == "loss" else steps_per_epoch
+                    history.history.setdefault(key, []).append(float(value / divisor))
                 history.epoch.append(done // steps_per_epoch - 1)
-                epoch_loss = 0.0
+                epoch_sums = {}
             progress.update(1)
-            progress.set_postfix(loss=f"{step_loss:.4g}")
+            progress.set_postfix(loss=f"{logs['loss']:.4g}")
             if checkpoint is not None and (done == total or (checkpoint_every and done % checkpoint_every == 0)):
-                _save_checkpoint(checkpoint, model, optimizer, done, history, epoch_loss)
+                _save_checkpoint(checkpoint, trainer, done, history, epoch_sums)
             if on_step is not None:
                 on_step(done - 1)
     finally:
         progress.close()
-    model.zero_grad()
+    trainer.finish()
     return history

@@ -28,7 +28,7 @@ import numpy as np
 from fastrnn.benchmarks.grid import SHAPES
 from fastrnn.benchmarks.machine import cpu_info
 from fastrnn.benchmarks.precision import reduced_levels
-from fastrnn.benchmarks.tables import format_ms, format_table, ratio_summary_lines, target_note, timed_rows
+from fastrnn.benchmarks.tables import format_ms, format_table, ratio_summary_lines, target_notes, timed_rows
 from fastrnn.benchmarks.targets import PRECISION_SHAPES, bf16_training_targets
 from fastrnn.benchmarks.timing import paired_ratio, time_paired
 from fastrnn.benchmarks.training import (TRAINING_MODELS, fastrnn_training_step, torch_training_step,
@@ -77,17 +77,6 @@ class Bf16TrainingRow:
         self.wrong = set()
         self.autocast_dtype = None
         self.rounds = 0
-
-    def notes(self):
-        """The row's target verdicts: ``"f32/bf16>=1.5 ok"``, ``"f32/bf16: not available on this CPU"``."""
-        notes = []
-        for name, target in self.targets.items():
-            if isinstance(target, str):
-                notes.append(f"{name}: {target}")
-            else:
-                note = target_note(self.ratios.get(name), target, name)
-                notes.append(note or f"{name}>={target:g} not timed")
-        return notes
 
 
 def bf16_backward_backend(cell, backend):
@@ -186,7 +175,7 @@ def _row_cells(row, columns):
     cells = [f"1-layer {TRAINING_MODELS[row.cell]}", row.shape, size, str(row.n_threads)]
     cells += ["WRONG" if name in row.wrong else format_ms(row.medians.get(name)) for name in columns]
     cells += [f"{row.ratios[name]:.2f}" if row.ratios.get(name) is not None else "-" for name in RATIOS]
-    cells += [", ".join(row.notes()) or "-", str(row.rounds)]
+    cells += [", ".join(target_notes(row.ratios, row.targets)) or "-", str(row.rounds)]
     return cells
 
 

@@ -29,7 +29,7 @@ from fastrnn.benchmarks.grid import SHAPES, make_problem
 from fastrnn.benchmarks.machine import cpu_info
 from fastrnn.benchmarks.peers import PEER_TOLERANCES, agreement
 from fastrnn.benchmarks.reduced_forward import packed_forward
-from fastrnn.benchmarks.tables import format_ms, format_table, ratio_summary_lines, target_note, timed_rows
+from fastrnn.benchmarks.tables import format_ms, format_table, ratio_summary_lines, target_notes, timed_rows
 from fastrnn.benchmarks.targets import PRECISION_SHAPES, precision_targets
 from fastrnn.benchmarks.timing import paired_ratio, time_paired
 from fastrnn.exceptions import BackendUnavailableError
@@ -73,17 +73,6 @@ class PrecisionRow:
         self.cell, self.shape, self.n_threads = cell, shape, n_threads
         self.medians, self.ratios, self.diffs, self.same_bits, self.targets = {}, {}, {}, {}, {}
         self.rounds = 0
-
-    def notes(self):
-        """The row's target verdicts: ``"f32/int8>=3 ok"``, ``"f32/bf16: not available on this CPU"``."""
-        notes = []
-        for name, target in self.targets.items():
-            if isinstance(target, str):
-                notes.append(f"{name}: {target}")
-            else:
-                note = target_note(self.ratios.get(name), target, name)
-                notes.append(note if note else f"{name}>={target:g} not timed")
-        return notes
 
 
 def reduced_levels():
@@ -193,7 +182,7 @@ def _row_cells(row, peers):
     cells += [f"{row.ratios[name]:.2f}" if row.ratios[name] is not None else "-" for name in RATIOS]
     cells.append(", ".join(f"{name} {'yes' if same else 'NO'}" for name, same in row.same_bits.items())
                  or "-")
-    cells += [", ".join(row.notes()) or "-", str(row.rounds)]
+    cells += [", ".join(target_notes(row.ratios, row.targets)) or "-", str(row.rounds)]
     return cells
 
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from fastrnn.benchmarks.machine import cpu_info
 
-__all__ = ["cpu_name", "package_version", "format_ms", "TEXT_COLUMNS", "format_table", "target_note", "timed_rows",
+__all__ = ["cpu_name", "package_version", "format_ms", "TEXT_COLUMNS", "format_table", "target_note", "target_notes", "timed_rows",
            "ratio_summary_lines"]
 
 
@@ -63,6 +63,30 @@ def target_note(value, target, label):
     if target is None or value is None:
         return None
     return f"{label}>={target:g} {'ok' if value >= target else 'MISS'}"
+
+
+def target_notes(ratios, targets):
+    """A row's target verdicts, one per target: ``"f32/int8>=3 ok"``, ``"f32/bf16: not available on
+    this CPU"``, ``"f32/bf16>=1.5 not timed"``.
+
+    Parameters
+    ----------
+    ratios : dict of str to (float or None)
+        The row's measured ratios by name.
+    targets : dict of str to (float or str)
+        The target of each ratio, or a note where the CPU has none.
+
+    Returns
+    -------
+    list of str
+    """
+    notes = []
+    for name, target in targets.items():
+        if isinstance(target, str):
+            notes.append(f"{name}: {target}")
+        else:
+            notes.append(target_note(ratios.get(name), target, name) or f"{name}>={target:g} not timed")
+    return notes
 
 
 def timed_rows(label, cells, shapes, threads, make_row):

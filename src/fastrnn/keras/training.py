@@ -21,7 +21,8 @@ import time
 
 import numpy as np
 
-from fastrnn._threads import one_thread_at_a_time
+from fastrnn._threads import (available_cores, blas_threads, capped_n_threads, default_n_threads,
+                              one_thread_at_a_time)
 from fastrnn._validation import check_precision
 from fastrnn.exceptions import ArgumentError, NonFiniteError, ShapeError
 from fastrnn.keras import losses as losses_module
@@ -34,7 +35,7 @@ from fastrnn.keras.file_formats import save_model
 from fastrnn.keras.layers.base import unique_name
 from fastrnn.parameter import apply_update
 
-__all__ = ["TrainingModel", "MODEL_CLASSES"]
+__all__ = ["TrainingModel", "MODEL_CLASSES", "nested_layers"]
 
 #: Class name -> class of fastrnn.keras's models (``Model``, ``Sequential``; each registers itself),
 #: what a model file's class name is looked up in.
@@ -510,6 +511,65 @@ class TrainingModel:
             return None
         return mask
 
+    def _losses_and_gradients(self, xs, ys, sample_weights=None, training=True):
+        """One batch's forward pass and losses, and when training its backward pass.
+
+        The gradient of the weighted total loss is left in each trainable weight's ``grad``
+        (every ``grad`` is cleared first); no weight changes. This is one training step
+        without its optimizer step: :meth:`train_on_batch` and ``fastrnn.dask.fit`` (which
+        sums these gradients over the parts of a batch) both run it.
+
+        Parameters
+        ----------
+        xs, ys : list of ndarray
+            One array per input / output, batch first.
+        sample_weights : list of (ndarray or None), optional
+        training : bool
+
+        Returns
+        -------
+        loss_logs : dict of str to float
+            ``loss`` (the weighted total) and, with several outputs, ``<output>_loss``.
+        y_preds : list of ndarray
+        masks : list of (ndarray or None)
+            The output masks the losses counted elements by.
+        """
+        with blas_threads.limit(self._numpy_threads()):
+            if training:
+                for weight in self.weights:
+                    weight.grad = None
+            y_preds, masks, trace = self._run(xs, training=training)
+            masks = [self._output_mask(mask, y_pred) for mask, y_pred in zip(masks, y_preds)]
+            sample_weights = sample_weights or [None] * len(ys)
+            total, loss_logs, d_preds = 0.0, {}, []
+            for name, loss_fn, weight, y, y_pred, mask, sample_weight in zip(
+                    self.output_names, self._output_losses(), self._output_loss_weights(), ys, y_preds, masks,
+                    sample_weights):
+                if loss_fn is None:
+                    d_preds.append(None)
+                    continue
+                value, d_pred = loss_fn.value_and_gradient(y, y_pred, mask, sample_weight)
+                total += weight * value
+                loss_logs[f"{name}_loss"] = value
+                d_preds.append(d_pred if weight == 1.0 else d_pred * d_pred.dtype.type(weight))
+            if training:
+                self._backprop(trace, d_preds)
+        return {"loss": total, **(loss_logs if len(ys) > 1 else {})}, y_preds, masks
+
+    def _numpy_threads(self):
+        """The BLAS threads for the NumPy work of this model's layers (Dense, Attention, losses):
+        as many as its recurrent kernels run on, so the two never oversubscribe the cores.
+
+        The largest ``n_threads`` its recurrent layers were given (capped at the cores) when
+        every one has one, else what a kernel call that does not pass ``n_threads`` gets at
+        most now (:func:`fastrnn._threads.default_n_threads`: the cap, and the cores other
+        processes leave free).
+        """
+        given = [layer.n_threads for layer in _recurrent_layers(self.layers)]
+        if given and all(n is not None for n in given):
+            return capped_n_threads(max(given))
+        return default_n_threads(available_cores())
+
     def _loss_and_metrics_step(self, xs, ys, metrics, training, sample_weights=None):
         """One batch: forward, losses, metric updates, and when training backward and the optimizer step.
 
@@ -519,28 +579,9 @@ class TrainingModel:
             ``loss`` (the weighted total) and, with several outputs, ``<output>_loss``.
         metrics : _Metrics
         """
+        loss_logs, y_preds, masks = self._losses_and_gradients(xs, ys, sample_weights, training)
         if training:
-            for weight in self.weights:
-                weight.grad = None
-        y_preds, masks, trace = self._run(xs, training=training)
-        masks = [self._output_mask(mask, y_pred) for mask, y_pred in zip(masks, y_preds)]
-        sample_weights = sample_weights or [None] * len(ys)
-        total, loss_logs, d_preds = 0.0, {}, []
-        for name, loss_fn, weight, y, y_pred, mask, sample_weight in zip(
-                self.output_names, self._output_losses(), self._output_loss_weights(), ys, y_preds, masks,
-                sample_weights):
-            if loss_fn is None:
-                d_preds.append(None)
-                continue
-            value, d_pred = loss_fn.value_and_gradient(y, y_pred, mask, sample_weight)
-            total += weight * value
-            loss_logs[f"{name}_loss"] = value
-            d_preds.append(d_pred if weight == 1.0 else d_pred * d_pred.dtype.type(weight))
-        loss_logs = {"loss": total, **(loss_logs if len(ys) > 1 else {})}
-        if training:
-            self._backprop(trace, d_preds)
-            params = self.trainable_weights
-            self._apply_finite_step(total, params)
+            self._apply_finite_step(loss_logs["loss"], self.trainable_weights)
             for weight in self.weights:
                 weight.grad = None
         if metrics is None:
@@ -871,7 +912,8 @@ class TrainingModel:
         progress = _Progress(_check_verbose(verbose), batches.steps, "Predict")
         outputs = []
         for xs, _, _ in batches.epoch():
-            outputs.append(self._run(xs, training=False)[0])
+            with blas_threads.limit(self._numpy_threads()):
+                outputs.append(self._run(xs, training=False)[0])
             progress.update({})
         progress.close({})
         if not outputs:
@@ -886,7 +928,9 @@ class TrainingModel:
     def __call__(self, x, training=False):
         """The model's output on ``x`` in one pass (no batching): an array, or a list per output."""
         self._require_layers("call")
-        outputs = self._run(self._input_list(x, "call"), training)[0]
+        xs = self._input_list(x, "call")
+        with blas_threads.limit(self._numpy_threads()):
+            outputs = self._run(xs, training)[0]
         return outputs[0] if len(outputs) == 1 else outputs
 
     def quantized(self, precision):
@@ -1016,6 +1060,25 @@ class TrainingModel:
         with open(path, "rb"):  # FileNotFoundError stays what it is
             pass
         load_weights_h5(self, path)
+
+
+def nested_layers(layers):
+    """Every layer of ``layers`` and every layer they hold (a Bidirectional's two, a TimeDistributed's
+    one), each once."""
+    found, seen, stack = [], set(), list(layers)
+    while stack:
+        layer = stack.pop()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        found.append(layer)
+        stack += [child for child in vars(layer).values() if hasattr(child, "trainable_weights")]
+    return found
+
+
+def _recurrent_layers(layers):
+    """The layers (wrapped ones included) that run fastrnn kernels: those with ``n_threads``."""
+    return [layer for layer in nested_layers(layers) if "n_threads" in vars(layer)]
 
 
 def _weights_path(filepath, method):
