@@ -139,12 +139,12 @@ class _RNNEstimator(BaseEstimator):
                 raise ArgumentError("validation_fraction must be > 0 with early_stopping=True; got 0")
 
     # -- input ----------------------------------------------------------------------------------
-    def _validate_X(self, X, y=None, reset=True):
+    def _validate_X(self, X, y="no_validation", reset=True):
         """``X`` as the network takes it -- ``(n, T, D)`` float32, or ``(n, T)`` int64 token ids -- and
         ``y`` checked alongside (``reset`` records the input's shape, else it must match fit's)."""
         tokens = self.vocab_size is not None
         options = dict(reset=reset, allow_nd=True, dtype="numeric" if tokens else np.float32)
-        if y is None:
+        if isinstance(y, str) and y == "no_validation":
             X = validate_data(self, X, **options)
         else:
             X, y = validate_data(self, X, y, multi_output=self._multi_output, y_numeric=not self._classifier,
@@ -161,7 +161,7 @@ class _RNNEstimator(BaseEstimator):
                              f"{X.shape[1:]}")
         if not tokens and X.ndim == 2:
             X = X[:, :, np.newaxis]  # univariate series: one feature per step
-        return X if y is None else (X, y)
+        return X if isinstance(y, str) and y == "no_validation" else (X, y)
 
     def _check_tokens(self, X):
         if X.ndim != 2:
@@ -231,6 +231,14 @@ class _RNNEstimator(BaseEstimator):
         early_stopping = self.early_stopping and not incremental
         validation = None
         if early_stopping:
+            held_out = int(np.ceil(self.validation_fraction * len(X)))
+            needed = len(self.classes_) if self._classifier else 2  # each class once; R² needs 2 samples
+            if held_out < needed or held_out >= len(X):
+                raise ArgumentError(f"early_stopping holds out validation_fraction={self.validation_fraction} of the "
+                                    f"{len(X)} samples: {held_out}, which must be at least {needed} "
+                                    f"({'one per class' if self._classifier else 'for R²'}) and leave some to "
+                                    "train on; give more samples, change validation_fraction or set "
+                                    "early_stopping=False")
             stratify = y if self._classifier else None
             X, X_val, y, y_val = train_test_split(X, y, test_size=self.validation_fraction, stratify=stratify,
                                                   random_state=self._split_seed)
@@ -481,7 +489,8 @@ class RNNClassifier(ClassifierMixin, _RNNEstimator):
         ndarray of shape (n_samples,)
             Labels from ``classes_``.
         """
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        probabilities = self.predict_proba(X)  # first: it raises NotFittedError before fit
+        return self.classes_[np.argmax(probabilities, axis=1)]
 
 
 class RNNRegressor(RegressorMixin, _RNNEstimator):
