@@ -303,7 +303,7 @@ def test_the_readme_example_runs(tmp_path, monkeypatch):
     pytest.importorskip("distributed")
     readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
     section = readme.split("## On Dask", 1)[1].split("\n## ", 1)[0]
-    (block,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    block = re.findall(r"```python\n(.*?)```", section, re.S)[0]  # the scikit-learn subsection's follows
     monkeypatch.chdir(tmp_path)
     exec(compile(block, "README.md", "exec"), {})
 
