@@ -272,6 +272,9 @@ class _RNNEstimator(BaseEstimator):
                 break
         if early_stopping and best_weights is not None:
             self.model_.set_weights(best_weights)  # the weights of the best validation score
+        # An inference call drops what the layers kept of the last batch for a backward pass (its
+        # activations), which a fitted estimator never uses and would otherwise carry into pickles.
+        self.model_(X[:1], training=False)
         return self
 
     def _network_output(self, X):
