@@ -36,7 +36,7 @@ except ImportError as error:  # validate_data and __sklearn_tags__ arrived in sc
                       '(pip install "fastrnn[sklearn]")') from error
 
 from fastrnn.exceptions import ArgumentError, ShapeError
-from fastrnn.keras import Sequential, layers
+from fastrnn.keras import Sequential, layers, optimizers
 
 __all__ = ["RNNClassifier", "RNNRegressor"]
 
@@ -124,7 +124,8 @@ class _RNNEstimator(BaseEstimator):
         _integer("epochs", self.epochs, 1)
         _integer("batch_size", self.batch_size, 1)
         _integer("n_iter_no_change", self.n_iter_no_change, 1)
-        _integer("verbose", self.verbose, 0)
+        if not isinstance(self.verbose, (bool, np.bool_)):  # True/False, or a level as scikit-learn takes
+            _integer("verbose", self.verbose, 0)
         _integer("n_threads", self.n_threads, 1, optional=True)
         _integer("vocab_size", self.vocab_size, 1, optional=True)
         _integer("embedding_dim", self.embedding_dim, 1)
@@ -193,8 +194,6 @@ class _RNNEstimator(BaseEstimator):
         units, activation, loss = self._head(n_outputs)
         stack.append(layers.Dense(units, activation=activation, seed=int(next(seeds))))
         model = Sequential(stack)
-        from fastrnn.keras import optimizers
-
         optimizer = optimizers.get(self.optimizer.lower())
         optimizer = type(optimizer)(learning_rate=float(self.learning_rate))
         model.compile(optimizer=optimizer, loss=loss)
@@ -242,7 +241,7 @@ class _RNNEstimator(BaseEstimator):
             stratify = y if self._classifier else None
             X, X_val, y, y_val = train_test_split(X, y, test_size=self.validation_fraction, stratify=stratify,
                                                   random_state=self._split_seed)
-            validation = (X_val, self._decode_targets_for_score(y_val))
+            validation = (X_val, self._score_targets(y_val))
             self.validation_scores_ = []
             self.best_validation_score_ = -np.inf
             best_weights = None
@@ -325,7 +324,7 @@ class RNNClassifier(ClassifierMixin, _RNNEstimator):
     random_state : int, RandomState instance or None, default None
         The initial weights, dropout masks, sample order and validation split: an int makes
         ``fit`` reproducible bit for bit.
-    verbose : int, default 0
+    verbose : int or bool, default 0
         Print the loss (and validation score) after each epoch.
     n_threads : int, optional
         Kernel threads of the recurrent layers (results do not depend on it).
@@ -379,7 +378,7 @@ class RNNClassifier(ClassifierMixin, _RNNEstimator):
             return indices.astype(np.float32)[:, np.newaxis]
         return indices.astype(np.int64)
 
-    def _decode_targets_for_score(self, encoded):
+    def _score_targets(self, encoded):
         indices = encoded[:, 0].astype(np.int64) if encoded.ndim == 2 else encoded
         return self.classes_[indices]
 
@@ -532,7 +531,7 @@ class RNNRegressor(RegressorMixin, _RNNEstimator):
     def _head(self, n_outputs):
         return n_outputs, None, "mse"
 
-    def _decode_targets_for_score(self, encoded):
+    def _score_targets(self, encoded):
         return encoded
 
     def _score_network(self, X, y):
