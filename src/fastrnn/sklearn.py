@@ -77,8 +77,9 @@ def _hidden_sizes(value):
 class _RNNEstimator(BaseEstimator):
     """What the classifier and the regressor share: parameters, input checks, the network, the epoch loop.
 
-    A subclass gives the head (``_head``: units, activation, loss), the targets as the model
-    takes them (``_encode_targets``) and the validation score (``score``).
+    A subclass gives the head (``_head``: units, activation, loss), ``fit``/``partial_fit``
+    (which turn ``y`` into the targets the model takes) and the early-stopping score
+    (``_score_network`` on the held-out samples, whose targets ``_score_targets`` gives back).
     """
 
     def __init__(self, cell="lstm", hidden_sizes=(32,), bidirectional=False, dropout=0.0, epochs=20,
