@@ -24,6 +24,7 @@ from fastrnn.benchmarks.accuracy import run_accuracy
 from fastrnn.benchmarks.backends import check_backend, compiled_backends
 from fastrnn.benchmarks.bf16_training import run_bf16_training
 from fastrnn.benchmarks.busy import run_busy
+from fastrnn.benchmarks.estimators import run_sklearn
 from fastrnn.benchmarks.fit import run_fit
 from fastrnn.benchmarks.grid import CELLS, PASSES, SHAPES
 from fastrnn.benchmarks.machine import header_lines, sgemm_peak
@@ -49,7 +50,7 @@ DESCRIPTION = ("Speed of fastrnn against PyTorch, ONNX Runtime, OpenVINO, JAX an
 
 #: The tables ``--tables`` can ask for, in the order they print.
 TABLES = ("cells", "streaming", "training", "bf16-training", "classifier", "fit", "seq2seq", "precision",
-          "accuracy", "dask")
+          "accuracy", "sklearn", "dask")
 #: What runs without ``--tables``: every table but 'dask', which starts LocalClusters (the dask extra).
 DEFAULT_TABLES = TABLES[:-1]
 
@@ -113,14 +114,17 @@ def add_arguments(parser):
                              "Runtime's int8 LSTM and OpenVINO at its default precision) and "
                              "'accuracy' (the error of bf16 and int8 against the float64 forward "
                              "over T and H; no timing) and 'dask' (fastrnn.dask.predict and fit on 1 and "
-                             "2 workers of a LocalCluster; needs the dask extra) (default: all but "
-                             "'dask')")
+                             "2 workers of a LocalCluster; needs the dask extra) and 'sklearn' "
+                             "(fastrnn.sklearn.RNNClassifier.fit against the same network fitted in "
+                             "fastrnn.keras; needs the sklearn extra) (default: all but 'dask')")
     parser.add_argument("--dask-sequences", type=int, default=100_000, metavar="N",
                         help="sequences of the 'dask' predict table (default: 100000)")
     parser.add_argument("--dask-global-batch", type=int, default=256, metavar="B",
                         help="global batch of the 'dask' training table (default: 256)")
     parser.add_argument("--dask-steps", type=int, default=10, metavar="N",
                         help="timed steps of the 'dask' training table (default: 10)")
+    parser.add_argument("--sklearn-samples", type=int, default=1024, metavar="N",
+                        help="training samples of the 'sklearn' table (default: 1024)")
     parser.add_argument("--no-keras", action="store_true",
                         help="do not compare with Keras on TensorFlow in the 'fit' and 'seq2seq' tables")
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
@@ -227,6 +231,8 @@ def run(args, out=None):
             with_onnx=not args.no_onnx, with_openvino=not args.no_openvino, out=out), out)
     if "accuracy" in args.tables:
         run_accuracy(args, out)
+    if "sklearn" in args.tables:
+        run_sklearn(args, out)
     if "dask" in args.tables:
         run_dask(args, out)
 
