@@ -573,3 +573,55 @@ def _reduce(op_type, mean, axes_input_from):
 
 _reduce("ReduceSum", False, 13)
 _reduce("ReduceMean", True, 18)
+
+
+# sorting and scattering (torch's export of pack_padded_sequence(enforce_sorted=False)) ----------------------
+def _topk_back(node, saved, grads):
+    shape, indices, axis = saved
+    g = np.zeros(shape, grads[0].dtype if grads[0] is not None else np.float64)
+    if grads[0] is not None:
+        np.put_along_axis(g, indices, grads[0], axis)  # TopK picks distinct entries: no sums needed
+    return [g, None]
+
+
+@_register("TopK", backward=_topk_back)
+def _topk(node, inputs, context):
+    x = np.asarray(inputs[0])
+    axis = _axis(node.attributes.get("axis", -1), x.ndim, node)
+    k = _ints(inputs[1])[0]
+    if not 0 <= k <= x.shape[axis]:
+        raise ShapeError(f"{node.label}: k={k} must lie in [0, {x.shape[axis]}] (axis {axis} of shape {x.shape})")
+    largest = node.attributes.get("largest", 1)
+    # stable: of equal values the one of lower index comes first, as ONNX specifies
+    order = np.argsort(-x if largest else x, axis=axis, kind="stable")
+    indices = np.take(order, np.arange(k), axis=axis).astype(np.int64)
+    values = np.take_along_axis(x, indices, axis)
+    return [values, indices], (x.shape, indices, axis)
+
+
+def _scatter_back(node, saved, grads):
+    indices, axis = saved
+    g = grads[0]
+    g_data = np.array(g)
+    np.put_along_axis(g_data, indices, 0, axis)  # overwritten entries do not reach the output
+    return [g_data, None, np.take_along_axis(g, indices, axis)]
+
+
+def _check_scatter(node):
+    if node.attributes.get("reduction", "none") != "none":
+        raise OnnxImportError(f"{node.label}: attribute reduction={node.attributes['reduction']!r} is not "
+                              "supported by fastrnn; it runs ScatterElements with reduction='none' only")
+
+
+@_register("ScatterElements", backward=_scatter_back, check=_check_scatter)
+def _scatter_elements(node, inputs, context):
+    data, indices, updates = (np.asarray(v) for v in inputs[:3])
+    axis = _axis(node.attributes.get("axis", 0), data.ndim, node)
+    size = data.shape[axis]
+    if indices.size and (indices.min() < -size or indices.max() >= size):
+        raise ShapeError(f"{node.label}: indices must lie in [{-size}, {size - 1}]; got values from "
+                         f"{indices.min()} to {indices.max()}")
+    indices = np.where(indices < 0, indices + size, indices)
+    out = np.array(data)
+    np.put_along_axis(out, indices, updates, axis)
+    return [out], (indices, axis)

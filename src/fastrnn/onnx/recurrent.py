@@ -23,7 +23,7 @@ come from the graph).
 
 import numpy as np
 
-from fastrnn.exceptions import OnnxImportError, ShapeError
+from fastrnn.exceptions import ArgumentError, OnnxImportError, ShapeError
 from fastrnn.functional import cells
 from fastrnn.functional.direction import backward_direction, run_direction
 from fastrnn.functional.lengths import SequenceLengths
@@ -162,6 +162,10 @@ def _forward(node, inputs, context):
     if peepholes is not None and np.any(peepholes != 0):
         raise OnnxImportError(f"{node.label}: input P (peepholes) holds non-zero values; fastrnn's LSTM "
                               "kernels have no peephole connections (an all-zero P, or none, runs)")
+    if lengths is not None:
+        if lengths.dtype.kind not in "iu" or (lengths.size and (lengths.min() < 0 or lengths.max() > shapes.T)):
+            raise ArgumentError(f"{node.label}: sequence_lens must lie in [0, T] = [0, {shapes.T}] (integers); "
+                                f"got {lengths.tolist()}")
     steps = None if lengths is None else SequenceLengths(lengths, shapes.T, shapes.B)
     order = spec.blocks("onnx")
     GH = spec.gates * shapes.H
