@@ -190,6 +190,8 @@ class OnnxModel(Module):
                 array = array.astype(info.dtype, copy=False)
             elif info.dtype.kind == "b":
                 array = array.astype(bool, copy=False)
+        elif array.dtype.kind == "f":  # an input of undeclared type: floats compute in the model's dtype
+            array = array.astype(self.dtype, copy=False)
         if info.shape is not None:
             if array.ndim != len(info.shape) or any(
                     isinstance(size, int) and size > 0 and size != actual

@@ -57,6 +57,10 @@ def _check(node):
     """Validate a recurrent node's attributes at load time (see the module docstring)."""
     op = node.op_type
     attributes = node.attributes
+    most_inputs, most_outputs = (8, 3) if op == "LSTM" else (6, 2)
+    if len(node.inputs) > most_inputs or len(node.outputs) > most_outputs or len(node.inputs) < 3:
+        raise OnnxImportError(f"{node.label} has {len(node.inputs)} inputs and {len(node.outputs)} outputs; "
+                              f"an ONNX {op} has 3 to {most_inputs} inputs and at most {most_outputs} outputs")
     unknown = sorted(set(attributes) - _ATTRIBUTES[op])
     if unknown:
         raise OnnxImportError(f"{node.label}: unknown attribute(s) {unknown}; an ONNX {op} has "
