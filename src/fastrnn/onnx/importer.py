@@ -1,6 +1,6 @@
 """``fastrnn.onnx.load``: an ONNX graph as a runnable, trainable fastrnn model.
 
-:func:`load` reads the file (:mod:`fastrnn.onnx.graph`), checks that every node's
+:func:`load` reads the file (:mod:`fastrnn.onnx.reader`), checks that every node's
 operator is one fastrnn runs and that its attributes are supported, and returns an
 :class:`OnnxModel`: a :class:`fastrnn.nn.Module` whose parameters are the graph's
 float initializers (``state_dict`` keys are the initializer names), that runs the
@@ -16,7 +16,7 @@ from fastrnn.exceptions import DTypeError, FastRNNError, OnnxImportError, ShapeE
 from fastrnn.nn.grad_mode import is_grad_enabled
 from fastrnn.nn.module import Module
 from fastrnn.onnx import recurrent  # noqa: F401  (registers RNN, LSTM and GRU)
-from fastrnn.onnx.graph import DEFAULT_DOMAINS, read_graph
+from fastrnn.onnx.reader import DEFAULT_DOMAINS, read_graph
 from fastrnn.onnx.operators import OPERATORS, Context
 from fastrnn.parameter import Parameter
 
@@ -54,8 +54,8 @@ class OnnxModel(Module):
 
     Parameters
     ----------
-    graph : fastrnn.onnx.graph.Graph
-        As :func:`fastrnn.onnx.graph.read_graph` returns it (:func:`load` builds one).
+    graph : fastrnn.onnx.reader.Graph
+        As :func:`fastrnn.onnx.reader.read_graph` returns it (:func:`load` builds one).
 
     Attributes
     ----------

@@ -115,7 +115,7 @@ def _cast_back(node, saved, grads):
 @_register("Cast", backward=_cast_back)
 def _cast(node, inputs, context):
     x = np.asarray(inputs[0])
-    target = node.attributes["to"]  # a NumPy dtype: graph.read_graph converts ONNX's type number
+    target = node.attributes["to"]  # a NumPy dtype: reader.read_graph converts ONNX's type number
     if target.kind == "f":
         target = context.dtype
     return [x.astype(target)], x.dtype
