@@ -419,6 +419,37 @@ def test_torch_exported_packed_sequences(op):
     _check_recurrent_grads(imported, module.rnn, op, f"packed {op}")
 
 
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_torch_exported_head_with_gelu(approximate):
+    """Linear -> GELU -> Linear -> Softmax as torch exports it (Gelu at opset 20, Erf arithmetic before):
+    outputs against ONNX Runtime, gradients against torch autograd."""
+    _onnx()
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(3)
+    head = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.GELU(approximate=approximate),
+                               torch.nn.Linear(6, 3), torch.nn.Softmax(dim=-1))
+    x = torch.randn(5, 4, requires_grad=True)
+    for opset in (17, 20):
+        buffer = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(head, (x,), buffer, dynamo=False, input_names=["x"], output_names=["p"],
+                              opset_version=opset)
+        data = buffer.getvalue()
+        imported = _load(data)
+        ours = imported(x.detach().numpy())
+        assert_close(ours, _run_ort(data, {"x": x.detach().numpy()})[0], F32, f"GELU opset {opset}", "p")
+        weight = np.random.default_rng(opset).standard_normal(ours.shape).astype(np.float32)
+        x.grad = None
+        head.zero_grad()
+        (head(x) * torch.from_numpy(weight)).sum().backward()
+        assert_close(imported.backward(weight), x.grad.numpy(), F32, f"GELU opset {opset}", "d loss / d x")
+        for name, parameter in head.named_parameters():
+            onnx_name = next(n for n in imported.state_dict() if n == name)
+            assert_close(imported._parameters[onnx_name].grad, parameter.grad.numpy(), F32,
+                         f"GELU opset {opset}", f"d loss / d {name}")
+
+
 # the plain operators ------------------------------------------------------------------------------------
 def test_plain_operators_against_ort_and_finite_differences():
     """A graph of most plain operators with backward (opset 13 forms), against ONNX Runtime, and its
