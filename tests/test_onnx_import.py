@@ -420,14 +420,15 @@ def test_torch_exported_packed_sequences(op):
 
 
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
-def test_torch_exported_head_with_gelu(approximate):
-    """Linear -> GELU -> Linear -> Softmax as torch exports it (Gelu at opset 20, Erf arithmetic before):
+def test_torch_exported_head_with_gelu_and_layer_norm(approximate):
+    """Linear -> GELU -> LayerNorm -> Linear -> Softmax as torch exports it (Gelu at opset 20, Erf
+    arithmetic before; LayerNormalization):
     outputs against ONNX Runtime, gradients against torch autograd."""
     _onnx()
     torch = pytest.importorskip("torch")
     torch.manual_seed(3)
     head = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.GELU(approximate=approximate),
-                               torch.nn.Linear(6, 3), torch.nn.Softmax(dim=-1))
+                               torch.nn.LayerNorm(6), torch.nn.Linear(6, 3), torch.nn.Softmax(dim=-1))
     x = torch.randn(5, 4, requires_grad=True)
     for opset in (17, 20):
         buffer = io.BytesIO()

@@ -625,3 +625,34 @@ def _scatter_elements(node, inputs, context):
     out = np.array(data)
     np.put_along_axis(out, indices, updates, axis)
     return [out], (indices, axis)
+
+
+# normalization -------------------------------------------------------------------------------------------
+def _layer_norm_back(node, saved, grads):
+    x_hat, inv, scale, axes, scale_shape, has_bias = saved
+    g = grads[0]
+    g_x_hat = g * scale
+    mean_g = np.mean(g_x_hat, axis=axes, keepdims=True)
+    mean_gx = np.mean(g_x_hat * x_hat, axis=axes, keepdims=True)
+    g_x = inv * (g_x_hat - mean_g - x_hat * mean_gx)
+    result = [g_x, unbroadcast(g * x_hat, scale_shape)]
+    if has_bias:
+        result.append(unbroadcast(g, scale_shape))
+    return result
+
+
+@_register("LayerNormalization", backward=_layer_norm_back)
+def _layer_norm(node, inputs, context):
+    x, scale = np.asarray(inputs[0]), np.asarray(inputs[1])
+    bias = inputs[2] if len(inputs) > 2 and inputs[2] is not None else None
+    axis = _axis(node.attributes.get("axis", -1), x.ndim, node)
+    axes = tuple(range(axis, x.ndim))
+    epsilon = x.dtype.type(node.attributes.get("epsilon", 1e-5))
+    mean = np.mean(x, axis=axes, keepdims=True)
+    centered = x - mean
+    inv = 1 / np.sqrt(np.mean(centered * centered, axis=axes, keepdims=True) + epsilon)
+    x_hat = centered * inv
+    y = x_hat * scale + (0 if bias is None else bias)
+    outputs = [y.astype(x.dtype, copy=False), mean, inv][:max(len(node.outputs), 1)]
+    saved = (x_hat, inv, scale, axes, scale.shape, bias is not None) if context.keep else None
+    return outputs, saved
