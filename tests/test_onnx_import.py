@@ -757,3 +757,34 @@ def test_loading_without_onnx_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)
     with pytest.raises(ImportError, match=r'pip install "fastrnn\[onnx\]"'):
         fastrnn.onnx.load(b"anything")
+
+
+def test_corrupted_files_raise_fastrnn_errors_only():
+    """Bytes of a valid file with a few changed at random: loading and running give a model or a
+    fastrnn error, never another exception (a huge shape from a corrupted constant included)."""
+    from fastrnn.exceptions import FastRNNError
+
+    model, feeds = recurrent_model("LSTM", direction="bidirectional", lengths=[5, 2, 4], initial=True)
+    data = model.SerializeToString()
+    rng = np.random.default_rng(0)
+    outcomes = {"ran": 0, "refused": 0}
+    for _ in range(300):
+        corrupted = bytearray(data)
+        for _ in range(rng.integers(1, 4)):
+            corrupted[rng.integers(len(corrupted))] = rng.integers(256)
+        try:
+            _load(bytes(corrupted))(**feeds)
+            outcomes["ran"] += 1
+        except FastRNNError:
+            outcomes["refused"] += 1
+    assert outcomes["ran"] and outcomes["refused"], outcomes
+
+
+def test_shapes_from_the_graph_are_bounded():
+    onnx = _onnx()
+    helper, numpy_helper = onnx.helper, onnx.numpy_helper
+    nodes = [helper.make_node("ConstantOfShape", ["shape"], ["y"], name="huge")]
+    model = _model(onnx, nodes, [], [_float_info(onnx, "y")],
+                   [numpy_helper.from_array(np.array([2 ** 20, 2 ** 20, 8], np.int64), "shape")])
+    with pytest.raises(ShapeError, match=r"node 'huge' \(ConstantOfShape\) would make an array of shape"):
+        _load(model)()

@@ -139,7 +139,7 @@ class OnnxModel(Module):
                 outputs, saved = OPERATORS[node.op_type].forward(node, arguments, context)
             except FastRNNError:
                 raise
-            except (ValueError, IndexError, TypeError, ArithmeticError) as error:
+            except (ValueError, LookupError, TypeError, ArithmeticError, MemoryError) as error:
                 shapes = [None if a is None else list(np.shape(a)) for a in arguments]
                 raise ShapeError(f"{node.label} cannot run on inputs of shapes {shapes}: "
                                  f"{type(error).__name__}: {error}") from error

@@ -79,6 +79,18 @@ def _ints(value):
     return [int(v) for v in np.asarray(value).reshape(-1)]
 
 
+#: The most elements an operator that makes an array from a shape in the graph (ConstantOfShape,
+#: Expand, Range) may create: a corrupt or hostile shape must fail cleanly, not exhaust memory.
+MAX_ELEMENTS = 2 ** 31
+
+
+def _check_size(node, shape):
+    count = int(np.prod([int(size) for size in shape], dtype=object))
+    if count > MAX_ELEMENTS:
+        raise ShapeError(f"{node.label} would make an array of shape {list(shape)} ({count} elements); "
+                         f"fastrnn.onnx refuses more than {MAX_ELEMENTS}")
+
+
 def _axis(axis, ndim, node, name="axis"):
     axis = int(axis)
     if not -ndim <= axis < max(ndim, 1):
@@ -144,6 +156,7 @@ def _constant_of_shape(node, inputs, context):
     shape = _ints(inputs[0])
     if any(size < 0 for size in shape):
         raise ShapeError(f"{node.label}: a shape must not hold negative sizes; got {shape}")
+    _check_size(node, shape)
     return [_float(np.full(shape, value[0], value.dtype), context)], None
 
 
@@ -162,6 +175,9 @@ def _size(node, inputs, context):
 @_register("Range")
 def _range(node, inputs, context):
     start, limit, delta = (np.asarray(v).reshape(()) for v in inputs[:3])
+    if delta == 0:
+        raise ShapeError(f"{node.label}: delta must not be 0")
+    _check_size(node, [max(np.ceil((limit - start) / delta), 0)])
     return [_float(np.arange(start, limit, delta, dtype=start.dtype), context)], None
 
 
@@ -466,6 +482,7 @@ def _expand(node, inputs, context):
         shape = np.broadcast_shapes(x.shape, tuple(_ints(inputs[1])))
     except ValueError as error:
         raise ShapeError(f"{node.label}: cannot expand shape {x.shape} to {_ints(inputs[1])}") from error
+    _check_size(node, shape)
     return [np.broadcast_to(x, shape)], x.shape
 
 
