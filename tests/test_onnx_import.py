@@ -700,6 +700,9 @@ def test_a_node_without_backward_is_refused_only_when_backward_passes_through_it
     imported(np.array([1.0, 2.0, 3.0]))
     with pytest.raises(OnnxImportError, match=r"node 'cmp' \(Range\): fastrnn runs Range forward only"):
         imported.backward(np.ones(6))
+    imported.requires_grad_(False)  # nothing to train before it: only the input's gradient stops there
+    imported(np.array([1.0, 2.0, 3.0]))
+    assert imported.backward(np.ones(6)) is None and imported._parameters["w"].grad is None
 
 
 def test_malformed_sources_are_refused(tmp_path):

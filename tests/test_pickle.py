@@ -388,7 +388,8 @@ def _parameter_subject():
 
 
 def _onnx_model_subject(state):
-    """An imported ONNX graph (Gather as an embedding, a bidirectional LSTM with sequence_lens), with Adam."""
+    """An imported ONNX graph (Gather as an embedding, a bidirectional LSTM with sequence_lens, Softmax),
+    with Adam; trained, it travels with a forward pass's tape."""
     onnx = pytest.importorskip("onnx")
     import fastrnn.onnx
 
@@ -397,11 +398,12 @@ def _onnx_model_subject(state):
     weights = {"table": (7, D), "W": (2, 4 * H, D), "R": (2, 4 * H, H), "B": (2, 8 * H)}
     nodes = [helper.make_node("Gather", ["table", "tokens"], ["x"]),
              helper.make_node("LSTM", ["x", "W", "R", "B", "lengths"], ["y", "h_n"], hidden_size=H,
-                              direction="bidirectional")]
+                              direction="bidirectional"),
+             helper.make_node("Softmax", ["y"], ["p"])]
     graph = helper.make_graph(
         nodes, "g", [helper.make_tensor_value_info("tokens", tensor.INT64, [T, B]),
                      helper.make_tensor_value_info("lengths", tensor.INT32, [B])],
-        [helper.make_tensor_value_info(name, tensor.FLOAT, None) for name in ("y", "h_n")],
+        [helper.make_tensor_value_info(name, tensor.FLOAT, None) for name in ("p", "h_n")],
         [onnx.numpy_helper.from_array(rng.uniform(-0.5, 0.5, shape).astype(np.float32), name)
          for name, shape in weights.items()])
     model = fastrnn.onnx.load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]))

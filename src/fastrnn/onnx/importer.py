@@ -122,7 +122,10 @@ class OnnxModel(Module):
         values = self._bind(inputs, named)
         keep = is_grad_enabled()
         context = Context(self.dtype, self.graph.opset, keep)
-        needs_grad = set(self._parameters) if keep else set()
+        # values a gradient reaches: those computed from a trainable parameter, and (for the
+        # input gradients backward returns) from a float graph input
+        trained = {name for name, p in self._parameters.items() if p.requires_grad} if keep else set()
+        needs_grad = set(trained)
         if keep:
             needs_grad.update(info.name for info in self.graph.inputs if values[info.name].dtype.kind == "f")
         for name, parameter in self._parameters.items():
@@ -134,6 +137,7 @@ class OnnxModel(Module):
             while arguments and arguments[-1] is None:
                 arguments.pop()
             track = keep and any(name in needs_grad for name in node.inputs if name)
+            from_parameters = keep and any(name in trained for name in node.inputs if name)
             context.keep = track
             try:
                 outputs, saved = OPERATORS[node.op_type].forward(node, arguments, context)
@@ -148,10 +152,12 @@ class OnnxModel(Module):
                     values[name] = output
                     if track and output is not None and np.asarray(output).dtype.kind == "f":
                         needs_grad.add(name)
+                        if from_parameters:
+                            trained.add(name)
             if track:
                 records.append((node, saved))
         result = tuple(values[name] for name in self.output_names)
-        self._tape = {"records": records, "needs_grad": needs_grad,
+        self._tape = {"records": records, "needs_grad": needs_grad, "trained": trained,
                       "inputs": [values[name] for name in self.input_names],
                       "outputs": result} if keep else None
         return result[0] if len(result) == 1 else result
@@ -215,8 +221,10 @@ class OnnxModel(Module):
         Returns
         -------
         ndarray, tuple or None
-            The gradient with respect to each graph input (None for integer inputs);
-            one array for a model of one input. Also kept in :attr:`grad_inputs`.
+            The gradient with respect to each graph input (None for integer inputs, and
+            for every input when a node without backward lies between the inputs and the
+            outputs, off the parameters' path); one array for a model of one input. Also
+            kept in :attr:`grad_inputs`.
 
         Raises
         ------
@@ -225,7 +233,8 @@ class OnnxModel(Module):
             or with a wrong number of gradients.
         OnnxImportError
             When the gradient must pass through a node whose operator fastrnn runs
-            forward only (shape, comparison and constant operators).
+            forward only (shape, comparison and constant operators) to reach a trainable
+            parameter: freeze the parameters before it (``requires_grad_(False)``).
         """
         tape = self._tape
         if tape is None:
@@ -235,6 +244,7 @@ class OnnxModel(Module):
             raise ArgumentError(f"backward takes one gradient per output {self.output_names}; got "
                                 f"{len(grad_outputs)}")
         needs_grad = tape["needs_grad"]
+        inputs_complete = True
         grads = {}
         for name, output, grad in zip(self.output_names, tape["outputs"], grad_outputs):
             if grad is None or name not in needs_grad:
@@ -249,6 +259,9 @@ class OnnxModel(Module):
             if all(g is None for g in output_grads):
                 continue
             operator = OPERATORS[node.op_type]
+            if operator.backward is None and not any(name in tape["trained"] for name in node.inputs):
+                inputs_complete = False  # only the graph inputs' gradients stop here
+                continue
             if operator.backward is None:
                 raise OnnxImportError(
                     f"{node.label}: fastrnn runs {node.op_type} forward only, and the gradient of the "
@@ -266,6 +279,8 @@ class OnnxModel(Module):
                        for name, value in zip(self.input_names, tape["inputs"]))
         result = tuple(np.zeros_like(value) if g is None and value.dtype.kind == "f" else g
                        for g, value in zip(result, tape["inputs"]))
+        if not inputs_complete:
+            result = (None,) * len(result)
         self.grad_inputs = result
         return result[0] if len(result) == 1 else result
 

@@ -356,38 +356,47 @@ _activation("Erf", lambda node, x: special.erf(x))
 _activation("Gelu", lambda node, x: _gelu(x, node.attributes.get("approximate", "none")))
 
 
-def _softmax_axes(node, x, context):
-    """(array viewed so that the softmax runs over its last axis, the way back)."""
-    default = -1 if context.opset >= 13 else 1
-    axis = _axis(node.attributes.get("axis", default), x.ndim, node)
-    if context.opset >= 13:
-        return np.moveaxis(x, axis, -1), lambda y: np.moveaxis(y, -1, axis)
-    shape = x.shape  # before opset 13: the axes from ``axis`` on are flattened into one
-    return x.reshape(int(np.prod(shape[:axis])), -1), lambda y: y.reshape(shape)
+def _softmax_axis(node, ndim, context):
+    """(axis, flatten): the axis the softmax runs over, and whether the axes from it on are
+    flattened into one (before opset 13)."""
+    flatten = context.opset < 13
+    return _axis(node.attributes.get("axis", 1 if flatten else -1), ndim, node), flatten
+
+
+def _to_last(array, axis, flatten):
+    """``array`` viewed so that the softmax runs over its last axis."""
+    if flatten:
+        return array.reshape(int(np.prod(array.shape[:axis])), -1)
+    return np.moveaxis(array, axis, -1)
+
+
+def _from_last(array, axis, flatten, shape):
+    return array.reshape(shape) if flatten else np.moveaxis(array, -1, axis)
 
 
 def _softmax_back(node, saved, grads):
-    y_last, back, to_last = saved
-    g_last, _ = to_last(grads[0])
+    y_last, axis, flatten, shape = saved
+    g_last = _to_last(grads[0], axis, flatten)
     if node.op_type == "Softmax":
         d = y_last * (g_last - np.sum(g_last * y_last, axis=-1, keepdims=True))
     else:
         d = g_last - np.exp(y_last) * np.sum(g_last, axis=-1, keepdims=True)
-    return [back(d)]
+    return [_from_last(d, axis, flatten, shape)]
 
 
 def _softmax(op_type):
     def forward(node, inputs, context):
         x = np.asarray(inputs[0])
-        x_last, back = _softmax_axes(node, x, context)
+        axis, flatten = _softmax_axis(node, x.ndim, context)
+        x_last = _to_last(x, axis, flatten)
         shifted = x_last - np.max(x_last, axis=-1, keepdims=True)
         if op_type == "Softmax":
             e = np.exp(shifted)
             y_last = e / np.sum(e, axis=-1, keepdims=True)
         else:
             y_last = shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
-        saved = (y_last, back, lambda g: _softmax_axes(node, g, context)) if context.keep else None
-        return [back(y_last)], saved
+        saved = (y_last, axis, flatten, x.shape) if context.keep else None
+        return [_from_last(y_last, axis, flatten, x.shape)], saved
     _register(op_type, backward=_softmax_back)(forward)
 
 
