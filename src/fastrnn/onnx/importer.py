@@ -15,7 +15,8 @@ from fastrnn._validation import parameter_dtype
 from fastrnn.exceptions import DTypeError, FastRNNError, OnnxImportError, ShapeError, ArgumentError
 from fastrnn.nn.grad_mode import is_grad_enabled
 from fastrnn.nn.module import Module
-from fastrnn.onnx import recurrent  # noqa: F401  (registers RNN, LSTM and GRU)
+from fastrnn.functional.packed import PackedCache, pack_cell
+from fastrnn.onnx.recurrent import RECURRENT_SPECS  # importing it registers RNN, LSTM and GRU
 from fastrnn.onnx.reader import DEFAULT_DOMAINS, read_graph
 from fastrnn.onnx.operators import OPERATORS, Context
 from fastrnn.parameter import Parameter
@@ -121,7 +122,7 @@ class OnnxModel(Module):
         """
         values = self._bind(inputs, named)
         keep = is_grad_enabled()
-        context = Context(self.dtype, self.graph.opset, keep)
+        context = Context(self.dtype, self.graph.opset, keep, self._recurrent_weights)
         # values a gradient reaches: those computed from a trainable parameter, and (for the
         # input gradients backward returns) from a float graph input
         trained = {name for name, p in self._parameters.items() if p.requires_grad} if keep else set()
@@ -205,6 +206,21 @@ class OnnxModel(Module):
                 declared = [size if isinstance(size, int) and size > 0 else (size or "?") for size in info.shape]
                 raise ShapeError(f"input {info.name!r} must have shape {declared}; got {list(array.shape)}")
         return array
+
+    def _recurrent_weights(self, node, direction, build, options):
+        """One direction's weights of a recurrent node: packed once and reused while its W, R
+        and B are parameters whose values did not change (an optimizer step, ``load_state_dict``
+        or a write through ``data`` packs them again); ``build()``'s arrays otherwise."""
+        names = [name for name in node.inputs[1:4] if name]
+        if any(name not in self._parameters for name in names):
+            return build()
+        cache = self.__dict__.get("_packed_cache")
+        if cache is None:
+            cache = PackedCache()
+            object.__setattr__(self, "_packed_cache", cache)
+        spec = RECURRENT_SPECS[node.op_type]
+        return cache.get((node.name, direction), [self._parameters[name] for name in names],
+                         lambda: pack_cell(spec, build(), **options), None)
 
     # backward -----------------------------------------------------------------------------------
     def backward(self, *grad_outputs):

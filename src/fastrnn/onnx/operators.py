@@ -35,10 +35,15 @@ class Context:
         The default domain's opset (Softmax's axis, Squeeze's axes moved across versions).
     keep : bool
         Keep what the backward pass needs.
+    recurrent_weights : callable or None
+        ``recurrent_weights(node, direction, build, options)``: a recurrent node's weights
+        for one direction, packed once by the model while its parameters do not change;
+        None to use ``build()``'s arrays (the weights computed in the graph).
     """
 
-    def __init__(self, dtype, opset, keep):
+    def __init__(self, dtype, opset, keep, recurrent_weights=None):
         self.dtype, self.opset, self.keep = np.dtype(dtype), opset, keep
+        self.recurrent_weights = recurrent_weights
 
 
 class Operator:

@@ -180,16 +180,21 @@ def _forward(node, inputs, context):
         options["reset_after"] = bool(node.attributes.get("linear_before_reset", 0))
     ys, finals, tapes = [], [], []
     for d in range(shapes.dirs):
-        weights = {"w_ih": _to_kernel(w[d].astype(dtype, copy=False), spec, order),
-                   "w_hh": _to_kernel(r[d].astype(dtype, copy=False), spec, order)}
-        if b is not None:
-            weights["b_ih"] = _to_kernel(b[d, :GH].astype(dtype, copy=False), spec, order)
-            weights["b_hh"] = _to_kernel(b[d, GH:].astype(dtype, copy=False), spec, order)
+        def build(d=d):
+            weights = {"w_ih": _to_kernel(w[d].astype(dtype, copy=False), spec, order),
+                       "w_hh": _to_kernel(r[d].astype(dtype, copy=False), spec, order)}
+            if b is not None:
+                weights["b_ih"] = _to_kernel(b[d, :GH].astype(dtype, copy=False), spec, order)
+                weights["b_hh"] = _to_kernel(b[d, GH:].astype(dtype, copy=False), spec, order)
+            return weights
+
+        if spec is cells.RNN:
+            options["nonlinearity"] = nonlinearities[d]
+        weights = (build() if context.recurrent_weights is None
+                   else context.recurrent_weights(node, d, build, dict(options)))
         states = [np.zeros((shapes.B, shapes.H), dtype) if h0 is None else h0[d].astype(dtype)]
         if spec.has_cell_state:
             states.append(np.zeros((shapes.B, shapes.H), dtype) if c0 is None else c0[d].astype(dtype))
-        if spec is cells.RNN:
-            options["nonlinearity"] = nonlinearities[d]
         y, state, tape = run_direction(spec, x, weights, states, steps=steps,
                                        reverse=direction == "reverse" or d == 1, fill="zeros",
                                        requires_grad=context.keep, **options)
