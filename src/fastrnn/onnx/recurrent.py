@@ -201,9 +201,13 @@ def _forward(node, inputs, context):
         ys.append(y)
         finals.append(state)
         tapes.append(tape)
-    y = np.stack(ys, axis=1)  # [T, dirs, B, H]
-    y_h = np.stack([state[0] for state in finals])
-    y_c = np.stack([state[1] for state in finals]) if spec.has_cell_state else None
+    if shapes.dirs == 1:  # views: no copy of the outputs
+        y, y_h = ys[0][:, None], finals[0][0][None]
+        y_c = finals[0][1][None] if spec.has_cell_state else None
+    else:
+        y = np.stack(ys, axis=1)  # [T, dirs, B, H]
+        y_h = np.stack([state[0] for state in finals])
+        y_c = np.stack([state[1] for state in finals]) if spec.has_cell_state else None
     if layout == 1:
         y, y_h = y.transpose(2, 0, 1, 3), y_h.transpose(1, 0, 2)
         y_c = None if y_c is None else y_c.transpose(1, 0, 2)
