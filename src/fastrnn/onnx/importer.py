@@ -144,7 +144,7 @@ class OnnxModel(Module):
                 outputs, saved = OPERATORS[node.op_type].forward(node, arguments, context)
             except FastRNNError:
                 raise
-            except (ValueError, LookupError, TypeError, ArithmeticError, MemoryError) as error:
+            except (ValueError, LookupError, TypeError, AttributeError, ArithmeticError, MemoryError) as error:
                 shapes = [None if a is None else list(np.shape(a)) for a in arguments]
                 raise ShapeError(f"{node.label} cannot run on inputs of shapes {shapes}: "
                                  f"{type(error).__name__}: {error}") from error
@@ -157,7 +157,7 @@ class OnnxModel(Module):
                             trained.add(name)
             if track:
                 records.append((node, saved))
-        result = tuple(values[name] for name in self.output_names)
+        result = tuple(np.asarray(values[name]) for name in self.output_names)
         self._tape = {"records": records, "needs_grad": needs_grad, "trained": trained,
                       "inputs": [values[name] for name in self.input_names],
                       "outputs": result} if keep else None

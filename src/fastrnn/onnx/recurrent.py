@@ -61,6 +61,9 @@ def _check(node):
     if len(node.inputs) > most_inputs or len(node.outputs) > most_outputs or len(node.inputs) < 3:
         raise OnnxImportError(f"{node.label} has {len(node.inputs)} inputs and {len(node.outputs)} outputs; "
                               f"an ONNX {op} has 3 to {most_inputs} inputs and at most {most_outputs} outputs")
+    if not all(node.inputs[:3]):
+        raise OnnxImportError(f"{node.label} leaves out one of its required inputs X, W, R: "
+                              f"{list(node.inputs[:3])}")
     unknown = sorted(set(attributes) - _ATTRIBUTES[op])
     if unknown:
         raise OnnxImportError(f"{node.label}: unknown attribute(s) {unknown}; an ONNX {op} has "
