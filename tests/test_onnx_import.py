@@ -793,3 +793,20 @@ def test_shapes_from_the_graph_are_bounded():
                    [numpy_helper.from_array(np.array([2 ** 20, 2 ** 20, 8], np.int64), "shape")])
     with pytest.raises(ShapeError, match=r"node 'huge' \(ConstantOfShape\) would make an array of shape"):
         _load(model)()
+
+
+def test_a_loaded_model_runs_and_trains_without_onnx(monkeypatch):
+    """Only reading needs onnx: a loaded (or unpickled) model runs forward and backward without it."""
+    import pickle
+    import sys
+
+    model, feeds = recurrent_model("GRU", direction="bidirectional", lengths=[5, 3, 1])
+    data = pickle.dumps(_load(model))
+    expected = _load(model)(**feeds)
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    imported = pickle.loads(data)
+    outputs = imported(**feeds)
+    for a, e in zip(outputs, expected):
+        assert np.array_equal(a, e)
+    imported.backward(*(np.ones_like(o) for o in outputs))
+    assert all(p.grad is not None for p in imported.parameters())
