@@ -194,19 +194,16 @@ def onnx_model(problem):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
+    from fastrnn.onnx.layout import onnx_recurrent_weights
+
     p = problem
     cell = p.cell
     T, B, D, H = p.shape.T, p.shape.B, p.shape.D, p.shape.H
 
-    def onnx_order(array):
-        return np.concatenate([array[k * H:(k + 1) * H] for k in cell.blocks("onnx")])
-
-    initializers = [
-        numpy_helper.from_array(onnx_order(p.w_ih)[None], "W"),
-        numpy_helper.from_array(onnx_order(p.w_hh)[None], "R"),
-        numpy_helper.from_array(
-            np.concatenate([onnx_order(p.b_ih), onnx_order(p.b_hh)])[None], "B"),
-    ]
+    # one layout for the benchmarks and the exporter
+    weights = onnx_recurrent_weights(cell, [{"w_ih": p.w_ih, "w_hh": p.w_hh, "b_ih": p.b_ih, "b_hh": p.b_hh}],
+                                     dtype=p.w_ih.dtype)
+    initializers = [numpy_helper.from_array(array, name) for array, name in zip(weights, "WRB")]
     states = onnx_state_names(cell)
     finals = ["Y_h", "Y_c"] if cell.has_cell_state else ["Y_h"]
     node = helper.make_node(cell.onnx_name, ["X", "W", "R", "B", "", *states], ["Y", *finals],
