@@ -2,8 +2,8 @@
 
 A node's tensors ``W`` [dirs, G*H, D], ``R`` [dirs, G*H, H] and ``B`` [dirs, 2*G*H]
 stack the gate blocks in ONNX's order (LSTM ``i, o, f, c``, GRU ``z, r, h``); each
-direction is reordered to the kernels' (PyTorch's) packing with the cell table's
-:meth:`~fastrnn.functional.cells.CellSpec.blocks` and run through
+direction is reordered to the kernels' (PyTorch's) packing by
+:func:`fastrnn.onnx.layout.kernel_blocks` (the exporter's inverse) and run through
 :func:`fastrnn.functional.direction.run_direction`, whose lengths and reverse
 direction are ONNX's ``sequence_lens`` semantics: a row runs over its first
 ``sequence_lens[b]`` steps (the reverse direction from its last valid step back),
@@ -27,6 +27,7 @@ from fastrnn.exceptions import ArgumentError, OnnxImportError, ShapeError
 from fastrnn.functional import cells
 from fastrnn.functional.direction import backward_direction, run_direction
 from fastrnn.functional.lengths import SequenceLengths
+from fastrnn.onnx.layout import kernel_blocks, onnx_blocks
 from fastrnn.onnx.operators import OPERATORS, Operator
 
 __all__ = ["RECURRENT_SPECS"]
@@ -134,18 +135,6 @@ class _Shapes:
                                  f"got {list(array.shape)}")
 
 
-def _to_kernel(array, spec, order):
-    """ONNX-ordered gate blocks (first axis G*H) in the kernels' order."""
-    blocks = array.reshape(spec.gates, -1, *array.shape[1:])
-    return np.ascontiguousarray(blocks[np.argsort(order)].reshape(array.shape))
-
-
-def _from_kernel(array, spec, order):
-    """The kernels' gate blocks in ONNX's order."""
-    blocks = array.reshape(spec.gates, -1, *array.shape[1:])
-    return blocks[list(order)].reshape(array.shape)
-
-
 def _inputs(inputs):
     padded = list(inputs) + [None] * (8 - len(inputs))
     return [None if value is None else np.asarray(value) for value in padded[:8]]
@@ -174,7 +163,6 @@ def _forward(node, inputs, context):
             raise ArgumentError(f"{node.label}: sequence_lens must lie in [0, T] = [0, {shapes.T}] (integers); "
                                 f"got {lengths.tolist()}")
     steps = None if lengths is None else SequenceLengths(lengths, shapes.T, shapes.B)
-    order = spec.blocks("onnx")
     GH = spec.gates * shapes.H
     nonlinearities = _nonlinearities(node)
     direction = node.attributes.get("direction", "forward")
@@ -184,11 +172,11 @@ def _forward(node, inputs, context):
     ys, finals, tapes = [], [], []
     for d in range(shapes.dirs):
         def build(d=d):
-            weights = {"w_ih": _to_kernel(w[d].astype(dtype, copy=False), spec, order),
-                       "w_hh": _to_kernel(r[d].astype(dtype, copy=False), spec, order)}
+            weights = {"w_ih": kernel_blocks(spec, w[d].astype(dtype, copy=False)),
+                       "w_hh": kernel_blocks(spec, r[d].astype(dtype, copy=False))}
             if b is not None:
-                weights["b_ih"] = _to_kernel(b[d, :GH].astype(dtype, copy=False), spec, order)
-                weights["b_hh"] = _to_kernel(b[d, GH:].astype(dtype, copy=False), spec, order)
+                weights["b_ih"] = kernel_blocks(spec, b[d, :GH].astype(dtype, copy=False))
+                weights["b_hh"] = kernel_blocks(spec, b[d, GH:].astype(dtype, copy=False))
             return weights
 
         if spec is cells.RNN:
@@ -229,7 +217,6 @@ def _backward(node, saved, grads):
         g_y = None if g_y is None else g_y.transpose(1, 2, 0, 3)
         g_h = None if g_h is None else g_h.transpose(1, 0, 2)
         g_c = None if g_c is None else g_c.transpose(1, 0, 2)
-    order = spec.blocks("onnx")
     g_x = None
     g_w, g_r, g_b, g_h0, g_c0 = [], [], [], [], []
     for d, tape in enumerate(tapes):
@@ -238,11 +225,11 @@ def _backward(node, saved, grads):
             d_finals.append(None if g_c is None else g_c[d])
         result = backward_direction(tape, None if g_y is None else g_y[:, d], d_finals)
         g_x = result["x"] if g_x is None else g_x + result["x"]
-        g_w.append(_from_kernel(result["w_ih"], spec, order))
-        g_r.append(_from_kernel(result["w_hh"], spec, order))
+        g_w.append(onnx_blocks(spec, result["w_ih"]))
+        g_r.append(onnx_blocks(spec, result["w_hh"]))
         if present[3]:
-            g_b.append(np.concatenate([_from_kernel(result["b_ih"], spec, order),
-                                       _from_kernel(result["b_hh"], spec, order)]))
+            g_b.append(np.concatenate([onnx_blocks(spec, result["b_ih"]),
+                                       onnx_blocks(spec, result["b_hh"])]))
         g_h0.append(result["h0"])
         if spec.has_cell_state:
             g_c0.append(result["c0"])
