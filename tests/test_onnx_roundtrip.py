@@ -187,3 +187,29 @@ def test_keras_sequential_and_initial_states():
     feeds = [rng.standard_normal((3, 8, 3)).astype(np.float32), rng.standard_normal((3, 4)).astype(np.float32)]
     for index, (a, e) in enumerate(zip(imported(*feeds), _flat(model(feeds)))):
         assert_close(a, e, FLOAT32_REORDERED, "Keras initial states", f"output {index}")
+
+
+def test_readme_import_snippet(tmp_path, monkeypatch):
+    """The README's ONNX import example, run after its export example in the same namespace."""
+    import pathlib
+    import re
+
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.DOTALL)
+    export = [b for b in blocks if "fastrnn.onnx.export(" in b]
+    load = [b for b in blocks if "fastrnn.onnx.load(" in b]
+    assert len(export) == 1 and len(load) == 1, "README's ONNX export and import examples"
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    for block in export + load:
+        exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 (the README's own example)
+    model, batch, lengths = namespace["model"], namespace["batch"], namespace["lengths"]
+    x = batch
+    for module in model:
+        x = module(x, lengths=lengths) if isinstance(module, (nn.LSTM, nn.LastStep)) else module(x)
+    imported = namespace["imported"]
+    assert imported.input_names == ["input", "lengths"] and imported.output_names == ["output"]
+    _assert_bit_equal(namespace["scores"], [x], "README import example")
+    assert all(p.grad is not None for p in imported.parameters())
