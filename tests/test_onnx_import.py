@@ -810,3 +810,12 @@ def test_a_loaded_model_runs_and_trains_without_onnx(monkeypatch):
         assert np.array_equal(a, e)
     imported.backward(*(np.ones_like(o) for o in outputs))
     assert all(p.grad is not None for p in imported.parameters())
+
+
+def test_a_node_naming_more_outputs_than_its_operator_has():
+    onnx = _onnx()
+    nodes = [onnx.helper.make_node("Relu", ["x"], ["y", "extra"], name="two"),
+             onnx.helper.make_node("Tanh", ["extra"], ["z"])]
+    model = _model(onnx, nodes, [_float_info(onnx, "x", [2])], [_float_info(onnx, "z")])
+    with pytest.raises(OnnxImportError, match=r"node 'two' \(Relu\) names 2 outputs; fastrnn's Relu computes 1"):
+        _load(model)(np.ones(2, np.float32))

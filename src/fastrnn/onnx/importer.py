@@ -148,6 +148,9 @@ class OnnxModel(Module):
                 shapes = [None if a is None else list(np.shape(a)) for a in arguments]
                 raise ShapeError(f"{node.label} cannot run on inputs of shapes {shapes}: "
                                  f"{type(error).__name__}: {error}") from error
+            if any(node.outputs[len(outputs):]):
+                raise OnnxImportError(f"{node.label} names {len(node.outputs)} outputs; fastrnn's "
+                                      f"{node.op_type} computes {len(outputs)}")
             for name, output in zip(node.outputs, outputs):
                 if name:
                     values[name] = output
