@@ -387,6 +387,58 @@ def _parameter_subject():
     return Subject(parameter)
 
 
+def _onnx_model_subject(state):
+    """An imported ONNX graph (Gather as an embedding, a bidirectional LSTM with sequence_lens, Softmax),
+    with Adam; trained, it travels with a forward pass's tape."""
+    onnx = pytest.importorskip("onnx")
+    import fastrnn.onnx
+
+    helper, tensor = onnx.helper, onnx.TensorProto
+    rng = np.random.default_rng(5)
+    weights = {"table": (7, D), "W": (2, 4 * H, D), "R": (2, 4 * H, H), "B": (2, 8 * H)}
+    nodes = [helper.make_node("Gather", ["table", "tokens"], ["x"]),
+             helper.make_node("LSTM", ["x", "W", "R", "B", "lengths"], ["y", "h_n"], hidden_size=H,
+                              direction="bidirectional"),
+             helper.make_node("Softmax", ["y"], ["p"])]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("tokens", tensor.INT64, [T, B]),
+                     helper.make_tensor_value_info("lengths", tensor.INT32, [B])],
+        [helper.make_tensor_value_info(name, tensor.FLOAT, None) for name in ("p", "h_n")],
+        [onnx.numpy_helper.from_array(rng.uniform(-0.5, 0.5, shape).astype(np.float32), name)
+         for name, shape in weights.items()])
+    model = fastrnn.onnx.load(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]))
+    optimizer = fastrnn.optim.Adam(model.parameters(), lr=0.01)
+    tokens, lengths = _int_input(rng), np.array([5, 2, 4], np.int32)
+
+    def train_step(obj):
+        module, optimizer = obj
+        outputs = module(tokens, lengths)
+        grads = module.backward(*like(list(outputs), np.random.default_rng(1)))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=False)
+        return outputs, grads, weights_and_grads(module.parameters()), optimizer.state_dict()
+
+    if state == "trained":
+        train_step((model, optimizer))
+        model(tokens, lengths)  # the tape travels: backward runs on the copy
+
+    def probe(obj):
+        with fastrnn.nn.no_grad():
+            return obj[0].eval()(tokens, lengths)
+
+    return Subject((model, optimizer), main=model, probe=probe, step=train_step)
+
+
+def _onnx_model_class():
+    from fastrnn.onnx.importer import OnnxModel
+
+    return OnnxModel
+
+
+for _state in ("fresh", "trained"):
+    case(_onnx_model_class(), _state)(functools.partial(_onnx_model_subject, _state))
+
+
 # fastrnn.optim optimizers, after a few steps on a module's parameters
 OPTIM_CONFIGS = {
     "sgd": (fastrnn.optim.SGD, dict(lr=0.1)),

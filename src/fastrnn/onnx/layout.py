@@ -11,12 +11,39 @@ import numpy as np
 
 from fastrnn.functional.cells import cell_spec
 
-__all__ = ["onnx_recurrent_weights"]
+__all__ = ["onnx_recurrent_weights", "onnx_blocks", "kernel_blocks"]
+
+
+def onnx_blocks(cell, array):
+    """The gate blocks stacked on the first axis of ``array`` (the kernels' order, G*H rows)
+    in ONNX's order; :func:`kernel_blocks` is the inverse.
+
+    Parameters
+    ----------
+    cell : str or CellSpec
+    array : ndarray of shape (G*H, ...)
+
+    Returns
+    -------
+    ndarray of shape (G*H, ...)
+        A new array.
+    """
+    spec = cell_spec(cell)
+    blocks = np.asarray(array).reshape(spec.gates, -1, *np.shape(array)[1:])
+    return blocks[list(spec.blocks("onnx"))].reshape(np.shape(array))
+
+
+def kernel_blocks(cell, array):
+    """The gate blocks stacked on the first axis of ``array`` (ONNX's order, G*H rows) in the
+    kernels' (PyTorch's) order, C-contiguous: the inverse of :func:`onnx_blocks`."""
+    spec = cell_spec(cell)
+    blocks = np.asarray(array).reshape(spec.gates, -1, *np.shape(array)[1:])
+    return np.ascontiguousarray(blocks[np.argsort(spec.blocks("onnx"))].reshape(np.shape(array)))
 
 
 def _onnx_order(spec, array, H):
     """The G blocks of H rows of ``array`` (PyTorch's order) in ONNX's order."""
-    return np.concatenate([array[k * H:(k + 1) * H] for k in spec.blocks("onnx")])
+    return onnx_blocks(spec, array)
 
 
 def onnx_recurrent_weights(cell, directions, dtype=np.float32):
