@@ -21,7 +21,7 @@ __all__ = ["DEFAULT_OPSET", "MIN_OPSET", "export"]
 #: is 17's) and ONNX Runtime and OpenVINO run it.
 DEFAULT_OPSET = 17
 #: The oldest opset accepted: Squeeze, Unsqueeze and ReduceSum take their axes as inputs
-#: from 13 on, and the GRU's ``layout`` attribute and ``linear_before_reset`` are 14's.
+#: from 13 on, and 14 is the current version of the RNN, LSTM and GRU operators.
 MIN_OPSET = 14
 
 _INSTALL = 'the ONNX export needs the onnx package: pip install "fastrnn[onnx]" (or pip install onnx)'
