@@ -104,3 +104,41 @@ def usable_keras():
     except (ImportError, RuntimeError, ValueError, AttributeError) as error:
         pytest.skip(f"keras is not usable here: {type(error).__name__}: {error}")
     return keras
+
+
+def padded_ids(rng, B, T, vocabulary, lengths):
+    """Token ids of shape (B, T) in [1, vocabulary), each row zero-padded at its end after ``lengths[row]``
+    (the padding ONNX export's mask-as-lengths assumes)."""
+    ids = rng.integers(1, vocabulary, (B, T))
+    for row, length in enumerate(lengths):
+        ids[row, length:] = 0
+    return ids
+
+
+def masked_keras_functional_model(keras, layers, cell, options):
+    """A functional model over masked token ids using ``cell`` (a fastrnn.keras layer name) every way
+    the ONNX exporter lowers it: stacked, Bidirectional (concat and sum), ``go_backwards`` with
+    ``return_state``, Concatenate, a Dense softmax head and masked average pooling; outputs
+    ``[probabilities, pooled, sequence, *states]``."""
+    Cell = getattr(layers, cell)
+    ids = keras.Input((None,), dtype="int64", name="ids")
+    embedded = layers.Embedding(30, 5, mask_zero=True, seed=0)(ids)
+    sequence = Cell(6, return_sequences=True, seed=1, **options)(embedded)
+    both = layers.Bidirectional(Cell(4, return_sequences=True, seed=2, **options))(sequence)
+    backwards, *states = Cell(5, go_backwards=True, return_state=True, seed=3, **options)(both)
+    merged = layers.Bidirectional(Cell(3, seed=4, **options), merge_mode="sum")(both)
+    joined = layers.Concatenate()([backwards, merged, states[0]])
+    probabilities = layers.Dense(3, activation="softmax", seed=5)(joined)
+    pooled = layers.GlobalAveragePooling1D()(both)
+    return keras.Model(ids, [probabilities, pooled, sequence, *states])
+
+
+def keras_initial_state_model(keras, layers):
+    """A functional model whose recurrent layers start from given states: inputs ``[x (B, T, 3), h0 (B, 4)]``,
+    a reversed GRU started at ``h0`` feeding a SimpleRNN started at the GRU's final state."""
+    x = keras.Input((None, 3))
+    h0 = keras.Input((4,))
+    out, h = layers.GRU(4, return_sequences=True, return_state=True, go_backwards=True, seed=0)(
+        x, initial_state=[h0])
+    y = layers.SimpleRNN(4, seed=1)(out, initial_state=[h])
+    return keras.Model([x, h0], [layers.Add()([y, h]), out])

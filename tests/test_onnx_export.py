@@ -8,7 +8,7 @@ import re
 
 import numpy as np
 import pytest
-from helpers import assert_close
+from helpers import assert_close, keras_initial_state_model, masked_keras_functional_model, padded_ids
 from tolerances import TORCH_PARITY
 
 from fastrnn import keras, nn
@@ -211,13 +211,6 @@ def test_other_opsets(runtimes, opset):
 
 
 # Keras models -----------------------------------------------------------------------------
-def padded_ids(rng, B, T, vocabulary, lengths):
-    ids = rng.integers(1, vocabulary, (B, T))
-    for row, length in enumerate(lengths):
-        ids[row, length:] = 0  # padding at the end, as the mask assumption requires
-    return ids
-
-
 @pytest.mark.parametrize("cell, options", [
     ("SimpleRNN", {}), ("SimpleRNN", {"activation": "relu"}), ("LSTM", {}), ("GRU", {}),
     ("GRU", {"reset_after": False}), ("LSTM", {"use_bias": False}),
@@ -226,17 +219,7 @@ def test_keras_functional_with_mask(runtimes, cell, options):
     import fastrnn.onnx
 
     rng = np.random.default_rng(4)
-    Cell = getattr(layers, cell)
-    ids = keras.Input((None,), dtype="int64", name="ids")
-    embedded = layers.Embedding(30, 5, mask_zero=True, seed=0)(ids)
-    sequence = Cell(6, return_sequences=True, seed=1, **options)(embedded)
-    both = layers.Bidirectional(Cell(4, return_sequences=True, seed=2, **options))(sequence)
-    backwards, *states = Cell(5, go_backwards=True, return_state=True, seed=3, **options)(both)
-    merged = layers.Bidirectional(Cell(3, seed=4, **options), merge_mode="sum")(both)
-    joined = layers.Concatenate()([backwards, merged, states[0]])
-    probabilities = layers.Dense(3, activation="softmax", seed=5)(joined)
-    pooled = layers.GlobalAveragePooling1D()(both)
-    model = keras.Model(ids, [probabilities, pooled, sequence, *states])
+    model = masked_keras_functional_model(keras, layers, cell, options)
     proto = fastrnn.onnx.export(model, None, padded_ids(rng, 2, 5, 30, [5, 3]))
     assert [value.name for value in proto.graph.input] == ["ids"]
     ops = [node.op_type for node in proto.graph.node]
@@ -275,12 +258,7 @@ def test_keras_without_mask_is_dynamic_everywhere(runtimes):
     import fastrnn.onnx
 
     rng = np.random.default_rng(6)
-    x = keras.Input((None, 3))
-    h0 = keras.Input((4,))
-    out, h = layers.GRU(4, return_sequences=True, return_state=True, go_backwards=True, seed=0)(
-        x, initial_state=[h0])
-    y = layers.SimpleRNN(4, seed=1)(out, initial_state=[h])
-    model = keras.Model([x, h0], [layers.Add()([y, h]), out])
+    model = keras_initial_state_model(keras, layers)
     proto = fastrnn.onnx.export(model, None, [rows(rng, (2, 5, 3)), rows(rng, (2, 4))])
     feeds = [rows(rng, (3, 8, 3)), rows(rng, (3, 4))]
     names = [value.name for value in proto.graph.input]

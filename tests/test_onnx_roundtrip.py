@@ -14,7 +14,7 @@ import pytest
 
 from fastrnn import keras, nn
 from fastrnn.keras import layers
-from helpers import assert_close
+from helpers import assert_close, keras_initial_state_model, masked_keras_functional_model, padded_ids
 from tolerances import FLOAT32_REORDERED
 
 #: The kernels' blocks in ONNX's order (LSTM i, o, f, c of i, f, g, o; GRU z, r, h of r, z, n).
@@ -130,32 +130,15 @@ def test_nn_heads_and_activations():
 
 
 # Keras models -----------------------------------------------------------------------------------------
-def _padded_ids(rng, B, T, vocabulary, lengths):
-    ids = rng.integers(1, vocabulary, (B, T))
-    for row, length in enumerate(lengths):
-        ids[row, length:] = 0  # right padding: the exporter's mask becomes lengths
-    return ids
-
-
 @pytest.mark.parametrize("cell, options", [
     ("SimpleRNN", {}), ("SimpleRNN", {"activation": "relu"}), ("LSTM", {}), ("GRU", {}),
     ("GRU", {"reset_after": False}),
 ], ids=["simple_rnn", "simple_rnn_relu", "lstm", "gru", "gru_reset_before"])
 def test_keras_functional_with_mask(cell, options):
     rng = np.random.default_rng(4)
-    Cell = getattr(layers, cell)
-    ids = keras.Input((None,), dtype="int64", name="ids")
-    embedded = layers.Embedding(30, 5, mask_zero=True, seed=0)(ids)
-    sequence = Cell(6, return_sequences=True, seed=1, **options)(embedded)
-    both = layers.Bidirectional(Cell(4, return_sequences=True, seed=2, **options))(sequence)
-    backwards, *states = Cell(5, go_backwards=True, return_state=True, seed=3, **options)(both)
-    merged = layers.Bidirectional(Cell(3, seed=4, **options), merge_mode="sum")(both)
-    joined = layers.Concatenate()([backwards, merged, states[0]])
-    probabilities = layers.Dense(3, activation="softmax", seed=5)(joined)
-    pooled = layers.GlobalAveragePooling1D()(both)
-    model = keras.Model(ids, [probabilities, pooled, sequence, *states])
-    imported = _round_trip(model, _padded_ids(rng, 2, 5, 30, [5, 3]))
-    tokens = _padded_ids(rng, 4, 8, 30, [8, 2, 5, 1])
+    model = masked_keras_functional_model(keras, layers, cell, options)
+    imported = _round_trip(model, padded_ids(rng, 2, 5, 30, [5, 3]))
+    tokens = padded_ids(rng, 4, 8, 30, [8, 2, 5, 1])
     expected = _flat(model(tokens))
     actual = imported(tokens)
     # the recurrent layers, the mask's lengths and the softmax head are bit-equal; the masked
@@ -174,16 +157,11 @@ def test_keras_sequential_and_initial_states():
         layers.Dense(1, activation="sigmoid", seed=4),
     ])
     model.build((None, None))
-    imported = _round_trip(model, _padded_ids(rng, 2, 4, 50, [4, 2]))
-    tokens = _padded_ids(rng, 5, 7, 50, [7, 3, 1, 6, 4])
+    imported = _round_trip(model, padded_ids(rng, 2, 4, 50, [4, 2]))
+    tokens = padded_ids(rng, 5, 7, 50, [7, 3, 1, 6, 4])
     assert_close(imported(tokens), model(tokens), FLOAT32_REORDERED, "Keras Sequential", "output")
 
-    x = keras.Input((None, 3))
-    h0 = keras.Input((4,))
-    out, h = layers.GRU(4, return_sequences=True, return_state=True, go_backwards=True, seed=0)(
-        x, initial_state=[h0])
-    y = layers.SimpleRNN(4, seed=1)(out, initial_state=[h])
-    model = keras.Model([x, h0], [layers.Add()([y, h]), out])
+    model = keras_initial_state_model(keras, layers)
     imported = _round_trip(model, [rng.standard_normal((2, 5, 3)).astype(np.float32),
                                    rng.standard_normal((2, 4)).astype(np.float32)])
     feeds = [rng.standard_normal((3, 8, 3)).astype(np.float32), rng.standard_normal((3, 4)).astype(np.float32)]
