@@ -142,3 +142,14 @@ def keras_initial_state_model(keras, layers):
         x, initial_state=[h0])
     y = layers.SimpleRNN(4, seed=1)(out, initial_state=[h])
     return keras.Model([x, h0], [layers.Add()([y, h]), out])
+
+
+#: The cell variants the reduced-precision tests run, name: (cell, gates, options, projected).
+REDUCED_CELL_CASES = {
+    "rnn-tanh": ("rnn", 1, {"nonlinearity": "tanh"}, False),
+    "rnn-relu": ("rnn", 1, {"nonlinearity": "relu"}, False),
+    "lstm": ("lstm", 4, {}, False),
+    "lstm-proj": ("lstm", 4, {}, True),
+    "gru": ("gru", 3, {"reset_after": True}, False),
+    "gru-reset-before": ("gru", 3, {"reset_after": False}, False),
+}

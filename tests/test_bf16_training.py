@@ -20,7 +20,7 @@ from fastrnn import _backends, nn
 from fastrnn.exceptions import ArgumentError, BackendUnavailableError, DTypeError
 from fastrnn.functional.direction import backward_direction, run_direction
 from fastrnn.functional.lengths import SequenceLengths
-from helpers import assert_close, assert_results_identical
+from helpers import REDUCED_CELL_CASES, assert_close, assert_results_identical
 from tolerances import (BF16_TRAINING_BACKEND_VS_REFERENCE, BF16_TRAINING_LOSS_VS_FLOAT32,
                         BF16_TRAINING_VS_FLOAT64, REDUCED_DIFFERS_FROM_FLOAT32)
 
@@ -28,15 +28,7 @@ from tolerances import (BF16_TRAINING_BACKEND_VS_REFERENCE, BF16_TRAINING_LOSS_V
 BACKENDS = [pytest.param(backend, id=name)
             for backend, name in [("python", "python")] + isa_variants("cython")]
 
-#: name: (cell, gates, options, projected)
-CELLS = {
-    "rnn-tanh": ("rnn", 1, {"nonlinearity": "tanh"}, False),
-    "rnn-relu": ("rnn", 1, {"nonlinearity": "relu"}, False),
-    "lstm": ("lstm", 4, {}, False),
-    "lstm-proj": ("lstm", 4, {}, True),
-    "gru": ("gru", 3, {"reset_after": True}, False),
-    "gru-reset-before": ("gru", 3, {"reset_after": False}, False),
-}
+CELLS = REDUCED_CELL_CASES
 BACKWARD_KERNEL = {"rnn": "rnn_backward_reduced", "lstm": "lstm_backward_reduced",
                    "gru": "gru_backward_reduced"}
 

@@ -20,22 +20,14 @@ from fastrnn._python.reduced import reduce_matrix
 from fastrnn.functional.direction import run_direction
 from fastrnn.functional.lengths import SequenceLengths
 from fastrnn.functional.packed import pack_cell
-from helpers import assert_close
+from helpers import REDUCED_CELL_CASES, assert_close
 from tolerances import (INVARIANT, REDUCED_BACKEND_VS_REFERENCE, REDUCED_DIFFERS_FROM_FLOAT32,
                         REDUCED_VS_FLOAT64)
 
 PRECISIONS = ("bf16", "int8")
 BACKENDS = ("python", "cython")
 
-#: name: (cell, gates, options, projected)
-CELLS = {
-    "rnn-tanh": ("rnn", 1, {"nonlinearity": "tanh"}, False),
-    "rnn-relu": ("rnn", 1, {"nonlinearity": "relu"}, False),
-    "lstm": ("lstm", 4, {}, False),
-    "lstm-proj": ("lstm", 4, {}, True),
-    "gru": ("gru", 3, {"reset_after": True}, False),
-    "gru-reset-before": ("gru", 3, {"reset_after": False}, False),
-}
+CELLS = REDUCED_CELL_CASES
 
 
 def backend_with_reduced_kernels(name):

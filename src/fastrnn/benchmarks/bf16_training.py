@@ -23,14 +23,13 @@ shows ``WRONG`` and is not timed. The ratios are medians over paired rounds
 
 import warnings
 
-import numpy as np
 
 from fastrnn.benchmarks.grid import SHAPES
 from fastrnn.benchmarks.machine import cpu_info
 from fastrnn.benchmarks.precision import reduced_levels
 from fastrnn.benchmarks.tables import format_ms, format_table, ratio_summary_lines, target_notes, timed_rows
 from fastrnn.benchmarks.targets import PRECISION_SHAPES, bf16_training_targets
-from fastrnn.benchmarks.timing import paired_ratio, time_paired
+from fastrnn.benchmarks.timing import time_row
 from fastrnn.benchmarks.training import (TRAINING_MODELS, fastrnn_training_step, torch_training_step,
                                          training_problem)
 from fastrnn.exceptions import FastRNNError
@@ -161,12 +160,7 @@ def bench_bf16_training_row(cell, shape, n_threads, backend, with_torch, args, f
             del runners[name]  # a wrong answer is not timed
     if "f32" not in runners:
         return row
-    times = time_paired(runners, time_budget=args.time_per_shape, rounds=args.repeat)
-    row.medians = {name: float(np.median(t)) for name, t in times.items()}
-    row.rounds = len(times["f32"])
-    row.ratios = {name: paired_ratio(times[top], times[bottom]) if top in times and bottom in times
-                  else None for name, (top, bottom) in RATIOS.items()}
-    return row
+    return time_row(row, runners, RATIOS, args)
 
 
 def _row_cells(row, columns):

@@ -31,7 +31,7 @@ from fastrnn.benchmarks.peers import PEER_TOLERANCES, agreement
 from fastrnn.benchmarks.reduced_forward import packed_forward
 from fastrnn.benchmarks.tables import format_ms, format_table, ratio_summary_lines, target_notes, timed_rows
 from fastrnn.benchmarks.targets import PRECISION_SHAPES, precision_targets
-from fastrnn.benchmarks.timing import paired_ratio, time_paired
+from fastrnn.benchmarks.timing import time_row
 from fastrnn.exceptions import BackendUnavailableError
 
 __all__ = ["OWN_COLUMNS", "RATIOS", "PrecisionRow", "reduced_levels", "precision_runner",
@@ -165,12 +165,7 @@ def bench_precision_row(cell, shape, n_threads, backend, peers, args, flags):
             row.same_bits[name] = all(np.array_equal(other, others[0]) for other in others)
         if row.diffs[name][0]:
             runners[name] = run
-    times = time_paired(runners, time_budget=args.time_per_shape, rounds=args.repeat)
-    row.medians = {name: float(np.median(t)) for name, t in times.items()}
-    row.rounds = len(times["f32"])
-    row.ratios = {name: paired_ratio(times[top], times[bottom]) if top in times and bottom in times
-                  else None for name, (top, bottom) in RATIOS.items()}
-    return row
+    return time_row(row, runners, RATIOS, args)
 
 
 def _row_cells(row, peers):

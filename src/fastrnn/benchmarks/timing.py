@@ -66,3 +66,16 @@ def time_paired(runners, *, time_budget=1.5, rounds=None, min_rounds=5, max_roun
 def paired_ratio(peer_times, own_times):
     """Median over rounds of ``peer / own``: the speed-up, robust to drifts of the machine."""
     return float(np.median(np.asarray(peer_times) / np.asarray(own_times)))
+
+
+def time_row(row, runners, ratios, args, base="f32"):
+    """Time ``runners`` paired (:func:`time_paired`) and store on ``row`` its ``medians`` (name -> s),
+    ``rounds`` (of ``base``) and ``ratios`` (ratio name -> :func:`paired_ratio` of its ``(top, bottom)``
+    runners, None where one was not timed); ``args`` gives ``time_per_shape`` and ``repeat``."""
+    times = time_paired(runners, time_budget=args.time_per_shape, rounds=args.repeat)
+    row.medians = {name: float(np.median(t)) for name, t in times.items()}
+    row.rounds = len(times[base])
+    row.ratios = {name: paired_ratio(times[top], times[bottom]) if top in times and bottom in times
+                  else None for name, (top, bottom) in ratios.items()}
+    return row
+
